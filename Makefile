@@ -1,0 +1,37 @@
+# The two entry points are `make demo` and `make test` (README.md). Everything else is a step.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+
+.PHONY: demo test setup testenv lint fmt crds bench-sim clean-venv
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[engine,dev]'
+	@rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+setup: $(STAMP)
+
+testenv:
+	@bash hack/testenv.sh >/dev/null
+
+demo: setup testenv
+	$(VENV)/bin/sloserve demo
+
+test: setup testenv
+	bash hack/test.sh
+
+lint: setup
+	bash hack/lint.sh
+
+fmt: setup
+	$(VENV)/bin/ruff format engine operator tests
+	$(VENV)/bin/ruff check --fix engine operator tests
+
+crds: setup
+	$(PY) -m sloserve_operator.crdgen
+
+clean-venv:
+	rm -rf $(VENV)

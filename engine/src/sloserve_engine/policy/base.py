@@ -1,0 +1,60 @@
+"""The policy protocol both executors call (semantics in :mod:`.views`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from .knobs import PolicyKnobs
+from .views import (
+    ArrivalInfo,
+    EngineSnapshot,
+    FinishedInfo,
+    PreemptionMode,
+    Prediction,
+    RequestView,
+    StepPlan,
+)
+
+
+class Policy(Protocol):
+    """A scheduling policy: stateful only where it learns (predictor, arrival rate)."""
+
+    name: str
+    knobs: PolicyKnobs
+
+    def set_knobs(self, knobs: PolicyKnobs) -> None:
+        """Replace the knobs; takes effect at the next :meth:`plan` call."""
+        ...
+
+    def on_arrival(self, info: ArrivalInfo) -> Prediction:
+        """Called once per request when it arrives; the prediction travels in its views."""
+        ...
+
+    def on_finish(self, info: FinishedInfo) -> None:
+        """Called once per finished request, so predictors can learn online."""
+        ...
+
+    def plan(self, snapshot: EngineSnapshot) -> StepPlan:
+        """Decide the order, holdback and budget of the next step."""
+        ...
+
+    def can_admit(
+        self,
+        free_blocks: int,
+        total_blocks: int,
+        block_size: int,
+        running: Sequence[RequestView],
+        candidate: RequestView,
+        now: float,
+    ) -> bool:
+        """Final KV gate for one admission, evaluated with the state at that moment.
+
+        ``running`` includes requests admitted earlier in the same step. The
+        executor has already checked that the candidate's prompt fits.
+        """
+        ...
+
+    def preemption_mode(self, victim: RequestView) -> PreemptionMode:
+        """Swap or recompute for a request that is being preempted."""
+        ...

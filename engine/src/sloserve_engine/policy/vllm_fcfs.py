@@ -1,0 +1,62 @@
+"""``vllm``: stock vLLM 0.26.0 FCFS scheduling, as the baseline every claim is measured against.
+
+It returns the identity plan: running requests in admission order (so the
+victim is the last admitted, as in vLLM's FCFS branch), every waiting request
+eligible in queue order, the full token budget, no chunk cap, no admission
+gate beyond vLLM's own (the whole prompt must fit), recompute preemption.
+It predicts nothing: the prediction fields carry the model-wide cap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .knobs import PolicyKnobs
+from .views import (
+    ArrivalInfo,
+    EngineSnapshot,
+    FinishedInfo,
+    PreemptionMode,
+    Prediction,
+    RequestView,
+    StepPlan,
+)
+
+
+class VllmFcfsPolicy:
+    """Identity plan: both executors then behave exactly like stock vLLM."""
+
+    name = "vllm"
+
+    def __init__(self, knobs: PolicyKnobs | None = None) -> None:
+        self.knobs = knobs or PolicyKnobs()
+
+    def set_knobs(self, knobs: PolicyKnobs) -> None:
+        self.knobs = knobs
+
+    def on_arrival(self, info: ArrivalInfo) -> Prediction:
+        return Prediction(info.max_output_tokens, info.max_output_tokens)
+
+    def on_finish(self, info: FinishedInfo) -> None:
+        return None
+
+    def plan(self, snapshot: EngineSnapshot) -> StepPlan:
+        return StepPlan(
+            running_order=tuple(r.request_id for r in snapshot.running),
+            admit_order=tuple(r.request_id for r in snapshot.waiting),
+            token_budget=snapshot.max_num_batched_tokens,
+        )
+
+    def can_admit(
+        self,
+        free_blocks: int,
+        total_blocks: int,
+        block_size: int,
+        running: Sequence[RequestView],
+        candidate: RequestView,
+        now: float,
+    ) -> bool:
+        return True
+
+    def preemption_mode(self, victim: RequestView) -> PreemptionMode:
+        return PreemptionMode.RECOMPUTE
