@@ -1,0 +1,243 @@
+"""The single definition of every ``sloserve_*`` engine metric (BRIEF contract 4).
+
+Both executors report through :class:`EngineMetrics` with the same two calls,
+:meth:`EngineMetrics.record_step` (once per engine step, from the policy's
+own views) and :meth:`EngineMetrics.record_finish` (once per finished
+request), so a number on a dashboard means the same thing whether it came
+from the simulated engine or from vLLM's engine core.
+
+Process model: the simulated engine creates its metrics in the serving
+process. In the real engine they are created in vLLM's engine-core process
+with ``PROMETHEUS_MULTIPROC_DIR`` set; prometheus_client then writes values to
+files in that directory and vLLM's ``/metrics`` aggregates them. Gauges
+therefore declare ``multiprocess_mode="mostrecent"`` (the last written value
+wins, which is the meaning of "last step's value"); the mode is ignored in
+single-process use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+from ..policy.views import EngineSnapshot, PreemptionMode, RequestView, SLOTarget, StepPlan
+from .attainment import SlidingWindowAttainment, request_attainment
+
+ATTAINMENT_KINDS = ("ttft", "tbt", "both")
+QUEUES = ("waiting", "running")
+PREDICTOR_ERROR_BUCKETS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+"""Tokens; spans exact predictions up to the model-wide cap the ``vllm`` policy predicts."""
+
+_MOSTRECENT: Final[Literal["mostrecent"]] = "mostrecent"
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedRequest:
+    """What the metrics need about a request that finished (all times on the executor's clock)."""
+
+    slo: SLOTarget
+    arrival_time: float
+    first_token_time: float
+    finish_time: float
+    output_tokens: int
+    predicted_output: int
+
+
+def request_kv_demand_blocks(request: RequestView, block_size: int) -> int:
+    """Blocks a request needs to hold its current context (prompt + output so far).
+
+    A running request may already hold more (lookahead, reservations), so the
+    larger of the two counts: demand is what must be resident to make progress.
+    """
+    needed = -(-request.total_tokens // block_size)
+    return max(needed, request.blocks_held)
+
+
+def kv_pressure(snapshot: EngineSnapshot) -> float:
+    """KV demand of running + waiting requests over KV capacity (> 1: not everything fits)."""
+    if snapshot.total_blocks <= 0:
+        return 0.0
+    demand = sum(
+        request_kv_demand_blocks(r, snapshot.block_size)
+        for r in (*snapshot.running, *snapshot.waiting)
+    )
+    return demand / snapshot.total_blocks
+
+
+def chunk_tokens(plan: StepPlan) -> float:
+    """The step's prefill chunk budget: the policy's note, else its cap, else the token budget."""
+    notes = dict(plan.notes)
+    if "chunk_tokens" in notes:
+        return notes["chunk_tokens"]
+    return float(plan.prefill_chunk_cap or plan.token_budget)
+
+
+def queue_lengths(snapshot: EngineSnapshot) -> dict[tuple[str, str], int]:
+    """Request counts by (queue, SLO class)."""
+    counts: dict[tuple[str, str], int] = {}
+    for queue, requests in (("waiting", snapshot.waiting), ("running", snapshot.running)):
+        for r in requests:
+            key = (queue, r.slo.slo_class)
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+class EngineMetrics:
+    """All ``sloserve_*`` metrics of one engine, plus the sliding attainment window."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = REGISTRY,
+        window_s: float = 60.0,
+        slo_classes: Iterable[str] = (),
+    ) -> None:
+        self.window = SlidingWindowAttainment(window_s)
+        self.kv_usage = Gauge(
+            "sloserve_kv_usage_ratio",
+            "Share of usable KV-cache blocks held by requests at the last step (0-1).",
+            registry=registry,
+            multiprocess_mode=_MOSTRECENT,
+        )
+        self.kv_reserved = Gauge(
+            "sloserve_kv_reserved_blocks",
+            "KV blocks the policy holds back from admissions (global reserve plus "
+            "predicted-output reservations) at the last step.",
+            registry=registry,
+            multiprocess_mode=_MOSTRECENT,
+        )
+        self.kv_pressure = Gauge(
+            "sloserve_kv_pressure_ratio",
+            "KV blocks needed by the context of all running and waiting requests over usable "
+            "KV blocks at the last step; above 1 not everything fits.",
+            registry=registry,
+            multiprocess_mode=_MOSTRECENT,
+        )
+        self.attainment = Gauge(
+            "sloserve_slo_attainment_ratio",
+            f"Share of requests finished in the last {window_s:g} s that met their SLO: "
+            "kind=ttft (time to first token), tbt (mean time per output token), both. "
+            "1 when none finished.",
+            ["kind"],
+            registry=registry,
+            multiprocess_mode=_MOSTRECENT,
+        )
+        self.window_requests = Gauge(
+            "sloserve_slo_window_requests",
+            f"Requests finished in the last {window_s:g} s (the attainment ratios' denominator).",
+            registry=registry,
+            multiprocess_mode=_MOSTRECENT,
+        )
+        self.predictor_error = Histogram(
+            "sloserve_predictor_abs_error_tokens",
+            "Absolute error of the output-length prediction made at arrival, per finished "
+            "request (tokens).",
+            buckets=PREDICTOR_ERROR_BUCKETS,
+            registry=registry,
+        )
+        self.preemptions = Counter(
+            "sloserve_preemptions_total",
+            "Preempted requests by how their KV is restored (swap: host copy, recompute).",
+            ["mode"],
+            registry=registry,
+        )
+        self.queue_length = Gauge(
+            "sloserve_queue_length",
+            "Requests per queue (waiting, running) and SLO class at the last step.",
+            ["queue", "slo_class"],
+            registry=registry,
+            multiprocess_mode=_MOSTRECENT,
+        )
+        self.chunk = Gauge(
+            "sloserve_chunk_tokens",
+            "Prefill chunk budget of the last step (tokens).",
+            registry=registry,
+            multiprocess_mode=_MOSTRECENT,
+        )
+        self.knobs_revision = Gauge(
+            "sloserve_knobs_revision",
+            "Revision (content hash) of the knobs document the scheduler applies.",
+            registry=registry,
+            multiprocess_mode=_MOSTRECENT,
+        )
+        self.finished = Counter(
+            "sloserve_requests_finished_total",
+            "Finished requests by SLO class and whether they met both TTFT and TBT targets.",
+            ["slo_class", "attained"],
+            registry=registry,
+        )
+        for mode in PreemptionMode:
+            self.preemptions.labels(mode=mode.value)
+        self._classes: set[str] = set()
+        for slo_class in slo_classes:
+            self._ensure_class(slo_class)
+        self._publish_window(0.0)
+
+    def record_step(
+        self,
+        snapshot: EngineSnapshot,
+        plan: StepPlan,
+        preempted: Mapping[PreemptionMode, int],
+        now: float,
+    ) -> None:
+        """Facts of one step, from the snapshot the plan was made from."""
+        total = snapshot.total_blocks
+        self.kv_usage.set(snapshot.used_blocks / total if total > 0 else 0.0)
+        self.kv_reserved.set(dict(plan.notes).get("reserved_blocks", 0.0))
+        self.kv_pressure.set(kv_pressure(snapshot))
+        self.chunk.set(chunk_tokens(plan))
+        for mode, count in preempted.items():
+            if count:
+                self.preemptions.labels(mode=PreemptionMode(mode).value).inc(count)
+        counts = queue_lengths(snapshot)
+        for _, slo_class in counts:
+            self._ensure_class(slo_class)
+        for slo_class in self._classes:
+            for queue in QUEUES:
+                self.queue_length.labels(queue=queue, slo_class=slo_class).set(
+                    counts.get((queue, slo_class), 0)
+                )
+        self._publish_window(now)
+
+    def record_finish(self, request: FinishedRequest, now: float) -> None:
+        """One finished request: attainment window, finished counter, predictor error."""
+        att = request_attainment(
+            request.slo,
+            request.arrival_time,
+            request.first_token_time,
+            request.finish_time,
+            request.output_tokens,
+        )
+        self._ensure_class(request.slo.slo_class)
+        self.window.add(request.finish_time, att)
+        self.finished.labels(
+            slo_class=request.slo.slo_class, attained="true" if att.both else "false"
+        ).inc()
+        self.predictor_error.observe(abs(request.predicted_output - request.output_tokens))
+        self._publish_window(now)
+
+    def refresh(self, now: float) -> None:
+        """Age the attainment window while no step runs (an idle engine)."""
+        self._publish_window(now)
+
+    def set_knobs_revision(self, revision: int) -> None:
+        """Call when a knobs document takes effect in the scheduler."""
+        self.knobs_revision.set(revision)
+
+    def _ensure_class(self, slo_class: str) -> None:
+        if slo_class in self._classes:
+            return
+        self._classes.add(slo_class)
+        for queue in QUEUES:
+            self.queue_length.labels(queue=queue, slo_class=slo_class).set(0)
+        for attained in ("true", "false"):
+            self.finished.labels(slo_class=slo_class, attained=attained)
+
+    def _publish_window(self, now: float) -> None:
+        ratios = self.window.ratios(now)
+        self.attainment.labels(kind="ttft").set(ratios.ttft)
+        self.attainment.labels(kind="tbt").set(ratios.tbt)
+        self.attainment.labels(kind="both").set(ratios.both)
+        self.window_requests.set(ratios.requests)

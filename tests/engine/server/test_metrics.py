@@ -1,0 +1,185 @@
+"""Engine metrics: names, help texts, what record_step/record_finish report, multiprocess mode."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families
+
+from sloserve_engine.policy.views import (
+    EngineSnapshot,
+    PreemptionMode,
+    RequestView,
+    SLOTarget,
+    StepPlan,
+)
+from sloserve_engine.server.metrics import EngineMetrics, FinishedRequest, kv_pressure
+
+CONTRACT_METRICS = {
+    "sloserve_kv_usage_ratio": "gauge",
+    "sloserve_kv_reserved_blocks": "gauge",
+    "sloserve_kv_pressure_ratio": "gauge",
+    "sloserve_slo_attainment_ratio": "gauge",
+    "sloserve_slo_window_requests": "gauge",
+    "sloserve_predictor_abs_error_tokens": "histogram",
+    "sloserve_preemptions": "counter",
+    "sloserve_queue_length": "gauge",
+    "sloserve_chunk_tokens": "gauge",
+    "sloserve_knobs_revision": "gauge",
+    "sloserve_requests_finished": "counter",
+}
+GOLD = SLOTarget("gold", ttft_s=0.5, tbt_s=0.05)
+
+
+def _req(rid: str, prompt: int, out: int = 0, held: int = 0, slo: SLOTarget = GOLD) -> RequestView:
+    return RequestView(
+        request_id=rid,
+        arrival_time=0.0,
+        prompt_tokens=prompt,
+        output_tokens=out,
+        computed_tokens=prompt + out if held else 0,
+        blocks_held=held,
+        slo=slo,
+        predicted_output=10,
+        output_bound=20,
+        max_output_tokens=1000,
+    )
+
+
+def _snapshot(running: tuple[RequestView, ...], waiting: tuple[RequestView, ...]) -> EngineSnapshot:
+    return EngineSnapshot(
+        now=0.0,
+        block_size=16,
+        total_blocks=10,
+        free_blocks=10 - sum(r.blocks_held for r in running),
+        max_num_batched_tokens=8192,
+        max_num_seqs=256,
+        running=running,
+        waiting=waiting,
+    )
+
+
+def _samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = generate_latest(registry).decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+def test_every_contract_metric_exists_with_type_and_help(registry: CollectorRegistry) -> None:
+    EngineMetrics(registry)
+    families = {
+        f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())
+    }
+    for name, kind in CONTRACT_METRICS.items():
+        assert name in families, name
+        assert families[name].type == kind, name
+        assert len(families[name].documentation) > 20, name
+
+
+def test_record_step_reports_kv_queues_chunk_reserve_and_preemptions(
+    registry: CollectorRegistry,
+) -> None:
+    m = EngineMetrics(registry)
+    bronze = SLOTarget("bronze", 5.0, 0.2)
+    snap = _snapshot(
+        running=(_req("a", 40, out=5, held=3), _req("b", 10, out=1, held=1, slo=bronze)),
+        waiting=(_req("c", 100),),
+    )
+    plan = StepPlan(
+        ("a", "b"), ("c",), 8192, notes=(("chunk_tokens", 512.0), ("reserved_blocks", 2.0))
+    )
+    m.record_step(snap, plan, {PreemptionMode.SWAP: 1, PreemptionMode.RECOMPUTE: 0}, now=1.0)
+    s = _samples(registry)
+    assert s[("sloserve_kv_usage_ratio", ())] == pytest.approx(0.4)
+    # demand: a=max(ceil(45/16)=3, 3)=3, b=1, c=ceil(100/16)=7 -> 11 of 10 blocks
+    assert s[("sloserve_kv_pressure_ratio", ())] == pytest.approx(1.1)
+    assert s[("sloserve_chunk_tokens", ())] == 512.0
+    assert s[("sloserve_kv_reserved_blocks", ())] == 2.0
+    assert s[("sloserve_preemptions_total", (("mode", "swap"),))] == 1.0
+    assert s[("sloserve_preemptions_total", (("mode", "recompute"),))] == 0.0
+    assert s[("sloserve_queue_length", (("queue", "running"), ("slo_class", "gold")))] == 1
+    assert s[("sloserve_queue_length", (("queue", "waiting"), ("slo_class", "gold")))] == 1
+    assert s[("sloserve_queue_length", (("queue", "running"), ("slo_class", "bronze")))] == 1
+    # a class that left the queues drops to zero instead of keeping its last value
+    m.record_step(_snapshot((), ()), StepPlan((), (), 64, prefill_chunk_cap=32), {}, now=2.0)
+    s = _samples(registry)
+    assert s[("sloserve_queue_length", (("queue", "running"), ("slo_class", "bronze")))] == 0
+    assert s[("sloserve_chunk_tokens", ())] == 32.0  # no note: the cap
+    assert s[("sloserve_kv_reserved_blocks", ())] == 0.0
+
+
+def test_kv_pressure_of_an_empty_engine_is_zero() -> None:
+    assert kv_pressure(_snapshot((), ())) == 0.0
+
+
+def test_record_finish_feeds_window_counter_and_predictor_error(
+    registry: CollectorRegistry,
+) -> None:
+    m = EngineMetrics(registry, window_s=10.0)
+    m.record_finish(FinishedRequest(GOLD, 0.0, 0.2, 0.7, 11, predicted_output=15), now=0.7)
+    m.record_finish(FinishedRequest(GOLD, 0.0, 0.9, 0.92, 2, predicted_output=2), now=1.0)
+    s = _samples(registry)
+    assert s[("sloserve_slo_attainment_ratio", (("kind", "ttft"),))] == 0.5
+    assert s[("sloserve_slo_attainment_ratio", (("kind", "tbt"),))] == 1.0
+    assert s[("sloserve_slo_attainment_ratio", (("kind", "both"),))] == 0.5
+    assert s[("sloserve_slo_window_requests", ())] == 2
+    assert (
+        s[("sloserve_requests_finished_total", (("attained", "true"), ("slo_class", "gold")))] == 1
+    )
+    assert (
+        s[("sloserve_requests_finished_total", (("attained", "false"), ("slo_class", "gold")))] == 1
+    )
+    assert s[("sloserve_predictor_abs_error_tokens_sum", ())] == 4.0
+    assert s[("sloserve_predictor_abs_error_tokens_count", ())] == 2
+    m.refresh(now=20.0)  # both aged out of the 10 s window
+    s = _samples(registry)
+    assert s[("sloserve_slo_attainment_ratio", (("kind", "both"),))] == 1.0
+    assert s[("sloserve_slo_window_requests", ())] == 0
+
+
+def test_knobs_revision_gauge(registry: CollectorRegistry) -> None:
+    m = EngineMetrics(registry)
+    m.set_knobs_revision(0xFFFFFFFF)
+    assert _samples(registry)[("sloserve_knobs_revision", ())] == float(0xFFFFFFFF)
+
+
+CHILD = textwrap.dedent(
+    """
+    from sloserve_engine.policy.views import PreemptionMode, StepPlan, EngineSnapshot
+    from sloserve_engine.server.metrics import EngineMetrics
+    m = EngineMetrics()
+    snap = EngineSnapshot(0.0, 16, 100, 75, 8192, 256, (), ())
+    m.record_step(snap, StepPlan((), (), 2048), {PreemptionMode.RECOMPUTE: 3}, now=0.0)
+    m.set_knobs_revision(1234)
+    """
+)
+
+
+def test_metrics_recorded_in_another_process_aggregate_in_multiprocess_mode(
+    tmp_path: Path,
+) -> None:
+    """The real engine records in vLLM's engine core; the API process serves /metrics."""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", CHILD], env=env, check=True, timeout=60)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(tmp_path))  # type: ignore[no-untyped-call]
+    s = _samples(registry)
+    assert s[("sloserve_kv_usage_ratio", ())] == 0.25
+    assert s[("sloserve_chunk_tokens", ())] == 2048
+    assert s[("sloserve_knobs_revision", ())] == 1234
+    assert s[("sloserve_preemptions_total", (("mode", "recompute"),))] == 3
