@@ -1,0 +1,1 @@
+"""Versioned ``LLMService`` API models (the single source of the CRD)."""
