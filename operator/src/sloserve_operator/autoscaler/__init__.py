@@ -1,0 +1,1 @@
+"""SLO- and KV-pressure-driven autoscaling of LLMService replicas (docs/autoscaling.md)."""

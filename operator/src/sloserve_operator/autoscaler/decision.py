@@ -1,0 +1,361 @@
+"""The autoscaling decision: a pure function from what was observed to how many replicas.
+
+Everything that makes autoscalers misbehave in practice is decided here, where it can be
+tested without a cluster (research/anchors.md):
+
+* two signals, the larger wins: KV pressure against ``kv_pressure_target`` (HPA ratio with a
+  tolerance band) and measured SLO attainment against ``slo_attainment_target``, with a fast
+  path that skips the scale-up window when attainment drops sharply;
+* HPA-style stabilization: scale up to the *smallest* recommendation of the short up-window,
+  down to the *largest* of the long down-window, with bounded steps and min/max;
+* no 2<->1 oscillation: when SLO attainment failed at some per-pod KV pressure, that pressure
+  becomes a ceiling that a scale-down must stay below (a consolidation check, as Dynamo
+  PR #9294 found necessary);
+* pods that are not ready or whose metrics are stale are left out instead of stalling the loop
+  (AIBrix #593/#617); with no traffic KV pressure is 0, so a service still scales down
+  (Dynamo #6985); pending pods (no free GPU) block further scale-up instead of looping.
+
+The caller keeps ``History`` between calls; this module does no I/O and reads no clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Why a decision came out as it did; the label of the decision counter and Event reason."""
+
+    SCALE_UP_KV = "ScaleUpKVPressure"
+    SCALE_UP_SLO = "ScaleUpSLO"
+    SCALE_UP_SLO_FAST = "ScaleUpSLOFastPath"
+    SCALE_DOWN_KV = "ScaleDownKVPressure"
+    TO_MIN_REPLICAS = "ScaleToMinReplicas"
+    TO_MAX_REPLICAS = "ScaleToMaxReplicas"
+    STEADY = "Steady"
+    STABILIZING = "Stabilizing"
+    SLO_CEILING = "HoldSLOPressureCeiling"
+    ROLLOUT = "HoldRolloutInProgress"
+    PENDING = "HoldPendingPods"
+    NO_METRICS = "HoldNoMetrics"
+
+    @property
+    def changes_replicas(self) -> bool:
+        return self in _CHANGING
+
+
+_CHANGING = frozenset(
+    {
+        Reason.SCALE_UP_KV,
+        Reason.SCALE_UP_SLO,
+        Reason.SCALE_UP_SLO_FAST,
+        Reason.SCALE_DOWN_KV,
+        Reason.TO_MIN_REPLICAS,
+        Reason.TO_MAX_REPLICAS,
+    }
+)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The tunables of the decision; ``spec.autoscaling`` maps onto these one to one."""
+
+    min_replicas: int = 1
+    """Never fewer replicas than this (scale-to-zero is not offered: nothing holds requests)."""
+    max_replicas: int = 10
+    """Never more replicas than this, whatever the signals say."""
+    kv_pressure_target: float = 0.8
+    """Per-pod KV demand (running + waiting) over KV capacity that the KV signal aims for."""
+    slo_attainment_target: float = 0.95
+    """Fraction of finished requests meeting both TTFT and TBT below which the SLO signal acts."""
+    tolerance: float = 0.1
+    """KV ratios within 1 +/- tolerance of the target change nothing (HPA's default band)."""
+    scale_up_stabilization_s: float = 10.0
+    """Scale up only to the smallest recommendation seen in this window: filters one-off spikes."""
+    scale_down_stabilization_s: float = 300.0
+    """Scale down only to the largest recommendation seen in this window: avoids flapping."""
+    fast_path_attainment_drop: float = 0.1
+    """Attainment this far below target skips the scale-up window (a sharp SLO drop)."""
+    scale_up_max_step: int = 4
+    """At most this many replicas added per decision (or doubling, whichever is more)."""
+    scale_down_max_step: int = 1
+    """At most this many replicas removed per decision."""
+    metric_max_age_s: float = 30.0
+    """Samples older than this count as missing: an old number is worse than none."""
+    slo_ceiling_memory_s: float = 1800.0
+    """How long a per-pod KV pressure at which attainment failed keeps blocking scale-downs.
+
+    Refreshed while it is what blocks a scale-down, so under steady load it never expires; it
+    lapses only once the load has changed enough that nothing consults it."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.min_replicas < 1:
+            problems.append("min_replicas must be >= 1")
+        if self.max_replicas < self.min_replicas:
+            problems.append("max_replicas must be >= min_replicas")
+        if not 0.0 < self.kv_pressure_target <= 1.0:
+            problems.append("kv_pressure_target must be in (0, 1]")
+        if not 0.0 < self.slo_attainment_target <= 1.0:
+            problems.append("slo_attainment_target must be in (0, 1]")
+        if not 0.0 <= self.tolerance < 1.0:
+            problems.append("tolerance must be in [0, 1)")
+        if self.scale_up_max_step < 1 or self.scale_down_max_step < 1:
+            problems.append("scale_up_max_step and scale_down_max_step must be >= 1")
+        if min(self.scale_up_stabilization_s, self.scale_down_stabilization_s) < 0:
+            problems.append("stabilization windows must be >= 0 seconds")
+        if problems:
+            raise ValueError("invalid autoscaling policy: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class PodSample:
+    """What one ready pod reported; ``None`` where the metric was absent or unusable."""
+
+    pod: str
+    kv_pressure: float | None
+    attainment: float | None
+    """``sloserve_slo_attainment_ratio{kind="both"}``; ``None`` if the pod finished nothing."""
+    finished_requests: float
+    """Requests finished since the previous sample: the weight of ``attainment``."""
+    age_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One loop iteration's view of a service."""
+
+    now: float
+    current_replicas: int
+    """``spec.replicas`` of the LLMService: what was last asked for."""
+    ready_replicas: int
+    pending_replicas: int = 0
+    """Pods that cannot be scheduled (no free GPU): more replicas would only add to these."""
+    rollout_in_progress: bool = False
+    samples: Sequence[PodSample] = ()
+
+
+@dataclass(frozen=True)
+class History:
+    """State carried between decisions: recommendations and learned SLO pressure ceilings."""
+
+    recommendations: tuple[tuple[float, int], ...] = ()
+    slo_ceilings: tuple[tuple[float, float], ...] = ()
+    """(time, mean per-pod KV pressure) observed while attainment was below target."""
+
+
+@dataclass(frozen=True)
+class Signals:
+    """The formula's inputs and intermediate numbers, for Events and docs."""
+
+    pods_with_metrics: int = 0
+    kv_pressure_mean: float | None = None
+    kv_demand: float | None = None
+    """Sum of per-pod pressure, missing ready pods imputed conservatively (see ``_kv_demand``)."""
+    kv_desired: int | None = None
+    attainment: float | None = None
+    finished_requests: float = 0.0
+    slo_desired: int | None = None
+    fast_path: bool = False
+    recommendation: int = 0
+    slo_ceiling: float | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    desired_replicas: int
+    reason: Reason
+    signals: Signals
+    history: History = field(repr=False, default_factory=History)
+
+    @property
+    def message(self) -> str:
+        """One line for the Kubernetes Event: inputs and the formula's result."""
+        s = self.signals
+        kv = "n/a" if s.kv_pressure_mean is None else f"{s.kv_pressure_mean:.3f}"
+        att = "n/a" if s.attainment is None else f"{s.attainment:.3f}"
+        return (
+            f"{self.reason.value}: desired={self.desired_replicas}"
+            f" recommendation={s.recommendation}"
+            f" kvPressure={kv} kvDesired={s.kv_desired} attainment={att}"
+            f" (finished={s.finished_requests:g}) sloDesired={s.slo_desired}"
+            f" fastPath={s.fast_path} pods={s.pods_with_metrics}"
+            + ("" if s.slo_ceiling is None else f" sloPressureCeiling={s.slo_ceiling:.3f}")
+        )
+
+
+def decide(policy: Policy, obs: Observation, history: History = History()) -> Decision:
+    """Desired replicas for ``obs``; pure, so the same inputs always give the same decision."""
+    current = obs.current_replicas
+    fresh = [s for s in obs.samples if s.age_s <= policy.metric_max_age_s]
+    kv = [
+        s.kv_pressure for s in fresh if s.kv_pressure is not None and math.isfinite(s.kv_pressure)
+    ]
+    weighted = [
+        (s.attainment, s.finished_requests)
+        for s in fresh
+        if s.attainment is not None and math.isfinite(s.attainment) and s.finished_requests > 0
+    ]
+    kv_mean = sum(kv) / len(kv) if kv else None
+    finished = sum(w for _, w in weighted)
+    attainment = sum(a * w for a, w in weighted) / finished if weighted else None
+    ready = max(obs.ready_replicas, len(fresh))
+
+    kv_demand = _kv_demand(kv, ready, policy.kv_pressure_target)
+    kv_desired = _kv_desired(policy, kv_demand, ready, current)
+    slo_desired, fast = _slo_desired(policy, attainment, ready, current)
+    candidates = [d for d in (kv_desired, slo_desired) if d is not None]
+
+    ceilings = tuple(
+        (t, p) for t, p in history.slo_ceilings if obs.now - t <= policy.slo_ceiling_memory_s
+    )
+    settled = obs.ready_replicas >= current and not obs.rollout_in_progress
+    if settled and kv_mean and attainment is not None and attainment < policy.slo_attainment_target:
+        ceilings = _remember(ceilings, obs.now, kv_mean)
+    ceiling = min((p for _, p in ceilings), default=None)
+
+    signals = Signals(
+        pods_with_metrics=len(fresh),
+        kv_pressure_mean=kv_mean,
+        kv_demand=kv_demand,
+        kv_desired=kv_desired,
+        attainment=attainment,
+        finished_requests=finished,
+        slo_desired=slo_desired,
+        fast_path=fast,
+        slo_ceiling=ceiling,
+    )
+
+    if not (policy.min_replicas <= current <= policy.max_replicas):
+        target = min(max(current, policy.min_replicas), policy.max_replicas)
+        reason = Reason.TO_MIN_REPLICAS if target > current else Reason.TO_MAX_REPLICAS
+        recs = (*_window(history.recommendations, obs.now, _horizon(policy)), (obs.now, target))
+        return _hold(target, reason, replace(signals, recommendation=target), recs, ceilings)
+    if not candidates:
+        recs = _window(history.recommendations, obs.now, _horizon(policy))
+        return _hold(
+            current, Reason.NO_METRICS, replace(signals, recommendation=current), recs, ceilings
+        )
+
+    raw = max(candidates)
+    blocked_by_ceiling = False
+    if raw < current and ceiling is not None and kv_demand is not None:
+        # Consolidation check: the pods left after a scale-down must stay below the pressure
+        # at which attainment failed, or the next SLO scale-up undoes it (2<->1 flapping).
+        floor = math.floor(kv_demand / (ceiling * (1.0 - policy.tolerance))) + 1
+        if floor > raw:
+            raw, blocked_by_ceiling = min(floor, current), True
+            # While the ceiling is what keeps the size, it must not expire under steady load.
+            ceilings = _remember(ceilings, obs.now, ceiling)
+    raw = min(max(raw, policy.min_replicas), policy.max_replicas)
+
+    recs = (*_window(history.recommendations, obs.now, _horizon(policy)), (obs.now, raw))
+    up_window = [r for t, r in recs if obs.now - t <= policy.scale_up_stabilization_s]
+    down_window = [r for t, r in recs if obs.now - t <= policy.scale_down_stabilization_s]
+    stabilized = current
+    if raw > current:
+        stabilized = max(current, raw if fast else min(up_window))
+    elif raw < current:
+        stabilized = min(current, max(down_window))
+    up_limit = current + max(policy.scale_up_max_step, current)
+    down_limit = current - policy.scale_down_max_step
+    desired = min(max(stabilized, down_limit), up_limit)
+    signals = replace(signals, recommendation=raw)
+
+    if obs.rollout_in_progress and desired != current:
+        return _hold(current, Reason.ROLLOUT, signals, recs, ceilings)
+    if desired > current and obs.pending_replicas > 0:
+        return _hold(current, Reason.PENDING, signals, recs, ceilings)
+    if desired > current:
+        reason = _up_reason(policy, desired, kv_desired, slo_desired, fast)
+    elif desired < current:
+        reason = Reason.SCALE_DOWN_KV
+    elif blocked_by_ceiling:
+        reason = Reason.SLO_CEILING
+    elif raw != current:
+        reason = Reason.STABILIZING
+    else:
+        reason = Reason.STEADY
+    return _hold(desired, reason, signals, recs, ceilings)
+
+
+def _remember(
+    ceilings: tuple[tuple[float, float], ...], now: float, pressure: float
+) -> tuple[tuple[float, float], ...]:
+    """Add a ceiling, dropping older ones it dominates: only the minimum ever matters, and an
+    older, higher entry expires first, so the tuple stays short and increasing."""
+    return (*((t, p) for t, p in ceilings if p < pressure), (now, pressure))
+
+
+def _kv_demand(kv: list[float], ready: int, target: float) -> float | None:
+    """Total KV demand in units of one pod's capacity.
+
+    Ready pods without a sample are assumed to sit exactly at the target: they neither push
+    a scale-up nor permit a scale-down, which is HPA's conservative treatment of missing pods.
+    """
+    if not kv:
+        return None
+    return sum(kv) + max(0, ready - len(kv)) * target
+
+
+def _kv_desired(policy: Policy, demand: float | None, ready: int, current: int) -> int | None:
+    """HPA formula ``ceil(demand / target)`` unless the ratio is inside the tolerance band."""
+    if demand is None:
+        return None
+    if ready > 0 and abs(demand / (ready * policy.kv_pressure_target) - 1.0) <= policy.tolerance:
+        return current
+    return math.ceil(demand / policy.kv_pressure_target - 1e-9)
+
+
+def _slo_desired(
+    policy: Policy, attainment: float | None, ready: int, current: int
+) -> tuple[int | None, bool]:
+    """``ceil(ready * target / attainment)`` while attainment is below target.
+
+    The ratio reads attainment as the share of the load that ``ready`` replicas serve within
+    SLO; it only ever pushes up (scale-down is the KV signal's job, checked against the SLO
+    pressure ceiling). Attainment is floored at 0.05 so a total collapse still gives a finite
+    number, which the step bound then limits.
+    """
+    if attainment is None or attainment >= policy.slo_attainment_target:
+        return None, False
+    fast = attainment < policy.slo_attainment_target - policy.fast_path_attainment_drop
+    if ready < current:
+        # Replicas already asked for are still starting: judge them once they serve, or the
+        # lagging attainment window compounds one scale-up into several.
+        return current, fast
+    desired = math.ceil(ready * policy.slo_attainment_target / max(attainment, 0.05) - 1e-9)
+    return max(desired, current + 1), fast
+
+
+def _up_reason(
+    policy: Policy, desired: int, kv_desired: int | None, slo_desired: int | None, fast: bool
+) -> Reason:
+    if desired == policy.max_replicas and max(kv_desired or 0, slo_desired or 0) > desired:
+        return Reason.TO_MAX_REPLICAS
+    if slo_desired is not None and slo_desired >= (kv_desired or 0):
+        return Reason.SCALE_UP_SLO_FAST if fast else Reason.SCALE_UP_SLO
+    return Reason.SCALE_UP_KV
+
+
+def _horizon(policy: Policy) -> float:
+    return max(policy.scale_up_stabilization_s, policy.scale_down_stabilization_s)
+
+
+def _window(
+    recs: tuple[tuple[float, int], ...], now: float, horizon: float
+) -> tuple[tuple[float, int], ...]:
+    return tuple((t, r) for t, r in recs if now - t <= horizon)
+
+
+def _hold(
+    desired: int,
+    reason: Reason,
+    signals: Signals,
+    recs: tuple[tuple[float, int], ...],
+    ceilings: tuple[tuple[float, float], ...],
+) -> Decision:
+    return Decision(desired, reason, signals, History(recs, ceilings))
