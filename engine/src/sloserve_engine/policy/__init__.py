@@ -7,11 +7,21 @@ benchmarks call; the names are :data:`.knobs.POLICY_NAMES`.
 from __future__ import annotations
 
 from .base import Policy
+from .composed import ComposedPolicy, PolicySpec
 from .costmodel import StepCostModel, cost_model_for
 from .knobs import POLICY_NAMES, PolicyKnobs
+from .presets import SPECS
 from .vllm_fcfs import VllmFcfsPolicy
 
-__all__ = ["POLICY_NAMES", "Policy", "PolicyKnobs", "StepCostModel", "make_policy"]
+__all__ = [
+    "POLICY_NAMES",
+    "ComposedPolicy",
+    "Policy",
+    "PolicyKnobs",
+    "PolicySpec",
+    "StepCostModel",
+    "make_policy",
+]
 
 
 def make_policy(
@@ -23,5 +33,4 @@ def make_policy(
     knobs = knobs or PolicyKnobs()
     if name == "vllm":
         return VllmFcfsPolicy(knobs)
-    model = cost_model or cost_model_for()
-    raise NotImplementedError(f"policy {name!r} is being implemented (model {model.gpu})")
+    return ComposedPolicy(SPECS[name], knobs, cost_model or cost_model_for())

@@ -115,18 +115,30 @@ class StepCostModel:
         return self.cpu_per_step_s + self.cpu_per_request_s * scheduled_requests
 
     def max_prefill_tokens(
-        self, step_limit_s: float, decode_count: int, decode_ctx_sum: int, prefill_ctx: int = 0
+        self,
+        step_limit_s: float,
+        decode_count: int,
+        decode_ctx_sum: int,
+        prior_prefill_ctx: int = 0,
     ) -> int:
-        """Largest prefill token count whose step stays within ``step_limit_s`` (inverse)."""
-        fixed = self.gpu_step_s(0, prefill_ctx, decode_count, decode_ctx_sum)
-        if decode_count == 0:
-            fixed = self.c0_s + self.prefill_ctx_s * prefill_ctx
+        """Largest prefill token count ``C`` whose step stays within ``step_limit_s``.
+
+        The prefill context is ``prior_prefill_ctx + C`` (the chunk attends to what
+        was computed before it), so ``C`` is priced at ``prefill_token_s + prefill_ctx_s``.
+        """
+        fixed = (
+            self.c0_s
+            + self.prefill_ctx_s * prior_prefill_ctx
+            + self.decode_seq_s * decode_count
+            + self.decode_ctx_s * decode_ctx_sum
+        )
+        per_token = self.prefill_token_s + self.prefill_ctx_s
         slack = step_limit_s - fixed
         if slack <= 0:
             return 0
-        if self.prefill_token_s <= 0:
+        if per_token <= 0:
             return 1 << 30
-        return int(slack / self.prefill_token_s)
+        return int(slack / per_token)
 
     def prefill_s(self, tokens: int) -> float:
         """Time to recompute ``tokens`` of context as one prefill (recompute preemption)."""

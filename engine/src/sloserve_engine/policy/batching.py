@@ -1,0 +1,129 @@
+"""Which waiting requests to put in this step's admit order (multi-resource batching).
+
+The executor admits ``admit_order`` in order and stops at the first refusal
+(vLLM's head-of-line rule), so the plan decides up front, by simulating the
+step's two resources: the token budget left after running work, and KV blocks
+under the policy's own gate. Rules:
+
+- ``head``: priority order, stop at the first request that does not fit (vLLM).
+- ``backfill``: priority order, skip a request that does not fit (it is held
+  back, later ones may go), unless it has waited ``protect_after_s``: then stop,
+  so large requests cannot starve behind a stream of small ones.
+- ``tetris`` (AccelGen C3): among the fitting candidates, repeatedly pick the one
+  whose demand best matches what is left of both resources,
+  ``align = c·(1 − U_c) + m·(1 − U_m)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from .kvgate import blocks_for
+from .views import RequestView
+
+Fits = Callable[[int, Sequence[RequestView], RequestView], bool]
+"""``fits(free_blocks, running, candidate)``: the policy's KV gate at that state."""
+
+
+class Batching(StrEnum):
+    HEAD = "head"
+    BACKFILL = "backfill"
+    TETRIS = "tetris"
+
+
+@dataclass(frozen=True, slots=True)
+class StepResources:
+    """What is left for admissions in this step."""
+
+    token_budget: int
+    """Total tokens of the step (denominator of compute utilisation)."""
+    tokens_left: int
+    """Budget left after running decodes and prefill chunks."""
+    free_blocks: int
+    total_blocks: int
+    block_size: int
+    seats: int
+    """``max_num_seqs`` minus running requests."""
+    chunk_cap: int
+    """Per-request chunk cap (0 = none)."""
+
+
+def _admitted_view(r: RequestView, block_size: int) -> RequestView:
+    """How ``r`` looks to the gate once admitted: its prompt's blocks are held."""
+    return dataclasses.replace(r, blocks_held=blocks_for(r.total_tokens, block_size))
+
+
+def select_admissions(
+    rule: Batching,
+    candidates: Sequence[RequestView],
+    running: Sequence[RequestView],
+    res: StepResources,
+    fits: Fits,
+    now: float,
+    protect_after_s: float = 10.0,
+) -> tuple[str, ...]:
+    """Admit order for this step (a subsequence of ``candidates``, possibly reordered)."""
+    chosen: list[str] = []
+    state = list(running)
+    free = res.free_blocks
+    tokens_left = res.tokens_left
+    pool = list(candidates)
+    while pool and tokens_left > 0 and len(chosen) < res.seats:
+        pick: RequestView | None = None
+        if rule is Batching.TETRIS:
+            pick = _best_aligned(pool, state, free, tokens_left, res, fits)
+        else:
+            while pool:
+                head = pool[0]
+                if _fits_now(head, free, res, state, fits):
+                    pick = head
+                    break
+                if rule is Batching.HEAD or now - head.arrival_time >= protect_after_s:
+                    return tuple(chosen)
+                pool.pop(0)
+        if pick is None:
+            break
+        pool.remove(pick)
+        chosen.append(pick.request_id)
+        prompt_blocks = blocks_for(pick.total_tokens, res.block_size) - pick.blocks_held
+        free -= prompt_blocks
+        state.append(_admitted_view(pick, res.block_size))
+        chunk = pick.remaining_tokens
+        if res.chunk_cap:
+            chunk = min(chunk, res.chunk_cap)
+        tokens_left -= chunk
+    return tuple(chosen)
+
+
+def _fits_now(
+    r: RequestView, free: int, res: StepResources, state: Sequence[RequestView], fits: Fits
+) -> bool:
+    prompt_blocks = blocks_for(r.total_tokens, res.block_size) - r.blocks_held
+    return prompt_blocks <= free and fits(free, state, r)
+
+
+def _best_aligned(
+    pool: Sequence[RequestView],
+    state: Sequence[RequestView],
+    free: int,
+    tokens_left: int,
+    res: StepResources,
+    fits: Fits,
+) -> RequestView | None:
+    budget = max(res.token_budget, 1)
+    u_c = 1.0 - tokens_left / budget
+    u_m = 1.0 - free / max(res.total_blocks, 1)
+    best: RequestView | None = None
+    best_align = -1.0
+    for r in pool:
+        if not _fits_now(r, free, res, state, fits):
+            continue
+        c = min(r.remaining_tokens, tokens_left) / budget
+        m = blocks_for(r.total_tokens, res.block_size) / max(res.total_blocks, 1)
+        align = c * (1.0 - u_c) + m * (1.0 - u_m)
+        if align > best_align:
+            best, best_align = r, align
+    return best

@@ -1,0 +1,234 @@
+"""A policy assembled from the component units; the named policies are specs of it.
+
+The only state is learned state (the length predictor and the arrival-rate
+EWMA); every decision is a pure function of the snapshot, the knobs and the spec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from .batching import Batching, StepResources, select_admissions
+from .chunking import decode_load, slo_prefill_budget
+from .costmodel import StepCostModel
+from .knobs import PolicyKnobs
+from .kvgate import Gate, GateConfig, admissible, blocks_for, reserved_unused_blocks
+from .ordering import OrderingConfig, admit_key, order_running, order_waiting
+from .predictor import ArrivalRate, LengthPredictor, PredictorConfig, confidence_for_rate
+from .preemption import choose_mode, victim_score
+from .views import (
+    ArrivalInfo,
+    EngineSnapshot,
+    FinishedInfo,
+    Prediction,
+    PreemptionMode,
+    RequestView,
+    StepPlan,
+)
+
+VictimKey = Callable[[RequestView], tuple[float, ...]]
+
+
+class VictimRule:
+    """How running requests are ordered for preemption (victims from the end)."""
+
+    ADMISSION = "admission"
+    """vLLM FCFS: keep admission order, the newest request is the victim."""
+    LENGTH_GROUPS = "length_groups"
+    """EconoServe GT groups: by predicted-length bucket, longest group last."""
+    SCORE = "score"
+    """CacheOPT C4 score: long TBT SLO, long remaining time, cheap restore last."""
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySpec:
+    """Which components a named policy combines, and their parameters."""
+
+    name: str
+    predictor: PredictorConfig | None = field(default_factory=PredictorConfig)
+    """``None``: no prediction (the bound is the model-wide cap, as in vLLM)."""
+    fixed_confidence: float | None = None
+    """Ignore the knob and the rate adjustment (EconoServe reserves the point estimate)."""
+    gate: GateConfig = field(default_factory=GateConfig)
+    use_reserve: bool = True
+    """Apply the ``reservation_ratio`` knob; ``False`` keeps no global reserve."""
+    ordering: OrderingConfig = field(default_factory=OrderingConfig)
+    batching: Batching = Batching.BACKFILL
+    decodes_first: bool = True
+    victims: str = VictimRule.SCORE
+    dynamic_chunking: bool = True
+    chunk_margin: float = 0.05
+    auto_swap: bool = True
+    """Pick swap or recompute by predicted latency; ``False`` recomputes (vLLM V1)."""
+    scan_limit: int = 32
+    """Waiting requests considered per step (the rest are held back this step)."""
+    protect_after_s: float = 10.0
+    length_group_tokens: int = 64
+    """Width of EconoServe's predicted-length groups."""
+
+
+class ComposedPolicy:
+    """Implements :class:`~.base.Policy` from a :class:`PolicySpec`."""
+
+    def __init__(self, spec: PolicySpec, knobs: PolicyKnobs, cost_model: StepCostModel) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.knobs = knobs
+        self.cost_model = cost_model
+        self.predictor = LengthPredictor(spec.predictor) if spec.predictor is not None else None
+        self.arrivals = ArrivalRate(spec.predictor.rate_tau_s if spec.predictor else 30.0)
+        self._gate = self._gate_config(knobs)
+
+    def _gate_config(self, knobs: PolicyKnobs) -> GateConfig:
+        ratio = knobs.reservation_ratio if self.spec.use_reserve else 0.0
+        return replace(self.spec.gate, reservation_ratio=ratio)
+
+    def set_knobs(self, knobs: PolicyKnobs) -> None:
+        self.knobs = knobs
+        self._gate = self._gate_config(knobs)
+
+    def confidence(self, now: float) -> float:
+        """The probability the bound is computed for, after the arrival-rate adjustment."""
+        if self.spec.fixed_confidence is not None:
+            return self.spec.fixed_confidence
+        config = self.spec.predictor or PredictorConfig()
+        return confidence_for_rate(self.knobs.predictor_confidence, self.arrivals.rate(now), config)
+
+    def on_arrival(self, info: ArrivalInfo) -> Prediction:
+        self.arrivals.observe(info.arrival_time)
+        if self.predictor is None:
+            return Prediction(info.max_output_tokens, info.max_output_tokens)
+        return self.predictor.predict(
+            info.slo,
+            info.prompt_tokens,
+            info.max_output_tokens,
+            self.confidence(info.arrival_time),
+        )
+
+    def on_finish(self, info: FinishedInfo) -> None:
+        if self.predictor is not None:
+            self.predictor.observe(info)
+
+    def plan(self, snapshot: EngineSnapshot) -> StepPlan:
+        spec = self.spec
+        knobs = self.knobs
+        running = snapshot.running
+        budget = min(snapshot.max_num_batched_tokens, knobs.chunk_max_tokens)
+        load = decode_load(running)
+        cap = 0
+        if spec.dynamic_chunking:
+            chunk = slo_prefill_budget(
+                self.cost_model,
+                load,
+                knobs.chunk_min_tokens,
+                knobs.chunk_max_tokens,
+                spec.chunk_margin,
+            )
+            budget = max(min(budget, load.count + chunk), 1)
+            cap = chunk
+        running_order, prefill_tokens = self._running_order(snapshot, budget, cap)
+        admit = self._admit_order(snapshot, budget - load.count - prefill_tokens, budget, cap)
+        notes: tuple[tuple[str, float], ...] = (("chunk_tokens", float(budget - load.count)),)
+        if spec.gate.gate in (Gate.RESERVATION, Gate.LENDING):
+            reserved = reserved_unused_blocks(
+                running, snapshot.block_size, spec.gate.extension_fraction
+            )
+            notes += (("reserved_blocks", float(reserved)),)
+        return StepPlan(
+            running_order=running_order,
+            admit_order=admit,
+            token_budget=budget,
+            prefill_chunk_cap=cap,
+            notes=notes,
+        )
+
+    def _running_order(
+        self, snapshot: EngineSnapshot, budget: int, cap: int
+    ) -> tuple[tuple[str, ...], int]:
+        """Service order, and the prefill tokens running requests will take from the budget."""
+        running = snapshot.running
+        b = snapshot.block_size
+        left = budget
+        prefill_tokens = 0
+        blocks_needed = 0
+        for r in running:
+            if r.in_prefill:
+                take = r.remaining_tokens if not cap else min(r.remaining_tokens, cap)
+                take = min(take, max(left, 0))
+                prefill_tokens += take
+                left -= take
+                blocks_needed += blocks_for(take, b) + 1
+            else:
+                blocks_needed += 1
+                left -= 1
+        # Order only matters for victims when a preemption is possible this step.
+        key = self._victim_key(b) if blocks_needed > snapshot.free_blocks else None
+        return order_running(running, key, self.spec.decodes_first), prefill_tokens
+
+    def _victim_key(self, block_size: int) -> VictimKey | None:
+        rule = self.spec.victims
+        if rule == VictimRule.SCORE:
+            model = self.cost_model
+            ext = self.spec.gate.extension_fraction
+            return lambda r: (victim_score(r, model, block_size, ext),)
+        if rule == VictimRule.LENGTH_GROUPS:
+            width = self.spec.length_group_tokens
+            return lambda r: (float(r.predicted_output // width), r.arrival_time)
+        return None
+
+    def _admit_order(
+        self, snapshot: EngineSnapshot, tokens_left: int, budget: int, cap: int
+    ) -> tuple[str, ...]:
+        spec = self.spec
+        waiting = snapshot.waiting
+        seats = snapshot.max_num_seqs - len(snapshot.running)
+        if not waiting or seats <= 0 or tokens_left <= 0:
+            return ()
+        key = admit_key(spec.ordering, snapshot.now, self.cost_model)
+        if key is None and spec.batching is Batching.HEAD and spec.gate.gate is Gate.NONE:
+            return tuple(r.request_id for r in waiting)
+        candidates = order_waiting(waiting, key, min(spec.scan_limit, len(waiting)))
+        resources = StepResources(
+            token_budget=budget,
+            tokens_left=tokens_left,
+            free_blocks=snapshot.free_blocks,
+            total_blocks=snapshot.total_blocks,
+            block_size=snapshot.block_size,
+            seats=seats,
+            chunk_cap=cap,
+        )
+        gate = self._gate
+        total = snapshot.total_blocks
+        b = snapshot.block_size
+
+        def fits(free: int, state: Sequence[RequestView], cand: RequestView) -> bool:
+            return admissible(gate, free, total, b, state, cand)
+
+        return select_admissions(
+            spec.batching,
+            candidates,
+            snapshot.running,
+            resources,
+            fits,
+            snapshot.now,
+            spec.protect_after_s,
+        )
+
+    def can_admit(
+        self,
+        free_blocks: int,
+        total_blocks: int,
+        block_size: int,
+        running: Sequence[RequestView],
+        candidate: RequestView,
+        now: float,
+    ) -> bool:
+        del now  # the gate looks at steps, not wall time
+        return admissible(self._gate, free_blocks, total_blocks, block_size, running, candidate)
+
+    def preemption_mode(self, victim: RequestView) -> PreemptionMode:
+        forced = self.knobs.preemption_mode
+        if not self.spec.auto_swap and forced is None:
+            return PreemptionMode.RECOMPUTE
+        return choose_mode(victim, self.cost_model, forced)

@@ -1,0 +1,115 @@
+"""Queue orders: which waiting request is admitted first, which running request is served first.
+
+Running order (EconoServe's separate PT/GT queues, applied to vLLM's single
+running list): decodes first, prefill chunks after, so a long chunk can never
+take the budget that running decodes need; the victim order (from the end)
+follows from sorting each part by a victim key.
+
+Waiting order, one key function per rule:
+
+- ``fcfs``: vLLM's queue order.
+- ``ecoserve`` (EconoServe "Ordering"): requests that already hold KV (swapped)
+  or progress (preempted) first, then urgent ones (slack below their own
+  prefill time), then shortest prompt.
+- ``deadline`` (AccelGen C2 deadline awareness, ours): preempted/swapped first,
+  then earliest TTFT deadline, where a request that can no longer meet its
+  deadline is ordered as if its deadline were ``hopeless_delay_s`` later; that
+  delay is the ageing: a hopeless request waits behind at most that much newer
+  feasible work, so nothing starves.
+- ``class``: like ``deadline`` but the tightest TBT class first (AccelGen C2
+  prioritisation); a request that has waited ``class_age_s`` joins the tightest class.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from .costmodel import StepCostModel
+from .views import RequestView
+
+AdmitKey = Callable[[RequestView], tuple[float, ...]]
+
+
+class AdmitRule(StrEnum):
+    FCFS = "fcfs"
+    ECOSERVE = "ecoserve"
+    DEADLINE = "deadline"
+    CLASS = "class"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderingConfig:
+    admit_rule: AdmitRule = AdmitRule.DEADLINE
+    hopeless_delay_s: float = 5.0
+    """Ageing of hopeless requests: ordered as if their TTFT deadline were this much later."""
+    class_age_s: float = 5.0
+    """Wait after which a request of a loose TBT class is served with the tightest class."""
+
+
+def resumed_rank(r: RequestView) -> float:
+    """0 for a request that has KV in host memory or output already, else 1 (goes later)."""
+    return 0.0 if (r.swapped_tokens > 0 or r.output_tokens > 0) else 1.0
+
+
+def admit_key(config: OrderingConfig, now: float, model: StepCostModel) -> AdmitKey | None:
+    """The sort key of the configured rule (smaller first), or ``None`` for queue order."""
+    rule = config.admit_rule
+    if rule is AdmitRule.FCFS:
+        return None
+    if rule is AdmitRule.ECOSERVE:
+
+        def eco(r: RequestView) -> tuple[float, ...]:
+            prefill = model.prefill_s(r.prompt_tokens)
+            slack = r.arrival_time + r.slo.ttft_s - now - prefill
+            urgent = 0.0 if slack < prefill else 1.0
+            return (resumed_rank(r), -float(r.swapped_tokens), urgent, float(r.prompt_tokens))
+
+        return eco
+
+    delay = config.hopeless_delay_s
+    class_age = config.class_age_s
+    by_class = rule is AdmitRule.CLASS
+
+    def deadline(r: RequestView) -> tuple[float, ...]:
+        due = r.arrival_time + r.slo.ttft_s
+        if now + model.prefill_s(r.remaining_tokens) > due:
+            due += delay
+        band = r.slo.tbt_s if by_class and now - r.arrival_time < class_age else 0.0
+        return (resumed_rank(r), band, due, r.arrival_time)
+
+    return deadline
+
+
+def order_waiting(
+    waiting: Sequence[RequestView], key: AdmitKey | None, limit: int
+) -> list[RequestView]:
+    """The first ``limit`` waiting requests by ``key`` (O(n log limit))."""
+    if limit <= 0:
+        return []
+    if key is None:
+        return list(waiting[:limit])
+    if limit >= len(waiting):
+        return sorted(waiting, key=key)
+    return heapq.nsmallest(limit, waiting, key=key)
+
+
+def order_running(
+    running: Sequence[RequestView],
+    victim_key: Callable[[RequestView], tuple[float, ...]] | None,
+    decodes_first: bool,
+) -> tuple[str, ...]:
+    """Service order; victims come from the end (highest ``victim_key`` last)."""
+    if not decodes_first:
+        ordered: Sequence[RequestView] = (
+            running if victim_key is None else sorted(running, key=victim_key)
+        )
+        return tuple(r.request_id for r in ordered)
+    decodes = [r for r in running if not r.in_prefill]
+    prefills = [r for r in running if r.in_prefill]
+    if victim_key is not None:
+        decodes.sort(key=victim_key)
+        prefills.sort(key=victim_key)
+    return tuple(r.request_id for r in decodes) + tuple(r.request_id for r in prefills)
