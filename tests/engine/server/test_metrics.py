@@ -29,6 +29,8 @@ CONTRACT_METRICS = {
     "sloserve_slo_attainment_ratio": "gauge",
     "sloserve_slo_window_requests": "gauge",
     "sloserve_predictor_abs_error_tokens": "histogram",
+    "sloserve_ttft_seconds": "histogram",
+    "sloserve_tbt_seconds": "histogram",
     "sloserve_preemptions": "counter",
     "sloserve_queue_length": "gauge",
     "sloserve_chunk_tokens": "gauge",
@@ -146,6 +148,9 @@ def test_record_finish_feeds_window_counter_and_predictor_error(
     )
     assert s[("sloserve_predictor_abs_error_tokens_sum", ())] == 4.0
     assert s[("sloserve_predictor_abs_error_tokens_count", ())] == 2
+    assert s[("sloserve_ttft_seconds_sum", (("slo_class", "gold"),))] == pytest.approx(1.1)
+    assert s[("sloserve_tbt_seconds_sum", (("slo_class", "gold"),))] == pytest.approx(0.07)
+    assert s[("sloserve_tbt_seconds_count", (("slo_class", "gold"),))] == 2
     m.refresh(now=20.0)  # both aged out of the 10 s window
     s = _samples(registry)
     assert s[("sloserve_slo_attainment_ratio", (("kind", "both"),))] == 1.0

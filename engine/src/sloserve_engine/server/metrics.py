@@ -28,6 +28,7 @@ from .attainment import SlidingWindowAttainment, request_attainment
 
 ATTAINMENT_KINDS = ("ttft", "tbt", "both")
 QUEUES = ("waiting", "running")
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 PREDICTOR_ERROR_BUCKETS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 """Tokens; spans exact predictions up to the model-wide cap the ``vllm`` policy predicts."""
 
@@ -137,6 +138,21 @@ class EngineMetrics:
             buckets=PREDICTOR_ERROR_BUCKETS,
             registry=registry,
         )
+        self.ttft = Histogram(
+            "sloserve_ttft_seconds",
+            "Time to first token of finished requests by SLO class (seconds).",
+            ["slo_class"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.tbt = Histogram(
+            "sloserve_tbt_seconds",
+            "Mean time per output token after the first, of finished requests with more than "
+            "one output token, by SLO class (seconds).",
+            ["slo_class"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
         self.preemptions = Counter(
             "sloserve_preemptions_total",
             "Preempted requests by how their KV is restored (swap: host copy, recompute).",
@@ -178,16 +194,21 @@ class EngineMetrics:
     def record_step(
         self,
         snapshot: EngineSnapshot,
-        plan: StepPlan,
+        plan: StepPlan | None,
         preempted: Mapping[PreemptionMode, int],
         now: float,
     ) -> None:
-        """Facts of one step, from the snapshot the plan was made from."""
+        """Facts of one step, from the snapshot the plan was made from.
+
+        ``plan`` is None for an idle step (nothing planned): queues and KV are
+        reported, chunk and reserve keep the last plan's values.
+        """
         total = snapshot.total_blocks
         self.kv_usage.set(snapshot.used_blocks / total if total > 0 else 0.0)
-        self.kv_reserved.set(dict(plan.notes).get("reserved_blocks", 0.0))
         self.kv_pressure.set(kv_pressure(snapshot))
-        self.chunk.set(chunk_tokens(plan))
+        if plan is not None:
+            self.kv_reserved.set(dict(plan.notes).get("reserved_blocks", 0.0))
+            self.chunk.set(chunk_tokens(plan))
         for mode, count in preempted.items():
             if count:
                 self.preemptions.labels(mode=PreemptionMode(mode).value).inc(count)
@@ -216,6 +237,15 @@ class EngineMetrics:
             slo_class=request.slo.slo_class, attained="true" if att.both else "false"
         ).inc()
         self.predictor_error.observe(abs(request.predicted_output - request.output_tokens))
+        slo_class = request.slo.slo_class
+        self.ttft.labels(slo_class=slo_class).observe(
+            request.first_token_time - request.arrival_time
+        )
+        if request.output_tokens > 1:
+            mean_tbt = (request.finish_time - request.first_token_time) / (
+                request.output_tokens - 1
+            )
+            self.tbt.labels(slo_class=slo_class).observe(mean_tbt)
         self._publish_window(now)
 
     def refresh(self, now: float) -> None:

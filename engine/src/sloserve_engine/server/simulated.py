@@ -1,0 +1,199 @@
+"""``sloserve-engine --simulated``: the simulator's engine loop, paced by the wall clock.
+
+A single asyncio task runs :class:`~sloserve_engine.sim.SimEngine` one step
+at a time and sleeps for each step's modelled duration, so clients see the
+token timing a GPU with the calibrated cost model would give them; no GPU
+and no thread is involved. HTTP handlers add requests between steps (they run
+on the same event loop), knob changes are applied at the top of the next
+step, and every step and finished request is reported through the same
+:class:`~sloserve_engine.server.metrics.EngineMetrics` calls the vLLM
+scheduler makes.
+
+``time_scale`` > 1 runs the modelled GPU faster than real time (tests): the
+engine clock is ``time_scale`` × wall-clock seconds, so SLO targets and
+attainment stay in modelled seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+
+from ..knobs import Knobs
+from ..policy import make_policy
+from ..policy.views import SLOTarget
+from ..sim import SimEngine, StepResult
+from .knobs_store import KnobsStore
+from .metrics import EngineMetrics, FinishedRequest
+from .openai_api import BadRequestError
+
+log = logging.getLogger(__name__)
+
+IDLE_REFRESH_S = 1.0
+"""How often an idle engine ages the attainment window (wall seconds)."""
+BLOCKED_RETRY_S = 0.005
+"""Wall seconds between retries when requests wait but nothing could be scheduled."""
+
+
+class _Stream:
+    """One submitted request as the HTTP side sees it."""
+
+    def __init__(self, engine: SimulatedEngine, request_id: str, arrival: float) -> None:
+        self._engine = engine
+        self.request_id = request_id
+        self.arrival = arrival
+        self.slo = SLOTarget()
+        self.predicted_output = 0
+        self.first_token_time: float | None = None
+        self.produced = 0
+        self.done = False
+        self.queue: asyncio.Queue[int | None] = asyncio.Queue()
+
+    async def tokens(self) -> AsyncIterator[int]:
+        while True:
+            index = await self.queue.get()
+            if index is None:
+                return
+            yield index
+
+    def cancel(self) -> None:
+        """Client gone (or response complete): free the request's KV if it is still running."""
+        if not self.done:
+            self.done = True
+            self._engine.abort(self.request_id)
+
+
+class SimulatedEngine:
+    """The real-time driver; also the completions backend of the simulated server."""
+
+    def __init__(
+        self,
+        engine: SimEngine,
+        metrics: EngineMetrics,
+        store: KnobsStore,
+        *,
+        served_model_name: str,
+        time_scale: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if time_scale <= 0:
+            raise ValueError(f"time_scale must be > 0, got {time_scale}")
+        self.engine = engine
+        self.metrics = metrics
+        self.store = store
+        self.served_model_name = served_model_name
+        self.max_model_len = engine.config.max_model_len
+        self.time_scale = time_scale
+        self._clock = clock
+        self._t0 = clock() - engine.now / time_scale
+        self._streams: dict[str, _Stream] = {}
+        self._pending_knobs: Knobs | None = store.knobs
+        self._wake = asyncio.Event()
+        self.steps = 0
+        store.subscribe(self._on_knobs)
+
+    def now(self) -> float:
+        """Engine-clock seconds (wall clock × ``time_scale``)."""
+        return (self._clock() - self._t0) * self.time_scale
+
+    def default_slo(self) -> SLOTarget:
+        return self.store.knobs.to_policy_knobs().default_slo
+
+    def submit(
+        self, request_id: str, prompt_tokens: int, max_tokens: int, slo: SLOTarget
+    ) -> _Stream:
+        arrival = self.now()
+        stream = _Stream(self, request_id, arrival)
+        try:
+            prediction = self.engine.add_request(
+                request_id, prompt_tokens, max_tokens, slo=slo, arrival_time=arrival
+            )
+        except ValueError as exc:
+            raise BadRequestError(str(exc), "prompt") from None
+        stream.slo = slo
+        stream.predicted_output = prediction.predicted_output
+        self._streams[request_id] = stream
+        self._wake.set()
+        return stream
+
+    def abort(self, request_id: str) -> None:
+        if self._streams.pop(request_id, None) is not None:
+            self.engine.abort_request(request_id)
+
+    @property
+    def open_requests(self) -> int:
+        return len(self._streams)
+
+    def _on_knobs(self, knobs: Knobs) -> None:
+        self._pending_knobs = knobs
+        self._wake.set()
+
+    def _apply_knobs(self) -> None:
+        knobs, self._pending_knobs = self._pending_knobs, None
+        if knobs is None:
+            return
+        policy_knobs = knobs.to_policy_knobs()
+        if self.engine.policy.name == knobs.policy:
+            self.engine.policy.set_knobs(policy_knobs)
+        else:
+            self.engine.policy = make_policy(knobs.policy, policy_knobs, self.engine.profile.step)
+        self.metrics.set_knobs_revision(knobs.revision())
+        log.info("applied knobs revision %d (policy %s)", knobs.revision(), knobs.policy)
+
+    async def run(self) -> None:
+        """Step forever; cancel the task to stop."""
+        while True:
+            self._apply_knobs()
+            result = self.engine.step(self.now())
+            self.steps += 1
+            self._record_step(result)
+            if result.idle:
+                await self._wait_for_work()
+                continue
+            await asyncio.sleep(max(0.0, self._t0 + result.end / self.time_scale - self._clock()))
+            self._deliver(result)
+
+    async def _wait_for_work(self) -> None:
+        timeout = BLOCKED_RETRY_S if self.engine.has_unfinished else IDLE_REFRESH_S
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            self.metrics.refresh(self.now())
+
+    def _record_step(self, result: StepResult) -> None:
+        """An idle step reports the current queues; chunk and reserve keep the last plan's."""
+        snapshot = result.snapshot or self.engine.snapshot()
+        preempted = Counter(mode for _, mode in result.preempted)
+        self.metrics.record_step(snapshot, result.plan, preempted, now=self.engine.now)
+
+    def _deliver(self, result: StepResult) -> None:
+        end = result.end
+        for rid in result.emitted:
+            stream = self._streams.get(rid)
+            if stream is None:
+                continue
+            if stream.first_token_time is None:
+                stream.first_token_time = end
+            stream.queue.put_nowait(stream.produced)
+            stream.produced += 1
+        for rid in result.finished:
+            stream = self._streams.pop(rid, None)
+            if stream is None:
+                continue
+            stream.done = True
+            stream.queue.put_nowait(None)
+            self.metrics.record_finish(
+                FinishedRequest(
+                    slo=stream.slo,
+                    arrival_time=stream.arrival,
+                    first_token_time=stream.first_token_time or end,
+                    finish_time=end,
+                    output_tokens=stream.produced,
+                    predicted_output=stream.predicted_output,
+                ),
+                now=end,
+            )

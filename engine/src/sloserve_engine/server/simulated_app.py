@@ -1,0 +1,83 @@
+"""The ASGI app of ``sloserve-engine --simulated``: completions, admin API, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from ..knobs import Knobs
+from ..policy import make_policy
+from ..sim import SimConfig, SimEngine, SimProfile
+from .admin import admin_router
+from .auth import AdminAuth
+from .knobs_store import KnobsStore
+from .metrics import EngineMetrics
+from .openai_api import completions_router
+from .simulated import SimulatedEngine
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedOptions:
+    served_model_name: str
+    knobs: Knobs
+    profile: SimProfile
+    sim_config: SimConfig
+    admin_token_file: Path | None = None
+    time_scale: float = 1.0
+    attainment_window_s: float = 60.0
+
+
+def build_simulated_app(opts: SimulatedOptions) -> FastAPI:
+    """One app = one simulated GPU pod, with its own metrics registry."""
+    registry = CollectorRegistry()
+    store = KnobsStore(opts.knobs)
+    metrics = EngineMetrics(
+        registry, window_s=opts.attainment_window_s, slo_classes=[opts.knobs.slo_defaults.slo_class]
+    )
+    policy = make_policy(opts.knobs.policy, opts.knobs.to_policy_knobs(), opts.profile.step)
+    sim = SimEngine(policy, opts.profile, opts.sim_config)
+    engine = SimulatedEngine(
+        sim,
+        metrics,
+        store,
+        served_model_name=opts.served_model_name,
+        time_scale=opts.time_scale,
+    )
+    auth = AdminAuth(opts.admin_token_file)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(engine.run(), name="simulated-engine")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def health() -> tuple[bool, dict[str, Any]]:
+        return True, {
+            "mode": "simulated",
+            "knobsRevision": store.state().revision,
+            "openRequests": engine.open_requests,
+            "steps": engine.steps,
+        }
+
+    app = FastAPI(title="sloserve-engine (simulated)", lifespan=lifespan)
+    app.include_router(completions_router(engine))
+    app.include_router(admin_router(store, auth, health))
+
+    @app.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.state.engine = engine
+    return app
