@@ -1,0 +1,86 @@
+"""The reconcile target: one parsed ``LLMService`` plus the names and labels of its children."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..api import v1alpha1 as api
+
+MANAGER = "sloserve-operator"
+ENGINE_NAME = "sloserve-engine"
+SERVICE_LABEL = "sloserve.io/service"
+KNOBS_REVISION_ANNOTATION = "sloserve.io/knobs-revision"
+HTTP_PORT = 8000
+KNOBS_DIR = "/etc/sloserve/knobs"
+KNOBS_FILE = "knobs.json"
+ADMIN_DIR = "/etc/sloserve/admin"
+ADMIN_TOKEN_KEY = "token"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What rendering needs to know about one ``LLMService`` object."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    spec: api.LLMServiceSpec
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Target:
+        """Parse a watched object; raises ``pydantic.ValidationError`` on a bad spec."""
+        meta = body["metadata"]
+        return cls(
+            name=meta["name"],
+            namespace=meta["namespace"],
+            uid=meta["uid"],
+            generation=int(meta.get("generation", 0)),
+            spec=api.LLMServiceSpec.model_validate(body.get("spec") or {}),
+        )
+
+    @property
+    def selector(self) -> dict[str, str]:
+        """Pod selector: immutable in a Deployment, so only labels that never change."""
+        return {"app.kubernetes.io/name": ENGINE_NAME, SERVICE_LABEL: self.name}
+
+    @property
+    def selector_string(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in self.selector.items())
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {
+            **self.selector,
+            "app.kubernetes.io/instance": self.name,
+            "app.kubernetes.io/component": "engine",
+            "app.kubernetes.io/managed-by": MANAGER,
+        }
+
+    @property
+    def knobs_configmap(self) -> str:
+        return f"{self.name}-knobs"
+
+    @property
+    def admin_secret(self) -> str:
+        return f"{self.name}-admin"
+
+    def metadata(self, name: str, **extra: Any) -> dict[str, Any]:
+        """Child metadata: our labels and a controller owner reference (garbage collection)."""
+        return {
+            "name": name,
+            "namespace": self.namespace,
+            "labels": dict(self.labels),
+            "ownerReferences": [
+                {
+                    "apiVersion": api.API_VERSION,
+                    "kind": api.KIND,
+                    "name": self.name,
+                    "uid": self.uid,
+                    "controller": True,
+                }
+            ],
+            **extra,
+        }
