@@ -30,7 +30,7 @@ die() { printf 'testenv: error: %s\n' "$*" >&2; exit 1; }
 # build that was killed half-way never looks complete.
 cache_problem() {
   [[ -d $PREFIX ]] || { echo "not built yet"; return; }
-  [[ -f $MARKER ]] || { echo "incomplete (no completion marker: an interrupted build?)"; return; }
+  [[ -f $MARKER ]] || { echo "incomplete (no completion marker: a build is running or was interrupted)"; return; }
   [[ $(head -n1 "$MARKER") == "$VERSIONS" ]] || { echo "stale (marker says: $(head -n1 "$MARKER"))"; return; }
   local b
   for b in "${BINARIES[@]}"; do

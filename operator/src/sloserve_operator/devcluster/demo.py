@@ -1,0 +1,322 @@
+"""``sloserve demo``: the whole system on one machine, no GPU, no containers.
+
+Builds or reuses the control plane, registers simulated GPU nodes, runs engine pods as local
+``sloserve-engine --simulated`` processes (the process kubelet), installs the CRDs with
+kubectl, runs the operator, applies docs/examples/llmservice.yaml, drives swinging load at the
+engine pods and shows live status until Ctrl-C (or ``--duration``); then cleans up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from sloserve_operator.devcluster.cli import add_cluster_arguments, cluster_from_args
+from sloserve_operator.devcluster.cluster import DevCluster, dev_cluster
+from sloserve_operator.devcluster.kubeapi import JsonObj, KubeApi, KubeApiError
+from sloserve_operator.devcluster.kubelet import ProcessKubelet
+from sloserve_operator.devcluster.loadgen import LoadProfile, LoadStats, drive_load
+from sloserve_operator.devcluster.nodes import default_gpu_nodes
+from sloserve_operator.devcluster.processes import (
+    ManagedProcess,
+    PortInUseError,
+    ProcessFailedError,
+)
+from sloserve_operator.devcluster.testenv import (
+    REPO_ROOT,
+    TESTENV_SCRIPT,
+    Testenv,
+    TestenvMissingError,
+    find_testenv,
+)
+
+OPERATOR_MODULE = "sloserve_operator.main"
+SERVICE_LABEL = "sloserve.io/service"
+ENGINE_PORT_DEFAULT = 8000
+EVENTS_SHOWN = 6
+
+console = Console()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_cluster_arguments(parser)
+    parser.add_argument(
+        "--example",
+        type=Path,
+        default=REPO_ROOT / "docs/examples/llmservice.yaml",
+        help="LLMService manifest to apply",
+    )
+    parser.add_argument("--namespace", default="sloserve-demo", help="namespace of the demo")
+    parser.add_argument(
+        "--duration", type=float, default=0.0, help="stop after this many seconds (0: Ctrl-C)"
+    )
+    parser.add_argument("--peak-rps", type=float, default=24.0, help="peak request rate")
+    parser.add_argument("--low-rps", type=float, default=2.0, help="lowest request rate")
+    parser.add_argument(
+        "--period", type=float, default=120.0, help="seconds per low-peak-low load cycle"
+    )
+
+
+def operator_available() -> bool:
+    return importlib.util.find_spec(OPERATOR_MODULE) is not None
+
+
+def ensure_testenv() -> Testenv:
+    """Reuse the cached binaries, or build them (progress on stderr) on a fresh machine."""
+    try:
+        return find_testenv()
+    except TestenvMissingError:
+        console.print(
+            "[yellow]control-plane binaries not built yet: running hack/testenv.sh "
+            "(about 30 min once; cached afterwards)"
+        )
+        subprocess.run(["bash", str(TESTENV_SCRIPT)], check=True, stdout=subprocess.DEVNULL)
+        return find_testenv()
+
+
+# ---------------------------------------------------------------- pure: what to show
+
+
+def engine_url(pod: JsonObj) -> str | None:
+    """``http://<podIP>:<port>`` of an engine pod (port from containerPort or ``--port``)."""
+    ip = pod.get("status", {}).get("podIP")
+    containers = pod.get("spec", {}).get("containers") or []
+    if not ip or not containers:
+        return None
+    port = ENGINE_PORT_DEFAULT
+    ports = containers[0].get("ports") or []
+    if ports:
+        port = int(ports[0]["containerPort"])
+    argv = [*(containers[0].get("command") or []), *(containers[0].get("args") or [])]
+    for i, arg in enumerate(argv):
+        if arg == "--port" and i + 1 < len(argv):
+            port = int(argv[i + 1])
+        elif arg.startswith("--port="):
+            port = int(arg.split("=", 1)[1])
+    return f"http://{ip}:{port}"
+
+
+def _fmt(value: object, pattern: str = "{:.3f}") -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def render_status(
+    service: JsonObj | None, pods: list[JsonObj], stats: LoadStats, events: list[JsonObj]
+) -> Group:
+    """The live view: service status, pods, load and the latest events."""
+    status = (service or {}).get("status") or {}
+    head = Table(title="LLMService", show_header=True, expand=True)
+    for column in ("name", "replicas", "ready", "SLO attainment", "KV pressure", "last scale"):
+        head.add_column(column)
+    last = status.get("lastScale") or {}
+    last_text = f"{last.get('from')}->{last.get('to')} {last.get('reason', '')}" if last else "-"
+    head.add_row(
+        (service or {}).get("metadata", {}).get("name", "(not created yet)"),
+        _fmt(status.get("replicas"), "{}"),
+        _fmt(status.get("readyReplicas"), "{}"),
+        _fmt(status.get("sloAttainment")),
+        _fmt(status.get("kvPressure")),
+        last_text,
+    )
+    pod_table = Table(title="engine pods", expand=True)
+    for column in ("pod", "node", "pod IP", "phase"):
+        pod_table.add_column(column)
+    for pod in pods:
+        pod_table.add_row(
+            pod["metadata"]["name"],
+            pod.get("spec", {}).get("nodeName", "-"),
+            pod.get("status", {}).get("podIP", "-"),
+            pod.get("status", {}).get("phase", "-"),
+        )
+    load = Table(title="load", expand=True)
+    for column in ("target rps", "sent", "ok", "failed", "in flight", "targets"):
+        load.add_column(column)
+    load.add_row(
+        f"{stats.rps:.1f}",
+        str(stats.sent),
+        str(stats.ok),
+        str(stats.failed),
+        str(stats.in_flight),
+        str(len(stats.targets)),
+    )
+    event_table = Table(title="events (scale, knobs)", expand=True)
+    for column in ("reason", "message"):
+        event_table.add_column(column)
+    for event in events[-EVENTS_SHOWN:]:
+        event_table.add_row(event.get("reason", ""), event.get("message", ""))
+    parts: list[Table | str] = [head, pod_table, load, event_table]
+    if stats.last_error:
+        parts.append(f"last load error: {stats.last_error}")
+    return Group(*parts)
+
+
+# ---------------------------------------------------------------- effects
+
+
+def install_crds(cluster: DevCluster) -> None:
+    crds = REPO_ROOT / "crds"
+    cluster.kubectl("apply", "--server-side", "-f", str(crds))
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "crd/llmservices.sloserve.io", "--timeout=60s"
+    )
+
+
+@contextlib.contextmanager
+def operator_process(cluster: DevCluster) -> Iterator[ManagedProcess]:
+    """The operator as its own process, exactly as `sloserve operator` runs it."""
+    cp = cluster.control_plane
+    proc = ManagedProcess(
+        "operator",
+        [sys.executable, "-m", "sloserve_operator.cli", "operator"],
+        cp.logs_dir / "operator.log",
+        env=cp.env(),
+        cwd=REPO_ROOT,
+    )
+    try:
+        time.sleep(1.0)
+        if not proc.running():
+            raise proc.failure("exited at start")
+        yield proc
+    finally:
+        proc.stop()
+
+
+@dataclass
+class View:
+    """Latest observations, refreshed by a background task."""
+
+    service: JsonObj | None = None
+    pods: list[JsonObj] = field(default_factory=list)
+    events: list[JsonObj] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)
+
+
+def observe(api: KubeApi, namespace: str, name: str, kubelet: ProcessKubelet, view: View) -> None:
+    base = f"/apis/sloserve.io/v1alpha1/namespaces/{namespace}/llmservices/{name}"
+    with contextlib.suppress(KubeApiError):
+        view.service = api.get(base)
+    pods = api.get(
+        f"/api/v1/namespaces/{namespace}/pods", {"labelSelector": f"{SERVICE_LABEL}={name}"}
+    )
+    view.pods = pods["items"]
+    view.targets = [
+        url
+        for pod in view.pods
+        if kubelet.running(namespace, pod["metadata"]["name"]) and (url := engine_url(pod))
+    ]
+    events = api.get(f"/api/v1/namespaces/{namespace}/events")["items"]
+    events.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    view.events = [
+        e for e in events if e.get("involvedObject", {}).get("kind") in ("LLMService", "Deployment")
+    ]
+
+
+async def live(
+    api: KubeApi, args: argparse.Namespace, name: str, model: str, kubelet: ProcessKubelet
+) -> None:
+    view, stats, stop = View(), LoadStats(), asyncio.Event()
+    profile = LoadProfile(low_rps=args.low_rps, peak_rps=args.peak_rps, period_s=args.period)
+    load = asyncio.create_task(drive_load(lambda: view.targets, model, stats, stop, profile))
+    deadline = time.monotonic() + args.duration if args.duration > 0 else float("inf")
+    try:
+        with Live(
+            render_status(None, [], stats, []), console=console, refresh_per_second=2
+        ) as screen:
+            while time.monotonic() < deadline:
+                await asyncio.to_thread(observe, api, args.namespace, name, kubelet, view)
+                screen.update(render_status(view.service, view.pods, stats, view.events))
+                await asyncio.sleep(1.0)
+    finally:
+        stop.set()
+        await load
+
+
+def _example(path: Path) -> JsonObj:
+    doc: JsonObj = yaml.safe_load(path.read_text())
+    if doc.get("kind") != "LLMService":
+        raise ValueError(f"{path} is not an LLMService manifest")
+    return doc
+
+
+def _run_demo(args: argparse.Namespace, config_problems: list[str]) -> int:
+    if config_problems:
+        console.print("[red]" + "; ".join(config_problems))
+        return 2
+    _, config = cluster_from_args(args)
+    manifest = _example(args.example)
+    testenv = ensure_testenv()
+    nodes = default_gpu_nodes(args.nodes, args.gpu_type, args.gpus_per_node)
+    started = time.monotonic()
+    with dev_cluster(testenv, nodes, config) as cluster:
+        cp = cluster.control_plane
+        console.print(
+            f"[green]control plane up[/] in {time.monotonic() - started:.1f} s at {cp.server}; "
+            f"{len(nodes)} simulated {args.gpu_type} nodes x {args.gpus_per_node} GPUs; "
+            f"KUBECONFIG={cp.kubeconfig}; logs in {cp.logs_dir}"
+        )
+        console.print(cluster.kubectl("get", "nodes", "-L", "sloserve.io/gpu-type").stdout)
+        if not operator_available():
+            console.print(
+                f"[yellow]the operator ({OPERATOR_MODULE}) does not exist yet: the demo stops "
+                "after the cluster and its GPU nodes are up. Cleaning up."
+            )
+            return 0
+        with ProcessKubelet(cp.server, cp.pki, cp.workdir / "pods") as kubelet:
+            install_crds(cluster)
+            cluster.kubectl("create", "namespace", args.namespace)
+            with operator_process(cluster):
+                cluster.kubectl("apply", "-n", args.namespace, "-f", str(args.example))
+                name = manifest["metadata"]["name"]
+                model = (
+                    manifest["spec"]["model"].get("servedName") or manifest["spec"]["model"]["name"]
+                )
+                try:
+                    asyncio.run(live(cp.api, args, name, model, kubelet))
+                except KeyboardInterrupt:
+                    console.print("interrupted: cleaning up")
+                finally:
+                    cluster.kubectl(
+                        "delete",
+                        "-n",
+                        args.namespace,
+                        "-f",
+                        str(args.example),
+                        "--wait=false",
+                        check=False,
+                    )
+    console.print("[green]demo stopped; every process it started has exited")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    problems, _ = cluster_from_args(args)
+    try:
+        return _run_demo(args, problems)
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+    except (
+        TestenvMissingError,
+        PortInUseError,
+        ProcessFailedError,
+        TimeoutError,
+        RuntimeError,
+        ValueError,
+        OSError,
+        subprocess.CalledProcessError,
+    ) as exc:
+        console.print(f"[red]sloserve demo: {exc}")
+        return 1

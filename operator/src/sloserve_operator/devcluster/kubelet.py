@@ -1,0 +1,482 @@
+"""The process kubelet: a stand-in for a real kubelet plus container runtime.
+
+kwok makes pods of simulated nodes Running and gives them loopback pod IPs, but runs nothing.
+This helper watches those pods and, for each Running engine pod, starts the pod's own command
+as a local process bound to the pod IP, with the pod's ConfigMap and Secret volumes written to
+a per-pod directory. The operator, the autoscaler and users then reach engines over real HTTP
+at pod IPs, as in a cluster. What it does not simulate: images, probes (kwok reports pods Ready
+at once), resource limits, ``envFrom``, projected/emptyDir/hostPath volumes, exec/logs APIs.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import os
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from sloserve_operator.devcluster.kubeapi import JsonObj, KubeApi, KubeApiError
+from sloserve_operator.devcluster.pki import Pki
+from sloserve_operator.devcluster.processes import ManagedProcess
+
+log = logging.getLogger(__name__)
+
+ENGINE_SELECTOR = "app.kubernetes.io/name=sloserve-engine"
+ENGINE_EXECUTABLE = "sloserve-engine"
+SIMULATED_FLAG = "--simulated"
+HOST_FLAGS = ("--host", "--bind")
+PYTHON_EXECUTABLES = ("python", "python3", sys.executable)
+MAX_GRACE_S = 10.0
+MAX_RESTART_BACKOFF_S = 30.0
+WATCH_TIMEOUT_S = 10
+
+
+def default_engine_argv() -> list[str]:
+    """The engine of this venv: its console script, else the module (same program)."""
+    script = Path(sys.executable).parent / ENGINE_EXECUTABLE
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-m", "sloserve_engine.server.cli"]
+
+
+# ---------------------------------------------------------------- pure pod -> process rules
+
+
+@dataclass(frozen=True)
+class VolumeRef:
+    """A ConfigMap or Secret volume mounted into the first container."""
+
+    volume: str
+    kind: str  # "configmaps" | "secrets" (the API resource)
+    source: str
+    mount_path: str
+    items: tuple[tuple[str, str], ...] | None = None
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class PodProcessSpec:
+    """Everything needed to run one pod's first container as a local process."""
+
+    uid: str
+    namespace: str
+    name: str
+    pod_ip: str
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    volumes: tuple[VolumeRef, ...]
+    grace_s: float
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def pod_should_run(pod: JsonObj, nodes: set[str]) -> bool:
+    """A real kubelet runs a pod's containers while it is Running on its node."""
+    meta, spec, status = pod.get("metadata", {}), pod.get("spec", {}), pod.get("status", {})
+    return (
+        spec.get("nodeName") in nodes
+        and status.get("phase") == "Running"
+        and bool(status.get("podIP"))
+        and not meta.get("deletionTimestamp")
+    )
+
+
+def _volume_refs(pod: JsonObj, container: JsonObj) -> tuple[VolumeRef, ...]:
+    volumes = {v["name"]: v for v in pod.get("spec", {}).get("volumes") or []}
+    refs: list[VolumeRef] = []
+    for mount in container.get("volumeMounts") or []:
+        vol = volumes.get(mount.get("name", ""), {})
+        for key, kind, name_field in (
+            ("configMap", "configmaps", "name"),
+            ("secret", "secrets", "secretName"),
+        ):
+            if key in vol:
+                src = vol[key]
+                items = src.get("items")
+                refs.append(
+                    VolumeRef(
+                        volume=vol["name"],
+                        kind=kind,
+                        source=src.get(name_field, ""),
+                        mount_path=mount["mountPath"].rstrip("/") or "/",
+                        items=tuple((i["key"], i["path"]) for i in items) if items else None,
+                        optional=bool(src.get("optional", False)),
+                    )
+                )
+    return tuple(refs)
+
+
+def _container_env(pod: JsonObj, container: JsonObj) -> tuple[tuple[str, str], ...]:
+    fields = {
+        "metadata.name": pod["metadata"]["name"],
+        "metadata.namespace": pod["metadata"]["namespace"],
+        "metadata.uid": pod["metadata"].get("uid", ""),
+        "spec.nodeName": pod.get("spec", {}).get("nodeName", ""),
+        "status.podIP": pod.get("status", {}).get("podIP", ""),
+    }
+    env: list[tuple[str, str]] = []
+    for var in container.get("env") or []:
+        if "value" in var:
+            env.append((var["name"], str(var["value"])))
+        elif path := var.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath"):
+            if path in fields:
+                env.append((var["name"], fields[path]))
+        else:
+            log.warning(
+                "process kubelet: env %s of %s is not supported; skipped",
+                var["name"],
+                pod["metadata"]["name"],
+            )
+    return tuple(env)
+
+
+def pod_process_spec(pod: JsonObj) -> PodProcessSpec | None:
+    """The first container as a process spec, or None when it has no explicit command."""
+    meta, spec = pod["metadata"], pod.get("spec", {})
+    containers = spec.get("containers") or []
+    if not containers or not containers[0].get("command"):
+        return None  # no way to know an image's entrypoint without the image
+    container = containers[0]
+    grace = float(spec.get("terminationGracePeriodSeconds", 30))
+    return PodProcessSpec(
+        uid=meta["uid"],
+        namespace=meta["namespace"],
+        name=meta["name"],
+        pod_ip=pod["status"]["podIP"],
+        argv=tuple(container["command"]) + tuple(container.get("args") or ()),
+        env=_container_env(pod, container),
+        volumes=_volume_refs(pod, container),
+        grace_s=min(grace, MAX_GRACE_S),
+    )
+
+
+def _rewrite_path(value: str, mounts: Mapping[str, Path]) -> str:
+    for mount_path, local in mounts.items():
+        if value == mount_path or value.startswith(mount_path.rstrip("/") + "/"):
+            return str(local) + value[len(mount_path) :]
+    return value
+
+
+def _rewrite_value(arg: str, mounts: Mapping[str, Path]) -> str:
+    if arg.startswith("-") and "=" in arg:
+        flag, value = arg.split("=", 1)
+        return f"{flag}={_rewrite_path(value, mounts)}"
+    return _rewrite_path(arg, mounts)
+
+
+def rewrite_argv(
+    argv: Sequence[str],
+    pod_ip: str,
+    mounts: Mapping[str, Path],
+    engine_argv: Sequence[str],
+) -> list[str]:
+    """Turn a container command into a local command line for this pod.
+
+    ``sloserve-engine`` becomes this venv's engine with ``--simulated``; ``python`` becomes this
+    interpreter; ``--host``/``--bind`` values become the pod IP (added for the engine if absent,
+    since its default 0.0.0.0 would collide with every other pod); arguments under a volume's
+    mountPath point into the pod's materialised volume directory.
+    """
+    if not argv:
+        raise ValueError("empty container command")
+    exe, rest = argv[0], list(argv[1:])
+    is_engine = PurePosixPath(exe).name == ENGINE_EXECUTABLE
+    out: list[str]
+    if is_engine:
+        out = [*engine_argv]
+        if SIMULATED_FLAG not in rest:
+            out.append(SIMULATED_FLAG)
+    elif exe in PYTHON_EXECUTABLES:
+        out = [sys.executable]
+    else:
+        out = [exe]
+    has_host = False
+    i = 0
+    while i < len(rest):
+        arg = rest[i]
+        flag = arg.split("=", 1)[0]
+        if arg == "--":
+            out += rest[i:]  # extra arguments for vllm serve: passed through untouched
+            break
+        if flag in HOST_FLAGS:
+            has_host = True
+            if "=" in arg:
+                out.append(f"{flag}={pod_ip}")
+            else:
+                out += [arg, pod_ip]
+                i += 1  # skip the original value
+        else:
+            out.append(_rewrite_value(arg, mounts))
+        i += 1
+    if is_engine and not has_host:
+        cut = out.index("--") if "--" in out else len(out)
+        out[cut:cut] = ["--host", pod_ip]
+    return out
+
+
+def volume_files(ref: VolumeRef, obj: JsonObj) -> dict[str, bytes]:
+    """Files of a ConfigMap/Secret volume, keyed by relative path (``items`` respected)."""
+    files: dict[str, bytes] = {}
+    for key, value in (obj.get("data") or {}).items():
+        files[key] = base64.b64decode(value) if ref.kind == "secrets" else value.encode()
+    for key, value in (obj.get("binaryData") or {}).items():
+        files[key] = base64.b64decode(value)
+    if ref.items is None:
+        return files
+    return {path: files[key] for key, path in ref.items if key in files}
+
+
+# ---------------------------------------------------------------- side effects
+
+
+def _sync_dir(directory: Path, files: Mapping[str, bytes]) -> bool:
+    """Make ``directory`` hold exactly ``files``; atomic per file. True if anything changed."""
+    changed = False
+    directory.mkdir(parents=True, exist_ok=True)
+    for rel, content in files.items():
+        target = directory / rel
+        if target.is_file() and target.read_bytes() == content:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_bytes(content)
+        tmp.replace(target)
+        changed = True
+    for existing in directory.rglob("*"):
+        if existing.is_file() and str(existing.relative_to(directory)) not in files:
+            existing.unlink()
+            changed = True
+    return changed
+
+
+@dataclass
+class PodProcess:
+    """A pod's local process and where its files live."""
+
+    spec: PodProcessSpec
+    directory: Path
+    proc: ManagedProcess | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "container.log"
+
+    def mounts(self) -> dict[str, Path]:
+        return {v.mount_path: self.directory / "volumes" / v.volume for v in self.spec.volumes}
+
+
+@dataclass
+class ProcessKubelet:
+    """Watch engine pods on kwok nodes and run each one as a local process at its pod IP."""
+
+    server: str
+    pki: Pki
+    workdir: Path
+    selector: str = ENGINE_SELECTOR
+    engine_argv: list[str] = field(default_factory=default_engine_argv)
+    volume_refresh_s: float = 2.0
+    pods: dict[str, PodProcess] = field(init=False, default_factory=dict)
+    _seen: dict[str, JsonObj] = field(init=False, default_factory=dict)
+    _nodes: set[str] = field(init=False, default_factory=set)
+    _stop: threading.Event = field(init=False, default_factory=threading.Event)
+    _changed: threading.Event = field(init=False, default_factory=threading.Event)
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    _threads: list[threading.Thread] = field(init=False, default_factory=list)
+
+    def start(self) -> ProcessKubelet:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for target, name in ((self._watch_loop, "watch"), (self._run_loop, "run")):
+            thread = threading.Thread(target=target, name=f"process-kubelet-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        """Stop the loops, then every process this kubelet started."""
+        self._stop.set()
+        self._changed.set()
+        for thread in self._threads:
+            if thread.name.endswith("-run"):
+                thread.join()
+        with self._lock:
+            for pod in self.pods.values():
+                self._stop_process(pod)
+            self.pods.clear()
+
+    def __enter__(self) -> ProcessKubelet:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def running(self, namespace: str, name: str) -> PodProcess | None:
+        """The live process record of a pod, if its process is up."""
+        with self._lock:
+            for pod in self.pods.values():
+                alive = pod.proc is not None and pod.proc.running()
+                if alive and pod.spec.namespace == namespace and pod.spec.name == name:
+                    return pod
+        return None
+
+    # -- watch: keeps self._seen equal to the API's view of matching pods
+
+    def _watch_loop(self) -> None:
+        api = KubeApi(self.server, self.pki)
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._list_and_watch(api)
+                except Exception as exc:  # the API may restart or time out; relist
+                    log.info("process kubelet: watch restarted after %s", exc)
+                    self._stop.wait(1.0)
+        finally:
+            api.close()
+
+    def _list_and_watch(self, api: KubeApi) -> None:
+        listing = api.get("/api/v1/pods", {"labelSelector": self.selector})
+        with self._lock:
+            self._seen = {p["metadata"]["uid"]: p for p in listing.get("items", [])}
+        self._changed.set()
+        version = listing["metadata"]["resourceVersion"]
+        while not self._stop.is_set():
+            params = {
+                "labelSelector": self.selector,
+                "resourceVersion": version,
+                "allowWatchBookmarks": "true",
+            }
+            for event in api.watch("/api/v1/pods", params, WATCH_TIMEOUT_S):
+                obj = event["object"]
+                if event["type"] == "ERROR":
+                    return  # e.g. 410 Gone: relist
+                version = obj["metadata"]["resourceVersion"]
+                if event["type"] == "BOOKMARK":
+                    continue
+                with self._lock:
+                    if event["type"] == "DELETED":
+                        self._seen.pop(obj["metadata"]["uid"], None)
+                    else:
+                        self._seen[obj["metadata"]["uid"]] = obj
+                self._changed.set()
+                if self._stop.is_set():
+                    return
+
+    # -- run: starts/stops/restarts processes and refreshes volumes
+
+    def _run_loop(self) -> None:
+        api = KubeApi(self.server, self.pki)
+        last_refresh = 0.0
+        try:
+            while not self._stop.is_set():
+                self._changed.wait(0.5)
+                self._changed.clear()
+                if self._stop.is_set():
+                    break
+                refresh = time.monotonic() - last_refresh >= self.volume_refresh_s
+                try:
+                    self._reconcile(api, refresh)
+                except Exception:
+                    log.exception("process kubelet: reconcile failed; retrying")
+                if refresh:
+                    last_refresh = time.monotonic()
+        finally:
+            api.close()
+
+    def _kwok_nodes(self, api: KubeApi, wanted: set[str]) -> set[str]:
+        if wanted - self._nodes:
+            nodes = api.get("/api/v1/nodes").get("items", [])
+            self._nodes = {
+                n["metadata"]["name"]
+                for n in nodes
+                if (n["metadata"].get("annotations") or {}).get("kwok.x-k8s.io/node") == "fake"
+            }
+        return self._nodes
+
+    def _reconcile(self, api: KubeApi, refresh_volumes: bool) -> None:
+        with self._lock:
+            seen = list(self._seen.values())
+        nodes = self._kwok_nodes(api, {p.get("spec", {}).get("nodeName", "") for p in seen})
+        desired: dict[str, PodProcessSpec] = {}
+        for pod in seen:
+            if pod_should_run(pod, nodes):
+                spec = pod_process_spec(pod)
+                if spec is None:
+                    log.warning(
+                        "process kubelet: pod %s has no command; not run", pod["metadata"]["name"]
+                    )
+                else:
+                    desired[spec.uid] = spec
+        with self._lock:
+            for uid in [u for u in self.pods if u not in desired]:
+                self._stop_process(self.pods.pop(uid))
+            for uid, spec in desired.items():
+                if uid not in self.pods:
+                    directory = self.workdir / f"{spec.namespace}_{spec.name}_{uid[:8]}"
+                    self.pods[uid] = PodProcess(spec, directory)
+            records = list(self.pods.values())
+        for record in records:
+            self._tend(api, record, refresh_volumes or record.proc is None)
+
+    def _tend(self, api: KubeApi, pod: PodProcess, refresh_volumes: bool) -> None:
+        if refresh_volumes and not self._materialise(api, pod):
+            return  # a referenced ConfigMap/Secret is missing: like ContainerCreating
+        if pod.proc is not None and pod.proc.running():
+            return
+        if pod.proc is not None:  # exited on its own: restart with backoff, like a kubelet
+            log.warning(
+                "process kubelet: %s exited with %s; restarting",
+                pod.spec.key,
+                pod.proc.popen.returncode,
+            )
+            pod.restarts += 1
+            pod.next_start = time.monotonic() + min(2.0**pod.restarts, MAX_RESTART_BACKOFF_S)
+            pod.proc = None
+        if time.monotonic() < pod.next_start:
+            return
+        argv = rewrite_argv(pod.spec.argv, pod.spec.pod_ip, pod.mounts(), self.engine_argv)
+        env = {**os.environ, **dict(pod.spec.env)}
+        with self._lock:
+            if self._stop.is_set() or self.pods.get(pod.spec.uid) is not pod:
+                return
+            pod.proc = ManagedProcess(pod.spec.key, argv, pod.log_path, env=env, cwd=pod.directory)
+        log.info(
+            "process kubelet: started %s (pid %d) at %s: %s",
+            pod.spec.key,
+            pod.proc.pid,
+            pod.spec.pod_ip,
+            " ".join(argv),
+        )
+
+    def _materialise(self, api: KubeApi, pod: PodProcess) -> bool:
+        for ref in pod.spec.volumes:
+            path = f"/api/v1/namespaces/{pod.spec.namespace}/{ref.kind}/{ref.source}"
+            try:
+                obj = api.get(path)
+            except KubeApiError as exc:
+                if exc.status == 404 and ref.optional:
+                    obj = {}
+                elif exc.status == 404:
+                    log.info("process kubelet: %s waits for %s", pod.spec.key, path)
+                    return False
+                else:
+                    raise
+            _sync_dir(pod.directory / "volumes" / ref.volume, volume_files(ref, obj))
+        return True
+
+    def _stop_process(self, pod: PodProcess) -> None:
+        if pod.proc is not None:
+            code = pod.proc.stop(pod.spec.grace_s)
+            log.info("process kubelet: stopped %s (exit %s)", pod.spec.key, code)
+            pod.proc = None
+        with contextlib.suppress(OSError):
+            shutil.rmtree(pod.directory / "volumes")

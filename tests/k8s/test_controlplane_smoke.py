@@ -1,0 +1,113 @@
+"""The real control plane schedules GPU pods onto simulated GPU nodes, as a cluster would."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+import pytest
+
+from sloserve_operator.devcluster.cluster import DevCluster
+from sloserve_operator.devcluster.controlplane import DEFAULT_POD_CIDR
+from sloserve_operator.devcluster.eventually import eventually
+from sloserve_operator.devcluster.kubeapi import JsonObj
+from sloserve_operator.devcluster.nodes import GPU_PRODUCT_LABEL, GPU_RESOURCE, GPU_TYPE_LABEL
+
+pytestmark = [pytest.mark.k8s, pytest.mark.timeout(240)]
+
+
+def gpu_deployment(name: str, replicas: int, gpus: int) -> JsonObj:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "nodeSelector": {GPU_TYPE_LABEL: "h100"},
+                    "containers": [
+                        {
+                            "name": "engine",
+                            "image": "sloserve/engine:dev",
+                            "resources": {"limits": {GPU_RESOURCE: str(gpus)}},
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def pods(k8s: DevCluster, namespace: str, app: str) -> list[JsonObj]:
+    listing = k8s.control_plane.api.get(
+        f"/api/v1/namespaces/{namespace}/pods", {"labelSelector": f"app={app}"}
+    )
+    items: list[JsonObj] = listing["items"]
+    return items
+
+
+def test_nodes_advertise_gpus_and_gpu_type(k8s: DevCluster) -> None:
+    nodes = k8s.control_plane.api.get("/api/v1/nodes")["items"]
+    assert len(nodes) == 2
+    for node in nodes:
+        assert node["status"]["allocatable"][GPU_RESOURCE] == "8"
+        assert node["metadata"]["labels"][GPU_PRODUCT_LABEL] == "NVIDIA-H100-80GB-HBM3"
+        ready = {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"]
+        assert ready == "True"
+
+
+def test_gpu_deployment_pods_run_on_gpu_nodes_with_loopback_ips(
+    k8s: DevCluster, namespace: str
+) -> None:
+    k8s.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input_text=json.dumps(gpu_deployment("llm", replicas=3, gpus=2)),
+    )
+
+    def all_running() -> list[JsonObj] | None:
+        current = pods(k8s, namespace, "llm")
+        running = [p for p in current if p["status"].get("phase") == "Running"]
+        return running if len(running) == 3 else None
+
+    running = eventually(all_running, "3 GPU pods Running", timeout_s=90)
+    node_names = {n.name for n in k8s.nodes}
+    cidr = ipaddress.ip_network(DEFAULT_POD_CIDR)
+    for pod in running:
+        assert pod["spec"]["nodeName"] in node_names
+        assert ipaddress.ip_address(pod["status"]["podIP"]) in cidr
+    assert len({p["status"]["podIP"] for p in running}) == 3
+    rollout = k8s.kubectl("rollout", "status", "-n", namespace, "deploy/llm", "--timeout=60s")
+    assert "successfully rolled out" in rollout.stdout
+
+
+def test_pod_requesting_more_gpus_than_any_node_stays_pending_with_reason(
+    k8s: DevCluster, namespace: str
+) -> None:
+    k8s.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input_text=json.dumps(gpu_deployment("huge", replicas=1, gpus=16)),
+    )
+
+    def unschedulable() -> JsonObj | None:
+        for pod in pods(k8s, namespace, "huge"):
+            for cond in pod["status"].get("conditions") or []:
+                if cond["type"] == "PodScheduled" and cond.get("reason") == "Unschedulable":
+                    return {"pod": pod, "condition": cond}
+        return None
+
+    found = eventually(unschedulable, "PodScheduled=False/Unschedulable", timeout_s=90)
+    assert found["pod"]["status"]["phase"] == "Pending"
+    assert f"Insufficient {GPU_RESOURCE}" in found["condition"]["message"]
+    assert "nodeName" not in found["pod"]["spec"]

@@ -1,0 +1,164 @@
+"""How the process kubelet turns a pod into a local command line (pure rules, no cluster)."""
+
+from __future__ import annotations
+
+import base64
+import sys
+from pathlib import Path
+
+import pytest
+
+from sloserve_operator.devcluster.kubelet import (
+    VolumeRef,
+    pod_process_spec,
+    pod_should_run,
+    rewrite_argv,
+    volume_files,
+)
+
+ENGINE = ["/venv/bin/sloserve-engine"]
+MOUNTS = {"/etc/sloserve/knobs": Path("/tmp/p/volumes/knobs")}
+
+
+def engine_pod(**status: str) -> dict[str, object]:
+    return {
+        "metadata": {"name": "llm-0", "namespace": "ns", "uid": "0123456789abcdef"},
+        "spec": {
+            "nodeName": "gpu-h100-0",
+            "terminationGracePeriodSeconds": 60,
+            "containers": [
+                {
+                    "name": "engine",
+                    "command": ["sloserve-engine"],
+                    "args": ["--host", "0.0.0.0", "--knobs-file", "/etc/sloserve/knobs/knobs.json"],
+                    "env": [
+                        {"name": "A", "value": "1"},
+                        {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                    ],
+                    "volumeMounts": [{"name": "knobs", "mountPath": "/etc/sloserve/knobs"}],
+                }
+            ],
+            "volumes": [
+                {"name": "knobs", "configMap": {"name": "llm-knobs"}},
+                {"name": "unused", "secret": {"secretName": "x"}},
+            ],
+        },
+        "status": {"phase": "Running", "podIP": "127.64.0.9", **status},
+    }
+
+
+def test_engine_gets_simulated_flag_pod_ip_and_local_volume_paths() -> None:
+    argv = rewrite_argv(
+        [
+            "sloserve-engine",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "8000",
+            "--knobs-file=/etc/sloserve/knobs/knobs.json",
+        ],
+        "127.64.0.9",
+        MOUNTS,
+        ENGINE,
+    )
+    assert argv == [
+        *ENGINE,
+        "--simulated",
+        "--host",
+        "127.64.0.9",
+        "--port",
+        "8000",
+        "--knobs-file=/tmp/p/volumes/knobs/knobs.json",
+    ]
+
+
+def test_engine_without_host_is_bound_to_pod_ip_before_extra_vllm_args() -> None:
+    argv = rewrite_argv(
+        ["/usr/bin/sloserve-engine", "--simulated", "--", "--host", "x", "/etc/sloserve/knobs"],
+        "127.64.0.2",
+        MOUNTS,
+        ENGINE,
+    )
+    assert argv == [
+        *ENGINE,
+        "--simulated",
+        "--host",
+        "127.64.0.2",
+        "--",
+        "--host",
+        "x",
+        "/etc/sloserve/knobs",
+    ]
+
+
+def test_generic_server_keeps_its_program_and_gets_bind_and_paths_rewritten() -> None:
+    argv = rewrite_argv(
+        [
+            "python3",
+            "-m",
+            "http.server",
+            "8080",
+            "--bind=0.0.0.0",
+            "--directory",
+            "/etc/sloserve/knobs",
+        ],
+        "127.64.0.3",
+        MOUNTS,
+        ENGINE,
+    )
+    assert argv == [
+        sys.executable,
+        "-m",
+        "http.server",
+        "8080",
+        "--bind=127.64.0.3",
+        "--directory",
+        "/tmp/p/volumes/knobs",
+    ]
+
+
+def test_path_rewrite_respects_path_boundaries() -> None:
+    argv = rewrite_argv(["/bin/echo", "/etc/sloserve/knobsX/a"], "127.0.0.5", MOUNTS, ENGINE)
+    assert argv == ["/bin/echo", "/etc/sloserve/knobsX/a"]
+
+
+def test_empty_command_is_rejected() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        rewrite_argv([], "127.0.0.5", MOUNTS, ENGINE)
+
+
+def test_pod_runs_only_while_running_on_a_simulated_node_and_not_deleting() -> None:
+    nodes = {"gpu-h100-0"}
+    assert pod_should_run(engine_pod(), nodes)
+    assert not pod_should_run(engine_pod(), {"other"})
+    assert not pod_should_run(engine_pod(phase="Pending"), nodes)
+    assert not pod_should_run(engine_pod(podIP=""), nodes)
+    deleting = engine_pod()
+    deleting["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"  # type: ignore[index]
+    assert not pod_should_run(deleting, nodes)
+
+
+def test_process_spec_takes_first_container_env_and_mounted_volumes_only() -> None:
+    spec = pod_process_spec(engine_pod())
+    assert spec is not None
+    assert spec.argv[0] == "sloserve-engine"
+    assert dict(spec.env) == {"A": "1", "IP": "127.64.0.9"}
+    assert [(v.volume, v.kind, v.source, v.mount_path) for v in spec.volumes] == [
+        ("knobs", "configmaps", "llm-knobs", "/etc/sloserve/knobs")
+    ]
+    assert spec.grace_s == 10.0  # capped: tests must not wait a minute per pod
+
+
+def test_pod_without_command_is_not_runnable() -> None:
+    pod = engine_pod()
+    del pod["spec"]["containers"][0]["command"]  # type: ignore[index]
+    assert pod_process_spec(pod) is None
+
+
+def test_volume_files_decode_secrets_and_respect_items() -> None:
+    secret = VolumeRef("admin", "secrets", "s", "/etc/a")
+    token = base64.b64encode(b"s3cret").decode()
+    assert volume_files(secret, {"data": {"token": token}}) == {"token": b"s3cret"}
+    cm = VolumeRef("k", "configmaps", "c", "/etc/k", items=(("knobs.json", "sub/k.json"),))
+    obj = {"data": {"knobs.json": "{}", "other": "x"}}
+    assert volume_files(cm, obj) == {"sub/k.json": b"{}"}
