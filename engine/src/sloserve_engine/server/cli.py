@@ -1,0 +1,201 @@
+"""``sloserve-engine``: the process the operator runs in every engine pod (BRIEF contract 3).
+
+    sloserve-engine [--simulated] --host 0.0.0.0 --port 8000 --served-model-name NAME
+        --knobs-file /etc/sloserve/knobs/knobs.json --admin-token-file /etc/sloserve/admin/token
+        [--profile h200-llama-3.1-8b] [--kv-tokens 97488] [-- <extra vllm serve args>]
+
+Real mode starts ``vllm serve`` with the sloserve scheduler behind a proxy
+that adds the admin API; ``--simulated`` serves the same HTTP API from the
+simulator in real time. See docs/engine.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from ..knobs import Knobs
+from ..sim import SimConfig, load_profile
+from .auth import AdminAuth, AdminTokenError
+from .knobs_store import InvalidKnobsError, KnobsStore, check_policy_buildable, load_knobs_file
+from .proxy import build_proxy_app
+from .simulated_app import SimulatedOptions, build_simulated_app
+from .supervisor import VllmProcess, free_loopback_port, lifespan_running
+from .vllm_command import VllmLaunch, build_vllm_command, vllm_environment
+
+log = logging.getLogger("sloserve_engine.server")
+
+DEFAULT_PROFILE = "h200-llama-3.1-8b"
+GRACEFUL_SHUTDOWN_S = 20
+"""Seconds open responses get to finish after SIGTERM (within Kubernetes' default 30 s)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sloserve-engine",
+        description="Serve an LLM with sloserve's SLO-aware scheduler (vLLM, or --simulated).",
+        epilog="Arguments after `--` go to `vllm serve` (in --simulated mode, --max-model-len, "
+        "--max-num-seqs, --max-num-batched-tokens and --block-size among them configure the "
+        "simulated engine).",
+    )
+    p.add_argument("--simulated", action="store_true", help="serve from the simulator, no GPU")
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    p.add_argument(
+        "--served-model-name", default="model", help="model name clients send (default model)"
+    )
+    p.add_argument(
+        "--model", help="real mode: model path or id for `vllm serve` (default: served name)"
+    )
+    p.add_argument("--knobs-file", type=Path, help="initial knobs JSON (the mounted ConfigMap)")
+    p.add_argument(
+        "--admin-token-file",
+        type=Path,
+        help="bearer token for PUT /sloserve/knobs; without it knobs are read-only (403)",
+    )
+    p.add_argument(
+        "--profile",
+        default=DEFAULT_PROFILE,
+        help=f"cost-model profile name or JSON path (default {DEFAULT_PROFILE})",
+    )
+    p.add_argument(
+        "--kv-tokens", type=int, help="KV-cache size in tokens (simulated default 97488)"
+    )
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="simulated: modelled seconds per wall second (>1 runs faster than real time)",
+    )
+    p.add_argument(
+        "--attainment-window-s",
+        type=float,
+        default=60.0,
+        help="sliding window of sloserve_slo_attainment_ratio, seconds (default 60)",
+    )
+    p.add_argument("--vllm-port", type=int, default=0, help="real mode: vLLM's loopback port")
+    p.add_argument("--vllm-executable", default="vllm", help="real mode: the vllm CLI to run")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def split_extra(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Our arguments and the ones after the first ``--`` (for ``vllm serve``)."""
+    args = list(argv)
+    if "--" in args:
+        i = args.index("--")
+        return args[:i], args[i + 1 :]
+    return args, []
+
+
+def sim_config_from(kv_tokens: int | None, extra: Sequence[str]) -> SimConfig:
+    """Engine limits of the simulated engine from the same flags ``vllm serve`` would get."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--max-model-len", type=int)
+    p.add_argument("--max-num-seqs", type=int)
+    p.add_argument("--max-num-batched-tokens", type=int)
+    p.add_argument("--block-size", type=int)
+    known, ignored = p.parse_known_args(list(extra))
+    if ignored:
+        log.info("simulated engine ignores vllm args: %s", " ".join(ignored))
+    values = {k: v for k, v in vars(known).items() if v is not None}
+    if kv_tokens is not None:
+        values["kv_tokens"] = kv_tokens
+    return SimConfig(**values)
+
+
+def initial_knobs(path: Path | None) -> Knobs:
+    if path is None:
+        log.info("no --knobs-file: starting from default knobs")
+        return Knobs()
+    knobs = load_knobs_file(path)
+    check_policy_buildable(knobs)
+    return knobs
+
+
+def _serve(app: FastAPI, args: argparse.Namespace) -> uvicorn.Server:
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
+    return uvicorn.Server(config)
+
+
+def run_simulated(args: argparse.Namespace, extra: list[str]) -> int:
+    opts = SimulatedOptions(
+        served_model_name=args.served_model_name,
+        knobs=initial_knobs(args.knobs_file),
+        profile=load_profile(args.profile),
+        sim_config=sim_config_from(args.kv_tokens, extra),
+        admin_token_file=args.admin_token_file,
+        time_scale=args.time_scale,
+        attainment_window_s=args.attainment_window_s,
+    )
+    _serve(build_simulated_app(opts), args).run()
+    return 0
+
+
+def run_real(args: argparse.Namespace, extra: list[str]) -> int:
+    knobs = initial_knobs(args.knobs_file)
+    auth = AdminAuth(args.admin_token_file)
+    run_dir = Path(tempfile.mkdtemp(prefix="sloserve-engine-"))
+    prometheus_dir = run_dir / "prometheus"
+    prometheus_dir.mkdir()
+    knobs_path = run_dir / "knobs.json"
+    store = KnobsStore(knobs, mirror_path=knobs_path)
+    vllm_port = args.vllm_port or free_loopback_port()
+    argv = build_vllm_command(
+        VllmLaunch(
+            model=args.model or args.served_model_name,
+            served_model_name=args.served_model_name,
+            port=vllm_port,
+            kv_tokens=args.kv_tokens,
+            extra_args=tuple(extra),
+            executable=args.vllm_executable,
+        )
+    )
+    process = VllmProcess(
+        argv, vllm_environment(os.environ, prometheus_dir, knobs_path, args.profile)
+    )
+    server: uvicorn.Server | None = None
+
+    def vllm_exited(_: int) -> None:
+        if server is not None:
+            server.should_exit = True
+
+    app = build_proxy_app(
+        store, auth, f"http://127.0.0.1:{vllm_port}", lifespan_running(process, vllm_exited)
+    )
+    server = _serve(app, args)
+    server.run()
+    return process.returncode or 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ours, extra = split_extra(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(ours)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.simulated:
+            return run_simulated(args, extra)
+        return run_real(args, extra)
+    except (InvalidKnobsError, AdminTokenError, ValueError) as exc:
+        print(f"sloserve-engine: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Real mode: the engine server as a reverse proxy in front of ``vllm serve``.
+
+Everything that is not ``/sloserve/*`` goes to vLLM unchanged and streamed
+(completions SSE, ``/metrics`` with the engine-core metrics aggregated by
+vLLM's multiprocess registry, ``/v1/models``...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
+
+from .admin import admin_router
+from .auth import AdminAuth
+from .knobs_store import KnobsStore
+
+_HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+}
+
+
+def forwardable_headers(headers: Any) -> dict[str, str]:
+    """Drop hop-by-hop headers (RFC 9110 §7.6.1); everything else passes through."""
+    return {k: v for k, v in headers.items() if k.lower() not in _HOP_BY_HOP}
+
+
+def build_proxy_app(
+    store: KnobsStore,
+    auth: AdminAuth,
+    upstream: str,
+    lifespan: Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]] | None = None,
+) -> FastAPI:
+    client = httpx.AsyncClient(base_url=upstream, timeout=httpx.Timeout(None, connect=5.0))
+
+    @contextlib.asynccontextmanager
+    async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            if lifespan is None:
+                yield
+            else:
+                async with lifespan(app):
+                    yield
+        finally:
+            await client.aclose()
+
+    async def health() -> tuple[bool, dict[str, Any]]:
+        try:
+            status = (await client.get("/health", timeout=2.0)).status_code
+        except httpx.HTTPError as exc:
+            return False, {"mode": "vllm", "vllm": f"unreachable: {type(exc).__name__}"}
+        details = {"mode": "vllm", "vllm": status, "knobsRevision": store.state().revision}
+        return status == 200, details
+
+    app = FastAPI(title="sloserve-engine", lifespan=app_lifespan)
+    app.include_router(admin_router(store, auth, health))
+
+    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+    async def forward(path: str, request: Request) -> Response:
+        upstream_request = client.build_request(
+            request.method,
+            "/" + path,
+            params=request.query_params,
+            headers=forwardable_headers(request.headers),
+            content=request.stream(),
+        )
+        try:
+            response = await client.send(upstream_request, stream=True)
+        except httpx.HTTPError as exc:
+            return JSONResponse(
+                {"error": {"message": f"vLLM is not reachable: {type(exc).__name__}"}},
+                status_code=503,
+            )
+        return StreamingResponse(
+            response.aiter_raw(),
+            status_code=response.status_code,
+            headers=forwardable_headers(response.headers),
+            background=BackgroundTask(response.aclose),
+        )
+
+    return app
