@@ -64,7 +64,6 @@ BAD_VALUES = [
     ("operator.replicaCount", "2"),
     ("operator.image.pullPolicy", "Sometimes"),
     ("operator.image.digest", "latest"),
-    ("operator.logLevel", "chatty"),
     ("operator.watch.namespaces", ["Bad_Namespace"]),
     ("operator.watch.namespaces", ["a", "a"]),
     ("operator.ports.metrics", 80),

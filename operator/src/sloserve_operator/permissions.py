@@ -96,5 +96,11 @@ def operator_permissions(*, clusterwide: bool) -> tuple[Permission, ...]:
             "server-side apply of the engine ServiceMonitor when that CRD exists",
         ),
         Permission("", "pods", READ, "find ready engine pods to push knobs and read metrics"),
+        Permission(
+            "",
+            "secrets",
+            frozenset({"get", "create"}),
+            "the engines' admin-token Secret, created once per LLMService",
+        ),
     ]
     return tuple(framework + application)
