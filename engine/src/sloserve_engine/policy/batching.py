@@ -16,16 +16,23 @@ under the policy's own gate. Rules:
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from .kvgate import blocks_for
 from .views import RequestView
 
-Fits = Callable[[int, Sequence[RequestView], RequestView], bool]
-"""``fits(free_blocks, running, candidate)``: the policy's KV gate at that state."""
+
+class Ledger(Protocol):
+    """The policy's KV gate for one step (:class:`~.kvgate.KVLedger`)."""
+
+    free_blocks: int
+
+    def admits(self, candidate: RequestView) -> bool: ...
+
+    def admit(self, candidate: RequestView) -> None: ...
 
 
 class Batching(StrEnum):
@@ -42,7 +49,6 @@ class StepResources:
     """Total tokens of the step (denominator of compute utilisation)."""
     tokens_left: int
     """Budget left after running decodes and prefill chunks."""
-    free_blocks: int
     total_blocks: int
     block_size: int
     seats: int
@@ -51,34 +57,26 @@ class StepResources:
     """Per-request chunk cap (0 = none)."""
 
 
-def _admitted_view(r: RequestView, block_size: int) -> RequestView:
-    """How ``r`` looks to the gate once admitted: its prompt's blocks are held."""
-    return dataclasses.replace(r, blocks_held=blocks_for(r.total_tokens, block_size))
-
-
 def select_admissions(
     rule: Batching,
     candidates: Sequence[RequestView],
-    running: Sequence[RequestView],
     res: StepResources,
-    fits: Fits,
+    ledger: Ledger,
     now: float,
     protect_after_s: float = 10.0,
 ) -> tuple[str, ...]:
     """Admit order for this step (a subsequence of ``candidates``, possibly reordered)."""
     chosen: list[str] = []
-    state = list(running)
-    free = res.free_blocks
     tokens_left = res.tokens_left
     pool = list(candidates)
     while pool and tokens_left > 0 and len(chosen) < res.seats:
         pick: RequestView | None = None
         if rule is Batching.TETRIS:
-            pick = _best_aligned(pool, state, free, tokens_left, res, fits)
+            pick = _best_aligned(pool, ledger, tokens_left, res)
         else:
             while pool:
                 head = pool[0]
-                if _fits_now(head, free, res, state, fits):
+                if _fits_now(head, ledger, res):
                     pick = head
                     break
                 if rule is Batching.HEAD or now - head.arrival_time >= protect_after_s:
@@ -88,9 +86,7 @@ def select_admissions(
             break
         pool.remove(pick)
         chosen.append(pick.request_id)
-        prompt_blocks = blocks_for(pick.total_tokens, res.block_size) - pick.blocks_held
-        free -= prompt_blocks
-        state.append(_admitted_view(pick, res.block_size))
+        ledger.admit(pick)
         chunk = pick.remaining_tokens
         if res.chunk_cap:
             chunk = min(chunk, res.chunk_cap)
@@ -98,31 +94,25 @@ def select_admissions(
     return tuple(chosen)
 
 
-def _fits_now(
-    r: RequestView, free: int, res: StepResources, state: Sequence[RequestView], fits: Fits
-) -> bool:
+def _fits_now(r: RequestView, ledger: Ledger, res: StepResources) -> bool:
     prompt_blocks = blocks_for(r.total_tokens, res.block_size) - r.blocks_held
-    return prompt_blocks <= free and fits(free, state, r)
+    return prompt_blocks <= ledger.free_blocks and ledger.admits(r)
 
 
 def _best_aligned(
-    pool: Sequence[RequestView],
-    state: Sequence[RequestView],
-    free: int,
-    tokens_left: int,
-    res: StepResources,
-    fits: Fits,
+    pool: Sequence[RequestView], ledger: Ledger, tokens_left: int, res: StepResources
 ) -> RequestView | None:
     budget = max(res.token_budget, 1)
+    total = max(res.total_blocks, 1)
     u_c = 1.0 - tokens_left / budget
-    u_m = 1.0 - free / max(res.total_blocks, 1)
+    u_m = 1.0 - ledger.free_blocks / total
     best: RequestView | None = None
     best_align = -1.0
     for r in pool:
-        if not _fits_now(r, free, res, state, fits):
+        if not _fits_now(r, ledger, res):
             continue
         c = min(r.remaining_tokens, tokens_left) / budget
-        m = blocks_for(r.total_tokens, res.block_size) / max(res.total_blocks, 1)
+        m = blocks_for(r.total_tokens, res.block_size) / total
         align = c * (1.0 - u_c) + m * (1.0 - u_m)
         if align > best_align:
             best, best_align = r, align

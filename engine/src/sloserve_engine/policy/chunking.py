@@ -24,18 +24,16 @@ class DecodeLoad:
     """Smallest TBT SLO among the decodes; ``None`` when nothing decodes."""
 
 
-def decode_load(running: Sequence[RequestView]) -> DecodeLoad:
-    count = 0
+def decode_load(decodes: Sequence[RequestView]) -> DecodeLoad:
+    """Load of the requests that decode this step (see :func:`.ordering.split_phases`)."""
     ctx = 0
     tightest: float | None = None
-    for r in running:
-        if r.in_prefill:
-            continue
-        count += 1
-        ctx += r.total_tokens
-        if tightest is None or r.slo.tbt_s < tightest:
-            tightest = r.slo.tbt_s
-    return DecodeLoad(count, ctx, tightest)
+    for r in decodes:
+        ctx += r.prompt_tokens + r.output_tokens
+        tbt = r.slo.tbt_s
+        if tightest is None or tbt < tightest:
+            tightest = tbt
+    return DecodeLoad(len(decodes), ctx, tightest)
 
 
 def slo_prefill_budget(

@@ -13,8 +13,8 @@ from .batching import Batching, StepResources, select_admissions
 from .chunking import decode_load, slo_prefill_budget
 from .costmodel import StepCostModel
 from .knobs import PolicyKnobs
-from .kvgate import Gate, GateConfig, admissible, blocks_for, reserved_unused_blocks
-from .ordering import OrderingConfig, admit_key, order_running, order_waiting
+from .kvgate import Gate, GateConfig, KVLedger, blocks_for
+from .ordering import OrderingConfig, admit_key, order_running, order_waiting, split_phases
 from .predictor import ArrivalRate, LengthPredictor, PredictorConfig, confidence_for_rate
 from .preemption import choose_mode, victim_score
 from .views import (
@@ -115,7 +115,8 @@ class ComposedPolicy:
         knobs = self.knobs
         running = snapshot.running
         budget = min(snapshot.max_num_batched_tokens, knobs.chunk_max_tokens)
-        load = decode_load(running)
+        decodes, prefills = split_phases(running)
+        load = decode_load(decodes)
         cap = 0
         if spec.dynamic_chunking:
             chunk = slo_prefill_budget(
@@ -127,14 +128,23 @@ class ComposedPolicy:
             )
             budget = max(min(budget, load.count + chunk), 1)
             cap = chunk
-        running_order, prefill_tokens = self._running_order(snapshot, budget, cap)
-        admit = self._admit_order(snapshot, budget - load.count - prefill_tokens, budget, cap)
-        notes: tuple[tuple[str, float], ...] = (("chunk_tokens", float(budget - load.count)),)
-        if spec.gate.gate in (Gate.RESERVATION, Gate.LENDING):
-            reserved = reserved_unused_blocks(
-                running, snapshot.block_size, spec.gate.extension_fraction
-            )
-            notes += (("reserved_blocks", float(reserved)),)
+        running_order, prefill_tokens = self._running_order(
+            snapshot, decodes, prefills, budget, cap
+        )
+        ledger = KVLedger(
+            self._gate,
+            snapshot.free_blocks,
+            snapshot.total_blocks,
+            snapshot.block_size,
+            running,
+        )
+        admit = self._admit_order(
+            snapshot, ledger, budget - load.count - prefill_tokens, budget, cap
+        )
+        notes: tuple[tuple[str, float], ...] = (
+            ("chunk_tokens", float(budget - load.count)),
+            ("reserved_blocks", float(ledger.reserved_unused)),
+        )
         return StepPlan(
             running_order=running_order,
             admit_order=admit,
@@ -144,27 +154,28 @@ class ComposedPolicy:
         )
 
     def _running_order(
-        self, snapshot: EngineSnapshot, budget: int, cap: int
+        self,
+        snapshot: EngineSnapshot,
+        decodes: list[RequestView],
+        prefills: list[RequestView],
+        budget: int,
+        cap: int,
     ) -> tuple[tuple[str, ...], int]:
         """Service order, and the prefill tokens running requests will take from the budget."""
-        running = snapshot.running
         b = snapshot.block_size
-        left = budget
+        left = budget - len(decodes)
         prefill_tokens = 0
-        blocks_needed = 0
-        for r in running:
-            if r.in_prefill:
-                take = r.remaining_tokens if not cap else min(r.remaining_tokens, cap)
-                take = min(take, max(left, 0))
-                prefill_tokens += take
-                left -= take
-                blocks_needed += blocks_for(take, b) + 1
-            else:
-                blocks_needed += 1
-                left -= 1
+        blocks_needed = len(decodes)
+        for r in prefills:
+            take = r.remaining_tokens if not cap else min(r.remaining_tokens, cap)
+            take = min(take, max(left, 0))
+            prefill_tokens += take
+            left -= take
+            blocks_needed += blocks_for(take, b) + 1
         # Order only matters for victims when a preemption is possible this step.
         key = self._victim_key(b) if blocks_needed > snapshot.free_blocks else None
-        return order_running(running, key, self.spec.decodes_first), prefill_tokens
+        order = order_running(snapshot.running, decodes, prefills, key, self.spec.decodes_first)
+        return order, prefill_tokens
 
     def _victim_key(self, block_size: int) -> VictimKey | None:
         rule = self.spec.victims
@@ -178,7 +189,7 @@ class ComposedPolicy:
         return None
 
     def _admit_order(
-        self, snapshot: EngineSnapshot, tokens_left: int, budget: int, cap: int
+        self, snapshot: EngineSnapshot, ledger: KVLedger, tokens_left: int, budget: int, cap: int
     ) -> tuple[str, ...]:
         spec = self.spec
         waiting = snapshot.waiting
@@ -192,27 +203,13 @@ class ComposedPolicy:
         resources = StepResources(
             token_budget=budget,
             tokens_left=tokens_left,
-            free_blocks=snapshot.free_blocks,
             total_blocks=snapshot.total_blocks,
             block_size=snapshot.block_size,
             seats=seats,
             chunk_cap=cap,
         )
-        gate = self._gate
-        total = snapshot.total_blocks
-        b = snapshot.block_size
-
-        def fits(free: int, state: Sequence[RequestView], cand: RequestView) -> bool:
-            return admissible(gate, free, total, b, state, cand)
-
         return select_admissions(
-            spec.batching,
-            candidates,
-            snapshot.running,
-            resources,
-            fits,
-            snapshot.now,
-            spec.protect_after_s,
+            spec.batching, candidates, resources, ledger, snapshot.now, spec.protect_after_s
         )
 
     def can_admit(
@@ -224,8 +221,9 @@ class ComposedPolicy:
         candidate: RequestView,
         now: float,
     ) -> bool:
-        del now  # the gate looks at steps, not wall time
-        return admissible(self._gate, free_blocks, total_blocks, block_size, running, candidate)
+        del now  # the gate counts steps, not wall time
+        ledger = KVLedger(self._gate, free_blocks, total_blocks, block_size, running)
+        return ledger.admits(candidate)
 
     def preemption_mode(self, victim: RequestView) -> PreemptionMode:
         forced = self.knobs.preemption_mode

@@ -24,6 +24,7 @@ Three gates, from most to least permissive:
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -81,15 +82,183 @@ def reserved_total_tokens(r: RequestView, block_size: int, extension_fraction: f
     return r.prompt_tokens + reserved_output(r, block_size, extension_fraction)
 
 
-def reserved_unused_blocks(
-    running: Sequence[RequestView], block_size: int, extension_fraction: float
-) -> int:
-    """Blocks reserved by running requests but not yet held (``sloserve_kv_reserved_blocks``)."""
-    total = 0
-    for r in running:
-        need = blocks_for(reserved_total_tokens(r, block_size, extension_fraction), block_size)
-        total += max(need - r.blocks_held, 0)
-    return total
+class KVLedger:
+    """The gate's view of one KV state: built once per state, asked once per candidate.
+
+    Building is O(n log n) in running requests; :meth:`admits` is O(1) for
+    ``reservation`` and at most O(n) arithmetic (no sorting) for ``lending``,
+    so a plan can try many candidates per step.
+    """
+
+    __slots__ = (
+        "_block_size",
+        "_capacity",
+        "_checks",
+        "_config",
+        "_counts",
+        "_growth",
+        "_items",
+        "_max_from",
+        "_other",
+        "_reserve",
+        "_stale",
+        "_sums",
+        "free_blocks",
+        "total_blocks",
+    )
+
+    def __init__(
+        self,
+        config: GateConfig,
+        free_blocks: int,
+        total_blocks: int,
+        block_size: int,
+        running: Sequence[RequestView],
+    ) -> None:
+        self._config = config
+        self.free_blocks = free_blocks
+        self.total_blocks = total_blocks
+        self._block_size = block_size
+        self._reserve = reserve_blocks(total_blocks, config.reservation_ratio)
+        self._items: list[tuple[int, int]] = []
+        self._growth = 0
+        self._other = 0
+        self._capacity = 0
+        self._checks: list[int] = []
+        self._sums: list[int] = []
+        self._counts: list[int] = []
+        self._max_from: list[float] = []
+        self._stale = False
+        if config.gate in (Gate.RESERVATION, Gate.LENDING):
+            self._account(running)
+
+    @property
+    def reserved_unused(self) -> int:
+        """Blocks reserved, not yet held by running requests (``sloserve_kv_reserved_blocks``)."""
+        return self._growth
+
+    def _account(self, running: Sequence[RequestView]) -> None:
+        b = self._block_size
+        ext = self._config.extension_fraction
+        guard = self._config.guard_steps
+        held = 0
+        growth = 0
+        items = self._items
+        for r in running:
+            out = r.output_tokens
+            x = r.prompt_tokens + out
+            if r.computed_tokens > x:
+                x = r.computed_tokens
+            end = r.prompt_tokens + (
+                r.output_bound if out + b <= r.output_bound else reserved_output(r, b, ext)
+            )
+            if end < x:
+                end = x
+            need = -(-end // b) - r.blocks_held
+            if need > 0:
+                growth += need
+            held += r.blocks_held
+            items.append((end - x + guard, x))
+        self._growth = growth
+        self._other = max(self.total_blocks - self.free_blocks - held, 0)
+        self._capacity = self.total_blocks - self._reserve - self._other
+        self._stale = self._config.gate is Gate.LENDING
+
+    def _build_timeline(self) -> None:
+        """Checkpoints (distinct finish steps, ascending) with the alive set's sums at each."""
+        items = sorted(self._items, reverse=True)
+        b = self._block_size
+        checks: list[int] = []
+        sums: list[int] = []
+        counts: list[int] = []
+        demand: list[float] = []
+        sum_x = 0
+        for k, (d, x) in enumerate(items):
+            sum_x += x
+            alive = k + 1
+            if k + 1 == len(items) or items[k + 1][0] != d:
+                checks.append(d)
+                sums.append(sum_x)
+                counts.append(alive)
+                demand.append((sum_x + alive * (d + b - 1)) / b)
+        checks.reverse()
+        sums.reverse()
+        counts.reverse()
+        demand.reverse()
+        max_from = demand[:]
+        for i in range(len(max_from) - 2, -1, -1):
+            if max_from[i + 1] > max_from[i]:
+                max_from[i] = max_from[i + 1]
+        self._checks, self._sums, self._counts = checks, sums, counts
+        self._max_from = max_from
+
+    def admits(self, candidate: RequestView) -> bool:
+        """Whether admitting ``candidate`` keeps every reservation and the reserve intact."""
+        gate = self._config.gate
+        if gate is Gate.NONE:
+            return True
+        b = self._block_size
+        prompt_blocks = blocks_for(candidate.total_tokens, b) - candidate.blocks_held
+        if self.free_blocks - prompt_blocks < self._reserve:
+            return False
+        if gate is Gate.WATERMARK:
+            return True
+        x_c = candidate.total_tokens
+        end_c = max(reserved_total_tokens(candidate, b, self._config.extension_fraction), x_c)
+        cap_c = blocks_for(end_c, b)
+        if gate is Gate.RESERVATION:
+            own = cap_c - candidate.blocks_held
+            return self.free_blocks - self._growth - own >= self._reserve
+        return self._fits_timeline(x_c, end_c - x_c + self._config.guard_steps, cap_c)
+
+    def admit(self, candidate: RequestView) -> None:
+        """Account ``candidate`` as admitted: its prompt blocks go, its reservation counts."""
+        b = self._block_size
+        prompt_blocks = blocks_for(candidate.total_tokens, b) - candidate.blocks_held
+        self.free_blocks -= prompt_blocks
+        if self._config.gate not in (Gate.RESERVATION, Gate.LENDING):
+            return
+        x_c = candidate.total_tokens
+        end_c = max(reserved_total_tokens(candidate, b, self._config.extension_fraction), x_c)
+        self._growth += max(blocks_for(end_c, b) - candidate.blocks_held - prompt_blocks, 0)
+        self._items.append((end_c - x_c + self._config.guard_steps, x_c))
+        self._stale = self._config.gate is Gate.LENDING
+
+    def _fits_timeline(self, x_c: int, d_c: int, cap_c: int) -> bool:
+        """max over future steps t of blocks held at t <= capacity (total - reserve - other).
+
+        A running request r holds at most ``(x_r + t + B - 1) / B`` blocks at step
+        t while alive (x_r: tokens now, one more per step) and none after its
+        finish step d_r (reservation end + guard). Between finishes the sum only
+        grows, so the checkpoints are the finish steps, plus the candidate's own.
+        """
+        if self._stale:
+            self._build_timeline()
+            self._stale = False
+        b = self._block_size
+        capacity = self._capacity
+        checks = self._checks
+        first_after = bisect.bisect_right(checks, d_c)
+        if first_after < len(checks) and self._max_from[first_after] > capacity:
+            return False  # already over-committed after the candidate is gone
+        at_d_c = bisect.bisect_left(checks, d_c)
+        own_at_end = min(cap_c, (x_c + d_c + b - 1) // b)
+        if at_d_c < len(checks):
+            alive_demand = (self._sums[at_d_c] + self._counts[at_d_c] * (d_c + b - 1)) / b
+        else:
+            alive_demand = 0.0
+        if alive_demand + own_at_end > capacity:
+            return False
+        if not first_after or self._max_from[0] + cap_c <= capacity:
+            return True
+        sums = self._sums
+        counts = self._counts
+        for i in range(first_after):
+            t = checks[i]
+            own = min(cap_c, (x_c + t + b - 1) // b)
+            if (sums[i] + counts[i] * (t + b - 1)) / b + own > capacity:
+                return False
+        return True
 
 
 def admissible(
@@ -100,85 +269,5 @@ def admissible(
     running: Sequence[RequestView],
     candidate: RequestView,
 ) -> bool:
-    """Whether admitting ``candidate`` keeps every reservation and the reserve intact."""
-    if config.gate is Gate.NONE:
-        return True
-    reserve = reserve_blocks(total_blocks, config.reservation_ratio)
-    prompt_blocks = blocks_for(candidate.total_tokens, block_size) - candidate.blocks_held
-    if config.gate is Gate.WATERMARK:
-        return free_blocks - prompt_blocks >= reserve
-    if free_blocks - prompt_blocks < reserve:
-        return False
-    if config.gate is Gate.RESERVATION:
-        return _fits_full_reservation(config, free_blocks, block_size, running, candidate, reserve)
-    return _fits_timeline(
-        config, free_blocks, total_blocks, block_size, running, candidate, reserve
-    )
-
-
-def _fits_full_reservation(
-    config: GateConfig,
-    free_blocks: int,
-    block_size: int,
-    running: Sequence[RequestView],
-    candidate: RequestView,
-    reserve: int,
-) -> bool:
-    growth = reserved_unused_blocks(running, block_size, config.extension_fraction)
-    own = blocks_for(
-        reserved_total_tokens(candidate, block_size, config.extension_fraction), block_size
-    )
-    return free_blocks - growth - (own - candidate.blocks_held) >= reserve
-
-
-def _fits_timeline(
-    config: GateConfig,
-    free_blocks: int,
-    total_blocks: int,
-    block_size: int,
-    running: Sequence[RequestView],
-    candidate: RequestView,
-    reserve: int,
-) -> bool:
-    """max over future steps t of blocks held at t <= capacity (total minus reserve).
-
-    Each request r holds at most ``(x_r + t + B - 1) / B`` blocks at step t while
-    alive (x_r: tokens now; it gains one per step) and none after its finish step
-    ``d_r`` (reservation end + guard). Between finishes the sum only grows, so it
-    suffices to check the finish steps, which a descending sweep with running sums
-    does in O(n log n).
-    """
-    b = block_size
-    ext = config.extension_fraction
-    guard = config.guard_steps
-    held_sum = 0
-    items: list[tuple[int, int]] = []
-    for r in running:
-        x = max(r.total_tokens, r.computed_tokens)
-        end = max(reserved_total_tokens(r, b, ext), x)
-        items.append((end - x + guard, x))
-        held_sum += r.blocks_held
-    other = max(total_blocks - free_blocks - held_sum, 0)
-    capacity = total_blocks - reserve - other
-    x_c = candidate.total_tokens
-    end_c = max(reserved_total_tokens(candidate, b, ext), x_c)
-    d_c = end_c - x_c + guard
-    cap_c = blocks_for(end_c, b)
-
-    items.sort(reverse=True)
-    checks = sorted({d for d, _ in items} | {d_c}, reverse=True)
-    sum_x = 0
-    alive = 0
-    i = 0
-    n = len(items)
-    for t in checks:
-        while i < n and items[i][0] >= t:
-            sum_x += items[i][1]
-            alive += 1
-            i += 1
-        demand = (sum_x + alive * (t + b - 1)) / b
-        if t <= d_c:
-            demand += min(cap_c, (x_c + t + b - 1) // b)
-        if demand > capacity:
-            return False
-    return True
+    """One-shot gate: whether admitting ``candidate`` keeps reservations and reserve intact."""
+    return KVLedger(config, free_blocks, total_blocks, block_size, running).admits(candidate)

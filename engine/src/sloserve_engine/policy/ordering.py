@@ -96,20 +96,38 @@ def order_waiting(
     return heapq.nsmallest(limit, waiting, key=key)
 
 
+def split_phases(
+    running: Sequence[RequestView],
+) -> tuple[list[RequestView], list[RequestView]]:
+    """(decodes, prefills) in running order; ``RequestView.in_prefill`` inlined (hot path)."""
+    decodes: list[RequestView] = []
+    prefills: list[RequestView] = []
+    for r in running:
+        out = r.output_tokens
+        if out == 0 or r.computed_tokens < r.prompt_tokens + out - 1:
+            prefills.append(r)
+        else:
+            decodes.append(r)
+    return decodes, prefills
+
+
 def order_running(
     running: Sequence[RequestView],
+    decodes: list[RequestView],
+    prefills: list[RequestView],
     victim_key: Callable[[RequestView], tuple[float, ...]] | None,
     decodes_first: bool,
 ) -> tuple[str, ...]:
-    """Service order; victims come from the end (highest ``victim_key`` last)."""
+    """Service order; victims come from the end (highest ``victim_key`` last).
+
+    ``decodes``/``prefills`` are :func:`split_phases` of ``running`` (sorted in place).
+    """
     if not decodes_first:
         ordered: Sequence[RequestView] = (
             running if victim_key is None else sorted(running, key=victim_key)
         )
-        return tuple(r.request_id for r in ordered)
-    decodes = [r for r in running if not r.in_prefill]
-    prefills = [r for r in running if r.in_prefill]
+        return tuple([r.request_id for r in ordered])
     if victim_key is not None:
         decodes.sort(key=victim_key)
         prefills.sort(key=victim_key)
-    return tuple(r.request_id for r in decodes) + tuple(r.request_id for r in prefills)
+    return tuple([r.request_id for r in decodes] + [r.request_id for r in prefills])
