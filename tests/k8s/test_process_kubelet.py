@@ -94,3 +94,76 @@ def test_pod_is_served_at_its_ip_follows_configmap_and_stops_with_the_pod(
     assert kubelet.running(namespace, "web") is None
     with pytest.raises(httpx.ConnectError):
         httpx.get(url, timeout=2.0)
+
+
+def engine_pod(name: str) -> JsonObj:
+    """An engine pod exactly as contract 3 describes it (image and real mode notwithstanding)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "labels": {"app.kubernetes.io/name": "sloserve-engine", "sloserve.io/service": "m"},
+        },
+        "spec": {
+            "terminationGracePeriodSeconds": 5,
+            "containers": [
+                {
+                    "name": "engine",
+                    "image": "sloserve/engine:dev",
+                    "command": ["sloserve-engine"],
+                    "args": [
+                        "--host",
+                        "0.0.0.0",
+                        "--port",
+                        "8000",
+                        "--served-model-name",
+                        "m",
+                        "--knobs-file",
+                        "/etc/sloserve/knobs/knobs.json",
+                        "--admin-token-file",
+                        "/etc/sloserve/admin/token",
+                    ],
+                    "volumeMounts": [
+                        {"name": "knobs", "mountPath": "/etc/sloserve/knobs"},
+                        {"name": "admin", "mountPath": "/etc/sloserve/admin", "readOnly": True},
+                    ],
+                }
+            ],
+            "volumes": [
+                {"name": "knobs", "configMap": {"name": "m-knobs"}},
+                {"name": "admin", "secret": {"secretName": "m-admin"}},
+            ],
+        },
+    }
+
+
+def test_engine_pod_runs_simulated_engine_with_its_configmap_and_secret(
+    k8s: DevCluster, namespace: str, kubelet: ProcessKubelet
+) -> None:
+    api = k8s.control_plane.api
+    ns = f"/api/v1/namespaces/{namespace}"
+    api.create(f"{ns}/configmaps", {"metadata": {"name": "m-knobs"}, "data": {"knobs.json": "{}"}})
+    api.create(f"{ns}/secrets", {"metadata": {"name": "m-admin"}, "stringData": {"token": "t0ken"}})
+    api.create(f"{ns}/pods", engine_pod("engine"))
+    pod_ip = eventually(
+        lambda: api.get(f"{ns}/pods/engine")["status"].get("podIP"), "pod IP assigned", timeout_s=90
+    )
+    base = f"http://{pod_ip}:8000"
+    eventually(lambda: fetch(f"{base}/sloserve/health") is not None, "engine healthy", timeout_s=90)
+    record = kubelet.running(namespace, "engine")
+    assert record is not None and record.proc is not None
+    assert "--simulated" in record.proc.argv
+
+    knobs = httpx.get(f"{base}/sloserve/knobs", timeout=5).json()
+    assert {"revision", "knobs"} <= set(knobs)
+    put = httpx.put(f"{base}/sloserve/knobs", json=knobs["knobs"], timeout=5)
+    assert put.status_code == 401  # no token
+    put = httpx.put(
+        f"{base}/sloserve/knobs",
+        json=knobs["knobs"],
+        timeout=5,
+        headers={"Authorization": "Bearer t0ken"},
+    )  # the Secret's token
+    assert put.status_code == 200
+    assert "sloserve_knobs_revision" in httpx.get(f"{base}/metrics", timeout=5).text
