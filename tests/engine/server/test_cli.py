@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sloserve_engine.knobs import Knobs
+from sloserve_engine.knobs import Knobs, KnobsState
 from sloserve_engine.server.cli import build_parser, sim_config_from, split_extra
 from sloserve_engine.server.supervisor import free_loopback_port
 from sloserve_engine.server.vllm_command import (
@@ -56,6 +56,15 @@ def test_vllm_command_binds_loopback_with_our_scheduler_then_extra_args() -> Non
         "--gpu-memory-utilization",
         "0.2",
     ]
+
+
+@pytest.mark.parametrize("spelling", [["--model", "/m/llama"], ["--model=/m/llama"]])
+def test_model_among_extra_args_becomes_the_positional_model(spelling: list[str]) -> None:
+    extra = ("--tensor-parallel-size", "2", *spelling, "--max-model-len", "8192")
+    cmd = build_vllm_command(VllmLaunch("served", "served", 1, extra_args=extra))
+    assert cmd[:3] == ["vllm", "serve", "/m/llama"]
+    assert cmd[-4:] == ["--tensor-parallel-size", "2", "--max-model-len", "8192"]
+    assert "--model" not in " ".join(cmd)
 
 
 def test_kv_tokens_follow_a_custom_block_size() -> None:
@@ -248,6 +257,8 @@ def test_real_mode_proxies_vllm_mirrors_knobs_and_forwards_sigterm(
             "--kv-tokens",
             "1600",
             "--",
+            "--model",
+            "/models/llama",
             "--max-model-len",
             "4096",
         ],
@@ -257,7 +268,7 @@ def test_real_mode_proxies_vllm_mirrors_knobs_and_forwards_sigterm(
         _wait_healthy(url, proc)
         started = httpx.get(f"{url}/fake/argv").json()
         argv = started["argv"]
-        assert argv[:3] == ["serve", "llama", "--host"]
+        assert argv[:3] == ["serve", "/models/llama", "--host"]
         assert argv[argv.index("--scheduler-cls") + 1] == SCHEDULER_CLS
         assert argv[argv.index("--num-gpu-blocks-override") + 1] == "100"
         assert argv[-2:] == ["--max-model-len", "4096"]
@@ -270,6 +281,14 @@ def test_real_mode_proxies_vllm_mirrors_knobs_and_forwards_sigterm(
         assert httpx.put(f"{url}/sloserve/knobs", json=doc, headers=auth).status_code == 200
         mirrored = Knobs.model_validate_json(httpx.get(f"{url}/fake/knobs").content)
         assert mirrored == Knobs.model_validate(doc)
+        # Health reports what the scheduler says it applied (it writes <knobs file>.applied).
+        assert httpx.get(f"{url}/sloserve/health").json()["appliedKnobsRevision"] is None
+        applied = Path(started["env"]["SLOSERVE_KNOBS_PATH"] + ".applied")
+        applied.write_text(
+            KnobsState(revision=mirrored.revision(), knobs=mirrored).model_dump_json()
+        )
+        health = httpx.get(f"{url}/sloserve/health").json()
+        assert health["appliedKnobsRevision"] == health["knobsRevision"] == mirrored.revision()
         # OpenAI API and /metrics pass through, streaming included.
         assert httpx.post(f"{url}/v1/completions", json={"x": 1}).json() == {"echo": {"x": 1}}
         with httpx.stream(

@@ -29,7 +29,7 @@ from .knobs_store import InvalidKnobsError, KnobsStore, check_policy_buildable, 
 from .proxy import build_proxy_app
 from .simulated_app import SimulatedOptions, build_simulated_app
 from .supervisor import VllmProcess, free_loopback_port, lifespan_running
-from .vllm_command import VllmLaunch, build_vllm_command, vllm_environment
+from .vllm_command import APPLIED_SUFFIX, VllmLaunch, build_vllm_command, vllm_environment
 
 log = logging.getLogger("sloserve_engine.server")
 
@@ -175,7 +175,11 @@ def run_real(args: argparse.Namespace, extra: list[str]) -> int:
             server.should_exit = True
 
     app = build_proxy_app(
-        store, auth, f"http://127.0.0.1:{vllm_port}", lifespan_running(process, vllm_exited)
+        store,
+        auth,
+        f"http://127.0.0.1:{vllm_port}",
+        lifespan_running(process, vllm_exited),
+        applied_status_file=knobs_path.with_name(knobs_path.name + APPLIED_SUFFIX),
     )
     server = _serve(app, args)
     server.run()

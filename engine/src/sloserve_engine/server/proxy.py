@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
+from ..knobs import KnobsState
 from .admin import admin_router
 from .auth import AdminAuth
 from .knobs_store import KnobsStore
@@ -38,12 +40,22 @@ def forwardable_headers(headers: Any) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() not in _HOP_BY_HOP}
 
 
+def applied_revision(status_file: Path) -> int | None:
+    """The revision the scheduler last applied (it writes a ``KnobsState``), if readable."""
+    try:
+        return KnobsState.model_validate_json(status_file.read_bytes()).revision
+    except (OSError, ValueError):
+        return None
+
+
 def build_proxy_app(
     store: KnobsStore,
     auth: AdminAuth,
     upstream: str,
     lifespan: Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]] | None = None,
+    applied_status_file: Path | None = None,
 ) -> FastAPI:
+    """``applied_status_file``: where the scheduler reports what it applied (for health)."""
     client = httpx.AsyncClient(base_url=upstream, timeout=httpx.Timeout(None, connect=5.0))
 
     @contextlib.asynccontextmanager
@@ -62,7 +74,14 @@ def build_proxy_app(
             status = (await client.get("/health", timeout=2.0)).status_code
         except httpx.HTTPError as exc:
             return False, {"mode": "vllm", "vllm": f"unreachable: {type(exc).__name__}"}
-        details = {"mode": "vllm", "vllm": status, "knobsRevision": store.state().revision}
+        details = {
+            "mode": "vllm",
+            "vllm": status,
+            "knobsRevision": store.state().revision,
+            "appliedKnobsRevision": applied_revision(applied_status_file)
+            if applied_status_file
+            else None,
+        }
         return status == 200, details
 
     app = FastAPI(title="sloserve-engine", lifespan=app_lifespan)

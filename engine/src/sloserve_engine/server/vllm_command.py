@@ -16,6 +16,8 @@ KNOBS_PATH_ENV = "SLOSERVE_KNOBS_PATH"
 """Env var naming the runtime knobs file the scheduler polls between steps."""
 PROFILE_ENV = "SLOSERVE_PROFILE"
 """Env var naming the cost-model profile policies plan with."""
+APPLIED_SUFFIX = ".applied"
+"""The scheduler writes the applied ``KnobsState`` beside the knobs file, with this suffix."""
 PROMETHEUS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 """prometheus_client's multiprocess directory: engine-core metrics reach vLLM's /metrics."""
 BLOCK_SIZE = 16
@@ -48,9 +50,25 @@ def _block_size(extra_args: Sequence[str]) -> int:
     return BLOCK_SIZE
 
 
+def split_model_arg(extra_args: Sequence[str]) -> tuple[str | None, list[str]]:
+    """Take ``--model M`` (or ``--model=M``) out of the extra args: ``vllm serve`` wants the
+    model positionally, and the operator renders it as an extra arg."""
+    rest = list(extra_args)
+    for i, arg in enumerate(rest):
+        if arg.startswith("--model="):
+            return arg.split("=", 1)[1], rest[:i] + rest[i + 1 :]
+        if arg == "--model" and i + 1 < len(rest):
+            return rest[i + 1], rest[:i] + rest[i + 2 :]
+    return None, rest
+
+
 def build_vllm_command(launch: VllmLaunch) -> list[str]:
-    """The ``vllm serve`` argv: loopback, our scheduler, then the operator's extra args."""
-    conflicts = owned_flag_conflicts(launch.extra_args)
+    """The ``vllm serve`` argv: loopback, our scheduler, then the operator's extra args.
+
+    A ``--model`` among the extra args wins over :attr:`VllmLaunch.model`.
+    """
+    model, extra = split_model_arg(launch.extra_args)
+    conflicts = owned_flag_conflicts(extra)
     if conflicts:
         raise ValueError(
             f"extra vllm args may not set {', '.join(conflicts)}: sloserve-engine controls them"
@@ -58,7 +76,7 @@ def build_vllm_command(launch: VllmLaunch) -> list[str]:
     cmd = [
         launch.executable,
         "serve",
-        launch.model,
+        model or launch.model,
         "--host",
         "127.0.0.1",
         "--port",
@@ -69,9 +87,9 @@ def build_vllm_command(launch: VllmLaunch) -> list[str]:
         SCHEDULER_CLS,
     ]
     if launch.kv_tokens is not None:
-        blocks = launch.kv_tokens // _block_size(launch.extra_args)
+        blocks = launch.kv_tokens // _block_size(extra)
         cmd += ["--num-gpu-blocks-override", str(blocks)]
-    return cmd + list(launch.extra_args)
+    return cmd + extra
 
 
 def vllm_environment(
