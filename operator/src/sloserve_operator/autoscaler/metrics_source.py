@@ -45,6 +45,8 @@ class Scrape:
 class MetricsSource(Protocol):
     async def scrape(self, pods: Sequence[PodEndpoint]) -> Scrape: ...
 
+    async def aclose(self) -> None: ...
+
 
 def sample_from_exposition(pod: str, text: str) -> PodSample:
     """Read one pod's Prometheus text exposition; unusable numbers become ``None``.

@@ -1,0 +1,83 @@
+"""One evaluation of one service: scrape, decide, remember, count.
+
+Kubernetes is not touched here (``kube.py`` reads the state and applies the result), so the
+same loop drives the closed-loop harness with plain engine processes and the operator.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .decision import Decision, History, Observation, Policy, decide
+from .metrics import AutoscalerMetrics
+from .metrics_source import MetricsSource, PodEndpoint, Scrape
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """What the cluster says about one service at the start of an evaluation."""
+
+    namespace: str
+    name: str
+    current_replicas: int
+    ready_pods: tuple[PodEndpoint, ...]
+    pending_replicas: int = 0
+    rollout_in_progress: bool = False
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    state: ServiceState
+    scrape: Scrape
+    decision: Decision
+
+    @property
+    def scales(self) -> bool:
+        return self.decision.desired_replicas != self.state.current_replicas
+
+
+class Autoscaler:
+    """Keeps each service's decision history between evaluations (in memory: after an
+    operator restart the windows start empty, as HPA's do)."""
+
+    def __init__(
+        self,
+        metrics: AutoscalerMetrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._metrics = metrics
+        self._clock = clock
+        self._histories: dict[tuple[str, str], History] = {}
+
+    async def evaluate(
+        self, policy: Policy, state: ServiceState, source: MetricsSource
+    ) -> Evaluation:
+        scrape = await source.scrape(state.ready_pods)
+        key = (state.namespace, state.name)
+        observation = Observation(
+            now=self._clock(),
+            current_replicas=state.current_replicas,
+            ready_replicas=len(state.ready_pods),
+            pending_replicas=state.pending_replicas,
+            rollout_in_progress=state.rollout_in_progress,
+            samples=scrape.samples,
+        )
+        decision = decide(policy, observation, self._histories.get(key, History()))
+        self._histories[key] = decision.history
+        if self._metrics is not None:
+            self._metrics.record(
+                state.namespace,
+                state.name,
+                policy,
+                decision,
+                state.pending_replicas,
+                len(scrape.failures),
+            )
+        return Evaluation(state, scrape, decision)
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._histories.pop((namespace, name), None)
+        if self._metrics is not None:
+            self._metrics.forget(namespace, name)
