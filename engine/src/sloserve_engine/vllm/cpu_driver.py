@@ -1,0 +1,229 @@
+"""Drive real vLLM 0.26.0 scheduler objects on a CPU with a FAKE model.
+
+There is no GPU here, so the model is the one fake: every scheduled request
+"samples" one token exactly when vLLM says the step completes its known tokens
+(``not request.is_prefill_chunk`` right after ``schedule()``), and nothing for
+a mid-prefill chunk. Everything else is vLLM's: ``VllmConfig``, the scheduler
+class under test, its ``KVCacheManager``, ``Request`` objects and
+``update_from_output``. Asynchronous scheduling is emulated the way
+``EngineCore.step_with_batch_queue`` runs it: with a batch queue of depth 2 the
+next step is scheduled before the previous one's output is processed.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from vllm.config import CacheConfig, DeviceConfig, ModelConfig, SchedulerConfig, VllmConfig
+from vllm.sampling_params import SamplingParams
+from vllm.utils.hashing import sha256
+from vllm.v1.core.kv_cache_utils import get_request_block_hasher, init_none_hash
+from vllm.v1.core.sched.output import SchedulerOutput
+from vllm.v1.core.sched.scheduler import Scheduler
+from vllm.v1.kv_cache_interface import FullAttentionSpec, KVCacheConfig, KVCacheGroupSpec
+from vllm.v1.outputs import ModelRunnerOutput
+from vllm.v1.request import Request
+from vllm.v1.structured_output import StructuredOutputManager
+
+FAKE_TOKEN_BASE = 100
+"""Fake sampled token ids are ``FAKE_TOKEN_BASE + i % 800`` for the i-th sampled token."""
+
+
+@dataclass(frozen=True, slots=True)
+class CpuEngineSpec:
+    """The engine shape a CPU run uses (tiny, so that KV pressure is easy to create)."""
+
+    model_dir: Path
+    """Folder with a Hugging Face ``config.json`` (no weights or tokenizer needed)."""
+    num_blocks: int = 64
+    """KV blocks including vLLM's null block."""
+    block_size: int = 16
+    max_num_seqs: int = 8
+    max_num_batched_tokens: int = 128
+    max_model_len: int = 1024
+    async_scheduling: bool = False
+    long_prefill_token_threshold: int = 0
+    enable_prefix_caching: bool = False
+    additional_config: Mapping[str, Any] = field(default_factory=dict)
+    """vLLM's ``additional_config`` (sloserve reads its ``"sloserve"`` section)."""
+
+
+def build_vllm_config(spec: CpuEngineSpec) -> VllmConfig:
+    """A real ``VllmConfig`` on CPU (``DeviceConfig("cpu")``: "auto" fails without a GPU)."""
+    model_config = ModelConfig(
+        model=str(spec.model_dir),
+        skip_tokenizer_init=True,
+        dtype="float16",
+        max_model_len=spec.max_model_len,
+    )
+    scheduler_config = SchedulerConfig(
+        max_num_seqs=spec.max_num_seqs,
+        max_num_batched_tokens=spec.max_num_batched_tokens,
+        max_model_len=spec.max_model_len,
+        is_encoder_decoder=False,
+        enable_chunked_prefill=True,
+        long_prefill_token_threshold=spec.long_prefill_token_threshold,
+        policy="fcfs",
+        async_scheduling=spec.async_scheduling,
+    )
+    cache_config = CacheConfig(
+        block_size=spec.block_size, enable_prefix_caching=spec.enable_prefix_caching
+    )
+    config = VllmConfig(
+        model_config=model_config,
+        scheduler_config=scheduler_config,
+        cache_config=cache_config,
+        device_config=DeviceConfig(device="cpu"),
+        additional_config=dict(spec.additional_config),
+    )
+    config.cache_config.num_gpu_blocks = spec.num_blocks
+    return config
+
+
+def build_scheduler(
+    scheduler_cls: type[Scheduler], config: VllmConfig, spec: CpuEngineSpec
+) -> Scheduler:
+    """Construct ``scheduler_cls`` exactly as ``EngineCore.__init__`` does, on a toy KV cache."""
+    kv_cache_config = KVCacheConfig(
+        num_blocks=spec.num_blocks,
+        kv_cache_tensors=[],
+        kv_cache_groups=[
+            KVCacheGroupSpec(
+                ["layer"],
+                FullAttentionSpec(
+                    block_size=spec.block_size, num_kv_heads=1, head_size=1, dtype=torch.float32
+                ),
+            )
+        ],
+    )
+    return scheduler_cls(
+        vllm_config=config,
+        kv_cache_config=kv_cache_config,
+        structured_output_manager=StructuredOutputManager(config),
+        block_size=spec.block_size,
+        log_stats=True,
+    )
+
+
+_HASH_READY = False
+
+
+def make_request(
+    request_id: str,
+    prompt_tokens: int,
+    output_tokens: int,
+    block_size: int,
+    arrival_time: float | None = None,
+    extra_args: Mapping[str, Any] | None = None,
+) -> Request:
+    """A request that generates exactly ``output_tokens`` (``ignore_eos``, ``max_tokens``)."""
+    global _HASH_READY
+    if not _HASH_READY:
+        init_none_hash(sha256)
+        _HASH_READY = True
+    seed = zlib.crc32(request_id.encode())
+    params = SamplingParams(
+        max_tokens=output_tokens,
+        ignore_eos=True,
+        extra_args=dict(extra_args) if extra_args else None,
+    )
+    return Request(
+        request_id=request_id,
+        prompt_token_ids=[(seed + i) % 900 + 3 for i in range(prompt_tokens)],
+        sampling_params=params,
+        pooling_params=None,
+        arrival_time=arrival_time,
+        block_hasher=get_request_block_hasher(block_size, sha256),
+    )
+
+
+@dataclass(slots=True)
+class StepRecord:
+    """What one ``schedule()`` call decided (the cross-check compares these)."""
+
+    index: int
+    num_scheduled_tokens: dict[str, int]
+    new_request_ids: list[str]
+    resumed_request_ids: list[str]
+    preempted_request_ids: list[str]
+    running_after: list[str]
+
+
+class FakeModelDriver:
+    """Runs a scheduler against the fake model, with a batch queue of ``depth`` (1 = sync)."""
+
+    def __init__(self, scheduler: Scheduler, depth: int = 1) -> None:
+        if depth not in (1, 2):
+            raise ValueError(f"depth must be 1 (sync) or 2 (async scheduling), got {depth}")
+        self.scheduler = scheduler
+        self.depth = depth
+        self.queue: deque[tuple[SchedulerOutput, ModelRunnerOutput]] = deque()
+        self.records: list[StepRecord] = []
+        self.emitted: dict[str, list[int]] = {}
+        """Token ids streamed to each request's client, from ``EngineCoreOutputs``."""
+        self.finished: dict[str, str] = {}
+        """Request id -> finish reason, as reported to the client."""
+        self._sampled: dict[str, int] = {}
+
+    def add(self, request: Request) -> None:
+        self.emitted.setdefault(request.request_id, [])
+        self.scheduler.add_request(request)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.queue) or self.scheduler.has_requests()
+
+    def step(self) -> StepRecord | None:
+        """One ``EngineCore.step_with_batch_queue`` iteration; the record if it scheduled."""
+        record = None
+        if self.scheduler.has_requests():
+            output = self.scheduler.schedule()
+            record = self._record(output)
+            self.queue.appendleft((output, self._fake_model(output)))
+            if len(self.queue) < self.depth and self.scheduler.has_requests():
+                return record
+        elif not self.queue:
+            return None
+        output, model_output = self.queue.pop()
+        for outputs in self.scheduler.update_from_output(output, model_output).values():
+            for out in outputs.outputs:
+                self.emitted.setdefault(out.request_id, []).extend(out.new_token_ids)
+                if out.finish_reason is not None:
+                    self.finished[out.request_id] = str(out.finish_reason)
+        return record
+
+    def _fake_model(self, output: SchedulerOutput) -> ModelRunnerOutput:
+        ids = list(output.num_scheduled_tokens)
+        sampled: list[list[int]] = []
+        for rid in ids:
+            request = self.scheduler.requests[rid]
+            if request.is_prefill_chunk:
+                sampled.append([])
+                continue
+            n = self._sampled.get(rid, 0)
+            self._sampled[rid] = n + 1
+            sampled.append([FAKE_TOKEN_BASE + n % 800])
+        return ModelRunnerOutput(
+            req_ids=ids,
+            req_id_to_index={rid: i for i, rid in enumerate(ids)},
+            sampled_token_ids=sampled,
+        )
+
+    def _record(self, output: SchedulerOutput) -> StepRecord:
+        cached = output.scheduled_cached_reqs
+        record = StepRecord(
+            index=len(self.records),
+            num_scheduled_tokens=dict(output.num_scheduled_tokens),
+            new_request_ids=[r.req_id for r in output.scheduled_new_reqs],
+            resumed_request_ids=[rid for rid in cached.req_ids if rid in cached.resumed_req_ids],
+            preempted_request_ids=sorted(output.preempted_req_ids or ()),
+            running_after=[r.request_id for r in self.scheduler.running],
+        )
+        self.records.append(record)
+        return record

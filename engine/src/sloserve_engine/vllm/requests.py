@@ -1,0 +1,27 @@
+"""Per-request bookkeeping the adapter keeps beside vLLM's ``Request``.
+
+vLLM's ``Request`` carries no SLO, prediction or token timing, so the
+scheduler keeps one :class:`RequestMeta` per live request and turns it into
+policy views and finished-request facts. Pure (no vLLM import).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..policy.views import SLOTarget
+
+
+@dataclass(slots=True)
+class RequestMeta:
+    """What the adapter knows about a request that vLLM does not."""
+
+    slo: SLOTarget
+    predicted_output: int
+    output_bound: int
+    max_output_tokens: int
+    """``max_model_len - prompt``: the only output cap a policy may see (no per-request max)."""
+    first_token_time: float | None = None
+    last_token_time: float | None = None
+    swapped_tokens: int = 0
+    """Tokens whose KV the offload connector holds for this request after a swap preemption."""

@@ -1,0 +1,528 @@
+"""sloserve's scheduler inside vLLM 0.26.0: policy plans applied to vLLM's own ``schedule()``.
+
+``vllm serve ... --scheduler-cls sloserve_engine.vllm.scheduler.SLOScheduler``
+
+Each step the mixin builds the policy's views from vLLM's ``Request`` objects
+and KV manager, asks :meth:`Policy.plan`, then runs the *unmodified*
+``Scheduler.schedule()`` with the plan expressed through vLLM's own state
+(docs/vllm-adapter.md maps every decision):
+
+* running order: ``self.running`` is reordered, so vLLM's FCFS branch
+  (``self.running.pop()``) preempts from the end of the policy's order;
+* admission order and holdback: the waiting queues are rebuilt to hold only
+  the admitted requests, in the policy's order, and restored afterwards;
+* token budget and chunk cap: ``self.max_num_scheduled_tokens`` and
+  ``scheduler_config.long_prefill_token_threshold`` for the step;
+* ``can_admit``: a gate around ``kv_cache_manager.allocate_slots`` for
+  requests being admitted (``None`` = "does not fit", vLLM stops admitting);
+* ``preemption_mode``: asked in ``_preempt_request``; recompute victims are
+  hidden from the KV offload connector, swap victims reload through it.
+
+Nothing is copied from vLLM's scheduling loop, so its bookkeeping (blocks,
+placeholders, connector state, output construction) stays vLLM's own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from vllm.v1.core.sched.async_scheduler import AsyncScheduler
+from vllm.v1.core.sched.output import SchedulerOutput
+from vllm.v1.core.sched.request_queue import SchedulingPolicy, create_request_queue
+from vllm.v1.core.sched.scheduler import Scheduler
+from vllm.v1.engine.core import EngineCore
+from vllm.v1.outputs import ModelRunnerOutput
+from vllm.v1.request import Request, RequestStatus
+
+from ..knobs import Knobs, KnobsState
+from ..policy import make_policy
+from ..policy.base import Policy
+from ..policy.costmodel import StepCostModel, cost_model_for
+from ..policy.views import (
+    ArrivalInfo,
+    EngineSnapshot,
+    FinishedInfo,
+    PreemptionMode,
+    RequestView,
+    StepPlan,
+)
+from ..server.metrics import EngineMetrics, FinishedRequest
+from .knobsource import KnobsFile, parse_knobs_json, resolve_knobs_config, write_status
+from .requests import RequestMeta
+from .slo import InvalidSLOError, parse_slo
+from .stats import AdapterStats
+
+log = logging.getLogger(__name__)
+
+_ADMISSION_STATUSES = frozenset({RequestStatus.WAITING, RequestStatus.PREEMPTED})
+_LEARNABLE_FINISHES = frozenset(
+    {RequestStatus.FINISHED_STOPPED, RequestStatus.FINISHED_LENGTH_CAPPED}
+)
+
+if TYPE_CHECKING:
+    _Base = Scheduler
+else:
+    _Base = object
+
+
+@cache
+def process_metrics() -> EngineMetrics:
+    """One metrics set per process on the default registry (multiprocess-aware under vLLM)."""
+    return EngineMetrics()
+
+
+def effective_threshold(configured: int, plan_cap: int) -> int:
+    """The step's chunk threshold: the tighter of vLLM's own and the plan's (0 = none)."""
+    caps = [c for c in (configured, plan_cap) if c > 0]
+    return min(caps) if caps else 0
+
+
+class SLOSchedulerMixin(_Base):
+    """The adapter; combine with vLLM's ``AsyncScheduler`` (production) or ``Scheduler`` (sync)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.policy != SchedulingPolicy.FCFS:
+            raise ValueError(
+                "sloserve's scheduler needs --scheduling-policy fcfs: victim order is applied "
+                "through vLLM's FCFS preemption branch (the policy itself decides priorities)"
+            )
+        additional = self.vllm_config.additional_config
+        config = resolve_knobs_config(
+            additional if isinstance(additional, Mapping) else None, os.environ
+        )
+        self.sloserve_clock: Callable[[], float] = time.time
+        """Clock of ``EngineSnapshot.now``; must match ``Request.arrival_time`` (wall clock)."""
+        self.sloserve_stats = AdapterStats()
+        self.sloserve_metrics = process_metrics()
+        self._sl_meta: dict[str, RequestMeta] = {}
+        self._sl_recompute_ids: set[str] = set()
+        self._sl_step_preempted: dict[PreemptionMode, int] = {}
+        self._sl_now = 0.0
+        self._sl_base_budget: int = self.max_num_scheduled_tokens
+        self._sl_base_threshold: int = self.scheduler_config.long_prefill_token_threshold
+        self._sl_offload_prompt_only = self._offload_prompt_only()
+        self._sl_knobs_file = KnobsFile(config.knobs_file) if config.knobs_file else None
+        self._sl_status_file = config.status_file
+        self._sl_knobs = config.initial
+        self._sl_cost_model: StepCostModel | None = (
+            cost_model_for(config.profile) if config.profile else None
+        )
+        self._sl_policy: Policy = self._make_policy(config.initial)
+        self._install_gates()
+        if not self._poll_knobs_file():
+            self._published(self._sl_knobs)
+
+    # ---------------------------------------------------------------- knobs
+
+    @property
+    def sloserve_policy(self) -> Policy:
+        return self._sl_policy
+
+    @property
+    def sloserve_knobs(self) -> Knobs:
+        return self._sl_knobs
+
+    def sloserve_knobs_state(self) -> dict[str, Any]:
+        """The applied ``KnobsState`` as wire JSON (what the utility RPC returns)."""
+        state = KnobsState(revision=self._sl_knobs.revision(), knobs=self._sl_knobs)
+        return state.model_dump(mode="json", by_alias=True)
+
+    def sloserve_set_knobs(self, document: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate and apply a knob document now (between steps); returns the new state."""
+        import json
+
+        self.apply_knobs(parse_knobs_json(json.dumps(dict(document)), "knobs RPC"))
+        return self.sloserve_knobs_state()
+
+    def apply_knobs(self, knobs: Knobs) -> None:
+        """Make ``knobs`` the knobs of the next step; a new policy name swaps the policy."""
+        if knobs.policy != self._sl_policy.name:
+            self._switch_policy(self._make_policy(knobs))
+        else:
+            self._sl_policy.set_knobs(knobs.to_policy_knobs())
+        self._sl_knobs = knobs
+        self._published(knobs)
+
+    def _make_policy(self, knobs: Knobs) -> Policy:
+        return make_policy(knobs.policy, knobs.to_policy_knobs(), self._sl_cost_model)
+
+    def set_policy(self, policy: Policy) -> None:
+        """Run ``policy`` from the next step on (embedders, tests); live requests re-announced."""
+        self._switch_policy(policy)
+
+    def _switch_policy(self, policy: Policy) -> None:
+        for request in sorted(self.requests.values(), key=lambda r: r.arrival_time):
+            meta = self._sl_meta.get(request.request_id)
+            if meta is None:
+                continue
+            prediction = policy.on_arrival(self._arrival_info(request, meta))
+            meta.predicted_output = prediction.predicted_output
+            meta.output_bound = prediction.output_bound
+        self._sl_policy = policy
+
+    def _published(self, knobs: Knobs) -> None:
+        revision = knobs.revision()
+        self.sloserve_stats.knobs_revision = revision
+        self.sloserve_metrics.set_knobs_revision(revision)
+        if self._sl_status_file is not None:
+            try:
+                write_status(self._sl_status_file, knobs)
+            except OSError as exc:
+                log.error("sloserve: cannot write knobs status %s: %s", self._sl_status_file, exc)
+
+    def _poll_knobs_file(self) -> bool:
+        if self._sl_knobs_file is None:
+            return False
+        knobs = self._sl_knobs_file.poll()
+        self.sloserve_stats.knobs_errors = self._sl_knobs_file.errors
+        if knobs is None:
+            return False
+        try:
+            self.apply_knobs(knobs)
+        except (ValueError, NotImplementedError) as exc:
+            self.sloserve_stats.knobs_errors += 1
+            log.error("sloserve: knobs file rejected: %s", exc)
+            return False
+        return True
+
+    # ---------------------------------------------------------------- views
+
+    def _blocks_held(self, request_id: str) -> int:
+        manager = self.kv_cache_manager.coordinator.single_type_managers[0]
+        return len(manager.req_to_blocks.get(request_id, ()))
+
+    def _arrival_info(self, request: Request, meta: RequestMeta) -> ArrivalInfo:
+        return ArrivalInfo(
+            request_id=request.request_id,
+            arrival_time=request.arrival_time,
+            prompt_tokens=request.num_prompt_tokens,
+            slo=meta.slo,
+            max_output_tokens=meta.max_output_tokens,
+        )
+
+    def _view(self, request: Request) -> RequestView:
+        meta = self._sl_meta[request.request_id]
+        return RequestView(
+            request_id=request.request_id,
+            arrival_time=request.arrival_time,
+            prompt_tokens=request.num_prompt_tokens,
+            output_tokens=request.num_output_tokens,
+            computed_tokens=request.num_computed_tokens,
+            blocks_held=self._blocks_held(request.request_id),
+            slo=meta.slo,
+            predicted_output=meta.predicted_output,
+            output_bound=meta.output_bound,
+            max_output_tokens=meta.max_output_tokens,
+            first_token_time=meta.first_token_time,
+            num_preemptions=request.num_preemptions,
+            swapped_tokens=meta.swapped_tokens,
+        )
+
+    def _queued(self) -> list[Request]:
+        """Waiting requests in the order vLLM's FCFS loop visits them (skipped queue first)."""
+        return [*self.skipped_waiting, *self.waiting]
+
+    def _snapshot(self, now: float) -> EngineSnapshot:
+        pool = self.kv_cache_manager.block_pool
+        return EngineSnapshot(
+            now=now,
+            block_size=self.block_size,
+            total_blocks=pool.num_gpu_blocks - 1,
+            free_blocks=pool.get_num_free_blocks(),
+            max_num_batched_tokens=self._sl_base_budget,
+            max_num_seqs=self.max_num_running_reqs,
+            running=tuple(self._view(r) for r in self.running),
+            waiting=tuple(self._view(r) for r in self._queued()),
+        )
+
+    # ---------------------------------------------------------------- step
+
+    def schedule(self, throttle_prefills: bool = False) -> SchedulerOutput:
+        self._poll_knobs_file()
+        now = self.sloserve_clock()
+        snapshot = self._snapshot(now)
+        plan = self._sl_policy.plan(snapshot)
+        self._sl_now = now
+        self._sl_step_preempted = {}
+        self._order_running(plan.running_order)
+        held = self._hold_back(plan.admit_order)
+        self.max_num_scheduled_tokens = max(0, min(plan.token_budget, self._sl_base_budget))
+        self.scheduler_config.long_prefill_token_threshold = effective_threshold(
+            self._sl_base_threshold, plan.prefill_chunk_cap
+        )
+        try:
+            output = super().schedule(throttle_prefills)
+        finally:
+            self.max_num_scheduled_tokens = self._sl_base_budget
+            self.scheduler_config.long_prefill_token_threshold = self._sl_base_threshold
+            self._restore_held(*held)
+        self._after_step(snapshot, plan, output, now)
+        return output
+
+    def _order_running(self, order: Iterable[str]) -> None:
+        """Policy order first; running requests the plan forgot keep their order at the end."""
+        by_id = {r.request_id: r for r in self.running}
+        ordered = [by_id.pop(rid) for rid in order if rid in by_id]
+        ordered.extend(r for r in self.running if r.request_id in by_id)
+        self.running[:] = ordered
+
+    def _hold_back(
+        self, admit_order: Iterable[str]
+    ) -> tuple[list[Request], list[Request], list[Request]]:
+        """Leave only the admitted requests in ``self.waiting``, in the plan's order.
+
+        Requests in a blocked state (async KV load, grammar compilation) stay in
+        ``skipped_waiting``: they already hold resources and vLLM promotes them.
+        """
+        before_waiting = list(self.waiting)
+        before_skipped = list(self.skipped_waiting)
+        eligible = {
+            r.request_id: r
+            for r in (*before_skipped, *before_waiting)
+            if not self._is_blocked_waiting_status(r.status)
+        }
+        admitted = [eligible.pop(rid) for rid in dict.fromkeys(admit_order) if rid in eligible]
+        self.waiting = create_request_queue(self.policy)
+        for request in admitted:
+            self.waiting.add_request(request)
+        for request in before_waiting:
+            if self._is_blocked_waiting_status(request.status):
+                self.waiting.add_request(request)
+        self.skipped_waiting = create_request_queue(self.policy)
+        for request in before_skipped:
+            if self._is_blocked_waiting_status(request.status):
+                self.skipped_waiting.add_request(request)
+        return before_waiting, before_skipped, list(eligible.values())
+
+    def _restore_held(
+        self, before_waiting: list[Request], before_skipped: list[Request], held: list[Request]
+    ) -> None:
+        """Put held-back and unreached requests back where they were; keep vLLM's additions.
+
+        Requests vLLM preempted this step were prepended to ``self.waiting``
+        (they come first, as in stock vLLM); requests it moved to
+        ``skipped_waiting`` stay there.
+        """
+        now_waiting = list(self.waiting)
+        now_skipped = list(self.skipped_waiting)
+        queued_ids = {r.request_id for r in (*now_waiting, *now_skipped, *held)}
+        before_ids = {r.request_id for r in (*before_waiting, *before_skipped)}
+        skipped_ids = {r.request_id for r in now_skipped}
+        waiting = [r for r in now_waiting if r.request_id not in before_ids]
+        waiting += [
+            r
+            for r in before_waiting
+            if r.request_id in queued_ids and r.request_id not in skipped_ids
+        ]
+        before_skipped_ids = {r.request_id for r in before_skipped}
+        skipped = [r for r in now_skipped if r.request_id not in before_skipped_ids]
+        skipped += [r for r in before_skipped if r.request_id in queued_ids]
+        self.waiting = create_request_queue(self.policy)
+        for request in waiting:
+            self.waiting.add_request(request)
+        self.skipped_waiting = create_request_queue(self.policy)
+        for request in skipped:
+            self.skipped_waiting.add_request(request)
+
+    def _after_step(
+        self, snapshot: EngineSnapshot, plan: StepPlan, output: SchedulerOutput, now: float
+    ) -> None:
+        stats = self.sloserve_stats
+        stats.steps += 1
+        stats.last_plan = plan
+        stats.last_scheduled_tokens = output.total_num_scheduled_tokens
+        for rid in list(self._sl_recompute_ids):
+            request = self.requests.get(rid)
+            if request is None or request.status == RequestStatus.RUNNING:
+                self._sl_recompute_ids.discard(rid)
+        for request in self.running:
+            meta = self._sl_meta.get(request.request_id)
+            if meta is not None:
+                meta.swapped_tokens = 0
+        self.sloserve_metrics.record_step(snapshot, plan, self._sl_step_preempted, now)
+
+    # ---------------------------------------------------------------- gates
+
+    def _install_gates(self) -> None:
+        allocate = self.kv_cache_manager.allocate_slots
+
+        def gated_allocate_slots(
+            request: Request, num_new_tokens: int, *args: Any, **kw: Any
+        ) -> Any:
+            if (
+                request.status in _ADMISSION_STATUSES
+                and self._blocks_held(request.request_id) == 0
+                and not self._admission_allowed(request)
+            ):
+                return None
+            return allocate(request, num_new_tokens, *args, **kw)
+
+        self.kv_cache_manager.allocate_slots = gated_allocate_slots  # type: ignore[method-assign]
+        if self.connector is None:
+            return
+        match = self.connector.get_num_new_matched_tokens
+
+        def gated_match(request: Request, num_computed_tokens: int) -> tuple[int | None, bool]:
+            if request.request_id in self._sl_recompute_ids:
+                return 0, False
+            return match(request, num_computed_tokens)
+
+        self.connector.get_num_new_matched_tokens = gated_match  # type: ignore[method-assign]
+
+    def _admission_allowed(self, request: Request) -> bool:
+        pool = self.kv_cache_manager.block_pool
+        allowed = self._sl_policy.can_admit(
+            free_blocks=pool.get_num_free_blocks(),
+            total_blocks=pool.num_gpu_blocks - 1,
+            block_size=self.block_size,
+            running=[self._view(r) for r in self.running],
+            candidate=self._view(request),
+            now=self._sl_now,
+        )
+        if not allowed:
+            self.sloserve_stats.admissions_refused += 1
+        return allowed
+
+    def _offload_prompt_only(self) -> bool:
+        transfer = self.vllm_config.kv_transfer_config
+        extra = getattr(transfer, "kv_connector_extra_config", None) or {}
+        return bool(extra.get("offload_prompt_only", True))
+
+    def _preempt_request(self, request: Request, timestamp: float) -> None:
+        meta = self._sl_meta.get(request.request_id)
+        mode = PreemptionMode.RECOMPUTE
+        if meta is not None:
+            asked = self._sl_policy.preemption_mode(self._view(request))
+            if asked is PreemptionMode.SWAP and self.connector is None:
+                self.sloserve_stats.swap_unavailable += 1
+            elif asked is PreemptionMode.SWAP:
+                mode = PreemptionMode.SWAP
+            computed = min(request.num_computed_tokens, request.num_tokens)
+            if self._sl_offload_prompt_only:
+                computed = min(computed, request.num_prompt_tokens)
+            meta.swapped_tokens = computed if mode is PreemptionMode.SWAP else 0
+        if mode is PreemptionMode.RECOMPUTE:
+            self._sl_recompute_ids.add(request.request_id)
+        else:
+            self._sl_recompute_ids.discard(request.request_id)
+        self._sl_step_preempted[mode] = self._sl_step_preempted.get(mode, 0) + 1
+        self.sloserve_stats.preemptions[mode] += 1
+        super()._preempt_request(request, timestamp)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def add_request(self, request: Request) -> None:
+        if request.request_id not in self.requests:
+            self._register(request)
+        super().add_request(request)
+
+    def _register(self, request: Request) -> None:
+        default = self._sl_policy.knobs.default_slo
+        params = request.sampling_params
+        extra = params.extra_args if params is not None else None
+        try:
+            slo = parse_slo(extra, default)
+        except InvalidSLOError as exc:
+            self.sloserve_stats.invalid_slo += 1
+            log.warning("sloserve: request %s: %s; using defaults", request.request_id, exc)
+            slo = default
+        meta = RequestMeta(
+            slo=slo,
+            predicted_output=0,
+            output_bound=0,
+            max_output_tokens=max(self.max_model_len - request.num_prompt_tokens, 0),
+        )
+        prediction = self._sl_policy.on_arrival(self._arrival_info(request, meta))
+        meta.predicted_output = prediction.predicted_output
+        meta.output_bound = prediction.output_bound
+        self._sl_meta[request.request_id] = meta
+
+    def update_from_output(
+        self, scheduler_output: SchedulerOutput, model_runner_output: ModelRunnerOutput
+    ) -> Any:
+        self._sl_now = self.sloserve_clock()
+        return super().update_from_output(scheduler_output, model_runner_output)
+
+    def _update_request_with_output(
+        self, request: Request, new_token_ids: list[int]
+    ) -> tuple[list[int], bool]:
+        new_tokens, stopped = super()._update_request_with_output(request, new_token_ids)
+        if new_tokens:
+            meta = self._sl_meta.get(request.request_id)
+            if meta is not None:
+                if meta.first_token_time is None:
+                    meta.first_token_time = self._sl_now
+                meta.last_token_time = self._sl_now
+        return new_tokens, stopped
+
+    def _free_request(
+        self, request: Request, delay_free_blocks: bool = False
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        meta = self._sl_meta.pop(request.request_id, None)
+        self._sl_recompute_ids.discard(request.request_id)
+        if meta is not None:
+            self._finished(request, meta)
+        return super()._free_request(request, delay_free_blocks)
+
+    def _finished(self, request: Request, meta: RequestMeta) -> None:
+        if request.status not in _LEARNABLE_FINISHES or meta.first_token_time is None:
+            self.sloserve_stats.aborted += 1
+            return
+        finish_time = meta.last_token_time if meta.last_token_time is not None else self._sl_now
+        self.sloserve_stats.finished += 1
+        self._sl_policy.on_finish(
+            FinishedInfo(
+                request_id=request.request_id,
+                prompt_tokens=request.num_prompt_tokens,
+                output_tokens=request.num_output_tokens,
+                slo=meta.slo,
+                predicted_output=meta.predicted_output,
+                finish_time=finish_time,
+            )
+        )
+        self.sloserve_metrics.record_finish(
+            FinishedRequest(
+                slo=meta.slo,
+                arrival_time=request.arrival_time,
+                first_token_time=meta.first_token_time,
+                finish_time=finish_time,
+                output_tokens=request.num_output_tokens,
+                predicted_output=meta.predicted_output,
+            ),
+            self._sl_now,
+        )
+
+
+class SLOScheduler(SLOSchedulerMixin, AsyncScheduler):
+    """Production scheduler (vLLM's asynchronous scheduling, the 0.26.0 default)."""
+
+
+class SLOSyncScheduler(SLOSchedulerMixin, Scheduler):
+    """Synchronous variant: ``async_scheduling=False`` runs, step-logged GPU runs and tests."""
+
+
+def _engine_core_set_knobs(self: EngineCore, document: dict[str, Any]) -> dict[str, Any]:
+    """Utility RPC: ``call_utility("sloserve_set_knobs", doc)``, handled between steps."""
+    return _sloserve_scheduler(self).sloserve_set_knobs(document)
+
+
+def _engine_core_get_knobs(self: EngineCore) -> dict[str, Any]:
+    """Utility RPC: ``call_utility("sloserve_get_knobs")`` -> applied ``KnobsState``."""
+    return _sloserve_scheduler(self).sloserve_knobs_state()
+
+
+def _sloserve_scheduler(core: EngineCore) -> SLOSchedulerMixin:
+    scheduler = core.scheduler
+    if not isinstance(scheduler, SLOSchedulerMixin):
+        raise TypeError("the engine core does not run sloserve's scheduler (--scheduler-cls)")
+    return scheduler
+
+
+EngineCore.sloserve_set_knobs = _engine_core_set_knobs  # type: ignore[attr-defined]
+EngineCore.sloserve_get_knobs = _engine_core_get_knobs  # type: ignore[attr-defined]
