@@ -1,0 +1,145 @@
+"""``sloserve operator``: run the kopf operator in this process.
+
+    sloserve operator --standalone -A                 # one replica, all namespaces (tests, dev)
+    sloserve operator --peering sloserve -A      # HA: replicas elect one active (kopf peering)
+    sloserve operator --standalone -n team-a -n team-b
+
+:func:`serve` is the embeddable entry point: tests run it in a thread with a stop flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import kopf
+from prometheus_client import start_http_server
+
+from .controller import ControllerConfig
+from .handlers import CHILD_LABELS, CHILD_RESOURCES
+from .metrics import OperatorMetrics
+from .render.target import ENGINE_NAME
+
+log = logging.getLogger(__name__)
+
+AUTOSCALER_HANDLERS = "sloserve_operator.autoscaler.handlers"
+
+
+@dataclass(frozen=True)
+class OperatorOptions:
+    standalone: bool = True
+    peering: str | None = None
+    namespaces: Sequence[str] = ()
+    """Empty: all namespaces."""
+    liveness_port: int | None = None
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
+    autoscaler: bool = True
+
+
+def load_autoscaler() -> bool:
+    """Import the autoscaler's kopf handlers when that module is present (the plug-in hook)."""
+    try:
+        importlib.import_module(AUTOSCALER_HANDLERS)
+    except ModuleNotFoundError as exc:
+        if exc.name != AUTOSCALER_HANDLERS:
+            raise
+        log.warning("%s not found: running without the autoscaler", AUTOSCALER_HANDLERS)
+        return False
+    return True
+
+
+def settings_for(options: OperatorOptions) -> kopf.OperatorSettings:
+    settings = kopf.OperatorSettings()
+    settings.posting.enabled = False  # the controller posts its own, meaningful Events
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="sloserve.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="sloserve.io", key="last-handled-configuration"
+    )
+    settings.watching.server_timeout = 600
+    settings.watching.client_timeout = 660
+    selector = ",".join(f"{k}={v}" for k, v in CHILD_LABELS.items())
+    for group, version, plural in CHILD_RESOURCES:
+        settings.watching.label_selectors[(group, version, plural)] = selector
+    settings.watching.label_selectors[("", "v1", "pods")] = f"app.kubernetes.io/name={ENGINE_NAME}"
+    if options.peering:
+        settings.peering.name = options.peering
+    return settings
+
+
+async def serve(
+    options: OperatorOptions,
+    metrics: OperatorMetrics,
+    *,
+    stop_flag: asyncio.Event | threading.Event | None = None,
+    ready_flag: asyncio.Event | threading.Event | None = None,
+) -> None:
+    from . import handlers  # noqa: F401  (registers the kopf handlers)
+
+    if options.autoscaler:
+        load_autoscaler()
+    memo = kopf.Memo(metrics=metrics, controller_config=options.controller, options=options)
+    liveness = f"http://0.0.0.0:{options.liveness_port}/healthz" if options.liveness_port else None
+    await kopf.operator(
+        settings=settings_for(options),
+        standalone=options.standalone or not options.peering,
+        peering_name=options.peering,
+        clusterwide=not options.namespaces,
+        namespaces=list(options.namespaces),
+        liveness_endpoint=liveness,
+        memo=memo,
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    ha = parser.add_mutually_exclusive_group()
+    ha.add_argument("--standalone", action="store_true", help="no peering (single replica)")
+    ha.add_argument("--peering", metavar="NAME", help="kopf peering object for HA (one active)")
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="watch every namespace (default)"
+    )
+    scope.add_argument(
+        "-n", "--namespace", action="append", default=[], help="watch only NS (repeatable)"
+    )
+    parser.add_argument("--metrics-port", type=int, default=8080, help="0 disables")
+    parser.add_argument("--liveness-port", type=int, default=8081, help="0 disables")
+    parser.add_argument("--workers", type=int, default=16, help="parallel reconciles")
+    parser.add_argument(
+        "--knob-resync-seconds", type=float, default=300.0, help="re-push knobs this often"
+    )
+    parser.add_argument(
+        "--full-resync-seconds", type=float, default=1800.0, help="re-apply children this often"
+    )
+    parser.add_argument("--no-autoscaler", action="store_true", help="do not load the autoscaler")
+    parser.add_argument("-v", "--verbose", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    metrics = OperatorMetrics()
+    if args.metrics_port:
+        start_http_server(args.metrics_port, registry=metrics.registry)
+    options = OperatorOptions(
+        standalone=args.standalone or not args.peering,
+        peering=args.peering,
+        namespaces=tuple(args.namespace),
+        liveness_port=args.liveness_port or None,
+        controller=ControllerConfig(
+            workers=args.workers,
+            knob_resync_s=args.knob_resync_seconds,
+            full_resync_s=args.full_resync_seconds,
+        ),
+        autoscaler=not args.no_autoscaler,
+    )
+    asyncio.run(serve(options, metrics))
+    return 0

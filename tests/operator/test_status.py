@@ -1,0 +1,135 @@
+"""Pure status computation: conditions, transition times, events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sloserve_operator import status
+from sloserve_operator.status import Observed, PodKnobState
+
+REV = 42
+
+
+def deployment(ready: int, updated: int, total: int, gen: int = 2, seen: int = 2) -> dict[str, Any]:
+    return {
+        "metadata": {"generation": gen},
+        "status": {
+            "observedGeneration": seen,
+            "readyReplicas": ready,
+            "updatedReplicas": updated,
+            "replicas": total,
+        },
+    }
+
+
+def observed(**kw: Any) -> Observed:
+    base: dict[str, Any] = {
+        "generation": 7,
+        "desired_replicas": 2,
+        "selector": "a=b",
+        "knobs_revision": REV,
+        "deployment": deployment(2, 2, 2),
+        "pods": [PodKnobState("p0", REV), PodKnobState("p1", REV)],
+    }
+    return Observed(**{**base, **kw})
+
+
+def by_type(obs: Observed) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in status.conditions(obs)}
+
+
+def test_steady_state_is_available_stable_and_applied() -> None:
+    c = by_type(observed())
+    assert [c[t]["status"] for t in ("Available", "Progressing", "Degraded", "KnobsApplied")] == [
+        "True",
+        "False",
+        "False",
+        "True",
+    ]
+    assert all(x["observedGeneration"] == 7 for x in c.values())
+
+
+@pytest.mark.parametrize(
+    ("dep", "available", "progressing", "reason"),
+    [
+        pytest.param(None, "False", "True", "Scaling", id="no-deployment-yet"),
+        pytest.param(deployment(0, 1, 1), "False", "True", "Scaling", id="starting"),
+        pytest.param(deployment(1, 1, 2), "True", "True", "RollingOut", id="rolling"),
+        pytest.param(
+            deployment(2, 2, 2, gen=3, seen=2), "True", "True", "Scaling", id="unseen-gen"
+        ),
+    ],
+)
+def test_rollout_conditions(
+    dep: dict[str, Any] | None, available: str, progressing: str, reason: str
+) -> None:
+    c = by_type(observed(deployment=dep))
+    assert c["Available"]["status"] == available
+    assert (c["Progressing"]["status"], c["Progressing"]["reason"]) == (progressing, reason)
+
+
+def test_rejecting_pod_makes_knobs_applied_false_with_its_message() -> None:
+    pods = [PodKnobState("p0", REV), PodKnobState("p1", None, "HTTP 422: bad policy", True)]
+    knobs = by_type(observed(pods=pods))["KnobsApplied"]
+    assert (knobs["status"], knobs["reason"]) == ("False", "KnobsRejected")
+    assert "p1: HTTP 422: bad policy" in knobs["message"]
+
+
+def test_pending_and_no_pods() -> None:
+    pending = by_type(observed(pods=[PodKnobState("p0", REV - 1)]))["KnobsApplied"]
+    assert (pending["status"], pending["reason"]) == ("False", "Pending")
+    none = by_type(observed(pods=[]))["KnobsApplied"]
+    assert none["status"] == "Unknown"
+
+
+def test_problems_degrade() -> None:
+    c = by_type(observed(problem=("ApplyFailed", "403 Forbidden")))
+    assert (c["Degraded"]["status"], c["Degraded"]["reason"]) == ("True", "ApplyFailed")
+    dep = deployment(0, 1, 1)
+    dep["status"]["conditions"] = [
+        {
+            "type": "Progressing",
+            "status": "False",
+            "reason": "ProgressDeadlineExceeded",
+            "message": "x",
+        }
+    ]
+    assert by_type(observed(deployment=dep))["Degraded"]["reason"] == "DeploymentFailing"
+
+
+def test_transition_time_moves_only_on_flip() -> None:
+    old = status.operator_status(observed(), {}, "T0", reconciled=True)
+    same = status.operator_status(observed(), old, "T1", reconciled=True)
+    assert {c["lastTransitionTime"] for c in same["conditions"]} == {"T0"}
+    flipped = status.operator_status(
+        observed(pods=[PodKnobState("p0", 1)]), old, "T2", reconciled=True
+    )
+    times = {c["type"]: c["lastTransitionTime"] for c in flipped["conditions"]}
+    assert times["KnobsApplied"] == "T2" and times["Available"] == "T0"
+    assert not status.differs(same, old)
+    assert status.differs(flipped, old)
+
+
+def test_status_pods_and_generation() -> None:
+    obs = observed(pods=[PodKnobState("b", REV), PodKnobState("a", None, "unreachable")])
+    st = status.operator_status(obs, {"observedGeneration": 3}, "T", reconciled=False)
+    assert st["observedGeneration"] == 3
+    assert st["pods"] == [
+        {"name": "a", "message": "unreachable"},
+        {"name": "b", "message": "", "knobsRevision": REV},
+    ]
+    assert status.operator_status(obs, {}, "T", reconciled=True)["observedGeneration"] == 7
+
+
+def test_events_only_on_transitions() -> None:
+    start = status.operator_status(observed(deployment=None, pods=[]), {}, "T", reconciled=True)
+    up = status.operator_status(observed(), start, "T", reconciled=True)
+    events = status.transition_events(start["conditions"], up["conditions"])
+    assert {r for _, r, _ in events} == {"Available", "KnobsApplied"}
+    assert status.transition_events(up["conditions"], up["conditions"]) == []
+    bad = observed(pods=[PodKnobState("p0", None, "HTTP 422: no", True)])
+    rejected = status.operator_status(bad, up, "T", reconciled=True)
+    events = status.transition_events(up["conditions"], rejected["conditions"])
+    assert events == [("Warning", "KnobsRejected", "p0: HTTP 422: no")]
