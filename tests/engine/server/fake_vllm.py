@@ -58,6 +58,8 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main() -> None:
+    if "FAKE_VLLM_EXIT" in os.environ:  # a vLLM that fails to start (e.g. no GPU memory)
+        sys.exit(int(os.environ["FAKE_VLLM_EXIT"]))
     port = int(sys.argv[sys.argv.index("--port") + 1])
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
 

@@ -302,3 +302,14 @@ def test_real_mode_proxies_vllm_mirrors_knobs_and_forwards_sigterm(
     assert marker.read_text() == "SIGTERM"
     assert code in (0, -signal.SIGTERM)
     assert token_file.read_text().strip() not in err
+
+
+def test_real_mode_exits_with_vllms_status_when_vllm_dies(tmp_path: Path, fake_vllm: Path) -> None:
+    port = free_loopback_port()
+    proc = _engine(
+        ["--host", "127.0.0.1", "--port", str(port), "--vllm-executable", str(fake_vllm)],
+        env={"FAKE_VLLM_EXIT": "3", "FAKE_VLLM_MARKER": str(tmp_path / "m")},
+    )
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err.decode()
+    assert "vllm serve exited with status 3" in err.decode()

@@ -213,3 +213,21 @@ def test_bad_requests_get_4xx_naming_the_parameter(
 def test_models_lists_the_served_name(base: str) -> None:
     data = httpx.get(f"{base}/v1/models").json()["data"]
     assert [m["id"] for m in data] == ["sim-model"]
+
+
+def test_client_that_disconnects_mid_stream_frees_its_request(base: str) -> None:
+    payload = {"prompt": [1] * 64, "max_tokens": 5000, "stream": True}
+    with httpx.stream("POST", f"{base}/v1/completions", json=payload, timeout=30) as r:
+        lines = r.iter_lines()
+        assert next(lines).startswith("data: ")
+        assert httpx.get(f"{base}/sloserve/health").json()["openRequests"] == 1
+    deadline = time.monotonic() + 5
+    while (
+        httpx.get(f"{base}/sloserve/health").json()["openRequests"] and time.monotonic() < deadline
+    ):
+        time.sleep(0.02)
+    assert httpx.get(f"{base}/sloserve/health").json()["openRequests"] == 0
+    finished = metric(
+        base, "sloserve_requests_finished_total", slo_class="standard", attained="true"
+    )
+    assert finished == 0  # aborted, not finished
