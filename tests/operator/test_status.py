@@ -133,3 +133,10 @@ def test_events_only_on_transitions() -> None:
     rejected = status.operator_status(bad, up, "T", reconciled=True)
     events = status.transition_events(up["conditions"], rejected["conditions"])
     assert events == [("Warning", "KnobsRejected", "p0: HTTP 422: no")]
+
+
+def test_unschedulable_pods_degrade_with_the_schedulers_message() -> None:
+    msg = "0/2 nodes are available: 2 Insufficient nvidia.com/gpu"
+    c = by_type(observed(desired_replicas=3, unschedulable=[msg]))["Degraded"]
+    assert (c["status"], c["reason"]) == ("True", "InsufficientCapacity")
+    assert c["message"] == f"{msg}; 1 of 3 replicas pending"

@@ -58,6 +58,8 @@ class PodInfo:
     uid: str
     ip: str
     ready: bool
+    unschedulable: str = ""
+    """The scheduler's reason when it cannot place the pod (PodScheduled=False)."""
 
 
 @dataclass
@@ -103,7 +105,15 @@ def _pod_info(obj: Mapping[str, Any]) -> PodInfo:
     ready = st.get("phase") == "Running" and any(
         c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or []
     )
-    return PodInfo(meta["name"], meta.get("uid", ""), st.get("podIP") or "", ready)
+    unschedulable = next(
+        (
+            str(c.get("message") or c.get("reason") or "unschedulable")
+            for c in st.get("conditions") or []
+            if c.get("type") == "PodScheduled" and c.get("status") == "False"
+        ),
+        "",
+    )
+    return PodInfo(meta["name"], meta.get("uid", ""), st.get("podIP") or "", ready, unschedulable)
 
 
 class Controller:
@@ -314,9 +324,6 @@ class Controller:
                 st.deployment = {"metadata": {"generation": meta.get("generation", 0)}}
                 st.deployment["status"] = result.get("status", {})
             applied.append(child)
-        self.metrics.desired_replicas.labels(target.namespace, target.name).set(
-            target.spec.desired_replicas()
-        )
         recreated = sorted(st.recreate & set(applied))
         st.recreate -= set(applied)
         if recreated:
@@ -392,6 +399,7 @@ class Controller:
                 deployment=st.deployment,
                 pods=self._pod_states(st),
                 problem=problem,
+                unschedulable=[p.unschedulable for p in st.pods.values() if p.unschedulable],
             )
             new = status.operator_status(obs, old, _now(), reconciled=problem is None)
         if not status.differs(new, old):

@@ -22,7 +22,7 @@ from prometheus_client import start_http_server
 
 from .controller import ControllerConfig
 from .handlers import CHILD_LABELS, CHILD_RESOURCES
-from .metrics import OperatorMetrics
+from .metrics import OperatorMetrics, default_metrics
 from .render.target import ENGINE_NAME
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    metrics = OperatorMetrics()
+    metrics = default_metrics()
     if args.metrics_port:
         start_http_server(args.metrics_port, registry=metrics.registry)
     options = OperatorOptions(

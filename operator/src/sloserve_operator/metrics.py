@@ -1,15 +1,17 @@
-"""The operator's own Prometheus metrics (engine metrics live in ``sloserve_engine.server``).
+"""The reconciler's Prometheus metrics (engine metrics live in ``sloserve_engine.server``).
 
-One instance per running operator with its own registry, so tests can start and stop operators
-in one process and collect names without a cluster. ``sloserve operator --metrics-port``
-serves it; handlers reach it as ``memo.metrics``.
+The autoscaler defines its own series (desired replicas, scale decisions, ...) in
+``autoscaler/metrics.py``; both go to the process's default registry, which
+``sloserve operator --metrics-port`` serves. Tests may pass their own registry to collect names
+without a cluster. Handlers reach the instance as ``memo.metrics``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 SERVICE_LABELS = ("namespace", "llmservice")
 
@@ -18,20 +20,8 @@ class OperatorMetrics:
     """Every operator metric; names are ``sloserve_operator_*`` with unit suffixes."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
+        self.registry = registry if registry is not None else REGISTRY
         reg = self.registry
-        self.desired_replicas = Gauge(
-            "sloserve_operator_desired_replicas",
-            "Replicas the Deployment of each LLMService is set to.",
-            SERVICE_LABELS,
-            registry=reg,
-        )
-        self.scale_decisions = Counter(
-            "sloserve_operator_scale_decisions_total",
-            "Autoscaler decisions that changed spec.replicas, by reason.",
-            (*SERVICE_LABELS, "reason"),
-            registry=reg,
-        )
         self.reconcile_errors = Counter(
             "sloserve_operator_reconcile_errors_total",
             "Reconciles that failed and were retried.",
@@ -66,9 +56,8 @@ class OperatorMetrics:
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop the series of a deleted LLMService (no stale gauges)."""
-        for gauge in (self.desired_replicas, self.knobs_applied_pods):
-            with contextlib.suppress(KeyError):
-                gauge.remove(namespace, name)
+        with contextlib.suppress(KeyError):
+            self.knobs_applied_pods.remove(namespace, name)
 
     def api_request_count(self) -> float:
         """Total API requests so far (used to measure idle traffic)."""
@@ -78,3 +67,9 @@ class OperatorMetrics:
             for sample in metric.samples
             if sample.name.endswith("_total")
         )
+
+
+@functools.cache
+def default_metrics() -> OperatorMetrics:
+    """The process-wide instance on the default registry (created once)."""
+    return OperatorMetrics()

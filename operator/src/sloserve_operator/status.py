@@ -37,6 +37,8 @@ class Observed:
     pods: Sequence[PodKnobState]
     problem: tuple[str, str] | None = None
     """(reason, message) when rendering or applying failed."""
+    unschedulable: Sequence[str] = ()
+    """The scheduler's message for each engine pod it cannot place (e.g. no free GPU)."""
 
 
 def condition(type_: str, ok: bool | None, reason: str, message: str, gen: int) -> dict[str, Any]:
@@ -101,6 +103,10 @@ def conditions(obs: Observed) -> list[dict[str, Any]]:
     failure = obs.problem or (
         ("DeploymentFailing", msg) if dep and (msg := _deployment_failure(dep)) else None
     )
+    if failure is None and obs.unschedulable:
+        pending = len(obs.unschedulable)
+        text = f"{obs.unschedulable[0]}; {pending} of {obs.desired_replicas} replicas pending"
+        failure = ("InsufficientCapacity", text)
     degraded = condition(
         "Degraded",
         failure is not None,
