@@ -231,3 +231,23 @@ def test_client_that_disconnects_mid_stream_frees_its_request(base: str) -> None
         base, "sloserve_requests_finished_total", slo_class="standard", attained="true"
     )
     assert finished == 0  # aborted, not finished
+
+
+def test_engine_crash_fails_open_requests_and_health_instead_of_hanging(
+    serve_app: ServeApp, make_sim_app: SimAppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_sim_app()
+    with serve_app(app) as url:
+
+        def broken_step(now: float | None = None) -> None:
+            raise RuntimeError("injected fault")
+
+        monkeypatch.setattr(app.state.engine.engine, "step", broken_step)
+        r = httpx.post(f"{url}/v1/completions", json={"prompt": "x", "max_tokens": 3}, timeout=10)
+        assert r.status_code == 503
+        assert "injected fault" in r.json()["error"]["message"]
+        health = httpx.get(f"{url}/sloserve/health")
+        assert health.status_code == 503
+        assert "injected fault" in health.json()["failure"]
+        again = httpx.post(f"{url}/v1/completions", json={"prompt": "x"}, timeout=10)
+        assert again.status_code == 503

@@ -47,8 +47,9 @@ class CompletionRequest(BaseModel):
     vllm_xargs: dict[str, Any] | None = None
 
 
-class BadRequestError(ValueError):
-    """A request the engine can never serve; the message tells the client why."""
+class CompletionError(ValueError):
+    """A request the engine cannot serve (4xx) or an engine that failed (503); the message
+    tells the client why."""
 
     def __init__(self, message: str, param: str | None = None, status: int = 400) -> None:
         super().__init__(message)
@@ -56,11 +57,15 @@ class BadRequestError(ValueError):
         self.status = status
 
 
-def error_response(exc: BadRequestError) -> JSONResponse:
+def error_response(exc: CompletionError) -> JSONResponse:
     """vLLM's error body shape, so clients need one error parser for both engines."""
-    kind = "NotFoundError" if exc.status == 404 else "BadRequestError"
-    body = {"error": {"message": str(exc), "type": kind, "param": exc.param, "code": exc.status}}
-    return JSONResponse(body, status_code=exc.status)
+    return JSONResponse(_error_body(exc), status_code=exc.status)
+
+
+def _error_body(exc: CompletionError) -> dict[str, Any]:
+    kinds = {404: "NotFoundError", 503: "ServiceUnavailableError"}
+    kind = kinds.get(exc.status, "BadRequestError")
+    return {"error": {"message": str(exc), "type": kind, "param": exc.param, "code": exc.status}}
 
 
 def count_prompt_tokens(prompt: str | list[int]) -> int:
@@ -76,14 +81,14 @@ def single_prompt(prompt: str | list[int] | list[str] | list[list[int]]) -> str 
         return prompt
     if prompt and not isinstance(prompt[0], int):
         if len(prompt) != 1:
-            raise BadRequestError(
+            raise CompletionError(
                 "batched prompts are not supported by the simulated engine; send one per request",
                 "prompt",
             )
         only = prompt[0]
         return only if isinstance(only, str) else list(only)
     if not prompt:
-        raise BadRequestError("prompt must not be empty", "prompt")
+        raise CompletionError("prompt must not be empty", "prompt")
     return [int(t) for t in prompt]  # type: ignore[arg-type]
 
 
@@ -92,7 +97,7 @@ def slo_from_xargs(xargs: Mapping[str, Any] | None, defaults: SLOTarget) -> SLOT
     xargs = xargs or {}
     slo_class = xargs.get("slo_class", defaults.slo_class)
     if not isinstance(slo_class, str) or not slo_class:
-        raise BadRequestError(
+        raise CompletionError(
             "vllm_xargs.slo_class must be a non-empty string", "vllm_xargs.slo_class"
         )
     targets = {"ttft_ms": defaults.ttft_s * 1000.0, "tbt_ms": defaults.tbt_s * 1000.0}
@@ -100,7 +105,7 @@ def slo_from_xargs(xargs: Mapping[str, Any] | None, defaults: SLOTarget) -> SLOT
         if key in xargs:
             value = xargs[key]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise BadRequestError(f"vllm_xargs.{key} must be a number > 0", f"vllm_xargs.{key}")
+                raise CompletionError(f"vllm_xargs.{key} must be a number > 0", f"vllm_xargs.{key}")
             targets[key] = float(value)
     return SLOTarget(slo_class, targets["ttft_ms"] / 1000.0, targets["tbt_ms"] / 1000.0)
 
@@ -108,7 +113,7 @@ def slo_from_xargs(xargs: Mapping[str, Any] | None, defaults: SLOTarget) -> SLOT
 def check_length(prompt_tokens: int, max_tokens: int, max_model_len: int) -> None:
     """Refuse what the model can never hold, with vLLM's explanation."""
     if prompt_tokens + max_tokens > max_model_len:
-        raise BadRequestError(
+        raise CompletionError(
             f"This model's maximum context length is {max_model_len} tokens. However, you "
             f"requested {prompt_tokens + max_tokens} tokens ({prompt_tokens} in the prompt, "
             f"{max_tokens} in the completion). Please reduce the length of the prompt or "
@@ -123,7 +128,9 @@ def fake_token(index: int) -> tuple[int, str]:
 
 
 class TokenSource(Protocol):
-    """A submitted request: yields one item per generated token, then stops."""
+    """A submitted request: yields one item per generated token, then stops.
+
+    Iteration raises :class:`CompletionError` if the engine fails midway."""
 
     def tokens(self) -> AsyncIterator[int]: ...
 
@@ -154,17 +161,17 @@ class _Prepared:
 
 
 def prepare(body: bytes, backend: CompletionBackend) -> _Prepared:
-    """Parse and check one completions body; raises :class:`BadRequestError`."""
+    """Parse and check one completions body; raises :class:`CompletionError`."""
     try:
         req = CompletionRequest.model_validate_json(body)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
-        raise BadRequestError(f"invalid request: {field}: {first['msg']}", field or None) from None
+        raise CompletionError(f"invalid request: {field}: {first['msg']}", field or None) from None
     if req.model is not None and req.model != backend.served_model_name:
-        raise BadRequestError(f"The model `{req.model}` does not exist.", "model", status=404)
+        raise CompletionError(f"The model `{req.model}` does not exist.", "model", status=404)
     if req.n != 1:
-        raise BadRequestError("n > 1 is not supported by the simulated engine", "n")
+        raise CompletionError("n > 1 is not supported by the simulated engine", "n")
     prompt_tokens = count_prompt_tokens(single_prompt(req.prompt))
     max_tokens = req.max_tokens or backend.max_model_len - prompt_tokens
     check_length(prompt_tokens, max_tokens, backend.max_model_len)
@@ -201,12 +208,16 @@ async def _sse(p: _Prepared, source: TokenSource, model: str) -> AsyncIterator[s
     created = int(time.time())
     produced = 0
     try:
-        async for index in source.tokens():
-            _, text = fake_token(index)
-            produced += 1
-            finish = "length" if produced == p.max_tokens else None
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
-            yield _chunk(p, model, created, [choice])
+        try:
+            async for index in source.tokens():
+                _, text = fake_token(index)
+                produced += 1
+                finish = "length" if produced == p.max_tokens else None
+                choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+                yield _chunk(p, model, created, [choice])
+        except CompletionError as exc:  # as vLLM does: an error event ends the stream
+            yield f"data: {json.dumps(_error_body(exc))}\n\n"
+            return
         if p.include_usage:
             usage = {
                 "id": p.request_id,
@@ -249,12 +260,15 @@ def completions_router(backend: CompletionBackend) -> APIRouter:
         try:
             p = prepare(await request.body(), backend)
             source = backend.submit(p.request_id, p.prompt_tokens, p.max_tokens, p.slo)
-        except BadRequestError as exc:
+        except CompletionError as exc:
             return error_response(exc)
         model = backend.served_model_name
         if p.stream:
             return StreamingResponse(_sse(p, source, model), media_type="text/event-stream")
-        return JSONResponse(await _complete(p, source, model))
+        try:
+            return JSONResponse(await _complete(p, source, model))
+        except CompletionError as exc:
+            return error_response(exc)
 
     @router.get("/v1/models")
     async def models() -> JSONResponse:

@@ -28,7 +28,7 @@ from ..policy.views import SLOTarget
 from ..sim import SimEngine, StepResult
 from .knobs_store import KnobsStore
 from .metrics import EngineMetrics, FinishedRequest
-from .openai_api import BadRequestError
+from .openai_api import CompletionError
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +50,16 @@ class _Stream:
         self.first_token_time: float | None = None
         self.produced = 0
         self.done = False
-        self.queue: asyncio.Queue[int | None] = asyncio.Queue()
+        self.queue: asyncio.Queue[int | CompletionError | None] = asyncio.Queue()
 
     async def tokens(self) -> AsyncIterator[int]:
         while True:
-            index = await self.queue.get()
-            if index is None:
+            item = await self.queue.get()
+            if item is None:
                 return
-            yield index
+            if isinstance(item, CompletionError):
+                raise item
+            yield item
 
     def cancel(self) -> None:
         """Client gone (or response complete): free the request's KV if it is still running."""
@@ -93,6 +95,8 @@ class SimulatedEngine:
         self._pending_knobs: Knobs | None = store.knobs
         self._wake = asyncio.Event()
         self.steps = 0
+        self.failure: str | None = None
+        """Why the engine loop stopped, once it has crashed (health then answers 503)."""
         store.subscribe(self._on_knobs)
 
     def now(self) -> float:
@@ -105,6 +109,8 @@ class SimulatedEngine:
     def submit(
         self, request_id: str, prompt_tokens: int, max_tokens: int, slo: SLOTarget
     ) -> _Stream:
+        if self.failure is not None:
+            raise CompletionError(f"engine failed: {self.failure}", status=503)
         arrival = self.now()
         stream = _Stream(self, request_id, arrival)
         try:
@@ -112,7 +118,7 @@ class SimulatedEngine:
                 request_id, prompt_tokens, max_tokens, slo=slo, arrival_time=arrival
             )
         except ValueError as exc:
-            raise BadRequestError(str(exc), "prompt") from None
+            raise CompletionError(str(exc), "prompt") from None
         stream.slo = slo
         stream.predicted_output = prediction.predicted_output
         self._streams[request_id] = stream
@@ -144,7 +150,19 @@ class SimulatedEngine:
         log.info("applied knobs revision %d (policy %s)", knobs.revision(), knobs.policy)
 
     async def run(self) -> None:
-        """Step forever; cancel the task to stop."""
+        """Step forever; cancel the task to stop. A crash fails open requests and health."""
+        try:
+            await self._loop()
+        except Exception as exc:
+            log.exception("simulated engine loop crashed")
+            self.failure = f"{type(exc).__name__}: {exc}"
+            error = CompletionError(f"engine failed: {self.failure}", status=503)
+            for stream in self._streams.values():
+                stream.queue.put_nowait(error)
+            self._streams.clear()
+            raise
+
+    async def _loop(self) -> None:
         while True:
             self._apply_knobs()
             result = self.engine.step(self.now())

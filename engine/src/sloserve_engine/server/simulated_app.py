@@ -60,16 +60,18 @@ def build_simulated_app(opts: SimulatedOptions) -> FastAPI:
             yield
         finally:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.gather(task, return_exceptions=True)  # a crash was logged already
 
     async def health() -> tuple[bool, dict[str, Any]]:
-        return True, {
+        details: dict[str, Any] = {
             "mode": "simulated",
             "knobsRevision": store.state().revision,
             "openRequests": engine.open_requests,
             "steps": engine.steps,
         }
+        if engine.failure is not None:
+            details["failure"] = engine.failure
+        return engine.failure is None, details
 
     app = FastAPI(title="sloserve-engine (simulated)", lifespan=lifespan)
     app.include_router(completions_router(engine))
