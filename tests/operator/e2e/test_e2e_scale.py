@@ -1,0 +1,98 @@
+"""Scale: N LLMService objects (default 200) reconciled by one operator process.
+
+Reports the time from ``kubectl apply`` of all objects to every one Available, the operator's
+peak RSS and its API calls, into ``out/operator-scale.json``. Engines are not started (no
+process kubelet): Available comes from the Deployments' ready replicas, which kwok reports.
+
+    SLOSERVE_SCALE_N=1000 .venv/bin/pytest tests/operator/e2e/test_e2e_scale.py -m k8s -s
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import psutil
+import pytest
+import yaml
+from operator_e2e import GROUP_PATH, ROOT, sample
+
+from sloserve_operator.devcluster.cluster import DevCluster
+from sloserve_operator.devcluster.nodes import GpuNodeSpec, register_gpu_nodes
+
+pytestmark = [pytest.mark.k8s, pytest.mark.slow, pytest.mark.timeout(900)]
+
+N = int(os.environ.get("SLOSERVE_SCALE_N", "200"))
+GPUS_PER_NODE = 64
+
+
+def _available(items: list[dict[str, Any]]) -> int:
+    return sum(
+        1
+        for obj in items
+        for c in obj.get("status", {}).get("conditions") or []
+        if c["type"] == "Available" and c["status"] == "True"
+    )
+
+
+def test_many_llmservices_become_available(k8s: DevCluster, namespace: str, crds: None) -> None:
+    api = k8s.control_plane.api
+    nodes = [
+        GpuNodeSpec(f"scale-gpu-{i}", gpus=GPUS_PER_NODE, max_pods=250)
+        for i in range(N // GPUS_PER_NODE + 1)
+    ]
+    register_gpu_nodes(api, nodes)
+    argv = [sys.executable, "-m", "sloserve_operator.cli", "operator", "--standalone"]
+    argv += ["-n", namespace, "--metrics-port", "0", "--liveness-port", "0", "--no-autoscaler"]
+    proc = subprocess.Popen(argv, env={**os.environ, **k8s.control_plane.env()})
+    peak = {"rss": 0}
+    done = threading.Event()
+
+    def sample_rss() -> None:
+        ps = psutil.Process(proc.pid)
+        while not done.wait(0.25):
+            try:
+                peak["rss"] = max(peak["rss"], ps.memory_info().rss)
+            except psutil.NoSuchProcess:
+                return
+
+    sampler = threading.Thread(target=sample_rss, daemon=True)
+    sampler.start()
+    try:
+        time.sleep(4)  # operator up and watching
+        docs = [sample(f"svc-{i:04d}", replicas=1) for i in range(N)]
+        started = time.perf_counter()
+        k8s.kubectl("apply", "-n", namespace, "-f", "-", input_text=yaml.safe_dump_all(docs))
+        applied_s = time.perf_counter() - started
+        available = 0
+        while available < N:
+            items = api.get(f"{GROUP_PATH}/namespaces/{namespace}/llmservices")["items"]
+            available = _available(items)
+            if time.perf_counter() - started > 600:
+                pytest.fail(f"only {available}/{N} Available after 600 s")
+            time.sleep(0.5)
+        elapsed = time.perf_counter() - started
+        rss_mb = peak["rss"] / 2**20
+    finally:
+        done.set()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        for node in nodes:
+            k8s.kubectl("delete", "node", node.name, "--wait=false", check=False)
+    result = {
+        "services": N,
+        "kubectl_apply_s": round(applied_s, 1),
+        "all_available_s": round(elapsed, 1),
+        "operator_peak_rss_mb": round(rss_mb, 1),
+    }
+    out = ROOT / "out"
+    out.mkdir(exist_ok=True)
+    (out / "operator-scale.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nscale: {result}")
+    assert rss_mb < 400, result
