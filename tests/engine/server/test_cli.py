@@ -300,6 +300,7 @@ def test_real_mode_proxies_vllm_mirrors_knobs_and_forwards_sigterm(
     finally:
         code, err = _stop(proc)
     assert marker.read_text() == "SIGTERM"
+    assert not Path(started["env"]["PROMETHEUS_MULTIPROC_DIR"]).exists()  # run dir removed
     assert code in (0, -signal.SIGTERM)
     assert token_file.read_text().strip() not in err
 

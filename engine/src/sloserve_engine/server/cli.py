@@ -12,11 +12,13 @@ simulator in real time. See docs/engine.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import uvicorn
@@ -28,7 +30,7 @@ from .auth import AdminAuth, AdminTokenError
 from .knobs_store import InvalidKnobsError, KnobsStore, check_policy_buildable, load_knobs_file
 from .proxy import build_proxy_app
 from .simulated_app import SimulatedOptions, build_simulated_app
-from .supervisor import VllmProcess, free_loopback_port, lifespan_running
+from .supervisor import VllmProcess, free_loopback_port
 from .vllm_command import APPLIED_SUFFIX, VllmLaunch, build_vllm_command, vllm_environment
 
 log = logging.getLogger("sloserve_engine.server")
@@ -174,11 +176,21 @@ def run_real(args: argparse.Namespace, extra: list[str]) -> int:
         if server is not None:
             server.should_exit = True
 
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        """vLLM runs while the server runs; the run directory goes with it (inside the
+        lifespan because uvicorn re-raises SIGTERM once serving ends)."""
+        try:
+            async with process.running(vllm_exited):
+                yield
+        finally:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
     app = build_proxy_app(
         store,
         auth,
         f"http://127.0.0.1:{vllm_port}",
-        lifespan_running(process, vllm_exited),
+        lifespan,
         applied_status_file=knobs_path.with_name(knobs_path.name + APPLIED_SUFFIX),
     )
     server = _serve(app, args)

@@ -9,8 +9,6 @@ import signal
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
-from fastapi import FastAPI
-
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 25.0
@@ -62,14 +60,3 @@ class VllmProcess:
             log.warning("vllm serve ignored SIGTERM for %.0f s; killing it", STOP_GRACE_S)
             proc.kill()
             self.returncode = await proc.wait()
-
-
-def lifespan_running(
-    process: VllmProcess, on_exit: Callable[[int], None]
-) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
-    """A FastAPI lifespan that runs the child for as long as the server runs."""
-
-    def lifespan(_: FastAPI) -> contextlib.AbstractAsyncContextManager[None]:
-        return process.running(on_exit)
-
-    return lifespan
