@@ -96,3 +96,31 @@ def one(manifests: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     found = by_kind(manifests, kind)
     assert len(found) == 1, f"expected one {kind}, got {len(found)}"
     return found[0]
+
+
+LABEL_VALUES = re.compile(r"^label_values\((?P<selector>.+),\s*(?P<label>\w+)\)$")
+
+
+def rule_groups(helm_bin: Path) -> list[dict[str, Any]]:
+    rule = one(render(helm_bin, {"prometheusRule.enabled": True}), "PrometheusRule")
+    groups: list[dict[str, Any]] = rule["spec"]["groups"]
+    return groups
+
+
+def rules(helm_bin: Path) -> list[dict[str, Any]]:
+    return [r for g in rule_groups(helm_bin) for r in g["rules"]]
+
+
+def dashboard() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return loaded
+
+
+def dashboard_exprs() -> list[str]:
+    exprs = [t["expr"] for p in dashboard()["panels"] for t in p["targets"]]
+    for var in dashboard()["templating"]["list"]:
+        if var["type"] == "query":
+            m = LABEL_VALUES.match(var["query"]["query"])
+            assert m, f"variable {var['name']}: expected label_values(selector, label)"
+            exprs.append(m["selector"])
+    return exprs

@@ -1,19 +1,23 @@
 """Every Kubernetes permission the operator needs: the single list the Helm ClusterRole must match.
 
 Why a declared list: least privilege is only checkable against a statement of what the code
-does. ``tests/helm/test_rbac.py`` checks that the chart's ClusterRole grants exactly these
-rules (nothing missing, nothing extra) in both watch modes, and the k8s test runs the operator
-authenticated as the chart's ServiceAccount, which proves the list is sufficient. Whoever adds
-an API call to the operator adds its permission here in the same commit.
+does. ``tests/helm/test_helm_rbac.py`` checks that the chart's ClusterRole grants exactly these
+rules (nothing missing, nothing extra) in both watch modes, and cross-checks them against the
+code: every resource a kopf handler watches, every kind the renderers produce. The k8s test
+runs the operator authenticated as the chart's ServiceAccount, which proves the list
+sufficient. Whoever adds an API call to the operator adds its permission here in the same
+commit.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-READ = frozenset({"get", "list", "watch"})
-APPLY = frozenset({"get", "list", "watch", "create", "patch"})
-"""Server-side apply patches existing objects and needs ``create`` for new ones."""
+WATCH = frozenset({"list", "watch"})
+"""What a kopf ``on.event`` handler or daemon needs on the resource it follows."""
+APPLY = WATCH | {"patch"}
+"""Server-side apply of a rendered child (a PATCH that creates absent objects), watched for
+drift through a kopf event handler."""
 
 
 @dataclass(frozen=True)
@@ -37,49 +41,47 @@ def operator_permissions(*, clusterwide: bool) -> tuple[Permission, ...]:
         Permission(
             "kopf.dev",
             peering,
-            frozenset({"get", "list", "watch", "patch"}),
-            "kopf peering: one active replica, keep-alives in the peering status",
+            WATCH | {"patch"},
+            "kopf peering: one active replica, keep-alives written into the peering object",
         ),
         Permission(
             "apiextensions.k8s.io",
             "customresourcedefinitions",
-            frozenset({"list", "watch"}),
-            "kopf discovers the LLMService CRD",
+            WATCH,
+            "kopf discovers the LLMService CRD (and whether the ServiceMonitor CRD exists)",
         ),
         Permission(
-            "",
-            "events",
-            frozenset({"create"}),
-            "kopf and the autoscaler post Events on LLMService objects",
+            "", "events", frozenset({"create"}), "Events on LLMService objects (kopf, operator)"
         ),
     ]
     if clusterwide:
         framework.append(
-            Permission(
-                "",
-                "namespaces",
-                frozenset({"list", "watch"}),
-                "kopf discovers namespaces when watching all of them",
-            )
+            Permission("", "namespaces", WATCH, "kopf discovers namespaces when watching all")
         )
     application = [
         Permission(
             "sloserve.io",
             "llmservices",
-            frozenset({"get", "list", "watch", "patch"}),
-            "watch LLMService objects; kopf keeps its progress in annotations",
+            WATCH | {"patch"},
+            "watch LLMService objects; kopf adds the autoscaler daemon's finalizer",
         ),
         Permission(
             "sloserve.io",
             "llmservices/status",
             frozenset({"patch"}),
-            "report replicas, attainment, pressure, knob revisions, conditions",
+            "report replicas, attainment, pressure, knob revisions, conditions, lastScale",
+        ),
+        Permission(
+            "sloserve.io",
+            "llmservices/scale",
+            frozenset({"patch"}),
+            "the autoscaler sets spec.replicas through the scale subresource",
         ),
         Permission(
             "apps",
             "deployments",
-            APPLY,
-            "server-side apply of the engine Deployment; the autoscaler sets replicas",
+            APPLY | {"get"},
+            "server-side apply of the engine Deployment; the autoscaler reads its rollout state",
         ),
         Permission("", "services", APPLY, "server-side apply of the engine Service"),
         Permission("", "configmaps", APPLY, "server-side apply of the live-knobs ConfigMap"),
@@ -95,12 +97,12 @@ def operator_permissions(*, clusterwide: bool) -> tuple[Permission, ...]:
             APPLY,
             "server-side apply of the engine ServiceMonitor when that CRD exists",
         ),
-        Permission("", "pods", READ, "find ready engine pods to push knobs and read metrics"),
         Permission(
             "",
             "secrets",
-            frozenset({"get", "create"}),
-            "the engines' admin-token Secret, created once per LLMService",
+            WATCH | {"get", "create"},
+            "the engines' admin-token Secret: created once, read back after a restart",
         ),
+        Permission("", "pods", WATCH, "find ready engine pods to push knobs and read metrics"),
     ]
     return tuple(framework + application)
