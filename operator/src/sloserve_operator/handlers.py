@@ -1,21 +1,25 @@
 """Kopf glue, crate-operator style: thin registrations that hand events to the controller.
 
 Only ``@kopf.on.event`` handlers are used, so kopf never writes progress or diff-base state
-onto objects; all decisions live in ``controller.py``. The autoscaler registers its own
+onto objects; all decisions live in ``controller.py``. Other handlers reach the controller
+(and its pod/Deployment caches) as ``memo.runtime.controller``, the metrics as
+``memo.runtime.metrics``. The autoscaler registers its own
 handlers on the same (default) registry: ``main.py`` imports
 ``sloserve_operator.autoscaler.handlers`` when that module exists.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import kopf
 
 from .api import v1alpha1 as api
-from .controller import Controller
+from .controller import Controller, ControllerConfig
 from .k8s import Kube
+from .metrics import OperatorMetrics
 from .render.target import ENGINE_NAME, MANAGER
 
 CHILD_LABELS = {"app.kubernetes.io/managed-by": MANAGER}
@@ -29,35 +33,50 @@ CHILD_RESOURCES = (
 )
 
 
+@dataclass
+class Runtime:
+    """Shared by reference: kopf hands each object a shallow copy of the operator's memo."""
+
+    metrics: OperatorMetrics
+    config: ControllerConfig
+    controller: Controller | None = None
+
+    @property
+    def running(self) -> Controller:
+        assert self.controller is not None, "the startup handler creates the controller"
+        return self.controller
+
+
 @kopf.on.startup()
 async def start_controller(memo: kopf.Memo, **_: Any) -> None:
-    kube = await Kube.connect(memo.metrics, pool_size=2 * memo.controller_config.workers)
+    runtime: Runtime = memo.runtime
+    kube = await Kube.connect(runtime.metrics, pool_size=2 * runtime.config.workers)
     http = httpx.AsyncClient(limits=httpx.Limits(max_connections=256))
-    memo.controller = Controller(kube, http, memo.metrics, memo.controller_config)
-    memo.controller.start()
+    runtime.controller = Controller(kube, http, runtime.metrics, runtime.config)
+    runtime.controller.start()
 
 
 @kopf.on.cleanup()
 async def stop_controller(memo: kopf.Memo, **_: Any) -> None:
-    controller: Controller | None = getattr(memo, "controller", None)
-    if controller is not None:
-        await controller.stop()
-        await controller.http.aclose()
-        await controller.kube.close()
+    runtime: Runtime = memo.runtime
+    if runtime.controller is not None:
+        await runtime.controller.stop()
+        await runtime.controller.http.aclose()
+        await runtime.controller.kube.close()
 
 
 @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL, id="llmservice")
 def llmservice_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo.controller.on_service(event.get("type"), event["object"])
+    memo.runtime.running.on_service(event.get("type"), event["object"])
 
 
 @kopf.on.event("v1", "pods", labels={"app.kubernetes.io/name": ENGINE_NAME}, id="engine-pod")
 def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo.controller.on_pod(event.get("type"), event["object"])
+    memo.runtime.running.on_pod(event.get("type"), event["object"])
 
 
 def _child_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo.controller.on_child(event.get("type"), event["object"])
+    memo.runtime.running.on_child(event.get("type"), event["object"])
 
 
 for _group, _version, _plural in CHILD_RESOURCES:

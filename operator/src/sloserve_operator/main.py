@@ -78,11 +78,11 @@ async def serve(
     stop_flag: asyncio.Event | threading.Event | None = None,
     ready_flag: asyncio.Event | threading.Event | None = None,
 ) -> None:
-    from . import handlers  # noqa: F401  (registers the kopf handlers)
+    from .handlers import Runtime  # importing registers the kopf handlers
 
     if options.autoscaler:
         load_autoscaler()
-    memo = kopf.Memo(metrics=metrics, controller_config=options.controller, options=options)
+    memo = kopf.Memo(runtime=Runtime(metrics, options.controller), options=options)
     liveness = f"http://0.0.0.0:{options.liveness_port}/healthz" if options.liveness_port else None
     await kopf.operator(
         settings=settings_for(options),
