@@ -95,6 +95,8 @@ class SimulatedEngine:
         self._pending_knobs: Knobs | None = store.knobs
         self._wake = asyncio.Event()
         self.steps = 0
+        self.lag_s = 0.0
+        """Wall seconds the last step's tokens came out later than modelled (CPU too slow)."""
         self.failure: str | None = None
         """Why the engine loop stopped, once it has crashed (health then answers 503)."""
         store.subscribe(self._on_knobs)
@@ -171,7 +173,9 @@ class SimulatedEngine:
             if result.idle:
                 await self._wait_for_work()
                 continue
-            await asyncio.sleep(max(0.0, self._t0 + result.end / self.time_scale - self._clock()))
+            due = self._t0 + result.end / self.time_scale
+            await asyncio.sleep(max(0.0, due - self._clock()))
+            self.lag_s = max(0.0, self._clock() - due)
             self._deliver(result)
 
     async def _wait_for_work(self) -> None:

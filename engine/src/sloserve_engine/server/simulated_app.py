@@ -68,6 +68,7 @@ def build_simulated_app(opts: SimulatedOptions) -> FastAPI:
             "knobsRevision": store.state().revision,
             "openRequests": engine.open_requests,
             "steps": engine.steps,
+            "lagS": round(engine.lag_s, 6),
         }
         if engine.failure is not None:
             details["failure"] = engine.failure
