@@ -141,3 +141,13 @@ def test_scheduler_bounds_and_defaults_are_the_knob_documents() -> None:
     for name, info in api.SchedulerSpec.model_fields.items():
         assert info.metadata == knob_fields[name].metadata, name
         assert info.default == knob_fields[name].default, name
+
+
+@pytest.mark.parametrize("name", ["9lives", "Upper", "a" * 58, "trailing-"])
+def test_object_name_must_fit_child_names(name: str) -> None:
+    with pytest.raises(ValidationError, match=r"metadata\.name"):
+        api.LLMService.model_validate(
+            {"metadata": {"name": name}, "spec": {"model": {"name": "m"}}}
+        )
+    rules = [r["rule"] for r in _schema()["x-kubernetes-validations"]]
+    assert any("self.metadata.name.matches" in r for r in rules)

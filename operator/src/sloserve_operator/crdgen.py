@@ -88,6 +88,7 @@ def structural(schema: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "object",
         "description": root.get("description", ""),
+        "x-kubernetes-validations": root.get("x-kubernetes-validations", []),
         "properties": {
             "apiVersion": {"type": "string", "description": "API version: " + api.API_VERSION},
             "kind": {"type": "string", "description": "Kind: " + api.KIND},
@@ -224,6 +225,8 @@ def reference_markdown() -> str:
         + ".",
         "",
     ]
+    for rule in root.get("x-kubernetes-validations", []):
+        lines.extend([f"- Rule on the object: {rule['message']}.", ""])
 
     def table(path: str, node: dict[str, Any]) -> None:
         lines.extend([f"## `{path}`", "", node.get("description", ""), ""])

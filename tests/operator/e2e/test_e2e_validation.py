@@ -61,3 +61,14 @@ def test_defaults_are_applied_by_the_api_server(
     assert spec["engine"]["gpu"] == {"count": 1, "resourceName": "nvidia.com/gpu"}
     assert spec["autoscaling"]["minReplicas"] == 1
     assert spec["slo"]["ttftMs"] == 1000
+
+
+def test_names_that_cannot_name_children_are_rejected(
+    k8s: DevCluster, namespace: str, crds: None
+) -> None:
+    body = yaml.safe_load((ROOT / "docs/examples/llmservice-minimal.yaml").read_text())
+    body["metadata"]["name"] = "x" * 60
+    result = k8s.kubectl(
+        "apply", "-n", namespace, "-f", "-", input_text=yaml.safe_dump(body), check=False
+    )
+    assert result.returncode != 0 and "metadata.name" in result.stderr, result.stderr

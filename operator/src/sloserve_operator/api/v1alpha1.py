@@ -12,6 +12,7 @@ Scheduler bounds and defaults are copied from the engine's live-knob document
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Self
@@ -38,10 +39,12 @@ class Rule:
     cel: str
     message: str
     field_path: str
+    """Where the API server reports the error; "" = the object itself."""
     check: Callable[[Any], bool]
 
     def as_cel(self) -> dict[str, str]:
-        return {"rule": self.cel, "message": self.message, "fieldPath": self.field_path}
+        out = {"rule": self.cel, "message": self.message}
+        return {**out, "fieldPath": self.field_path} if self.field_path else out
 
 
 class _Model(BaseModel):
@@ -54,7 +57,8 @@ class _Model(BaseModel):
     def _check_rules(self) -> Self:
         for rule in self.rules:
             if not rule.check(self):
-                raise ValueError(f"{rule.field_path.lstrip('.')}: {rule.message}")
+                where = rule.field_path.lstrip(".")
+                raise ValueError(f"{where}: {rule.message}" if where else rule.message)
         return self
 
     @classmethod
@@ -441,8 +445,32 @@ class LLMServiceStatus(_Model):
     )
 
 
+NAME_PATTERN = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
+MAX_NAME_LENGTH = 57
+"""Children are named NAME, NAME-knobs and NAME-admin; Services need DNS-1035 labels (63)."""
+
+
+def _name_ok(obj: Any) -> bool:
+    name = str(obj.metadata.get("name", ""))
+    return not name or (
+        len(name) <= MAX_NAME_LENGTH and re.fullmatch(NAME_PATTERN, name) is not None
+    )
+
+
 class LLMService(_Model):
     """An SLO-aware LLM service: engines, scheduler knobs and autoscaling in one object."""
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel=f"self.metadata.name.matches('{NAME_PATTERN}') && "
+            f"size(self.metadata.name) <= {MAX_NAME_LENGTH}",
+            message="metadata.name must be a lowercase DNS-1035 label (letters, digits, '-', "
+            f"starting with a letter) of at most {MAX_NAME_LENGTH} characters: it names the "
+            "Service, ConfigMap and Secret",
+            field_path="",
+            check=_name_ok,
+        ),
+    )
 
     api_version: Literal["sloserve.io/v1alpha1"] = Field(
         default="sloserve.io/v1alpha1", description="sloserve.io/v1alpha1"
