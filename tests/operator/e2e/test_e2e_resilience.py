@@ -23,6 +23,7 @@ from operator_e2e import (
 
 from sloserve_operator.devcluster.cluster import DevCluster
 from sloserve_operator.devcluster.eventually import eventually
+from sloserve_operator.devcluster.kubelet import ProcessKubelet
 
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(400)]
 
@@ -93,12 +94,12 @@ def test_delete_garbage_collects_children(
 
 
 def test_idle_operator_makes_no_api_calls(
-    k8s: DevCluster, namespace: str, operator: OperatorThread
+    k8s: DevCluster, namespace: str, kubelet: ProcessKubelet, operator: OperatorThread
 ) -> None:
     for i in range(3):
         apply(k8s, namespace, sample(f"idle-{i}", replicas=1))
     for i in range(3):
-        wait_condition(k8s, namespace, f"idle-{i}", "Available")
+        wait_condition(k8s, namespace, f"idle-{i}", "KnobsApplied", timeout_s=120)
     time.sleep(3)  # let the last status writes and their watch echoes settle
     start = operator.metrics.api_request_count()
     window_s = 30
