@@ -50,8 +50,9 @@ def _series_of(owner: object) -> dict[str, Series]:
     for metric in _wrappers(owner):
         # prometheus_client keeps the label names only privately; there is no public getter.
         labels = frozenset(metric._labelnames)
-        extra = frozenset({"le"}) if metric._type == "histogram" else frozenset()
-        for suffix in SUFFIXES[metric._type]:
+        kind = str(metric._type)
+        extra = frozenset({"le"}) if kind == "histogram" else frozenset()
+        for suffix in SUFFIXES[kind]:
             name = metric._name + suffix
             out[name] = Series(name, labels | (extra if suffix == "_bucket" else frozenset()))
     return out

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -250,10 +251,14 @@ def test_every_series_a_rule_reads_exists_in_the_scrape(
                 assert prometheus.query(selector), f"no series for {selector} (rule {rule})"
 
 
+def _has_data(prometheus: Prometheus, query: str) -> bool:
+    return bool(prometheus.query(query))
+
+
 def test_every_dashboard_query_returns_data(prometheus: Prometheus) -> None:
     for expr in dashboard_exprs():
         query = _substitute(expr)
         for selector in _selectors(query):
             assert prometheus.query(selector), f"no series for {selector}"
         # Series born during the test need a second scrape before rate() has two samples.
-        _eventually(lambda q=query: bool(prometheus.query(q)), f"data for {query}", 20)
+        _eventually(partial(_has_data, prometheus, query), f"data for {query}", 20)

@@ -97,6 +97,7 @@ def test_every_resource_a_kopf_handler_follows_is_watchable() -> None:
     perms = _declared_verbs()
     for handler in handlers:
         sel = handler.selector
+        assert sel is not None, f"kopf handler {handler.id} follows no resource"
         key = (sel.group or "", sel.plural or sel.any_name or "")
         assert key in perms, f"kopf handler {handler.id} follows {key}, not in permissions.py"
         assert perms[key] >= WATCH, f"{key}: kopf needs list and watch"
