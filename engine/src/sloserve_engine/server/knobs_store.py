@@ -8,7 +8,6 @@ steps (written atomically, so the scheduler never reads half a document).
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -107,8 +106,8 @@ class KnobsStore:
         self.mirror_path = mirror_path
         self._listeners: list[Listener] = []
         validate(initial)
+        self._mirror(initial)
         self._knobs = initial
-        self._mirror()
 
     def state(self) -> KnobsState:
         return KnobsState(revision=self._knobs.revision(), knobs=self._knobs)
@@ -125,18 +124,17 @@ class KnobsStore:
         if knobs.revision() == self._knobs.revision():
             return self.state()
         self._validate(knobs)
+        self._mirror(knobs)  # first: a failed write leaves the old document in force everywhere
         self._knobs = knobs
-        self._mirror()
         for listener in self._listeners:
             listener(knobs)
         return self.state()
 
-    def _mirror(self) -> None:
+    def _mirror(self, knobs: Knobs) -> None:
         if self.mirror_path is not None:
-            write_atomically(self.mirror_path, self._knobs.canonical_json() + "\n")
+            write_atomically(self.mirror_path, knobs.canonical_json() + "\n")
 
 
 def knobs_json(state: KnobsState) -> dict[str, Any]:
     """The wire form of a state (camelCase), as GET and PUT return it."""
-    out: dict[str, Any] = json.loads(state.model_dump_json(by_alias=True))
-    return out
+    return state.model_dump(mode="json", by_alias=True)
