@@ -14,6 +14,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "sloserve"
 VALUES = CHART / "values.yaml"
+README = CHART / "README.md"
 SCHEMA = CHART / "values.schema.json"
 DASHBOARD = CHART / "files" / "dashboards" / "sloserve-llmservice.json"
 OPERATIONS_DOC = REPO / "docs" / "operations.md"

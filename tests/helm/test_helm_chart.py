@@ -8,8 +8,10 @@ import pytest
 from chartkit import CHART, by_kind, helm, one, render
 
 
-def test_helm_lint_strict_is_clean(helm_bin: Path) -> None:
-    for values in ([], ["--set", "prometheusRule.enabled=true,grafanaDashboard.enabled=true"]):
+def test_helm_lint_strict_is_clean_for_defaults_and_every_ci_case(helm_bin: Path) -> None:
+    cases = [[], *(["--values", str(f)] for f in sorted((CHART / "ci").glob("*-values.yaml")))]
+    assert len(cases) >= 4
+    for values in cases:
         result = helm(helm_bin, "lint", "--strict", str(CHART), *values)
         assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout, result.stdout
         assert "[WARNING]" not in result.stdout, result.stdout

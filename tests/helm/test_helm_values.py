@@ -7,11 +7,15 @@ test_helm_chart.py checks that helm itself enforces it.
 from __future__ import annotations
 
 import copy
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
-from chartkit import default_values, leaf_paths, param_docs, schema
+import yaml
+from chartkit import CHART, README, default_values, leaf_paths, param_docs, schema
 
 
 def test_every_leaf_is_documented_and_every_doc_names_a_leaf() -> None:
@@ -47,6 +51,22 @@ def test_schema_closes_every_settings_object() -> None:
 
 def test_defaults_are_valid() -> None:
     jsonschema.Draft202012Validator(schema()).validate(default_values())
+
+
+@pytest.mark.parametrize("case", sorted((CHART / "ci").glob("*-values.yaml")), ids=lambda p: p.name)
+def test_ci_cases_are_valid(case: Path) -> None:
+    merged = _merge(default_values(), yaml.safe_load(case.read_text()))
+    jsonschema.Draft202012Validator(schema()).validate(merged)
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _with(path: str, value: Any) -> dict[str, Any]:
@@ -85,3 +105,18 @@ BAD_VALUES = [
 def test_schema_rejects(path: str, value: Any) -> None:
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft202012Validator(schema()).validate(_with(path, value))
+
+
+README_ROW = re.compile(r"^\| `(?P<path>[^`]+)` \| (?P<doc>.+) \| `(?P<default>.*)` \|$", re.M)
+
+
+def test_readme_parameter_table_matches_values_yaml() -> None:
+    rows = {m["path"]: (m["doc"], m["default"]) for m in README_ROW.finditer(README.read_text())}
+    values = default_values()
+    expected = {}
+    for path, doc in param_docs().items():
+        node: Any = values
+        for key in path.split("."):
+            node = node[key]
+        expected[path] = (doc, json.dumps(node))
+    assert rows == expected
