@@ -251,3 +251,22 @@ def test_engine_crash_fails_open_requests_and_health_instead_of_hanging(
         assert "injected fault" in health.json()["failure"]
         again = httpx.post(f"{url}/v1/completions", json={"prompt": "x"}, timeout=10)
         assert again.status_code == 503
+
+
+def test_switching_policies_under_load_keeps_every_request_exact(
+    base: str, token_file: Path
+) -> None:
+    auth = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+
+    async def run() -> list[int]:
+        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+            jobs = asyncio.gather(*(_one(client, i) for i in range(16)))
+            for policy in ("sloserve", "accelgen", "cacheopt", "ecoserve", "vllm", "sloserve"):
+                await asyncio.sleep(0.02)
+                r = await client.put("/sloserve/knobs", json={"policy": policy}, headers=auth)
+                assert r.status_code == 200, r.text
+            return await jobs
+
+    assert asyncio.run(run()) == [20 + i for i in range(16)]
+    assert httpx.get(f"{base}/sloserve/health").json()["status"] == "ok"
+    assert metric(base, "sloserve_knobs_revision") == Knobs(policy="sloserve").revision()
