@@ -121,7 +121,6 @@ def test_install_reconcile_upgrade_uninstall(
     k8s: DevCluster, namespace: str, helm_bin: Path, tmp_path: Path
 ) -> None:
     release = f"slo-{uuid.uuid4().hex[:6]}"
-    os.environ["KUBECONFIG"] = k8s.control_plane.env()["KUBECONFIG"]  # k8s fixture's cluster
     metrics_port, health_port = _free_port(), _free_port()
     ports = ["--set", f"operator.ports.metrics={metrics_port}"]
     ports += ["--set", f"operator.ports.health={health_port}"]
