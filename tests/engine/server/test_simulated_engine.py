@@ -270,3 +270,29 @@ def test_switching_policies_under_load_keeps_every_request_exact(
     assert asyncio.run(run()) == [20 + i for i in range(16)]
     assert httpx.get(f"{base}/sloserve/health").json()["status"] == "ok"
     assert metric(base, "sloserve_knobs_revision") == Knobs(policy="sloserve").revision()
+
+
+def test_kv_pressure_preempts_and_every_request_still_gets_exactly_its_tokens(
+    serve_app: ServeApp, make_sim_app: SimAppFactory
+) -> None:
+    with serve_app(make_sim_app(kv_tokens=2048, time_scale=20)) as url:
+        pressure = 0.0
+
+        async def run() -> list[int]:
+            nonlocal pressure
+            async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+
+                async def one(i: int) -> int:
+                    body = {"prompt": [5] * 200, "max_tokens": 150 + i}
+                    r = await client.post("/v1/completions", json=body)
+                    return int(r.json()["usage"]["completion_tokens"])
+
+                jobs = asyncio.gather(*(one(i) for i in range(12)))
+                while not jobs.done():
+                    pressure = max(pressure, metric(url, "sloserve_kv_pressure_ratio"))
+                    await asyncio.sleep(0.01)
+                return await jobs
+
+        assert asyncio.run(run()) == [150 + i for i in range(12)]
+        assert metric(url, "sloserve_preemptions_total", mode="recompute") > 0
+        assert pressure > 1.0  # 12 x 350+ tokens of demand on a 2048-token cache
