@@ -17,6 +17,7 @@ from .kvgate import Gate, GateConfig, KVLedger, blocks_for
 from .ordering import OrderingConfig, admit_key, order_running, order_waiting, split_phases
 from .predictor import ArrivalRate, LengthPredictor, PredictorConfig, confidence_for_rate
 from .preemption import choose_mode, victim_score
+from .slack import TokenInterval, latest_start
 from .views import (
     ArrivalInfo,
     EngineSnapshot,
@@ -39,6 +40,8 @@ class VictimRule:
     """EconoServe GT groups: by predicted-length bucket, longest group last."""
     SCORE = "score"
     """CacheOPT C4 score: long TBT SLO, long remaining time, cheap restore last."""
+    SLACK = "slack"
+    """Most SLO slack last (:func:`.slack.latest_start`): preempt who can afford to wait."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,7 @@ class ComposedPolicy:
         self.predictor = LengthPredictor(spec.predictor) if spec.predictor is not None else None
         self.arrivals = ArrivalRate(spec.predictor.rate_tau_s if spec.predictor else 30.0)
         self._gate = self._gate_config(knobs)
+        self.token_interval = TokenInterval()
 
     def _gate_config(self, knobs: PolicyKnobs) -> GateConfig:
         ratio = knobs.reservation_ratio if self.spec.use_reserve else 0.0
@@ -114,6 +118,7 @@ class ComposedPolicy:
         spec = self.spec
         knobs = self.knobs
         running = snapshot.running
+        self.token_interval.observe(snapshot.now, bool(running))
         budget = min(snapshot.max_num_batched_tokens, knobs.chunk_max_tokens)
         decodes, prefills = split_phases(running)
         load = decode_load(decodes)
@@ -173,12 +178,16 @@ class ComposedPolicy:
             left -= take
             blocks_needed += blocks_for(take, b) + 1
         # Order only matters for victims when a preemption is possible this step.
-        key = self._victim_key(b) if blocks_needed > snapshot.free_blocks else None
+        key = self._victim_key(b, snapshot.now) if blocks_needed > snapshot.free_blocks else None
         order = order_running(snapshot.running, decodes, prefills, key, self.spec.decodes_first)
         return order, prefill_tokens
 
-    def _victim_key(self, block_size: int) -> VictimKey | None:
+    def _victim_key(self, block_size: int, now: float) -> VictimKey | None:
         rule = self.spec.victims
+        if rule == VictimRule.SLACK:
+            model = self.cost_model
+            step = self.token_interval.value
+            return lambda r: (latest_start(r, model, step) - now,)
         if rule == VictimRule.SCORE:
             model = self.cost_model
             ext = self.spec.gate.extension_fraction
@@ -196,7 +205,7 @@ class ComposedPolicy:
         seats = snapshot.max_num_seqs - len(snapshot.running)
         if not waiting or seats <= 0 or tokens_left <= 0:
             return ()
-        key = admit_key(spec.ordering, snapshot.now, self.cost_model)
+        key = admit_key(spec.ordering, snapshot.now, self.cost_model, self.token_interval.value)
         if key is None and spec.batching is Batching.HEAD and spec.gate.gate is Gate.NONE:
             return tuple(r.request_id for r in waiting)
         candidates = order_waiting(waiting, key, min(spec.scan_limit, len(waiting)))

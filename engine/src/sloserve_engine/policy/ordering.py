@@ -18,6 +18,9 @@ Waiting order, one key function per rule:
   feasible work, so nothing starves.
 - ``class``: like ``deadline`` but the tightest TBT class first (AccelGen C2
   prioritisation); a request that has waited ``class_age_s`` joins the tightest class.
+- ``slack`` (ours): EDF on :func:`.slack.latest_start` for new *and* preempted
+  requests alike (a preempted request with banked TPOT slack waits for new
+  requests whose TTFT is at stake), with the same hopeless ageing.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from .costmodel import StepCostModel
+from .slack import latest_start
 from .views import RequestView
 
 AdmitKey = Callable[[RequestView], tuple[float, ...]]
@@ -38,6 +42,7 @@ class AdmitRule(StrEnum):
     ECOSERVE = "ecoserve"
     DEADLINE = "deadline"
     CLASS = "class"
+    SLACK = "slack"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +59,9 @@ def resumed_rank(r: RequestView) -> float:
     return 0.0 if (r.swapped_tokens > 0 or r.output_tokens > 0) else 1.0
 
 
-def admit_key(config: OrderingConfig, now: float, model: StepCostModel) -> AdmitKey | None:
+def admit_key(
+    config: OrderingConfig, now: float, model: StepCostModel, token_step_s: float
+) -> AdmitKey | None:
     """The sort key of the configured rule (smaller first), or ``None`` for queue order."""
     rule = config.admit_rule
     if rule is AdmitRule.FCFS:
@@ -70,6 +77,16 @@ def admit_key(config: OrderingConfig, now: float, model: StepCostModel) -> Admit
         return eco
 
     delay = config.hopeless_delay_s
+    if rule is AdmitRule.SLACK:
+
+        def by_slack(r: RequestView) -> tuple[float, ...]:
+            due = latest_start(r, model, token_step_s)
+            if due < now:
+                due += delay
+            return (due, r.arrival_time)
+
+        return by_slack
+
     class_age = config.class_age_s
     by_class = rule is AdmitRule.CLASS
 

@@ -1,0 +1,162 @@
+"""The named policies as wholes: plan invariants, learning, knobs, and each paper's signature."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from policy_builders import req, snapshot
+
+from sloserve_engine.policy import POLICY_NAMES, make_policy
+from sloserve_engine.policy.composed import ComposedPolicy
+from sloserve_engine.policy.costmodel import StepCostModel
+from sloserve_engine.policy.knobs import PolicyKnobs
+from sloserve_engine.policy.views import (
+    ArrivalInfo,
+    FinishedInfo,
+    RequestView,
+    SLOTarget,
+)
+
+MODEL = StepCostModel(c0_s=0.006, prefill_token_s=2e-5, decode_seq_s=1.4e-5, decode_ctx_s=4e-8)
+
+
+def _composed(name: str, knobs: PolicyKnobs | None = None) -> ComposedPolicy:
+    policy = make_policy(name, knobs, MODEL)
+    assert isinstance(policy, ComposedPolicy)
+    return policy
+
+
+_running = st.lists(
+    st.tuples(st.integers(1, 3000), st.integers(0, 500), st.integers(1, 900), st.booleans()),
+    max_size=40,
+)
+_waiting = st.lists(st.tuples(st.integers(1, 3000), st.floats(0.0, 10.0)), max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    name=st.sampled_from(POLICY_NAMES),
+    running=_running,
+    waiting=_waiting,
+    spare=st.integers(0, 3000),
+    chunk=st.tuples(st.integers(1, 512), st.integers(0, 8192)),
+)
+def test_plans_are_well_formed(
+    name: str,
+    running: list[tuple[int, int, int, bool]],
+    waiting: list[tuple[int, float]],
+    spare: int,
+    chunk: tuple[int, int],
+) -> None:
+    run = tuple(
+        req(f"r{k}", prompt=p, out=0 if pf else o + 1, computed=p // 2 if pf else None, bound=b)
+        for k, (p, o, b, pf) in enumerate(running)
+    )
+    wait = tuple(req(f"w{k}", prompt=p, arrival=a, bound=300) for k, (p, a) in enumerate(waiting))
+    held = sum(r.blocks_held for r in run)
+    snap = snapshot(run, wait, total_blocks=held + spare, free_blocks=spare)
+    knobs = PolicyKnobs(chunk_min_tokens=chunk[0], chunk_max_tokens=chunk[0] + chunk[1])
+    plan = make_policy(name, knobs, MODEL).plan(snap)
+    assert sorted(plan.running_order) == sorted(r.request_id for r in run)
+    assert len(set(plan.admit_order)) == len(plan.admit_order)
+    assert set(plan.admit_order) <= {r.request_id for r in wait}
+    assert 1 <= plan.token_budget <= snap.max_num_batched_tokens
+    if name != "vllm":
+        assert plan.token_budget <= knobs.chunk_max_tokens + len(run)
+    assert plan.prefill_chunk_cap == 0 or (
+        knobs.chunk_min_tokens <= plan.prefill_chunk_cap <= knobs.chunk_max_tokens
+    )
+
+
+@pytest.mark.parametrize("name", ["ecoserve", "cacheopt", "sloserve"])
+def test_predictor_learns_from_finished_requests(name: str) -> None:
+    policy = _composed(name)
+    for k in range(200):
+        policy.on_finish(FinishedInfo(f"f{k}", 100, 50, SLOTarget(), 256, float(k)))
+    pred = policy.on_arrival(ArrivalInfo("a", 300.0, 100, SLOTarget(), 4000))
+    assert pred.predicted_output == 50
+    assert pred.output_bound == 50
+
+
+def test_accelgen_predicts_nothing() -> None:
+    pred = _composed("accelgen").on_arrival(ArrivalInfo("a", 0.0, 100, SLOTarget(), 4000))
+    assert pred.output_bound == pred.predicted_output == 4000
+
+
+def test_confidence_drops_as_arrivals_speed_up() -> None:
+    policy = _composed("cacheopt")
+    for k in range(10):
+        policy.on_arrival(ArrivalInfo(f"a{k}", k * 1.0, 100, SLOTarget(), 4000))
+    slow = policy.confidence(10.0)
+    for k in range(600):
+        policy.on_arrival(ArrivalInfo(f"b{k}", 10.0 + k * 0.05, 100, SLOTarget(), 4000))
+    assert policy.confidence(40.0) < slow
+
+
+def test_ecoserve_ignores_the_confidence_knob() -> None:
+    policy = _composed("ecoserve", PolicyKnobs(predictor_confidence=0.99))
+    assert policy.confidence(0.0) == 0.5
+
+
+@pytest.mark.parametrize("name", ["accelgen", "sloserve"])
+def test_dynamic_chunking_keeps_the_step_within_the_tightest_tbt(name: str) -> None:
+    tight = SLOTarget("tight", tbt_s=0.05)
+    run = (req("a", prompt=500, out=10), req("b", prompt=800, out=3, slo=tight))
+    plan = _composed(name).plan(snapshot(run, (req("w", prompt=6000),)))
+    prefill = plan.token_budget - 2
+    assert 64 <= prefill < 8190
+    assert MODEL.gpu_step_s(prefill, prefill, 2, 1313) <= 0.95 * 0.05
+
+
+@pytest.mark.parametrize("name", ["ecoserve", "cacheopt"])
+def test_fixed_budget_policies_use_the_whole_budget(name: str) -> None:
+    run = (req("a", prompt=500, out=10),)
+    assert _composed(name).plan(snapshot(run)).token_budget == 8192
+
+
+def _tight_kv_snapshot() -> tuple[RequestView, ...]:
+    return (
+        req("cheap-loose", prompt=100, out=5, bound=900, slo=SLOTarget(tbt_s=0.5)),
+        req("costly-tight", prompt=3000, out=5, bound=20, slo=SLOTarget(tbt_s=0.05)),
+        req("middle", prompt=1000, out=5, bound=300),
+    )
+
+
+def test_victim_scoring_puts_the_best_victim_last() -> None:
+    run = _tight_kv_snapshot()
+    order = _composed("cacheopt").plan(snapshot(run, free_blocks=0)).running_order
+    assert order == ("costly-tight", "middle", "cheap-loose")
+
+
+def test_victim_order_is_untouched_when_no_preemption_can_happen() -> None:
+    run = _tight_kv_snapshot()
+    order = _composed("cacheopt").plan(snapshot(run, free_blocks=500)).running_order
+    assert order == tuple(r.request_id for r in run)
+
+
+def test_reservation_holds_back_what_would_overrun_the_cache() -> None:
+    # One running request that will grow to 50 blocks; 60 free; reserve 5% of 100 = 5.
+    run = (req("r", prompt=160, out=1, computed=160, blocks=10, bound=640),)
+    small = req("small", prompt=16, bound=16)
+    big = req("big", prompt=320, bound=320)
+    for name in ("ecoserve", "cacheopt", "sloserve"):
+        policy = _composed(name)
+        assert policy.can_admit(60, 100, 16, run, small, 10.0), name
+        assert not policy.can_admit(60, 100, 16, run, big, 10.0), name
+    assert make_policy("vllm").can_admit(60, 100, 16, run, big, 10.0)
+
+
+def test_reservation_ratio_knob_applies_live() -> None:
+    policy = _composed("sloserve")
+    cand = req("c", prompt=16, bound=16)
+    assert policy.can_admit(20, 100, 16, (), cand, 0.0)
+    policy.set_knobs(PolicyKnobs(reservation_ratio=0.3))
+    assert not policy.can_admit(20, 100, 16, (), cand, 0.0)
+
+
+def test_plan_exports_chunk_and_reserved_blocks() -> None:
+    run = (req("r", prompt=160, out=1, computed=160, blocks=10, bound=640),)
+    notes = dict(_composed("sloserve").plan(snapshot(run)).notes)
+    assert notes["reserved_blocks"] == 40
+    assert notes["chunk_tokens"] > 0

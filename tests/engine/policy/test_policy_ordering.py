@@ -1,0 +1,148 @@
+"""Queue orders: decodes before prefills, victims last, and the admission rules."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from policy_builders import req
+
+from sloserve_engine.policy.costmodel import StepCostModel
+from sloserve_engine.policy.ordering import (
+    AdmitRule,
+    OrderingConfig,
+    admit_key,
+    order_running,
+    order_waiting,
+    split_phases,
+)
+from sloserve_engine.policy.views import RequestView, SLOTarget
+
+MODEL = StepCostModel(c0_s=0.006, prefill_token_s=2e-5)
+NOW = 10.0
+
+
+def _order(rule: AdmitRule, waiting: list[RequestView], **cfg: float) -> list[str]:
+    key = admit_key(OrderingConfig(admit_rule=rule, **cfg), NOW, MODEL, 0.02)
+    return [r.request_id for r in order_waiting(waiting, key, len(waiting))]
+
+
+def test_split_phases() -> None:
+    running = [
+        req("new", prompt=100, out=0, computed=50),
+        req("dec", prompt=100, out=3),
+        req("recomputing", prompt=100, out=3, computed=40),
+    ]
+    decodes, prefills = split_phases(running)
+    assert [r.request_id for r in decodes] == ["dec"]
+    assert [r.request_id for r in prefills] == ["new", "recomputing"]
+
+
+@given(
+    phases=st.lists(st.booleans(), max_size=30),
+    use_key=st.booleans(),
+    decodes_first=st.booleans(),
+)
+def test_running_order_is_a_permutation_with_decodes_first(
+    phases: list[bool], use_key: bool, decodes_first: bool
+) -> None:
+    running = [
+        req(f"r{k}", prompt=100, out=0 if pf else 5, computed=10 if pf else None, bound=7 * k % 11)
+        for k, pf in enumerate(phases)
+    ]
+    decodes, prefills = split_phases(running)
+    key = (lambda r: (float(r.output_bound),)) if use_key else None
+    order = order_running(running, decodes, prefills, key, decodes_first)
+    assert sorted(order) == sorted(r.request_id for r in running)
+    if decodes_first:
+        n_dec = sum(not pf for pf in phases)
+        assert {r.request_id for r in running if r.output_tokens} == set(order[:n_dec])
+    if use_key and not decodes_first:
+        bounds = {r.request_id: r.output_bound for r in running}
+        assert [bounds[i] for i in order] == sorted(bounds.values())
+
+
+def test_fcfs_keeps_queue_order() -> None:
+    waiting = [req("b", arrival=5.0), req("a", arrival=1.0)]
+    assert _order(AdmitRule.FCFS, waiting) == ["b", "a"]
+
+
+@pytest.mark.parametrize(
+    ("waiting", "expected"),
+    [
+        pytest.param(
+            [req("late", arrival=9.5), req("early", arrival=9.2)],
+            ["early", "late"],
+            id="earliest-deadline-first",
+        ),
+        pytest.param(
+            [req("hopeless", arrival=5.0), req("feasible", arrival=9.5)],
+            ["feasible", "hopeless"],
+            id="hopeless-after-feasible",
+        ),
+        pytest.param(
+            [req("feasible", arrival=9.9), req("aged", arrival=1.0)],
+            ["aged", "feasible"],
+            id="ageing-hopeless-waited-longer-than-delay",
+        ),
+        pytest.param(
+            [req("new", arrival=9.9), req("resumed", arrival=8.0, out=5, computed=0)],
+            ["resumed", "new"],
+            id="preempted-first",
+        ),
+        pytest.param(
+            [
+                req("loose", arrival=9.5, slo=SLOTarget(ttft_s=5.0)),
+                req("tight", arrival=9.8, slo=SLOTarget(ttft_s=0.5)),
+            ],
+            ["tight", "loose"],
+            id="tight-ttft-class-first",
+        ),
+    ],
+)
+def test_deadline_rule(waiting: list[RequestView], expected: list[str]) -> None:
+    assert _order(AdmitRule.DEADLINE, waiting, hopeless_delay_s=5.0) == expected
+
+
+def test_class_rule_serves_tight_tbt_first_until_ageing() -> None:
+    tight = SLOTarget("tight", ttft_s=1.0, tbt_s=0.05)
+    loose = SLOTarget("loose", ttft_s=1.0, tbt_s=0.2)
+    waiting = [req("loose", arrival=9.5, slo=loose), req("tight", arrival=9.8, slo=tight)]
+    assert _order(AdmitRule.CLASS, waiting, class_age_s=5.0) == ["tight", "loose"]
+    old = [req("loose", arrival=4.0, slo=loose), req("tight", arrival=9.8, slo=tight)]
+    assert _order(AdmitRule.CLASS, old, class_age_s=5.0, hopeless_delay_s=0.0) == [
+        "loose",
+        "tight",
+    ]
+
+
+def test_ecoserve_rule_kv_holders_then_urgent_then_short() -> None:
+    waiting = [
+        req("long", prompt=3000, arrival=9.9),
+        req("short", prompt=100, arrival=9.9),
+        req("urgent", prompt=2000, arrival=9.05),
+        req("swapped", prompt=500, arrival=9.9, out=3, computed=0, swapped=500),
+    ]
+    assert _order(AdmitRule.ECOSERVE, waiting) == ["swapped", "urgent", "short", "long"]
+
+
+def test_slack_rule_lets_banked_decodes_wait_for_new_requests() -> None:
+    # Preempted after 100 tokens in 1 s: it banked ~9 s of TPOT slack, so the new
+    # request (TTFT due in 0.5 s) goes first, unlike in the deadline rule.
+    resumed = req(
+        "resumed", prompt=100, out=100, computed=0, pred=200, first_token=9.0, arrival=8.9
+    )
+    new = req("new", arrival=9.5)
+    assert _order(AdmitRule.SLACK, [resumed, new]) == ["new", "resumed"]
+    assert _order(AdmitRule.DEADLINE, [resumed, new]) == ["resumed", "new"]
+
+
+def test_order_waiting_limits_to_the_best() -> None:
+    waiting = [req(f"r{k}", arrival=9.5 + k * 0.01) for k in range(20)]
+    key = admit_key(OrderingConfig(), NOW, MODEL, 0.02)
+    assert [r.request_id for r in order_waiting(list(reversed(waiting)), key, 3)] == [
+        "r0",
+        "r1",
+        "r2",
+    ]
+    assert order_waiting(waiting, key, 0) == []
