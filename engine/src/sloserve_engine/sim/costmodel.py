@@ -1,84 +1,75 @@
-"""Step-time cost model: how long one engine step takes on a given GPU × model.
+"""The simulator's GPU profile: the shared step-time model plus what only the simulator needs.
 
-The simulator needs one number per step, computed from the four quantities the
-GPU step logs record (``../shared/gpu/baseline/steps_*.csv``), so the model can
-be fitted on exactly what was measured. Coefficients live in a JSON data file
-per GPU × model (``sloserve_engine/data/costmodels/<profile>.json``), written by
-:mod:`sloserve_engine.sim.fit`.
+The step-time coefficients follow the policies' ``sloserve.costmodel/v1`` schema
+(:mod:`sloserve_engine.policy.costmodel`), so policies plan with the same machine
+the simulator runs. The simulator also needs how much of a synchronously logged
+step asynchronous scheduling hides (input preparation and output processing run
+on the CPU while the GPU executes the previous batch); that lives in the
+profile file's top-level ``"sim"`` section, which the policy loader ignores.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
-from importlib import resources
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from ..policy.costmodel import COSTMODEL_DIR, CostModelError, StepCostModel, cost_model_from_json
 
 DEFAULT_PROFILE = "h200-llama-3.1-8b"
 
 
 @dataclass(frozen=True, slots=True)
-class StepCostModel:
-    """Linear step-time model in seconds (all coefficients per unit of their feature).
+class SimProfile:
+    """A GPU × model profile as the simulator uses it."""
 
-    ``gpu = base + per_prefill_token * prefill_tokens + per_prefill_ctx * prefill_ctx_sum
-    + per_decode * n_decode + per_decode_ctx * decode_ctx_sum``. Synchronous
-    scheduling adds a CPU gap per step (``cpu_base + cpu_per_req * n_reqs``) that
-    asynchronous scheduling hides behind the GPU step; asynchronous steps run
-    ``async_saving`` faster because output processing overlaps the next step.
-    """
+    step: StepCostModel
+    async_hidden_step_s: float = 0.0
+    """Host time per step inside a synchronously logged step that async scheduling overlaps."""
+    async_hidden_request_s: float = 0.0
+    """The same, per scheduled request."""
+    name: str = DEFAULT_PROFILE
 
-    base: float
-    per_prefill_token: float
-    per_prefill_ctx: float
-    per_decode: float
-    per_decode_ctx: float
-    cpu_base: float = 0.0
-    cpu_per_req: float = 0.0
-    async_saving: float = 0.0
-    swap_bytes_per_token: int = 131_072
-    """KV bytes per token (Llama-3.1-8B bf16: 2 × 32 layers × 8 heads × 128 × 2 B)."""
-    swap_bandwidth: float = 25e9
-    """Host↔GPU copy bandwidth for swap preemption, bytes/s (PCIe 5 x16, effective)."""
-    profile: str = DEFAULT_PROFILE
-
-    def gpu_time(
-        self, prefill_tokens: int, prefill_ctx_sum: int, n_decode: int, decode_ctx_sum: int
-    ) -> float:
-        """Model execution + sampling + output handling of one step, as logged in sync mode."""
-        return (
-            self.base
-            + self.per_prefill_token * prefill_tokens
-            + self.per_prefill_ctx * prefill_ctx_sum
-            + self.per_decode * n_decode
-            + self.per_decode_ctx * decode_ctx_sum
-        )
-
-    def cpu_time(self, n_reqs: int) -> float:
-        """CPU scheduling/bookkeeping between two synchronous steps."""
-        return self.cpu_base + self.cpu_per_req * n_reqs
-
-    def swap_time(self, tokens: int) -> float:
-        """One-way KV copy time for ``tokens`` tokens."""
-        return tokens * self.swap_bytes_per_token / self.swap_bandwidth
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str) -> StepCostModel:
-        data = json.loads(text)
-        return cls(**data)
+    def async_step_s(self, gpu_s: float, n_reqs: int) -> float:
+        """Duration of an async step: GPU time without the overlapped host work, at least the
+        host time of scheduling the next batch (the CPU can still be the bottleneck)."""
+        hidden = self.async_hidden_step_s + self.async_hidden_request_s * n_reqs
+        return max(gpu_s - hidden, self.step.cpu_step_s(n_reqs) + hidden)
 
 
-def load_cost_model(profile_or_path: str = DEFAULT_PROFILE) -> StepCostModel:
-    """Load a profile shipped in the package (by name) or a JSON file (by path)."""
+def profile_from_json(doc: dict[str, Any], name: str = DEFAULT_PROFILE) -> SimProfile:
+    step = cost_model_from_json(doc)
+    sim = doc.get("sim", {})
+    if not isinstance(sim, dict):
+        raise CostModelError("'sim' must be an object")
+    unknown = sorted(set(sim) - {"async_hidden_step_s", "async_hidden_request_s"})
+    if unknown:
+        raise CostModelError(f"unknown keys in 'sim': {', '.join(unknown)}")
+    return SimProfile(
+        step,
+        float(sim.get("async_hidden_step_s", 0.0)),
+        float(sim.get("async_hidden_request_s", 0.0)),
+        name,
+    )
+
+
+def profile_path(profile: str) -> Path:
+    return COSTMODEL_DIR / f"{profile}.json"
+
+
+def load_profile(profile_or_path: str = DEFAULT_PROFILE) -> SimProfile:
+    """Load a shipped profile by name (``h200-llama-3.1-8b``) or any profile JSON by path."""
     path = Path(profile_or_path)
-    if path.suffix == ".json" and path.exists():
-        return StepCostModel.from_json(path.read_text())
-    data_dir = resources.files("sloserve_engine") / "data" / "costmodels"
-    candidate = data_dir / f"{profile_or_path}.json"
-    if not candidate.is_file():
-        known = sorted(p.name.removesuffix(".json") for p in data_dir.iterdir())
-        raise ValueError(f"unknown cost-model profile {profile_or_path!r}; known: {known}")
-    return StepCostModel.from_json(candidate.read_text())
+    if path.suffix != ".json":
+        path = profile_path(profile_or_path)
+    if not path.is_file():
+        known = sorted(p.stem for p in COSTMODEL_DIR.glob("*.json"))
+        raise CostModelError(f"unknown cost-model profile {profile_or_path!r}; known: {known}")
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CostModelError(f"{path}: not JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise CostModelError(f"{path}: top level must be an object")
+    return profile_from_json(doc, path.stem)

@@ -29,8 +29,9 @@ from ..policy.views import (
     PreemptionMode,
     RequestView,
     SLOTarget,
+    StepPlan,
 )
-from .costmodel import StepCostModel
+from .costmodel import SimProfile
 
 Scheduling = Literal["async", "sync"]
 
@@ -76,6 +77,10 @@ class StepResult:
     """Requests preempted while this step (or, async, the overlapped next one) was scheduled."""
     prefill_tokens: int = 0
     decode_tokens: int = 0
+    snapshot: EngineSnapshot | None = None
+    """What the policy saw when it planned this batch (None for an idle step)."""
+    plan: StepPlan | None = None
+    """The plan this batch was scheduled with."""
 
     @property
     def duration(self) -> float:
@@ -160,7 +165,15 @@ class _Req:
 
 
 class _Batch:
-    __slots__ = ("cpu_n", "decode_ctx", "decodes", "prefill_ctx", "prefill_tokens", "reqs")
+    __slots__ = (
+        "decode_ctx",
+        "decodes",
+        "plan",
+        "prefill_ctx",
+        "prefill_tokens",
+        "reqs",
+        "snapshot",
+    )
 
     def __init__(self) -> None:
         self.reqs: list[tuple[_Req, bool]] = []  # (request, samples a token at the end)
@@ -168,7 +181,8 @@ class _Batch:
         self.prefill_ctx = 0
         self.decodes = 0
         self.decode_ctx = 0
-        self.cpu_n = 0
+        self.snapshot: EngineSnapshot | None = None
+        self.plan: StepPlan | None = None
 
 
 class SimEngine:
@@ -182,13 +196,13 @@ class SimEngine:
     def __init__(
         self,
         policy: Policy,
-        cost_model: StepCostModel,
+        profile: SimProfile,
         config: SimConfig | None = None,
         *,
         start_time: float = 0.0,
     ) -> None:
         self.policy = policy
-        self.cost_model = cost_model
+        self.profile = profile
         self.config = config or SimConfig()
         self._now = start_time
         self._total = self.config.usable_blocks
@@ -323,6 +337,10 @@ class SimEngine:
         )
 
     @property
+    def free_blocks(self) -> int:
+        return self._free
+
+    @property
     def has_unfinished(self) -> bool:
         return bool(self._reqs)
 
@@ -332,8 +350,13 @@ class SimEngine:
 
     # ------------------------------------------------------------------ stepping
 
-    def step(self) -> StepResult:
-        """Run one batch on the modelled GPU and apply its outputs at its end."""
+    def step(self, now: float | None = None) -> StepResult:
+        """Run one batch on the modelled GPU and apply its outputs at its end.
+
+        ``now`` (real-time drivers) first lets idle time pass up to that instant.
+        """
+        if now is not None:
+            self.advance_to(now)
         start = self._now
         self._step_swap = 0.0
         self._step_preempted = []
@@ -343,17 +366,18 @@ class SimEngine:
             batch = self._schedule()
         if not batch.reqs:
             return StepResult(start, start, preempted=self._step_preempted)
-        cm = self.cost_model
-        gpu = cm.gpu_time(batch.prefill_tokens, batch.prefill_ctx, batch.decodes, batch.decode_ctx)
+        profile = self.profile
+        gpu = profile.step.gpu_step_s(
+            batch.prefill_tokens, batch.prefill_ctx, batch.decodes, batch.decode_ctx
+        )
         if self._async:
             # The next batch is scheduled now, while this one runs (placeholders).
             nxt = self._schedule()
-            cpu = cm.cpu_time(nxt.cpu_n)
-            duration = max(gpu - cm.async_saving, cpu)
+            duration = profile.async_step_s(gpu, len(batch.reqs))
             if nxt.reqs:
                 self._inflight = nxt
         else:
-            duration = cm.cpu_time(batch.cpu_n) + gpu
+            duration = profile.step.cpu_step_s(len(batch.reqs)) + gpu
         duration += self._step_swap
         self._swap_seconds += self._step_swap
         end = start + duration
@@ -365,6 +389,8 @@ class SimEngine:
             preempted=self._step_preempted,
             prefill_tokens=batch.prefill_tokens,
             decode_tokens=batch.decodes,
+            snapshot=batch.snapshot,
+            plan=batch.plan,
         )
         self._apply_outputs(batch, result)
         return result
@@ -402,7 +428,8 @@ class SimEngine:
         mode = self.policy.preemption_mode(self._view(r))
         if mode is PreemptionMode.SWAP:
             r.swapped = r.computed
-            self._step_swap += self.cost_model.swap_time(r.computed)
+            step = self.profile.step
+            self._step_swap += r.computed * step.kv_bytes_per_token / step.d2h_bytes_per_s
             self._pre_swap += 1
         else:
             self._pre_recompute += 1
@@ -438,13 +465,15 @@ class SimEngine:
         """vLLM 0.26.0 ``Scheduler.schedule()`` under a ``StepPlan``."""
         cfg = self.config
         bs = cfg.block_size
-        plan = self.policy.plan(self.snapshot())
+        snapshot = self.snapshot()
+        plan = self.policy.plan(snapshot)
         budget = min(plan.token_budget, cfg.max_num_batched_tokens)
         cap = plan.prefill_chunk_cap
         running = self._ordered_running(plan.running_order)
         self._running = running
         batch = _Batch()
-        breqs = batch.reqs
+        batch.snapshot = snapshot
+        batch.plan = plan
         preempted = False
         i = 0
         while i < len(running) and budget > 0:
@@ -480,7 +509,6 @@ class SimEngine:
 
         if not preempted:
             self._admit(plan.admit_order, cap, budget, batch)
-        batch.cpu_n = len(breqs)
         return batch
 
     def _commit(self, r: _Req, n: int, known: int, batch: _Batch) -> None:
@@ -532,7 +560,8 @@ class SimEngine:
             self._free -= blocks
             r.blocks = blocks
             if base:
-                self._step_swap += self.cost_model.swap_time(base)
+                step = self.profile.step
+                self._step_swap += base * step.kv_bytes_per_token / step.h2d_bytes_per_s
                 r.computed = base
                 r.swapped = 0
             self._waiting.remove(r)

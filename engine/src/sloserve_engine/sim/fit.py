@@ -1,0 +1,211 @@
+"""Fit the step-time cost model to GPU step logs (``steps_*.csv``) and write the profile JSON.
+
+``python -m sloserve_engine.sim.fit --steps-dir ../shared/gpu/baseline`` (or
+``sloserve bench fit``) reads every ``steps_*.csv``, fits
+
+* the GPU step time ``t_update - t_sched`` linearly in prefill tokens, prefill
+  context, decode count and decode context, minimising *relative* error (short
+  decode steps matter as much as long prefills), coefficients kept >= 0;
+* the synchronous CPU gap (next ``t_sched`` - ``t_update``) linearly in the
+  number of scheduled requests, from the online replays only (gaps over 10 ms
+  are the replay loop waiting for arrivals, not CPU work);
+
+and writes ``data/costmodels/<profile>.json`` in the ``sloserve.costmodel/v1``
+schema. With ``--async-req req_stock_async_on10.csv --async-rate 10`` it also
+calibrates the ``"sim"`` section: how much host time per step asynchronous
+scheduling hides, chosen by bisection so that the simulated median per-request
+time per output token matches that asynchronous GPU run (otherwise the existing
+value is kept). Other async runs then validate it (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..policy.costmodel import SCHEMA
+from .costmodel import DEFAULT_PROFILE, profile_path
+
+FEATURES = ("prefill_tokens", "prefill_ctx_sum", "n_decode", "decode_ctx_sum")
+COEFFICIENT_KEYS = ("c0_s", "prefill_token_s", "prefill_ctx_s", "decode_seq_s", "decode_ctx_s")
+IDLE_GAP_S = 0.010
+
+
+@dataclass(frozen=True, slots=True)
+class StepLog:
+    """Columns of one or more ``steps_*.csv`` files as arrays."""
+
+    features: np.ndarray  # (n, 4) in FEATURES order
+    latency: np.ndarray  # (n,)
+    n_reqs: np.ndarray  # (n,)
+    gap: np.ndarray  # (n,) gap after the step; NaN for the last row
+    online: np.ndarray  # (n,) bool: from an online replay (its gaps are CPU time)
+
+
+def read_step_logs(paths: list[Path]) -> StepLog:
+    feats: list[list[float]] = []
+    lat: list[float] = []
+    nreq: list[float] = []
+    gap: list[float] = []
+    online: list[bool] = []
+    for path in paths:
+        with path.open() as f:
+            rows = list(csv.DictReader(f))
+        if not rows:
+            continue
+        missing = {"t_sched", "t_update", "n_reqs", *FEATURES} - set(rows[0])
+        if missing:
+            raise ValueError(f"{path}: missing columns {sorted(missing)}")
+        is_online = path.stem.startswith("steps_on")
+        for i, row in enumerate(rows):
+            feats.append([float(row[k]) for k in FEATURES])
+            lat.append(float(row["t_update"]) - float(row["t_sched"]))
+            nreq.append(float(row["n_reqs"]))
+            nxt = rows[i + 1]["t_sched"] if i + 1 < len(rows) else None
+            gap.append(float("nan") if nxt is None else float(nxt) - float(row["t_update"]))
+            online.append(is_online)
+    if not lat:
+        raise ValueError("no step rows found")
+    return StepLog(np.array(feats), np.array(lat), np.array(nreq), np.array(gap), np.array(online))
+
+
+def nonneg_relative_lstsq(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least squares on relative error with coefficients >= 0 (drop negatives and refit)."""
+    w = 1.0 / y
+    active = list(range(x.shape[1]))
+    while True:
+        coef, *_ = np.linalg.lstsq(x[:, active] * w[:, None], y * w, rcond=None)
+        negative = [a for a, c in zip(active, coef, strict=True) if c < 0]
+        if not negative:
+            full = np.zeros(x.shape[1])
+            full[active] = coef
+            return full
+        active = [a for a in active if a not in negative]
+
+
+def fit_profile(log: StepLog, gpu: str, model: str) -> dict[str, Any]:
+    """The profile document (without the ``sim`` section) and fit statistics."""
+    x = np.column_stack([np.ones(len(log.latency)), log.features])
+    coef = nonneg_relative_lstsq(x, log.latency)
+    rel = np.abs(x @ coef - log.latency) / log.latency
+    sel = log.online & np.isfinite(log.gap) & (log.gap < IDLE_GAP_S) & (log.gap > 0)
+    gx = np.column_stack([np.ones(int(sel.sum())), log.n_reqs[sel]])
+    gcoef, *_ = np.linalg.lstsq(gx, log.gap[sel], rcond=None)
+    gcoef = np.maximum(gcoef, 0.0)
+    grel = np.abs(gx @ gcoef - log.gap[sel]) / log.gap[sel]
+    return {
+        "schema": SCHEMA,
+        "gpu": gpu,
+        "model": model,
+        "coefficients": {k: float(v) for k, v in zip(COEFFICIENT_KEYS, coef, strict=True)},
+        "cpu": {"per_step_s": float(gcoef[0]), "per_request_s": float(gcoef[1])},
+        "fit": {
+            "n_steps": len(log.latency),
+            "median_rel_error": round(float(np.median(rel)), 4),
+            "p90_rel_error": round(float(np.quantile(rel, 0.9)), 4),
+            "n_gaps": int(sel.sum()),
+            "gap_median_rel_error": round(float(np.median(grel)), 4),
+        },
+    }
+
+
+def median_tpot(
+    arrival: np.ndarray, ttft: np.ndarray, finish: np.ndarray, n_out: np.ndarray
+) -> float:
+    """Median over requests with >1 output token of (finish - first token) / (n_out - 1)."""
+    sel = n_out > 1
+    return float(np.median((finish[sel] - arrival[sel] - ttft[sel]) / (n_out[sel] - 1)))
+
+
+def read_req_log(path: Path) -> dict[str, np.ndarray]:
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    return {
+        k: np.array([float(r[k]) for r in rows]) for k in ("arrival", "ttft", "finish", "n_out")
+    }
+
+
+def calibrate_async_hidden(doc: dict[str, Any], req_log: Path, rate: float) -> float:
+    """Hidden host time per async step (s) that reproduces the GPU run's median TPOT."""
+    from ..policy.vllm_fcfs import VllmFcfsPolicy
+    from .costmodel import profile_from_json
+    from .engine import SimConfig
+    from .metrics import SLO
+    from .runner import replay
+    from .workload import WorkloadSpec, build_workload
+
+    gpu = read_req_log(req_log)
+    target = median_tpot(gpu["arrival"], gpu["ttft"], gpu["finish"], gpu["n_out"])
+    requests = build_workload(WorkloadSpec(requests=len(gpu["arrival"]), rate=rate))
+
+    def sim_tpot(hidden: float) -> float:
+        trial = dict(doc, sim={"async_hidden_step_s": hidden, "async_hidden_request_s": 0.0})
+        result = replay(requests, VllmFcfsPolicy(), profile_from_json(trial), SimConfig(), SLO())
+        return result.median_tpot
+
+    lo, hi = 0.0, float(doc["coefficients"]["c0_s"])
+    for _ in range(12):
+        mid = (lo + hi) / 2
+        if sim_tpot(mid) > target:
+            lo = mid
+        else:
+            hi = mid
+    return round((lo + hi) / 2, 6)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--steps-dir",
+        type=Path,
+        default=Path("../shared/gpu/baseline"),
+        help="directory with steps_*.csv GPU step logs",
+    )
+    parser.add_argument("--profile", default=DEFAULT_PROFILE, help="profile name (file stem)")
+    parser.add_argument("--gpu", default="h200")
+    parser.add_argument("--model", default="llama-3.1-8b")
+    parser.add_argument("--out", type=Path, default=None, help="output JSON (default: packaged)")
+    parser.add_argument(
+        "--async-req",
+        type=Path,
+        default=None,
+        help="req_*.csv of an asynchronous (stock vLLM) GPU run to calibrate the async overlap",
+    )
+    parser.add_argument("--async-rate", type=float, default=10.0, help="rate of that run")
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = sorted(Path(args.steps_dir).glob("steps_*.csv"))
+    if not paths:
+        raise SystemExit(f"no steps_*.csv in {args.steps_dir}")
+    out: Path = args.out or profile_path(args.profile)
+    doc = fit_profile(read_step_logs(paths), args.gpu, args.model)
+    doc["fit"]["source"] = ", ".join(p.name for p in paths)
+    if args.async_req is not None:
+        hidden = calibrate_async_hidden(doc, Path(args.async_req), args.async_rate)
+        doc["sim"] = {"async_hidden_step_s": hidden, "async_hidden_request_s": 0.0}
+        doc["fit"]["async_calibration"] = f"{Path(args.async_req).name} at {args.async_rate} req/s"
+    elif out.exists():
+        previous = json.loads(out.read_text())
+        if isinstance(previous, dict) and "sim" in previous:
+            doc["sim"] = previous["sim"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {out}: {json.dumps(doc['coefficients'])} cpu {json.dumps(doc['cpu'])}")
+    print(f"fit: {json.dumps(doc['fit'])}")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m sloserve_engine.sim.fit", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
