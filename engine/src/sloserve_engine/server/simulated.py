@@ -41,12 +41,19 @@ BLOCKED_RETRY_S = 0.005
 class _Stream:
     """One submitted request as the HTTP side sees it."""
 
-    def __init__(self, engine: SimulatedEngine, request_id: str, arrival: float) -> None:
+    def __init__(
+        self,
+        engine: SimulatedEngine,
+        request_id: str,
+        arrival: float,
+        slo: SLOTarget,
+        predicted_output: int,
+    ) -> None:
         self._engine = engine
         self.request_id = request_id
         self.arrival = arrival
-        self.slo = SLOTarget()
-        self.predicted_output = 0
+        self.slo = slo
+        self.predicted_output = predicted_output
         self.first_token_time: float | None = None
         self.produced = 0
         self.done = False
@@ -114,15 +121,13 @@ class SimulatedEngine:
         if self.failure is not None:
             raise CompletionError(f"engine failed: {self.failure}", status=503)
         arrival = self.now()
-        stream = _Stream(self, request_id, arrival)
         try:
             prediction = self.engine.add_request(
                 request_id, prompt_tokens, max_tokens, slo=slo, arrival_time=arrival
             )
         except ValueError as exc:
             raise CompletionError(str(exc), "prompt") from None
-        stream.slo = slo
-        stream.predicted_output = prediction.predicted_output
+        stream = _Stream(self, request_id, arrival, slo, prediction.predicted_output)
         self._streams[request_id] = stream
         self._wake.set()
         return stream
