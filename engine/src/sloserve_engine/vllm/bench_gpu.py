@@ -1,0 +1,294 @@
+"""``sloserve bench gpu``: replay a trace online against real vLLM 0.26.0 on a GPU.
+
+Runs on the lent GPU machine only. One engine per scheduler (stock vLLM or
+``SLOScheduler`` with a named policy), vLLM's defaults otherwise (asynchronous
+scheduling, multiprocess engine core), dummy weights from a ``config.json``,
+token-id prompts, ``ignore_eos`` so every request yields exactly its trace
+length. Requests are submitted at their scaled arrival times and every output
+token is timestamped by the client, as the baseline in ``shared/gpu`` was.
+
+The KV budget is fixed with ``num_gpu_blocks_override`` rather than a memory
+fraction, so H100 and H200 runs get exactly the same number of KV tokens.
+
+Outputs per (scheduler, rate): ``req_<sched>_<rate>.csv`` (one row per
+request), the engine-core step log ``steps_<sched>.csv`` (split by rate with
+the ``runs.json`` time windows; both clocks are ``time.perf_counter``, which is
+CLOCK_MONOTONIC and so comparable across processes), and one summary JSON in
+the format of ``sloserve bench sim``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sloserve_engine.sim.metrics import SLO, RequestTiming, RunMetrics, summarize
+from sloserve_engine.sim.workload import TraceRequest, WorkloadSpec, build_workload
+
+STOCK = "stock"
+LLAMA_31_8B_CONFIG = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "num_attention_heads": 32,
+    "num_hidden_layers": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "vocab_size": 128256,
+    "max_position_embeddings": 131072,
+    "rms_norm_eps": 1e-05,
+    "rope_theta": 500000.0,
+    "rope_scaling": {
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192,
+        "rope_type": "llama3",
+    },
+    "hidden_act": "silu",
+    "torch_dtype": "bfloat16",
+    "tie_word_embeddings": False,
+    "bos_token_id": 128000,
+    "eos_token_id": 128001,
+}
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """Client-side timing of one request (seconds from the replay's start)."""
+
+    arrival: float
+    n_in: int
+    n_out: int
+    token_times: list[float] = field(default_factory=list)
+
+    @property
+    def ttft(self) -> float:
+        return self.token_times[0] - self.arrival if self.token_times else float("inf")
+
+    @property
+    def max_tbt(self) -> float:
+        gaps = [b - a for a, b in zip(self.token_times, self.token_times[1:], strict=False)]
+        return max(gaps, default=0.0)
+
+
+def write_model_dir(path: Path) -> Path:
+    """A model folder with only ``config.json``: vLLM's dummy loader needs nothing else."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps(LLAMA_31_8B_CONFIG, indent=2))
+    return path
+
+
+def engine_env(scheduler: str, step_log: Path, knobs_path: Path) -> dict[str, str]:
+    """Environment the engine-core process inherits: policy, knobs and step logging."""
+    env = {
+        "VLLM_NO_USAGE_STATS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "SLOSERVE_STEP_LOG": str(step_log),
+    }
+    if scheduler != STOCK:
+        env["SLOSERVE_POLICY"] = scheduler
+        env["SLOSERVE_KNOBS_PATH"] = str(knobs_path)
+    return env
+
+
+def scheduler_cls(scheduler: str) -> str:
+    if scheduler == STOCK:
+        return "sloserve_engine.vllm.scheduler.StockTimingScheduler"
+    return "sloserve_engine.vllm.scheduler.SLOScheduler"
+
+
+async def replay(
+    engine: object, trace: list[TraceRequest], slo_ttft_ms: float, slo_tbt_ms: float, seed: int
+) -> tuple[list[RequestRecord], float, float]:
+    """Submit each request at its arrival time; timestamp every output token."""
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+    from vllm.sampling_params import RequestOutputKind
+
+    rng = random.Random(seed)
+    records = [RequestRecord(t.arrival, t.prompt_tokens, t.output_tokens) for t in trace]
+    start = time.perf_counter()
+
+    async def one(i: int, req: TraceRequest) -> None:
+        delay = req.arrival - (time.perf_counter() - start)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        record = records[i]
+        record.arrival = time.perf_counter() - start
+        prompt = TokensPrompt(
+            prompt_token_ids=[rng.randrange(1000, 120000) for _ in range(req.prompt_tokens)]
+        )
+        params = SamplingParams(
+            max_tokens=req.output_tokens,
+            ignore_eos=True,
+            detokenize=False,
+            output_kind=RequestOutputKind.DELTA,
+            extra_args={"ttft_ms": slo_ttft_ms, "tbt_ms": slo_tbt_ms},
+        )
+        async for out in engine.generate(prompt, params, request_id=f"r{i}"):  # type: ignore[attr-defined]
+            now = time.perf_counter() - start
+            record.token_times.extend([now] * len(out.outputs[0].token_ids))
+
+    await asyncio.gather(*(one(i, r) for i, r in enumerate(trace)))
+    end = time.perf_counter()
+    return records, start, end
+
+
+def write_requests_csv(path: Path, records: list[RequestRecord]) -> None:
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["arrival", "ttft", "finish", "n_in", "n_out", "max_tbt", "n_tokens_seen"])
+        for r in records:
+            finish = r.token_times[-1] if r.token_times else float("nan")
+            w.writerow(
+                [
+                    f"{r.arrival:.6f}",
+                    f"{r.ttft:.6f}",
+                    f"{finish:.6f}",
+                    r.n_in,
+                    r.n_out,
+                    f"{r.max_tbt:.6f}",
+                    len(r.token_times),
+                ]
+            )
+
+
+def summarize_records(records: list[RequestRecord], slo: SLO) -> RunMetrics:
+    """The simulator's metric definitions applied to client-side GPU timings."""
+    timings = [
+        RequestTiming(
+            arrival=r.arrival,
+            output_tokens=r.n_out,
+            first_token=r.token_times[0] if r.token_times else None,
+            finish=r.token_times[-1] if r.token_times else None,
+            tokens_seen=len(r.token_times),
+        )
+        for r in records
+    ]
+    gaps = np.concatenate([np.diff(np.asarray(r.token_times)) for r in records if r.token_times])
+    return summarize(timings, gaps, slo)
+
+
+def summary_row(scheduler: str, rate: float, m: RunMetrics) -> dict[str, object]:
+    """One ``runs`` entry in the JSON format of ``sloserve bench sim``."""
+    return {
+        "policy": "vllm" if scheduler == STOCK else scheduler,
+        "rate": rate,
+        "requests": m.requests,
+        "completed": m.completed,
+        "ttft_p50": m.ttft_p50,
+        "ttft_p90": m.ttft_p90,
+        "ttft_p99": m.ttft_p99,
+        "tbt_p50": m.tbt_p50,
+        "tbt_p99": m.tbt_p99,
+        "slo_attainment": m.slo_attainment,
+        "goodput": m.goodput,
+        "output_tok_s": m.output_tok_s,
+    }
+
+
+def build_engine(args: argparse.Namespace, scheduler: str, model_dir: Path) -> object:
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    engine_args = AsyncEngineArgs(
+        model=str(model_dir),
+        load_format="dummy",
+        skip_tokenizer_init=True,
+        dtype="bfloat16",
+        max_model_len=8192,
+        max_num_seqs=256,
+        max_num_batched_tokens=8192,
+        enable_prefix_caching=False,
+        num_gpu_blocks_override=args.kv_tokens // 16,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        scheduler_cls=scheduler_cls(scheduler),
+        seed=args.seed,
+    )
+    return AsyncLLM.from_engine_args(engine_args)
+
+
+async def run_scheduler(
+    args: argparse.Namespace, scheduler: str, out: Path
+) -> list[dict[str, object]]:
+    """One engine, every rate in turn (one event loop: AsyncLLM binds to it).
+
+    Returns the run windows for splitting the step log.
+    """
+    from sloserve_engine.knobs import Knobs
+
+    knobs_path = out / f"knobs_{scheduler}.json"
+    if scheduler != STOCK:
+        knobs_path.write_text(Knobs(policy=scheduler).model_dump_json(by_alias=True))
+    os.environ.update(engine_env(scheduler, out / f"steps_{scheduler}.csv", knobs_path))
+    model_dir = write_model_dir(out / "model")
+    t0 = time.perf_counter()
+    engine = build_engine(args, scheduler, model_dir)
+    print(f"[{scheduler}] engine up in {time.perf_counter() - t0:.1f}s", flush=True)
+    windows: list[dict[str, object]] = []
+    try:
+        for rate in args.rates:
+            spec = WorkloadSpec(trace=args.trace, requests=args.requests, rate=rate, seed=args.seed)
+            trace = build_workload(spec)
+            records, start, end = await replay(
+                engine, trace, args.slo_ttft_ms, args.slo_tbt_ms, args.seed
+            )
+            write_requests_csv(out / f"req_{scheduler}_{rate:g}.csv", records)
+            metrics = summarize_records(records, SLO(args.slo_ttft_ms / 1e3, args.slo_tbt_ms / 1e3))
+            windows.append(
+                {"scheduler": scheduler, "rate": rate, "start": start, "end": end}
+                | summary_row(scheduler, rate, metrics)
+            )
+            print(
+                f"[{scheduler}] rate {rate:g}: {end - start:.1f}s "
+                f"attainment {metrics.slo_attainment:.3f} ttft_p99 {metrics.ttft_p99:.3f}s",
+                flush=True,
+            )
+    finally:
+        engine.shutdown()  # type: ignore[attr-defined]
+    return windows
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--schedulers", default="stock,sloserve", help="stock and/or policy names")
+    parser.add_argument("--trace", default="azure-conv")
+    parser.add_argument("--requests", type=int, default=1500)
+    parser.add_argument("--kv-tokens", type=int, default=97488)
+    parser.add_argument(
+        "--rates", type=lambda s: [float(x) for x in s.split(",")], default=[10, 13, 16, 19, 22]
+    )
+    parser.add_argument("--slo-ttft-ms", type=float, default=1000.0)
+    parser.add_argument("--slo-tbt-ms", type=float, default=100.0)
+    parser.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    args.out.mkdir(parents=True, exist_ok=True)
+    windows: list[dict[str, object]] = []
+    for scheduler in args.schedulers.split(","):
+        windows += asyncio.run(run_scheduler(args, scheduler, args.out))
+        (args.out / "runs.json").write_text(json.dumps(windows, indent=2))
+    runs = [{k: v for k, v in w.items() if k not in ("scheduler", "start", "end")} for w in windows]
+    max_rate: dict[str, float | None] = {}
+    for row in runs:
+        ok = float(str(row["slo_attainment"])) >= 0.9
+        best = max_rate.setdefault(str(row["policy"]), None)
+        if ok and (best is None or float(str(row["rate"])) > best):
+            max_rate[str(row["policy"])] = float(str(row["rate"]))
+    (args.out / "summary.json").write_text(
+        json.dumps({"runs": runs, "max_rate": max_rate}, indent=2)
+    )
+    return 0
