@@ -13,10 +13,13 @@ from collections.abc import Callable, Sequence
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     # name: (module with add_arguments(parser) and run(args) -> int, help)
-    "bench": ("sloserve_engine.bench_cli", "benchmarks: simulated (bench sim) and GPU (bench gpu)"),
-    "demo": ("sloserve_operator.devcluster.demo", "local demo: control plane, operator, live status"),
+    "bench": ("sloserve_engine.bench_cli", "benchmarks: simulated (sim) and GPU (gpu)"),
+    "demo": ("sloserve_operator.devcluster.demo", "local demo: cluster, operator, live status"),
     "crds": ("sloserve_operator.crdgen", "write the generated CRDs into crds/ and the Helm chart"),
-    "operator": ("sloserve_operator.main", "run the operator (kopf) against the current kubeconfig"),
+    "operator": (
+        "sloserve_operator.main",
+        "run the operator against the current kubeconfig",
+    ),
     "testenv": ("sloserve_operator.devcluster.cli", "start or stop the local control plane"),
 }
 
@@ -24,7 +27,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sloserve", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (module, help_text) in SUBCOMMANDS.items():
+    for name, (_module, help_text) in SUBCOMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
     return parser
 

@@ -10,8 +10,8 @@ from .views import (
     ArrivalInfo,
     EngineSnapshot,
     FinishedInfo,
-    PreemptionMode,
     Prediction,
+    PreemptionMode,
     RequestView,
     StepPlan,
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .views import PreemptionMode, SLOTarget
 
@@ -24,5 +24,5 @@ class PolicyKnobs:
     """Largest prefill chunk (and step token budget) a policy may use."""
     preemption_mode: PreemptionMode | None = None
     """Force swap or recompute; ``None`` lets the policy pick by predicted latency ("auto")."""
-    default_slo: SLOTarget = SLOTarget()
+    default_slo: SLOTarget = field(default_factory=SLOTarget)
     """SLO applied to requests that carry none."""

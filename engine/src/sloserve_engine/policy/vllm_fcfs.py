@@ -16,8 +16,8 @@ from .views import (
     ArrivalInfo,
     EngineSnapshot,
     FinishedInfo,
-    PreemptionMode,
     Prediction,
+    PreemptionMode,
     RequestView,
     StepPlan,
 )
