@@ -292,3 +292,9 @@ def run(args: argparse.Namespace) -> int:
         json.dumps({"runs": runs, "max_rate": max_rate}, indent=2)
     )
     return 0
+
+
+if __name__ == "__main__":
+    _parser = argparse.ArgumentParser(prog="python -m sloserve_engine.vllm.bench_gpu")
+    add_arguments(_parser)
+    raise SystemExit(run(_parser.parse_args()))
