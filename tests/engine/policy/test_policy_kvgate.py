@@ -223,3 +223,11 @@ def test_ledger_admit_equals_rebuilding_with_the_admitted_request() -> None:
     for prompt, bound in [(50, 10), (200, 100), (400, 300), (16, 500)]:
         cand = req("c", prompt=prompt, bound=bound)
         assert ledger.admits(cand) is fresh.admits(cand)
+
+
+@pytest.mark.parametrize("gate", [Gate.WATERMARK, Gate.RESERVATION, Gate.LENDING])
+def test_an_empty_engine_admits_whatever_fits(gate: Gate) -> None:
+    """Progress: a reservation bigger than the whole cache must not stall an idle engine."""
+    cand = req("c", prompt=1, bound=511, max_out=511)  # 32 blocks reserved, 23 exist
+    assert admissible(_cfg(gate, ratio=0.05), 23, 23, B, [], cand)
+    assert not admissible(_cfg(gate, ratio=0.05), 23, 23, B, [], req("c", prompt=23 * 16 + 1))

@@ -159,7 +159,7 @@ def test_chaos_policy_loses_nothing(
 
 
 STALL = "admits nothing when prompt+bound does not fit an empty engine (NOTES 12:10, 12:25)"
-KNOWN_STALLS = {"ecoserve": STALL, "cacheopt": STALL, "sloserve": STALL}
+KNOWN_STALLS: dict[str, str] = {}  # fixed in policy/kvgate.py: an empty engine admits what fits
 
 
 @pytest.mark.parametrize(

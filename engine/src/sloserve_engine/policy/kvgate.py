@@ -199,6 +199,8 @@ class KVLedger:
             return True
         b = self._block_size
         prompt_blocks = blocks_for(candidate.total_tokens, b) - candidate.blocks_held
+        if self.free_blocks == self.total_blocks:
+            return prompt_blocks <= self.free_blocks  # an empty engine always makes progress
         if self.free_blocks - prompt_blocks < self._reserve:
             return False
         if gate is Gate.WATERMARK:
