@@ -1,0 +1,220 @@
+"""``sloserve bench``: simulated sweeps (``sim``), simulator ``speed``, cost-model ``fit``.
+
+Examples::
+
+    sloserve bench sim --trace azure-conv --requests 1500 --kv-tokens 97488 \\
+        --rates 10,16,22 --policies vllm,sloserve --json out.json --plots docs/benchmarks
+    sloserve bench speed --rate 16
+    sloserve bench fit --steps-dir ../shared/gpu/baseline
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .policy.knobs import POLICY_NAMES
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
+    if not values or any(v <= 0 or not math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError("rates must be positive numbers")
+    return values
+
+
+def _policies(text: str) -> list[str]:
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    unknown = [n for n in names if n not in POLICY_NAMES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown policy {', '.join(unknown) or '(none)'}; "
+            f"choose from {', '.join(POLICY_NAMES)}"
+        )
+    return names
+
+
+def _add_engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trace", default="azure-conv", help="azure-conv|azure-code|sharegpt|arxiv")
+    p.add_argument("--requests", type=int, default=1500)
+    p.add_argument("--kv-tokens", type=int, default=97_488)
+    p.add_argument("--scheduling", choices=("async", "sync"), default="async")
+    p.add_argument(
+        "--arrival",
+        choices=("auto", "trace", "poisson", "gamma"),
+        default="auto",
+        help="auto: trace timestamps for azure-*, poisson otherwise",
+    )
+    p.add_argument("--gamma-cv", type=float, default=3.0, help="burstiness of gamma arrivals")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--profile", default="h200-llama-3.1-8b", help="cost-model profile or JSON")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="bench", required=True, metavar="{sim,speed,fit}")
+    sim = sub.add_parser("sim", help="simulated rate sweep per policy")
+    _add_engine_args(sim)
+    sim.add_argument("--rates", type=_floats, default=[10.0, 16.0, 22.0])
+    sim.add_argument("--policies", type=_policies, default=list(POLICY_NAMES))
+    sim.add_argument("--slo-ttft-ms", type=float, default=1000.0)
+    sim.add_argument("--slo-tbt-ms", type=float, default=100.0)
+    sim.add_argument("--json", type=Path, default=None, help="write the report here")
+    sim.add_argument("--plots", type=Path, default=None, help="write PNG plots into this dir")
+    speed = sub.add_parser("speed", help="replay speed and per-step policy decision cost")
+    _add_engine_args(speed)
+    speed.add_argument("--rate", type=float, default=16.0)
+    speed.add_argument("--policies", type=_policies, default=list(POLICY_NAMES))
+    speed.add_argument("--running", type=int, default=256, help="running requests for decisions")
+    from .sim import fit
+
+    fit.add_arguments(sub.add_parser("fit", help="fit the step-time cost model to GPU logs"))
+
+
+def _workload(args: argparse.Namespace, rate: float) -> Any:
+    from .sim.workload import TRACES, WorkloadSpec
+
+    arrival = args.arrival
+    if arrival == "auto":
+        arrival = "trace" if TRACES.get(args.trace, ("", False))[1] else "poisson"
+    return WorkloadSpec(
+        trace=args.trace,
+        requests=args.requests,
+        rate=rate,
+        arrival=arrival,
+        gamma_cv=args.gamma_cv,
+        seed=args.seed,
+    )
+
+
+def _table(report: dict[str, Any]) -> Table:
+    table = Table(title="simulated sweep (times in seconds unless noted)")
+    for col in (
+        "policy",
+        "rate",
+        "done",
+        "TTFT p50",
+        "TTFT p90",
+        "TTFT p99",
+        "TBT p50 ms",
+        "TBT p99 ms",
+        "attain",
+        "stall",
+        "preempt",
+        "KV max",
+        "× real time",
+    ):
+        table.add_column(col, justify="right")
+    for r in report["runs"]:
+        table.add_row(
+            r["policy"],
+            f"{r['rate']:g}",
+            f"{r['completed']}/{r['requests']}",
+            f"{r['ttft_p50']:.3f}",
+            f"{r['ttft_p90']:.3f}",
+            f"{r['ttft_p99']:.3f}",
+            f"{r['tbt_p50'] * 1e3:.1f}",
+            f"{r['tbt_p99'] * 1e3:.1f}",
+            f"{r['slo_attainment']:.1%}",
+            f"{r['stall_rate']:.2%}",
+            str(r["preemptions"]),
+            f"{r['kv_usage_max']:.0%}",
+            f"{r['speedup_vs_real_time']:.0f}",
+        )
+    return table
+
+
+def _run_sim(args: argparse.Namespace, console: Console) -> int:
+    from .sim import SimConfig, load_profile
+    from .sim.metrics import SLO
+    from .sim.plots import write_plots
+    from .sim.sweep import run_sweep, sweep_report
+
+    profile = load_profile(args.profile)
+    config = SimConfig(kv_tokens=args.kv_tokens, scheduling=args.scheduling)
+    slo = SLO(ttft_s=args.slo_ttft_ms / 1e3, tbt_s=args.slo_tbt_ms / 1e3)
+    workload = _workload(args, args.rates[0])
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        tasks: dict[tuple[str, float], Any] = {}
+
+        def tick(policy: str, rate: float, finished: int) -> None:
+            key = (policy, rate)
+            if key not in tasks:
+                tasks[key] = progress.add_task(f"{policy} @ {rate:g} req/s", total=args.requests)
+            progress.advance(tasks[key], finished)
+
+        runs = run_sweep(args.policies, args.rates, workload, profile, config, slo, tick)
+    report = sweep_report(runs, workload, profile, config, slo)
+    console.print(_table(report))
+    console.print(
+        f"capacity bound (fluid, {args.scheduling}): {report['capacity_bound']:.2f} req/s; "
+        f"max rate with >= 90% attainment: {json.dumps(report['max_rate'])}"
+    )
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        console.print(f"wrote {args.json}")
+    if args.plots is not None:
+        for path in write_plots(report, args.plots):
+            console.print(f"wrote {path}")
+    return 0
+
+
+def _run_speed(args: argparse.Namespace, console: Console) -> int:
+    from .sim import SimConfig, load_profile
+    from .sim.speed import decision_cost, replay_speed
+
+    profile = load_profile(args.profile)
+    config = SimConfig(kv_tokens=args.kv_tokens, scheduling=args.scheduling)
+    table = Table(title=f"simulator speed ({args.requests} requests at {args.rate:g} req/s)")
+    for col in (
+        "policy",
+        "wall s",
+        "simulated s",
+        "× real time",
+        "steps",
+        "µs/step",
+        f"decision µs @ {args.running} running",
+    ):
+        table.add_column(col, justify="right")
+    for name in args.policies:
+        speed = replay_speed(name, _workload(args, args.rate), profile, config)
+        cost = decision_cost(name, profile, args.running)
+        table.add_row(
+            name,
+            f"{speed.wall_s:.2f}",
+            f"{speed.simulated_s:.1f}",
+            f"{speed.simulated_s / speed.wall_s:.0f}",
+            str(speed.steps),
+            f"{speed.wall_s / speed.steps * 1e6:.0f}",
+            f"{cost * 1e6:.0f}",
+        )
+    console.print(table)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console()
+    if args.bench == "sim":
+        return _run_sim(args, console)
+    if args.bench == "speed":
+        return _run_speed(args, console)
+    from .sim import fit
+
+    return fit.run(args)
