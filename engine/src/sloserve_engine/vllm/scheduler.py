@@ -56,6 +56,7 @@ from .knobsource import KnobsFile, parse_knobs_json, resolve_knobs_config, write
 from .requests import RequestMeta
 from .slo import InvalidSLOError, parse_slo
 from .stats import AdapterStats
+from .steplog import StepLogMixin
 
 log = logging.getLogger(__name__)
 
@@ -499,12 +500,20 @@ class SLOSchedulerMixin(_Base):
         )
 
 
-class SLOScheduler(SLOSchedulerMixin, AsyncScheduler):
+class SLOScheduler(StepLogMixin, SLOSchedulerMixin, AsyncScheduler):
     """Production scheduler (vLLM's asynchronous scheduling, the 0.26.0 default)."""
 
 
-class SLOSyncScheduler(SLOSchedulerMixin, Scheduler):
+class SLOSyncScheduler(StepLogMixin, SLOSchedulerMixin, Scheduler):
     """Synchronous variant: ``async_scheduling=False`` runs, step-logged GPU runs and tests."""
+
+
+class StockTimingScheduler(StepLogMixin, AsyncScheduler):
+    """Stock vLLM 0.26.0 (async) plus only the step log: the baseline of GPU benchmarks."""
+
+
+class StockTimingSyncScheduler(StepLogMixin, Scheduler):
+    """Stock synchronous vLLM plus only the step log (the cost-model calibration runs)."""
 
 
 def _engine_core_set_knobs(self: EngineCore, document: dict[str, Any]) -> dict[str, Any]:
