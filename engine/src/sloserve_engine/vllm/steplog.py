@@ -66,10 +66,7 @@ class StepRow:
     sched_s: float
 
     def cells(self) -> list[str]:
-        return [
-            f"{v:.6f}" if isinstance(v, float) else str(v)
-            for v in astuple(self)  # type: ignore[arg-type]
-        ]
+        return [f"{v:.6f}" if isinstance(v, float) else str(v) for v in astuple(self)]
 
 
 def step_row(sched: Scheduler, output: SchedulerOutput, preempt_total: int) -> StepRow:
