@@ -51,7 +51,7 @@ class PredictorConfig:
     """Finished requests remembered per key (CacheOPT's n)."""
     min_samples: int = 30
     """Samples a key needs before it is used instead of a coarser key."""
-    prompt_bucket_edges: tuple[int, ...] = (256, 1024, 4096)
+    prompt_bucket_edges: tuple[int, ...] = (128, 256, 512, 1024, 2048, 4096)
     """Upper edges of prompt-length buckets; prompts above the last edge share one bucket."""
     prior_output: int = 256
     """Cold-start point prediction (a typical chat answer), before any request finished."""
