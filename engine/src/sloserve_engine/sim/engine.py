@@ -35,6 +35,28 @@ from .costmodel import SimProfile
 
 Scheduling = Literal["async", "sync"]
 
+# Views are rebuilt for every running request on every step, and the frozen
+# dataclass constructor (one ``object.__setattr__`` call per field) was the
+# simulator's largest cost. Writing the slots directly is 3x faster; a test
+# checks that the result equals ``RequestView(...)`` field by field.
+_new = object.__new__
+_VIEW_SLOTS = tuple(RequestView.__dataclass_fields__)
+(
+    _set_request_id,
+    _set_arrival_time,
+    _set_prompt_tokens,
+    _set_output_tokens,
+    _set_computed_tokens,
+    _set_blocks_held,
+    _set_slo,
+    _set_predicted_output,
+    _set_output_bound,
+    _set_max_output_tokens,
+    _set_first_token_time,
+    _set_num_preemptions,
+    _set_swapped_tokens,
+) = (getattr(RequestView, name).__set__ for name in _VIEW_SLOTS)
+
 
 @dataclass(frozen=True, slots=True)
 class SimConfig:
@@ -211,6 +233,7 @@ class SimEngine:
         self._running: list[_Req] = []
         self._waiting: list[_Req] = []
         self._inflight: _Batch | None = None
+        self._snapshot_ids: tuple[str, ...] = ()
         self._async = self.config.scheduling == "async"
         self._steps = 0
         self._stamp = 0
@@ -288,21 +311,20 @@ class SimEngine:
     def _view(self, r: _Req) -> RequestView:
         v = r.view
         if v is None:
-            v = RequestView(
-                r.rid,
-                r.arrival,
-                r.prompt,
-                r.out,
-                r.computed,
-                r.blocks,
-                r.slo,
-                r.pred,
-                r.bound,
-                r.max_out,
-                r.first_token,
-                r.npre,
-                r.swapped,
-            )
+            v = _new(RequestView)
+            _set_request_id(v, r.rid)
+            _set_arrival_time(v, r.arrival)
+            _set_prompt_tokens(v, r.prompt)
+            _set_output_tokens(v, r.out)
+            _set_computed_tokens(v, r.computed)
+            _set_blocks_held(v, r.blocks)
+            _set_slo(v, r.slo)
+            _set_predicted_output(v, r.pred)
+            _set_output_bound(v, r.bound)
+            _set_max_output_tokens(v, r.max_out)
+            _set_first_token_time(v, r.first_token)
+            _set_num_preemptions(v, r.npre)
+            _set_swapped_tokens(v, r.swapped)
             r.view = v
         return v
 
@@ -310,6 +332,7 @@ class SimEngine:
         """The engine as policies see it now."""
         view = self._view
         cfg = self.config
+        self._snapshot_ids = tuple([r.rid for r in self._running])
         return EngineSnapshot(
             self._now,
             cfg.block_size,
@@ -444,9 +467,7 @@ class SimEngine:
 
     def _ordered_running(self, order: tuple[str, ...]) -> list[_Req]:
         running = self._running
-        if len(order) == len(running) and all(
-            a.rid == b for a, b in zip(running, order, strict=True)
-        ):
+        if order == self._snapshot_ids:
             return running
         self._stamp += 1
         stamp = self._stamp
