@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -75,9 +75,15 @@ def _finite(value: float) -> float | None:
 class PodsSource:
     """Scrapes ``GET <pod>/metrics`` of every pod concurrently with a short timeout."""
 
-    def __init__(self, timeout_s: float = 2.0, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        timeout_s: float = 2.0,
+        client: httpx.AsyncClient | None = None,
+        parse: Callable[[str, str], PodSample] = sample_from_exposition,
+    ) -> None:
         self._timeout = timeout_s
         self._client = client or httpx.AsyncClient()
+        self._parse = parse
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -92,7 +98,7 @@ class PodsSource:
         try:
             response = await self._client.get(f"{pod.url}/metrics", timeout=self._timeout)
             response.raise_for_status()
-            return sample_from_exposition(pod.name, response.text)
+            return self._parse(pod.name, response.text)
         except httpx.TimeoutException:
             return f"timed out after {self._timeout:g}s"
         except httpx.HTTPStatusError as exc:

@@ -1,0 +1,269 @@
+"""Autoscaler benchmark: our autoscaler vs an HPA-style KV-usage baseline, same trace, same run.
+
+    python -m sloserve_operator.autoscaler.bench --capacity-rps 11 --time-scale 2 --out DIR
+
+Runs the closed-loop harness (``harness.py``: real simulated engines as processes, no
+Kubernetes) once per controller on one seeded load trace, then writes ``episodes.json``,
+``summary.json`` and a plot. All times are modelled seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import math
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..api import v1alpha1 as api
+from .harness import (
+    Controller,
+    Episode,
+    KvUsageBaseline,
+    Phase,
+    Row,
+    RunConfig,
+    SloAutoscaler,
+    Workload,
+    run_episode,
+)
+from .spec import policy_from_spec
+
+BUCKET_S = 10.0
+"""Attainment of the requests finished in each bucket decides whether it was a violation."""
+
+
+@dataclass(frozen=True)
+class Summary:
+    controller: str
+    reaction_from_step_s: float | None
+    """Load step -> first scale-up decision."""
+    reaction_from_violation_s: float | None
+    """Windowed attainment first below target -> first scale-up decision (< 0: before it)."""
+    recovery_s: float | None
+    """Windowed attainment first below target -> back at or above target."""
+    violation_minutes: float
+    """Minutes whose finished requests (10 s buckets) attained less than the target."""
+    attainment: float | None
+    """Share of all finished requests that met their SLO."""
+    replica_minutes: float
+    peak_replicas: int
+    scale_down_after_drop_s: float | None
+    flaps: int
+    """a -> b -> a -> b patterns in the replica sequence."""
+    decisions: int
+
+
+def step_trace(capacity_rps: float, low: float, high: float, times: Sequence[float]) -> list[Phase]:
+    """low -> high -> low (fractions of one replica's capacity) ending at the given times."""
+    t_low, t_high, t_end = times
+    return [
+        Phase(t_low, low * capacity_rps),
+        Phase(t_high, high * capacity_rps),
+        Phase(t_end, low * capacity_rps),
+    ]
+
+
+def violation_minutes(rows: Sequence[Row], target: float) -> float:
+    buckets: dict[int, list[float]] = {}
+    for row in rows:
+        acc = buckets.setdefault(int(row.t // BUCKET_S), [0.0, 0.0])
+        acc[0] += row.attained
+        acc[1] += row.missed
+    bad = sum(1 for ok, miss in buckets.values() if ok + miss > 0 and ok / (ok + miss) < target)
+    return bad * BUCKET_S / 60.0
+
+
+def count_flaps(sizes: Sequence[int]) -> int:
+    moves = [s for s, _ in itertools.groupby(sizes)]
+    return sum(
+        1 for w in zip(moves, moves[1:], moves[2:], moves[3:], strict=False) if w[:2] == w[2:]
+    )
+
+
+def summarize(episode: Episode, target: float) -> Summary:
+    trace = episode.trace
+    step_at = trace[0].until_s
+    drop_at = trace[-2].until_s if len(trace) > 2 else math.inf
+    rows = episode.rows
+    ups = [d.t for d in episode.decisions if d.desired > d.current and d.t >= step_at]
+    downs = [d.t for d in episode.decisions if d.desired < d.current and d.t >= drop_at]
+    below = next(
+        (
+            r.t
+            for r in rows
+            if r.t >= step_at and r.attainment is not None and r.attainment < target
+        ),
+        None,
+    )
+    recovered = None
+    if below is not None:
+        recovered = next(
+            (
+                r.t
+                for r in rows
+                if r.t > below and r.attainment is not None and r.attainment >= target
+            ),
+            None,
+        )
+    ok = sum(r.attained for r in rows)
+    miss = sum(r.missed for r in rows)
+    replica_s = sum(a.ready * (b.t - a.t) for a, b in itertools.pairwise(rows))
+    sizes = [episode.config.initial_replicas, *(d.desired for d in episode.decisions)]
+    return Summary(
+        controller=episode.controller,
+        reaction_from_step_s=ups[0] - step_at if ups else None,
+        reaction_from_violation_s=ups[0] - below if ups and below is not None else None,
+        recovery_s=recovered - below if recovered is not None and below is not None else None,
+        violation_minutes=violation_minutes(rows, target),
+        attainment=ok / (ok + miss) if ok + miss else None,
+        replica_minutes=replica_s / 60.0,
+        peak_replicas=max(sizes),
+        scale_down_after_drop_s=downs[0] - drop_at if downs else None,
+        flaps=count_flaps(sizes),
+        decisions=len(episode.decisions),
+    )
+
+
+def plot(episodes: Sequence[Episode], target: float, kv_target: float, path: Path) -> None:
+    """Replicas, attainment and KV pressure over time, one column per controller."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(
+        3, len(episodes), figsize=(6 * len(episodes), 8), sharex=True, squeeze=False
+    )
+    for col, ep in enumerate(episodes):
+        t = [r.t for r in ep.rows]
+        ax = axes[0][col]
+        ax.step(t, [r.desired for r in ep.rows], where="post", label="desired")
+        ax.step(t, [r.ready for r in ep.rows], where="post", label="ready")
+        ax2 = ax.twinx()
+        ax2.plot(t, [r.rps for r in ep.rows], color="grey", alpha=0.4, label="load (req/s)")
+        ax2.set_ylabel("load (req/s)")
+        ax.set_ylabel("replicas")
+        ax.set_title(ep.controller)
+        ax.legend(loc="upper left")
+        ax = axes[1][col]
+        ax.plot(t, [_nan(r.attainment) for r in ep.rows], label="attainment (60 s window)")
+        ax.axhline(target, color="red", linestyle="--", label=f"target {target:g}")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_ylabel("SLO attainment")
+        ax.legend(loc="lower left")
+        ax = axes[2][col]
+        ax.plot(t, [_nan(r.kv_pressure) for r in ep.rows], label="KV pressure (mean)")
+        ax.plot(t, [_nan(r.kv_usage) for r in ep.rows], label="KV usage (mean)")
+        ax.axhline(kv_target, color="red", linestyle="--", label=f"target {kv_target:g}")
+        ax.set_ylabel("ratio")
+        ax.set_xlabel("time (modelled s)")
+        ax.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _nan(x: float | None) -> float:
+    return math.nan if x is None else x
+
+
+def default_spec(**autoscaling: object) -> api.LLMServiceSpec:
+    return api.LLMServiceSpec.model_validate({"model": {"name": "m"}, "autoscaling": autoscaling})
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--capacity-rps", type=float, default=11.0, help="one replica's capacity")
+    parser.add_argument("--low", type=float, default=0.3, help="low load, share of capacity")
+    parser.add_argument("--high", type=float, default=2.0, help="high load, share of capacity")
+    parser.add_argument(
+        "--times",
+        type=float,
+        nargs=3,
+        default=(60.0, 240.0, 600.0),
+        metavar=("STEP", "DROP", "END"),
+        help="modelled seconds: load step up, load drop, end",
+    )
+    parser.add_argument("--time-scale", type=float, default=2.0, help="modelled s per wall s")
+    parser.add_argument("--kv-tokens", type=int, default=16384, help="KV capacity per engine")
+    parser.add_argument(
+        "--controllers", nargs="+", default=["sloserve", "hpa-kv-usage"], help="which to run"
+    )
+    parser.add_argument("--gpu-limit", type=int, default=1000, help="replicas that fit")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+
+
+def controllers(spec: api.LLMServiceSpec) -> dict[str, Callable[[Callable[[], float]], Controller]]:
+    policy = policy_from_spec(spec)
+    return {
+        "sloserve": lambda clock: SloAutoscaler(policy, clock),
+        "hpa-kv-usage": lambda clock: KvUsageBaseline(policy.kv_pressure_target, clock),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console()
+    args.out.mkdir(parents=True, exist_ok=True)
+    spec = default_spec()
+    target = policy_from_spec(spec).slo_attainment_target
+    trace = step_trace(args.capacity_rps, args.low, args.high, args.times)
+    config = RunConfig(
+        time_scale=args.time_scale,
+        engine_args=("--kv-tokens", str(args.kv_tokens), "--served-model-name", "m"),
+        gpu_limit=args.gpu_limit,
+        seed=args.seed,
+    )
+    makers = controllers(spec)
+    episodes = []
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        for name in args.controllers:
+            task = progress.add_task(name, total=trace[-1].until_s, status="")
+
+            def tick(now: float, row: Row, task: TaskID = task) -> None:
+                att = "n/a" if row.attainment is None else f"{row.attainment:.2f}"
+                progress.update(
+                    task, completed=now, status=f"replicas={row.ready}/{row.desired} att={att}"
+                )
+
+            with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as logs:
+                episodes.append(
+                    asyncio.run(
+                        run_episode(makers[name], trace, Workload(), config, Path(logs), tick)
+                    )
+                )
+    summaries = [summarize(ep, target) for ep in episodes]
+    (args.out / "episodes.json").write_text(json.dumps([ep.to_json() for ep in episodes]))
+    (args.out / "summary.json").write_text(json.dumps([asdict(s) for s in summaries], indent=2))
+    plot(episodes, target, policy_from_spec(spec).kv_pressure_target, args.out / "episode.png")
+    table = Table(title="autoscaler bench (modelled seconds)")
+    for column in asdict(summaries[0]):
+        table.add_column(column)
+    for s in summaries:
+        table.add_row(*(_fmt(v) for v in asdict(s).values()))
+    console.print(table)
+    return 0
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    raise SystemExit(run(parser.parse_args()))

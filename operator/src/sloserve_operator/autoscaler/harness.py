@@ -1,0 +1,352 @@
+"""Closed-loop autoscaling runs WITHOUT Kubernetes: real simulated engines, real HTTP, our loop.
+
+An :class:`~.fleet.EngineFleet` of ``sloserve-engine --simulated`` processes plays the
+Deployment, an open-loop Poisson load generator plays the clients (least-in-flight routing, as
+a gateway would), and a controller (our autoscaler, or the HPA-style KV-usage baseline) decides
+the replica count every interval. A recorder scrapes every engine's ``/metrics`` to log the
+episode. Engines run with ``--time-scale S`` (S modelled seconds per wall second); every time
+here, the trace and the controllers' windows included, is in modelled seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from .decision import Decision, PodSample, Policy
+from .fleet import EngineFleet
+from .loop import Autoscaler, ServiceState
+from .metrics_source import PodsSource
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Constant Poisson rate ``rps`` (requests per modelled second) until ``until_s``."""
+
+    until_s: float
+    rps: float
+
+
+@dataclass(frozen=True)
+class Workload:
+    prompt_tokens: tuple[int, int] = (256, 1024)
+    output_tokens: tuple[int, int] = (64, 256)
+    model: str = "m"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    time_scale: float = 2.0
+    interval_s: float = 5.0
+    sample_s: float = 2.5
+    engine_args: tuple[str, ...] = ("--kv-tokens", "16384", "--served-model-name", "m")
+    base_port: int = 18200
+    gpu_limit: int = 1000
+    initial_replicas: int = 1
+    seed: int = 7
+
+
+@dataclass
+class Row:
+    """One recorder sample (modelled time ``t``)."""
+
+    t: float
+    rps: float
+    desired: int
+    ready: int
+    pending: int
+    kv_pressure: float | None
+    kv_usage: float | None
+    attainment: float | None
+    """Fleet attainment over the engines' sliding window, weighted by finished requests."""
+    attained: float
+    missed: float
+    """Requests finished since the previous sample that met / missed their SLO."""
+
+
+@dataclass
+class DecisionLog:
+    t: float
+    current: int
+    desired: int
+    reason: str
+    message: str
+
+
+@dataclass
+class Episode:
+    controller: str
+    trace: list[Phase]
+    config: RunConfig
+    rows: list[Row] = field(default_factory=list)
+    decisions: list[DecisionLog] = field(default_factory=list)
+    sent: int = 0
+    failed: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Controller(Protocol):
+    name: str
+
+    async def decide(self, fleet: EngineFleet) -> Decision: ...
+
+    async def aclose(self) -> None: ...
+
+
+def kv_usage_sample(pod: str, text: str) -> PodSample:
+    """The baseline's view of a pod: KV usage only, no queue, no SLO."""
+    usage = None
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "sloserve_kv_usage_ratio":
+                usage = s.value
+    return PodSample(pod, usage, None, 0.0)
+
+
+class SloAutoscaler:
+    """Our autoscaler, exactly as the operator runs it (same loop, same pods source)."""
+
+    name = "sloserve"
+
+    def __init__(self, policy: Policy, clock: Callable[[], float]) -> None:
+        self._policy = policy
+        self._loop = Autoscaler(clock=clock)
+        self._source = PodsSource(timeout_s=2.0)
+
+    async def decide(self, fleet: EngineFleet) -> Decision:
+        state = ServiceState("bench", self.name, fleet.desired, fleet.endpoints(), fleet.pending)
+        return (await self._loop.evaluate(self._policy, state, self._source)).decision
+
+    async def aclose(self) -> None:
+        await self._source.aclose()
+
+
+class KvUsageBaseline(SloAutoscaler):
+    """HPA with its default behaviour on average KV usage: ``ceil(ready * usage / target)``,
+    tolerance 0.1, no scale-up window, 300 s scale-down window, up by max(4, 100%) and down by
+    up to 100% per decision. The same decision code with attainment withheld and usage in
+    place of pressure, so the two differ only in their signals."""
+
+    name = "hpa-kv-usage"
+
+    def __init__(self, target: float, clock: Callable[[], float]) -> None:
+        super().__init__(
+            Policy(
+                kv_pressure_target=target,
+                scale_up_stabilization_s=0,
+                scale_down_stabilization_s=300,
+                scale_up_max_step=4,
+                scale_down_max_step=1000,
+                max_replicas=10,
+            ),
+            clock,
+        )
+        self._source = PodsSource(timeout_s=2.0, parse=kv_usage_sample)
+
+
+def _scrape_text(text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "sloserve_requests_finished_total":
+                key = f"finished_{s.labels.get('attained')}"
+                out[key] = out.get(key, 0.0) + s.value
+            elif s.name == "sloserve_slo_attainment_ratio" and s.labels.get("kind") == "both":
+                out["attainment"] = s.value
+            elif s.name in (
+                "sloserve_kv_pressure_ratio",
+                "sloserve_kv_usage_ratio",
+                "sloserve_slo_window_requests",
+            ):
+                out[s.name] = s.value
+    return out
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self._client = httpx.AsyncClient(timeout=2.0)
+        self._last: dict[str, tuple[float, float]] = {}
+
+    async def sample(self, fleet: EngineFleet, now: float, rps: float) -> Row:
+        replicas = [r for r in fleet.replicas if r.ready]
+        texts = await asyncio.gather(
+            *(self._client.get(f"{r.url}/metrics") for r in replicas), return_exceptions=True
+        )
+        values = []
+        attained = missed = 0.0
+        for replica, resp in zip(replicas, texts, strict=True):
+            if isinstance(resp, BaseException) or resp.status_code != 200:
+                continue
+            v = _scrape_text(resp.text)
+            values.append((replica.draining, v))
+            ok, bad = v.get("finished_true", 0.0), v.get("finished_false", 0.0)
+            prev_ok, prev_bad = self._last.get(replica.name, (0.0, 0.0))
+            attained += ok - prev_ok
+            missed += bad - prev_bad
+            self._last[replica.name] = (ok, bad)
+        serving = [v for draining, v in values if not draining]
+        weight = sum(v.get("sloserve_slo_window_requests", 0.0) for _, v in values)
+        return Row(
+            t=now,
+            rps=rps,
+            desired=fleet.desired,
+            ready=len(fleet.ready()),
+            pending=fleet.pending,
+            kv_pressure=_mean([v.get("sloserve_kv_pressure_ratio") for v in serving]),
+            kv_usage=_mean([v.get("sloserve_kv_usage_ratio") for v in serving]),
+            attainment=(
+                sum(
+                    v.get("attainment", 1.0) * v.get("sloserve_slo_window_requests", 0.0)
+                    for _, v in values
+                )
+                / weight
+                if weight > 0
+                else None
+            ),
+            attained=attained,
+            missed=missed,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _mean(xs: Sequence[float | None]) -> float | None:
+    vals = [x for x in xs if x is not None and math.isfinite(x)]
+    return sum(vals) / len(vals) if vals else None
+
+
+def rate_at(trace: Sequence[Phase], t: float) -> float:
+    for phase in trace:
+        if t < phase.until_s:
+            return phase.rps
+    return 0.0
+
+
+async def _request(
+    client: httpx.AsyncClient, fleet: EngineFleet, body: dict[str, Any], episode: Episode
+) -> None:
+    ready = fleet.ready()
+    if not ready:
+        episode.failed += 1
+        return
+    replica = min(ready, key=lambda r: r.in_flight)
+    replica.in_flight += 1
+    try:
+        response = await client.post(f"{replica.url}/v1/completions", json=body)
+        if response.status_code != 200:
+            episode.failed += 1
+    except httpx.HTTPError:
+        episode.failed += 1
+    finally:
+        replica.in_flight -= 1
+
+
+async def run_episode(
+    make_controller: Callable[[Callable[[], float]], Controller],
+    trace: Sequence[Phase],
+    workload: Workload,
+    config: RunConfig,
+    log_dir: Path,
+    progress: Callable[[float, Row], None] | None = None,
+) -> Episode:
+    """Run ``trace`` once against a fresh fleet under one controller."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+
+    def clock() -> float:
+        return (loop.time() - start) * config.time_scale
+
+    def wall(model_s: float) -> float:
+        return model_s / config.time_scale
+
+    controller = make_controller(clock)
+    episode = Episode(controller.name, list(trace), config)
+    fleet = EngineFleet(
+        [*config.engine_args, "--time-scale", str(config.time_scale)],
+        config.base_port,
+        log_dir,
+        gpu_limit=config.gpu_limit,
+        drain_grace_s=wall(60.0),
+    )
+    recorder = Recorder()
+    rng = random.Random(config.seed)
+    end = trace[-1].until_s
+    tasks: set[asyncio.Task[None]] = set()
+    try:
+        await fleet.scale_to(config.initial_replicas)
+        while len(fleet.ready()) < config.initial_replicas:
+            await asyncio.sleep(0.2)
+        start = loop.time()  # the trace starts once the initial replicas serve
+
+        async def control() -> None:
+            while clock() < end:
+                now = clock()
+                decision = await controller.decide(fleet)
+                if decision.desired_replicas != fleet.desired:
+                    episode.decisions.append(
+                        DecisionLog(
+                            now,
+                            fleet.desired,
+                            decision.desired_replicas,
+                            decision.reason.value,
+                            decision.message,
+                        )
+                    )
+                    await fleet.scale_to(decision.desired_replicas)
+                await asyncio.sleep(max(0.0, wall(now + config.interval_s - clock())))
+
+        async def record() -> None:
+            while clock() < end:
+                now = clock()
+                row = await recorder.sample(fleet, now, rate_at(trace, now))
+                episode.rows.append(row)
+                if progress:
+                    progress(now, row)
+                await asyncio.sleep(max(0.0, wall(now + config.sample_s - clock())))
+
+        side = [asyncio.create_task(control()), asyncio.create_task(record())]
+        timeout = httpx.Timeout(wall(600.0) + 30.0, connect=2.0)
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            t = 0.0
+            while True:
+                rps = rate_at(trace, t)
+                t += rng.expovariate(rps) if rps > 0 else 1.0
+                if t >= end:
+                    break
+                await asyncio.sleep(max(0.0, wall(t) - (loop.time() - start)))
+                body = {
+                    "model": workload.model,
+                    "prompt": [
+                        rng.randrange(100, 30000)
+                        for _ in range(rng.randint(*workload.prompt_tokens))
+                    ],
+                    "max_tokens": rng.randint(*workload.output_tokens),
+                }
+                episode.sent += 1
+                task = asyncio.create_task(_request(client, fleet, body, episode))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            await asyncio.gather(*side)
+            for task in list(tasks):
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        for task in list(tasks):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await controller.aclose()
+        await recorder.aclose()
+        await fleet.close()
+    return episode

@@ -1,0 +1,72 @@
+"""Bench bookkeeping: the numbers docs/benchmarks.md reports are computed here."""
+
+from __future__ import annotations
+
+import pytest
+
+from sloserve_operator.autoscaler.bench import (
+    count_flaps,
+    step_trace,
+    summarize,
+    violation_minutes,
+)
+from sloserve_operator.autoscaler.harness import (
+    DecisionLog,
+    Episode,
+    Phase,
+    Row,
+    RunConfig,
+    rate_at,
+)
+
+
+def row(t: float, ready: int, att: float | None, ok: float = 0, miss: float = 0) -> Row:
+    return Row(t, 1.0, ready, ready, 0, 0.5, 0.5, att, ok, miss)
+
+
+def test_step_trace_and_rate_lookup() -> None:
+    trace = step_trace(10.0, 0.3, 2.0, (60, 240, 600))
+    assert trace == [Phase(60, 3.0), Phase(240, 20.0), Phase(600, 3.0)]
+    assert [rate_at(trace, t) for t in (0, 59.9, 60, 239, 240, 700)] == [3, 3, 20, 20, 3, 0]
+
+
+def test_violation_minutes_count_buckets_below_target() -> None:
+    rows = [
+        row(0, 1, None, ok=10),  # bucket 0: 100 %
+        row(10, 1, None, ok=5, miss=5),  # bucket 1: 50 %
+        row(15, 1, None, ok=4, miss=0),  # bucket 1 now 9/14 = 64 %
+        row(20, 1, None),  # bucket 2: nothing finished, not a violation
+        row(30, 1, None, ok=9, miss=1),  # bucket 3: exactly 90 %
+    ]
+    assert violation_minutes(rows, 0.9) == pytest.approx(10 / 60)
+
+
+def test_flaps_are_repeated_two_size_alternations() -> None:
+    assert count_flaps([1, 2, 3, 2]) == 0
+    assert count_flaps([1, 2, 1, 2]) == 1
+    assert count_flaps([2, 2, 1, 1, 2, 1, 2]) == 2
+
+
+def test_summary_of_a_small_episode() -> None:
+    ep = Episode("x", [Phase(10, 1), Phase(40, 5), Phase(60, 1)], RunConfig())
+    ep.rows = [
+        row(0, 1, 1.0, ok=5),
+        row(10, 1, 0.95, ok=5),
+        row(15, 1, 0.7, ok=1, miss=4),
+        row(20, 2, 0.8, ok=3, miss=2),
+        row(30, 3, 0.92, ok=9),
+        row(45, 3, 0.99, ok=9),
+        row(60, 2, 1.0, ok=9),
+    ]
+    ep.decisions = [
+        DecisionLog(12, 1, 2, "ScaleUpSLOFastPath", ""),
+        DecisionLog(20, 2, 3, "ScaleUpKVPressure", ""),
+        DecisionLog(55, 3, 2, "ScaleDownKVPressure", ""),
+    ]
+    s = summarize(ep, 0.9)
+    assert (s.reaction_from_step_s, s.reaction_from_violation_s) == (2, -3)
+    assert s.recovery_s == 15
+    assert s.scale_down_after_drop_s == 15
+    assert (s.peak_replicas, s.flaps, s.decisions) == (3, 0, 3)
+    assert s.attainment == pytest.approx(41 / 47)
+    assert s.replica_minutes == pytest.approx((10 + 5 + 5 + 20 + 45 + 45) / 60)
