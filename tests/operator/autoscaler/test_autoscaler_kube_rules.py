@@ -11,55 +11,47 @@ from sloserve_operator.autoscaler.decision import Observation, PodSample, Policy
 from sloserve_operator.autoscaler.kube import (
     event_body,
     event_worthy,
-    pending_count,
-    ready_endpoints,
     rollout_in_progress,
+    service_state,
     status_patch,
 )
 from sloserve_operator.autoscaler.loop import Evaluation, ServiceState
 from sloserve_operator.autoscaler.metrics_source import PodEndpoint, Scrape
+from sloserve_operator.controller import PodInfo
+from sloserve_operator.render.target import Target
 
 NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 
 
-def pod(name: str, ip: str | None, ready: str | None, phase: str = "Running", **extra) -> dict:
-    conditions = [] if ready is None else [{"type": "Ready", "status": ready}]
-    if "scheduled" in extra:
-        conditions.append({"type": "PodScheduled", "status": extra.pop("scheduled")})
-    return {
-        "metadata": {"name": name, **extra},
-        "spec": {"containers": [{"ports": [{"name": "http", "containerPort": 8000}]}]},
-        "status": {"phase": phase, "podIP": ip, "conditions": conditions},
-    }
+TARGET = Target(
+    "chat",
+    "ns",
+    "u-1",
+    1,
+    api.LLMServiceSpec.model_validate({"model": {"name": "m"}, "replicas": 3}),
+)
 
 
-def test_ready_endpoints_skip_unready_ipless_and_terminating_pods() -> None:
+def test_service_state_from_the_watch_cache() -> None:
     pods = [
-        pod("b", "127.0.0.3", "True"),
-        pod("a", "127.0.0.2", "True"),
-        pod("starting", "127.0.0.4", "False"),
-        pod("no-ip", None, "True"),
-        pod("leaving", "127.0.0.5", "True", deletionTimestamp="2026-01-01T00:00:00Z"),
+        PodInfo("b", "u", "127.0.0.3", True),
+        PodInfo("a", "u", "127.0.0.2", True),
+        PodInfo("starting", "u", "127.0.0.4", False),
+        PodInfo("no-ip", "u", "", True),
+        PodInfo("no-gpu", "u", "", False, unschedulable="0/2 nodes: Insufficient nvidia.com/gpu"),
     ]
-    assert ready_endpoints(pods) == (
+    state = service_state(TARGET, pods, None)
+    assert state.ready_pods == (
         PodEndpoint("a", "http://127.0.0.2:8000"),
         PodEndpoint("b", "http://127.0.0.3:8000"),
     )
+    assert (state.current_replicas, state.pending_replicas) == (3, 1)
+    assert not state.rollout_in_progress
 
 
-def test_pending_counts_only_unschedulable_pods() -> None:
-    pods = [
-        pod("placed", None, "False", phase="Pending", scheduled="True"),
-        pod("no-gpu", None, None, phase="Pending", scheduled="False"),
-        pod("running", "127.0.0.2", "True"),
-    ]
-    assert pending_count(pods) == 1
-
-
-def deployment(generation=2, observed=2, replicas=3, updated=3, current=3) -> dict:
+def deployment(generation=2, observed=2, updated=3, current=3) -> dict:
     return {
         "metadata": {"generation": generation},
-        "spec": {"replicas": replicas},
         "status": {
             "observedGeneration": observed,
             "updatedReplicas": updated,
@@ -74,9 +66,8 @@ def deployment(generation=2, observed=2, replicas=3, updated=3, current=3) -> di
         pytest.param(None, False, id="no deployment yet"),
         pytest.param(deployment(), False, id="settled"),
         pytest.param(deployment(generation=3), True, id="new generation not observed"),
-        pytest.param(deployment(updated=1), True, id="pods of the new template missing"),
-        pytest.param(deployment(current=4), True, id="old pods still running"),
-        pytest.param(deployment(replicas=3, updated=3, current=3), False, id="scale-up only"),
+        pytest.param(deployment(updated=1), True, id="old-template pods still running"),
+        pytest.param(deployment(updated=5, current=5), False, id="scale-up: new pods are updated"),
     ],
 )
 def test_rollout_in_progress(dep, expected) -> None:

@@ -1,79 +1,68 @@
 """The autoscaler's Kubernetes edge: read pods and rollout state, write /scale, status, Events.
 
-Reading is split into pure functions over API JSON (``ready_endpoints``, ``pending_count``,
-``rollout_in_progress``) so their rules are unit-tested without a cluster. The autoscaler
-writes only ``spec.replicas`` (through the scale subresource, like HPA), ``status.lastScale``,
-``status.sloAttainment``, ``status.kvPressure`` and Events; the operator owns everything else.
+Reading costs no API call: the operator's controller already watches every engine pod and
+Deployment, and ``service_state`` turns its cache into the autoscaler's view (a pure function,
+unit-tested without a cluster). The autoscaler writes only ``spec.replicas`` (through the
+scale subresource, like HPA), ``status.lastScale``, ``status.sloAttainment``,
+``status.kvPressure`` and Events; the operator owns everything else.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from kubernetes_asyncio import client
-
 from ..api import v1alpha1 as api
+from ..controller import PodInfo
+from ..k8s import ApiError, Kube, collection_path
 from ..render.target import HTTP_PORT, Target
 from .decision import Reason
 from .loop import Evaluation, ServiceState
 from .metrics_source import PodEndpoint
 
 FIELD_MANAGER = "sloserve-autoscaler"
+log = logging.getLogger(__name__)
 JsonObj = Mapping[str, Any]
 
 _EXPLAINED_HOLDS = frozenset(
-    {Reason.PENDING, Reason.ROLLOUT, Reason.NO_METRICS, Reason.SLO_CEILING, Reason.STABILIZING}
+    {Reason.PENDING, Reason.ROLLOUT, Reason.NO_METRICS, Reason.SLO_CEILING}
 )
 _WARNINGS = frozenset({Reason.PENDING, Reason.NO_METRICS})
 
 
-def _condition(pod: JsonObj, kind: str) -> JsonObj:
-    for cond in pod.get("status", {}).get("conditions") or []:
-        if cond.get("type") == kind:
-            return dict(cond)
-    return {}
+def service_state(
+    target: Target, pods: Iterable[PodInfo], deployment: JsonObj | None
+) -> ServiceState:
+    """The autoscaler's view from the operator's watch cache: no API call per evaluation.
 
-
-def _http_port(pod: JsonObj) -> int:
-    for container in pod.get("spec", {}).get("containers") or []:
-        for port in container.get("ports") or []:
-            if port.get("name") == "http":
-                return int(port["containerPort"])
-    return HTTP_PORT
-
-
-def ready_endpoints(pods: Sequence[JsonObj]) -> tuple[PodEndpoint, ...]:
-    """Pods that are Ready, have an IP and are not being deleted: the ones serving traffic."""
-    out = []
-    for pod in pods:
-        ip = pod.get("status", {}).get("podIP")
-        terminating = pod.get("metadata", {}).get("deletionTimestamp") is not None
-        if ip and not terminating and _condition(pod, "Ready").get("status") == "True":
-            out.append(PodEndpoint(pod["metadata"]["name"], f"http://{ip}:{_http_port(pod)}"))
-    return tuple(sorted(out, key=lambda p: p.name))
-
-
-def pending_count(pods: Sequence[JsonObj]) -> int:
-    """Pods the scheduler could not place (no free GPU): more replicas would only add to them."""
-    return sum(
-        1
-        for pod in pods
-        if pod.get("status", {}).get("phase") == "Pending"
-        and _condition(pod, "PodScheduled").get("status") == "False"
+    Ready pods with an IP serve and are scraped; pods the scheduler cannot place (no free
+    GPU) are pending.
+    """
+    pods = list(pods)
+    ready = sorted((p for p in pods if p.ready and p.ip), key=lambda p: p.name)
+    return ServiceState(
+        namespace=target.namespace,
+        name=target.name,
+        current_replicas=target.spec.desired_replicas(),
+        ready_pods=tuple(PodEndpoint(p.name, f"http://{p.ip}:{HTTP_PORT}") for p in ready),
+        pending_replicas=sum(1 for p in pods if p.unschedulable),
+        rollout_in_progress=rollout_in_progress(deployment),
     )
 
 
 def rollout_in_progress(deployment: JsonObj | None) -> bool:
-    """``kubectl rollout status`` semantics, minus availability: a scale-up is not a rollout."""
+    """A new pod template is being rolled out: the Deployment has not observed its latest
+    generation, or pods of an older template are still running. A scale-up is not a rollout:
+    its new pods count as updated at once."""
     if not deployment:
         return False
-    meta, spec, status = deployment["metadata"], deployment["spec"], deployment.get("status", {})
-    if int(status.get("observedGeneration", 0)) < int(meta.get("generation", 0)):
+    generation = int(deployment.get("metadata", {}).get("generation", 0))
+    status = deployment.get("status") or {}
+    if int(status.get("observedGeneration", 0)) < generation:
         return True
-    updated = int(status.get("updatedReplicas", 0))
-    return updated < int(spec.get("replicas", 1)) or int(status.get("replicas", 0)) > updated
+    return int(status.get("replicas", 0)) > int(status.get("updatedReplicas", 0))
 
 
 def event_worthy(evaluation: Evaluation, previous_reason: Reason | None) -> bool:
@@ -97,6 +86,8 @@ def event_body(body: JsonObj, evaluation: Evaluation, now: dt.datetime) -> dict[
         failed = ", ".join(f"{k}: {v}" for k, v in sorted(evaluation.scrape.failures.items()))
         message += f" scrapeFailures=[{failed}]"
     return {
+        "apiVersion": "v1",
+        "kind": "Event",
         "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
         "involvedObject": {
             "apiVersion": api.API_VERSION,
@@ -137,38 +128,11 @@ def status_patch(evaluation: Evaluation, now: dt.datetime) -> dict[str, Any]:
 
 
 class KubeEdge:
-    """API calls for one operator process; the clients share one ``ApiClient``."""
+    """Writes through the operator's :class:`~sloserve_operator.k8s.Kube` (its retries and
+    request metrics), under the autoscaler's own field manager."""
 
-    def __init__(self, api_client: client.ApiClient) -> None:
-        self._api = api_client
-        self.core = client.CoreV1Api(api_client)
-        self.apps = client.AppsV1Api(api_client)
-        self.custom = client.CustomObjectsApi(api_client)
-
-    def _json(self, obj: Any) -> Any:
-        return self._api.sanitize_for_serialization(obj)
-
-    async def read_state(self, target: Target) -> ServiceState:
-        pods = await self.core.list_namespaced_pod(
-            target.namespace, label_selector=target.selector_string
-        )
-        pod_list = self._json(pods).get("items", [])
-        try:
-            dep = self._json(
-                await self.apps.read_namespaced_deployment(target.name, target.namespace)
-            )
-        except client.ApiException as exc:
-            if exc.status != 404:
-                raise
-            dep = None
-        return ServiceState(
-            namespace=target.namespace,
-            name=target.name,
-            current_replicas=target.spec.desired_replicas(),
-            ready_pods=ready_endpoints(pod_list),
-            pending_replicas=pending_count(pod_list),
-            rollout_in_progress=rollout_in_progress(dep),
-        )
+    def __init__(self, kube: Kube) -> None:
+        self._kube = kube
 
     async def apply(
         self,
@@ -178,26 +142,22 @@ class KubeEdge:
         now: dt.datetime,
     ) -> None:
         meta = body["metadata"]
-        name, namespace = meta["name"], meta["namespace"]
+        path = f"{collection_path(api.API_VERSION, api.KIND, meta['namespace'])}/{meta['name']}"
         if evaluation.scales:
-            await self.custom.patch_namespaced_custom_object_scale(
-                api.GROUP,
-                api.VERSION,
-                namespace,
-                api.PLURAL,
-                name,
-                {"spec": {"replicas": evaluation.decision.desired_replicas}},
-                field_manager=FIELD_MANAGER,
-            )
-        await self.custom.patch_namespaced_custom_object_status(
-            api.GROUP,
-            api.VERSION,
-            namespace,
-            api.PLURAL,
-            name,
-            status_patch(evaluation, now),
-            field_manager=FIELD_MANAGER,
-        )
+            replicas = {"spec": {"replicas": evaluation.decision.desired_replicas}}
+            await self._merge_patch(f"{path}/scale", replicas)
+        await self._merge_patch(f"{path}/status", status_patch(evaluation, now))
         if event_worthy(evaluation, previous_reason):
-            event: Any = event_body(body, evaluation, now)  # the client serializes plain JSON too
-            await self.core.create_namespaced_event(namespace, event)
+            try:
+                await self._kube.create(event_body(body, evaluation, now))
+            except ApiError as exc:  # an Event is best effort; the scale itself happened
+                log.warning("autoscaler: could not post event on %s: %s", meta["name"], exc)
+
+    async def _merge_patch(self, path: str, body: JsonObj) -> None:
+        await self._kube.request(
+            "PATCH",
+            path,
+            body=body,
+            query={"fieldManager": FIELD_MANAGER},
+            content_type="application/merge-patch+json",
+        )
