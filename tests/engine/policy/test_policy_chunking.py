@@ -58,3 +58,25 @@ def test_budget_respects_bounds_and_the_slo(
         assert MODEL.gpu_step_s(c, c, count, ctx) <= 0.95 * tbt + 1e-12
     if count and c < chunk_max:
         assert MODEL.gpu_step_s(max(c + 1, chunk_min), 0, count, ctx) > 0.95 * tbt - 1e-12
+
+
+@pytest.mark.parametrize(
+    ("out", "first", "bank"),
+    [
+        pytest.param(10, 9.5, 0.5, id="ahead-of-target"),
+        pytest.param(10, 8.0, 0.1, id="behind-target-still-gets-one-tbt"),
+        pytest.param(1, None, 0.1, id="no-first-token-yet"),
+    ],
+)
+def test_banked_time(out: int, first: float | None, bank: float) -> None:
+    load = decode_load([req("a", prompt=100, out=out, first_token=first)], now=10.0)
+    assert load.tightest_bank_s == pytest.approx(bank)
+
+
+def test_bank_cap_bounds_the_step() -> None:
+    load = DecodeLoad(11, 10_000, 0.1, tightest_bank_s=5.0)
+    capped = slo_prefill_budget(MODEL, load, 64, 100_000, margin=0.05, bank_cap=1.5)
+    assert MODEL.gpu_step_s(capped, capped, 11, 10_000) <= 0.15 * 0.95
+    assert MODEL.gpu_step_s(capped + 1, capped + 1, 11, 10_000) > 0.15 * 0.95
+    plain = slo_prefill_budget(MODEL, load, 64, 100_000, margin=0.05)
+    assert plain < capped

@@ -62,6 +62,8 @@ class PolicySpec:
     victims: str = VictimRule.SCORE
     dynamic_chunking: bool = True
     chunk_margin: float = 0.05
+    chunk_bank_cap: float = 1.0
+    """Steps may spend banked TPOT time up to this multiple of the TBT SLO (1 = never)."""
     auto_swap: bool = True
     """Pick swap or recompute by predicted latency; ``False`` recomputes (vLLM V1)."""
     scan_limit: int = 32
@@ -121,7 +123,7 @@ class ComposedPolicy:
         self.token_interval.observe(snapshot.now, bool(running))
         budget = min(snapshot.max_num_batched_tokens, knobs.chunk_max_tokens)
         decodes, prefills = split_phases(running)
-        load = decode_load(decodes)
+        load = decode_load(decodes, snapshot.now if spec.chunk_bank_cap > 1.0 else None)
         cap = 0
         if spec.dynamic_chunking:
             chunk = slo_prefill_budget(
@@ -130,6 +132,7 @@ class ComposedPolicy:
                 knobs.chunk_min_tokens,
                 knobs.chunk_max_tokens,
                 spec.chunk_margin,
+                bank_cap=spec.chunk_bank_cap,
             )
             budget = max(min(budget, load.count + chunk), 1)
             cap = chunk

@@ -9,7 +9,12 @@
   victim scoring, swap-vs-recompute. FCFS order, fixed budget.
 - ``accelgen``: AccelGen: SLO-guaranteed dynamic chunking, SLO-class and
   deadline priority, Tetris multi-resource batching; no length prediction.
-- ``sloserve``: our combination (measured best, docs/algorithms.md).
+- ``sloserve``: our combination, measured best on the Azure conversation trace
+  (docs/algorithms.md): vLLM's own admission with *no* reservation or reserve
+  (KV is the bottleneck; reserving it costs more than the preemptions it
+  avoids), one SLO-slack deadline for new and preempted requests, victims with
+  the most banked TPOT slack swapped out, SLO-guaranteed chunks that may spend
+  banked TPOT time up to 1.5x the TBT target, decodes before prefill.
 """
 
 from __future__ import annotations
@@ -63,13 +68,14 @@ ACCELGEN = PolicySpec(
 SLOSERVE = PolicySpec(
     name="sloserve",
     predictor=PredictorConfig(rate_direction=RateDirection.DOWN),
-    gate=GateConfig(gate=Gate.LENDING),
-    use_reserve=True,
-    ordering=OrderingConfig(admit_rule=AdmitRule.DEADLINE),
-    batching=Batching.BACKFILL,
+    gate=GateConfig(gate=Gate.NONE),
+    use_reserve=False,
+    ordering=OrderingConfig(admit_rule=AdmitRule.SLACK),
+    batching=Batching.HEAD,
     decodes_first=True,
-    victims=VictimRule.SCORE,
+    victims=VictimRule.SLACK,
     dynamic_chunking=True,
+    chunk_bank_cap=1.5,
     auto_swap=True,
 )
 
