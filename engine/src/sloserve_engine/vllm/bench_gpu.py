@@ -11,7 +11,7 @@ The KV budget is fixed with ``num_gpu_blocks_override`` rather than a memory
 fraction, so H100 and H200 runs get exactly the same number of KV tokens.
 
 Outputs per (scheduler, rate): ``req_<sched>_<rate>.csv`` (one row per
-request), the engine-core step log ``steps_<sched>.csv`` (split by rate with
+request), the engine-core step log ``steps_<sched>_<rates>.csv`` (split by rate with
 the ``runs.json`` time windows; both clocks are ``time.perf_counter``, which is
 CLOCK_MONOTONIC and so comparable across processes), and one summary JSON in
 the format of ``sloserve bench sim``.
@@ -25,6 +25,7 @@ import csv
 import json
 import os
 import random
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,11 +229,13 @@ async def run_scheduler(
     """
     from sloserve_engine.knobs import Knobs
 
-    knobs_path = out / f"knobs_{scheduler}.json"
+    work = Path(tempfile.mkdtemp(prefix="sloserve-bench-"))  # $OUT returns only a few files
+    knobs_path = work / f"knobs_{scheduler}.json"
     if scheduler != STOCK:
         knobs_path.write_text(Knobs(policy=scheduler).model_dump_json(by_alias=True))
-    os.environ.update(engine_env(scheduler, out / f"steps_{scheduler}.csv", knobs_path))
-    model_dir = write_model_dir(out / "model")
+    rates = "-".join(f"{r:g}" for r in args.rates)
+    os.environ.update(engine_env(scheduler, out / f"steps_{scheduler}_{rates}.csv", knobs_path))
+    model_dir = write_model_dir(work / "model")
     t0 = time.perf_counter()
     engine = build_engine(args, scheduler, model_dir)
     print(f"[{scheduler}] engine up in {time.perf_counter() - t0:.1f}s", flush=True)
