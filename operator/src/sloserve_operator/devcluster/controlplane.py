@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -125,29 +126,35 @@ class ControlPlane:
         write_kubeconfig(self.kubeconfig, self.server, self.pki)
         self._api = KubeApi(self.server, self.pki)
         timeout = self.config.ready_timeout_s
-        insecure = httpx.Client(verify=False, timeout=2.0)  # components' self-signed healthz
+        with httpx.Client(verify=False, timeout=2.0) as insecure:  # self-signed healthz certs
 
-        etcd = self._spawn("etcd", self._etcd_args(etcd_client, etcd_peer))
-        etcd_url = f"http://{LOOPBACK}:{etcd_client}"
-        wait_until(lambda: insecure.get(f"{etcd_url}/health").is_success, etcd, "healthy", timeout)
+            def healthy(url: str) -> Callable[[], bool]:
+                def probe() -> bool:
+                    try:
+                        return insecure.get(url).is_success
+                    except httpx.HTTPError:
+                        return False
 
-        apiserver = self._spawn("kube-apiserver", self._apiserver_args(etcd_url, api_port))
-        wait_until(self.api.healthy, apiserver, "ready (/readyz)", timeout)
+                return probe
 
-        self._spawn("kube-controller-manager", self._controller_manager_args())
-        scheduler_port = free_port()
-        scheduler = self._spawn("kube-scheduler", self._scheduler_args(scheduler_port))
-        kwok_port = free_port()
-        kwok = self._spawn(
-            "kwok",
-            self._kwok_args(kwok_port),
-            env={**self.env(), "HOME": str(self.workdir)},  # kwok reads ~/.kwok/kwok.yaml
-        )
-        sched_url = f"https://{LOOPBACK}:{scheduler_port}/healthz"
-        wait_until(lambda: insecure.get(sched_url).is_success, scheduler, "healthy", timeout)
-        kwok_url = f"http://{LOOPBACK}:{kwok_port}/healthz"
-        wait_until(lambda: insecure.get(kwok_url).is_success, kwok, "healthy", timeout)
-        insecure.close()
+            etcd = self._spawn("etcd", self._etcd_args(etcd_client, etcd_peer))
+            etcd_url = f"http://{LOOPBACK}:{etcd_client}"
+            wait_until(healthy(f"{etcd_url}/health"), etcd, "healthy", timeout)
+
+            apiserver = self._spawn("kube-apiserver", self._apiserver_args(etcd_url, api_port))
+            wait_until(self.api.healthy, apiserver, "ready (/readyz)", timeout)
+
+            self._spawn("kube-controller-manager", self._controller_manager_args())
+            scheduler_port, kwok_port = free_port(), free_port()
+            scheduler = self._spawn("kube-scheduler", self._scheduler_args(scheduler_port))
+            kwok = self._spawn(
+                "kwok",
+                self._kwok_args(kwok_port),
+                env={**self.env(), "HOME": str(self.workdir)},  # kwok reads ~/.kwok/kwok.yaml
+            )
+            sched_url = f"https://{LOOPBACK}:{scheduler_port}/healthz"
+            wait_until(healthy(sched_url), scheduler, "healthy", timeout)
+            wait_until(healthy(f"http://{LOOPBACK}:{kwok_port}/healthz"), kwok, "healthy", timeout)
         dead = [p for p in self.processes if not p.running()]
         if dead:
             raise dead[0].failure("exited during start-up")
@@ -175,7 +182,6 @@ class ControlPlane:
             f"--listen-peer-urls={peer}",
             f"--initial-advertise-peer-urls={peer}",
             f"--initial-cluster=default={peer}",
-            "--listen-metrics-urls=",
             "--log-level=warn",
         ]
 

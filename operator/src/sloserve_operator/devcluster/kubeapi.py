@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -70,12 +71,9 @@ class KubeApi:
 
     def __init__(self, server: str, pki: Pki, timeout_s: float = 10.0) -> None:
         self.server = server
-        self._http = httpx.Client(
-            base_url=server,
-            verify=str(pki.ca_cert),
-            cert=(str(pki.admin_cert), str(pki.admin_key)),
-            timeout=timeout_s,
-        )
+        tls = ssl.create_default_context(cafile=str(pki.ca_cert))
+        tls.load_cert_chain(str(pki.admin_cert), str(pki.admin_key))
+        self._http = httpx.Client(base_url=server, verify=tls, timeout=timeout_s)
 
     def close(self) -> None:
         self._http.close()

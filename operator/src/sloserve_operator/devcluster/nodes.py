@@ -13,7 +13,7 @@ from sloserve_operator.devcluster.controlplane import (
     KWOK_NODE_ANNOTATION,
     KWOK_NODE_ANNOTATION_VALUE,
 )
-from sloserve_operator.devcluster.kubeapi import JsonObj, KubeApi
+from sloserve_operator.devcluster.kubeapi import JsonObj, KubeApi, KubeApiError
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -84,7 +84,11 @@ def node_ready(node: JsonObj) -> bool:
 def register_gpu_nodes(api: KubeApi, specs: list[GpuNodeSpec], timeout_s: float = 60.0) -> None:
     """Create (or re-apply) the nodes and wait until kwok reports every one Ready."""
     for spec in specs:
-        api.apply(f"/api/v1/nodes/{spec.name}", gpu_node_manifest(spec))
+        try:  # create, not apply: a Node's status (its GPU capacity) is kept only on create
+            api.create("/api/v1/nodes", gpu_node_manifest(spec))
+        except KubeApiError as exc:
+            if exc.status != 409:
+                raise
     deadline = time.monotonic() + timeout_s
     pending = {s.name for s in specs}
     while pending:
