@@ -1,4 +1,5 @@
-"""``sloserve bench``: simulated sweeps (``sim``), simulator ``speed``, cost-model ``fit``.
+"""``sloserve bench``: simulated sweeps (``sim``), simulator ``speed``, cost-model ``fit``, and
+real-vLLM replays on a GPU (``gpu``, the lead's :mod:`sloserve_engine.vllm.bench_gpu`).
 
 Examples::
 
@@ -61,7 +62,7 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="bench", required=True, metavar="{sim,speed,fit}")
+    sub = parser.add_subparsers(dest="bench", required=True, metavar="{sim,speed,fit,gpu}")
     sim = sub.add_parser("sim", help="simulated rate sweep per policy")
     _add_engine_args(sim)
     sim.add_argument("--rates", type=_floats, default=[10.0, 16.0, 22.0])
@@ -78,6 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .sim import fit
 
     fit.add_arguments(sub.add_parser("fit", help="fit the step-time cost model to GPU logs"))
+    from .vllm import bench_gpu  # imports vLLM only when it runs
+
+    bench_gpu.add_arguments(sub.add_parser("gpu", help="replay on real vLLM (needs a GPU)"))
 
 
 def _workload(args: argparse.Namespace, rate: float) -> Any:
@@ -215,6 +219,10 @@ def run(args: argparse.Namespace) -> int:
         return _run_sim(args, console)
     if args.bench == "speed":
         return _run_speed(args, console)
+    if args.bench == "gpu":
+        from .vllm import bench_gpu
+
+        return bench_gpu.run(args)
     from .sim import fit
 
     return fit.run(args)

@@ -26,7 +26,7 @@ from sloserve_engine.sim import SimConfig, SimEngine, SimProfile
 
 PROFILE = SimProfile(
     StepCostModel(c0_s=0.006, prefill_token_s=2e-5, decode_seq_s=1.4e-5, cpu_per_step_s=2e-4),
-    async_hidden_step_s=0.0015,
+    async_hidden_step_s=0.001,
 )
 
 

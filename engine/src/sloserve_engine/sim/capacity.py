@@ -66,8 +66,8 @@ def capacity_bound(
         fixed = m.c0_s + m.cpu_per_step_s
         per_decode = m.decode_seq_s + m.cpu_per_request_s
     else:
-        fixed = max(m.c0_s - profile.async_hidden_step_s, 0.0)
-        per_decode = max(m.decode_seq_s - profile.async_hidden_request_s, 0.0)
+        fixed = m.c0_s - profile.async_hidden_step_s
+        per_decode = m.decode_seq_s
     prefill = mean_p * (m.prefill_token_s + m.prefill_ctx_s)
     decode = mean_o * (per_decode + m.decode_ctx_s * footprint)
     fixed_per_request = mean_o * fixed / concurrency

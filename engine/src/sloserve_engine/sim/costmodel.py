@@ -2,10 +2,10 @@
 
 The step-time coefficients follow the policies' ``sloserve.costmodel/v1`` schema
 (:mod:`sloserve_engine.policy.costmodel`), so policies plan with the same machine
-the simulator runs. The simulator also needs how much of a synchronously logged
-step asynchronous scheduling hides (input preparation and output processing run
-on the CPU while the GPU executes the previous batch); that lives in the
-profile file's top-level ``"sim"`` section, which the policy loader ignores.
+the simulator runs. The simulator also needs how long a step takes under asynchronous
+scheduling relative to the synchronously logged one (host work overlaps the
+previous batch); that lives in the profile file's top-level ``"sim"`` section,
+which the policy loader ignores.
 """
 
 from __future__ import annotations
@@ -26,16 +26,14 @@ class SimProfile:
 
     step: StepCostModel
     async_hidden_step_s: float = 0.0
-    """Host time per step inside a synchronously logged step that async scheduling overlaps."""
-    async_hidden_request_s: float = 0.0
-    """The same, per scheduled request."""
+    """Host time per step inside a synchronously logged step (input preparation, output
+    processing) that async scheduling overlaps with the previous batch."""
     name: str = DEFAULT_PROFILE
 
     def async_step_s(self, gpu_s: float, n_reqs: int) -> float:
-        """Duration of an async step: GPU time without the overlapped host work, at least the
-        host time of scheduling the next batch (the CPU can still be the bottleneck)."""
-        hidden = self.async_hidden_step_s + self.async_hidden_request_s * n_reqs
-        return max(gpu_s - hidden, self.step.cpu_step_s(n_reqs) + hidden)
+        """Duration of an async step; the host work of scheduling the next batch overlaps it
+        but can still be the bottleneck."""
+        return max(gpu_s - self.async_hidden_step_s, self.step.cpu_step_s(n_reqs))
 
 
 def profile_from_json(doc: dict[str, Any], name: str = DEFAULT_PROFILE) -> SimProfile:
@@ -43,15 +41,13 @@ def profile_from_json(doc: dict[str, Any], name: str = DEFAULT_PROFILE) -> SimPr
     sim = doc.get("sim", {})
     if not isinstance(sim, dict):
         raise CostModelError("'sim' must be an object")
-    unknown = sorted(set(sim) - {"async_hidden_step_s", "async_hidden_request_s"})
+    unknown = sorted(set(sim) - {"async_hidden_step_s"})
     if unknown:
         raise CostModelError(f"unknown keys in 'sim': {', '.join(unknown)}")
-    return SimProfile(
-        step,
-        float(sim.get("async_hidden_step_s", 0.0)),
-        float(sim.get("async_hidden_request_s", 0.0)),
-        name,
-    )
+    hidden = float(sim.get("async_hidden_step_s", 0.0))
+    if not 0 <= hidden < step.c0_s:
+        raise CostModelError("sim.async_hidden_step_s must be in [0, coefficients.c0_s)")
+    return SimProfile(step, hidden, name)
 
 
 def profile_path(profile: str) -> Path:

@@ -24,6 +24,7 @@ class RequestTiming:
     first_token: float | None = None
     finish: float | None = None
     tokens_seen: int = 0
+    max_gap: float = 0.0
     predicted_output: int = 0
 
 
@@ -93,5 +94,9 @@ def summarize(timings: list[RequestTiming], gaps: np.ndarray, slo: SLO) -> RunMe
         output_tok_s=out_tokens / makespan,
         makespan=makespan,
         predictor_mae=mae,
-        extra={"tpot_p50": _pct(np.asarray(tpots), 50), "tpot_p99": _pct(np.asarray(tpots), 99)},
+        extra={
+            "tpot_p50": _pct(np.asarray(tpots), 50),
+            "tpot_p99": _pct(np.asarray(tpots), 99),
+            "max_tbt_p50": _pct(np.array([t.max_gap for t in done]), 50),
+        },
     )

@@ -31,10 +31,6 @@ class RunResult:
     """(n_steps, 2) array of (step end time, KV usage ratio)."""
 
     @property
-    def median_tpot(self) -> float:
-        return self.metrics.extra["tpot_p50"]
-
-    @property
     def preemptions(self) -> int:
         return self.preemptions_recompute + self.preemptions_swap
 
@@ -91,7 +87,10 @@ def replay(
             if t.first_token is None:
                 t.first_token = end
             else:
-                gaps.append(end - last[k])
+                gap = end - last[k]
+                gaps.append(gap)
+                if gap > t.max_gap:
+                    t.max_gap = gap
             last[k] = end
             t.tokens_seen += 1
         for rid in res.finished:
