@@ -124,6 +124,13 @@ def test_contract_3_command_line_parses() -> None:
     assert (cfg.kv_tokens, cfg.max_model_len) == (97488, 4096)
 
 
+def test_simulated_engine_reads_only_exact_vllm_flags() -> None:
+    cfg = sim_config_from(
+        None, ["--block", "32", "--max-num-seqs=8", "--tensor-parallel-size", "2"]
+    )
+    assert (cfg.block_size, cfg.max_num_seqs) == (16, 8)  # no abbreviation matching
+
+
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -100,7 +100,7 @@ def split_extra(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 
 def sim_config_from(kv_tokens: int | None, extra: Sequence[str]) -> SimConfig:
     """Engine limits of the simulated engine from the same flags ``vllm serve`` would get."""
-    p = argparse.ArgumentParser(add_help=False)
+    p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     p.add_argument("--max-model-len", type=int)
     p.add_argument("--max-num-seqs", type=int)
     p.add_argument("--max-num-batched-tokens", type=int)
