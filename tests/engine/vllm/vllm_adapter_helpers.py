@@ -146,6 +146,7 @@ def make_engine(
     num_blocks: int = 41,
     max_num_seqs: int = 6,
     max_num_batched_tokens: int = 64,
+    kv_offload: bool = False,
 ) -> Engine:
     """A real vLLM scheduler of ``scheduler_cls`` on the tiny model, driven by the fake model."""
     from prometheus_client import CollectorRegistry
@@ -165,6 +166,7 @@ def make_engine(
         max_model_len=512,
         async_scheduling=asynchronous,
         additional_config={"sloserve": section} if section else {},
+        kv_offload=kv_offload,
     )
     sched = build_scheduler(scheduler_cls, build_vllm_config(spec), spec)
     clock = [0.0]

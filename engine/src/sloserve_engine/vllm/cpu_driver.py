@@ -20,14 +20,30 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from vllm.config import CacheConfig, DeviceConfig, ModelConfig, SchedulerConfig, VllmConfig
+from vllm.config import (
+    CacheConfig,
+    DeviceConfig,
+    KVTransferConfig,
+    ModelConfig,
+    SchedulerConfig,
+    VllmConfig,
+)
+from vllm.distributed.kv_transfer.kv_connector.v1.offloading.common import (
+    OffloadingConnectorMetadata,
+    OffloadingWorkerMetadata,
+)
 from vllm.sampling_params import SamplingParams
 from vllm.utils.hashing import sha256
 from vllm.v1.core.kv_cache_utils import get_request_block_hasher, init_none_hash
 from vllm.v1.core.sched.output import SchedulerOutput
 from vllm.v1.core.sched.scheduler import Scheduler
-from vllm.v1.kv_cache_interface import FullAttentionSpec, KVCacheConfig, KVCacheGroupSpec
-from vllm.v1.outputs import ModelRunnerOutput
+from vllm.v1.kv_cache_interface import (
+    FullAttentionSpec,
+    KVCacheConfig,
+    KVCacheGroupSpec,
+    KVCacheTensor,
+)
+from vllm.v1.outputs import KVConnectorOutput, ModelRunnerOutput
 from vllm.v1.request import Request
 from vllm.v1.structured_output import StructuredOutputManager
 
@@ -52,6 +68,8 @@ class CpuEngineSpec:
     enable_prefix_caching: bool = False
     additional_config: Mapping[str, Any] = field(default_factory=dict)
     """vLLM's ``additional_config`` (sloserve reads its ``"sloserve"`` section)."""
+    kv_offload: bool = False
+    """Attach vLLM's CPU KV offload connector (the "swap" path), offloading output KV too."""
 
 
 def build_vllm_config(spec: CpuEngineSpec) -> VllmConfig:
@@ -83,6 +101,12 @@ def build_vllm_config(spec: CpuEngineSpec) -> VllmConfig:
         additional_config=dict(spec.additional_config),
     )
     config.cache_config.num_gpu_blocks = spec.num_blocks
+    if spec.kv_offload:
+        config.kv_transfer_config = KVTransferConfig(
+            kv_connector="OffloadingConnector",
+            kv_role="kv_both",
+            kv_connector_extra_config={"cpu_bytes_to_use": 1 << 26, "offload_prompt_only": False},
+        )
     return config
 
 
@@ -90,17 +114,15 @@ def build_scheduler(
     scheduler_cls: type[Scheduler], config: VllmConfig, spec: CpuEngineSpec
 ) -> Scheduler:
     """Construct ``scheduler_cls`` exactly as ``EngineCore.__init__`` does, on a toy KV cache."""
+    attention = FullAttentionSpec(
+        block_size=spec.block_size, num_kv_heads=1, head_size=1, dtype=torch.float32
+    )
     kv_cache_config = KVCacheConfig(
         num_blocks=spec.num_blocks,
-        kv_cache_tensors=[],
-        kv_cache_groups=[
-            KVCacheGroupSpec(
-                ["layer"],
-                FullAttentionSpec(
-                    block_size=spec.block_size, num_kv_heads=1, head_size=1, dtype=torch.float32
-                ),
-            )
+        kv_cache_tensors=[
+            KVCacheTensor(size=spec.num_blocks * attention.page_size_bytes, shared_by=["layer"])
         ],
+        kv_cache_groups=[KVCacheGroupSpec(["layer"], attention)],
     )
     return scheduler_cls(
         vllm_config=config,
@@ -140,6 +162,21 @@ def make_request(
         pooling_params=None,
         arrival_time=arrival_time,
         block_hasher=get_request_block_hasher(block_size, sha256),
+    )
+
+
+def fake_offload_worker(output: SchedulerOutput) -> KVConnectorOutput | None:
+    """FAKE worker side of vLLM's CPU KV offload connector: every transfer completes in the
+    step that issued it (stores to host memory and loads back alike)."""
+    meta = output.kv_connector_metadata
+    if not isinstance(meta, OffloadingConnectorMetadata):
+        return None
+    jobs = {**meta.load_jobs, **meta.store_jobs}
+    if not jobs:
+        return None
+    return KVConnectorOutput(
+        finished_recving={job.req_id for job in meta.load_jobs.values()} or None,
+        kv_connector_worker_meta=OffloadingWorkerMetadata(completed_jobs=dict.fromkeys(jobs, 1)),
     )
 
 
@@ -213,6 +250,7 @@ class FakeModelDriver:
             req_ids=ids,
             req_id_to_index={rid: i for i, rid in enumerate(ids)},
             sampled_token_ids=sampled,
+            kv_connector_output=fake_offload_worker(output),
         )
 
     def _record(self, output: SchedulerOutput) -> StepRecord:
