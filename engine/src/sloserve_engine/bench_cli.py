@@ -62,7 +62,7 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="bench", required=True, metavar="{sim,speed,fit,gpu}")
+    sub = parser.add_subparsers(dest="bench", required=True, metavar="{sim,speed,fidelity,fit,gpu}")
     sim = sub.add_parser("sim", help="simulated rate sweep per policy")
     _add_engine_args(sim)
     sim.add_argument("--rates", type=_floats, default=[10.0, 16.0, 22.0])
@@ -76,6 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     speed.add_argument("--rate", type=float, default=16.0)
     speed.add_argument("--policies", type=_policies, default=list(POLICY_NAMES))
     speed.add_argument("--running", type=int, default=256, help="running requests for decisions")
+    fidelity = sub.add_parser("fidelity", help="simulated vllm policy vs the GPU baselines")
+    fidelity.add_argument("--profile", default="h200-llama-3.1-8b")
     from .sim import fit
 
     fit.add_arguments(sub.add_parser("fit", help="fit the step-time cost model to GPU logs"))
@@ -213,8 +215,38 @@ def _run_speed(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _run_fidelity(args: argparse.Namespace, console: Console) -> int:
+    from .sim import load_profile
+    from .sim.fidelity import REFERENCE, compare
+
+    profile = load_profile(args.profile)
+    table = Table(title="simulated vllm policy vs H200 baselines (gpu/README.md)")
+    for col in ("scheduling", "rate", "metric", "GPU", "sim", "error", "tolerance", ""):
+        table.add_column(col, justify="right")
+    failed = 0
+    for scheduling, rate in sorted(REFERENCE):
+        for c in compare(scheduling, rate, profile):
+            failed += not c.ok
+            tol = "-" if math.isinf(c.tolerance) else f"{c.tolerance:.0%}"
+            table.add_row(
+                scheduling,
+                f"{rate:g}",
+                c.metric,
+                f"{c.gpu:.4g}",
+                f"{c.sim:.4g}",
+                f"{c.rel_error:+.1%}",
+                tol,
+                "ok" if c.ok else "[red]off[/red]",
+            )
+    console.print(table)
+    console.print(f"{failed} comparisons outside tolerance")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     console = Console()
+    if args.bench == "fidelity":
+        return _run_fidelity(args, console)
     if args.bench == "sim":
         return _run_sim(args, console)
     if args.bench == "speed":
