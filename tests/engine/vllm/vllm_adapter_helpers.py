@@ -172,5 +172,5 @@ def make_engine(
     clock = [0.0]
     if isinstance(sched, SLOSchedulerMixin):
         sched.sloserve_clock = lambda: clock[0]
-        sched.sloserve_metrics = EngineMetrics(CollectorRegistry())
+        sched.use_metrics(EngineMetrics(CollectorRegistry()))
     return Engine(FakeModelDriver(sched, depth=2 if asynchronous else 1), spec, clock)

@@ -105,6 +105,7 @@ class SLOSchedulerMixin(_Base):
         self._sl_recompute_ids: set[str] = set()
         self._sl_step_preempted: dict[PreemptionMode, int] = {}
         self._sl_now = 0.0
+        self._sl_admit_views: list[RequestView] = []
         self._sl_base_budget: int = self.max_num_scheduled_tokens
         self._sl_base_threshold: int = self.scheduler_config.long_prefill_token_threshold
         self._sl_offload_prompt_only = self._offload_prompt_only()
@@ -149,6 +150,11 @@ class SLOSchedulerMixin(_Base):
             self._sl_policy.set_knobs(knobs.to_policy_knobs())
         self._sl_knobs = knobs
         self._published(knobs)
+
+    def use_metrics(self, metrics: EngineMetrics) -> None:
+        """Report to ``metrics`` from now on (tests and embedders with their own registry)."""
+        self.sloserve_metrics = metrics
+        metrics.set_knobs_revision(self._sl_knobs.revision())
 
     def _make_policy(self, knobs: Knobs) -> Policy:
         return make_policy(knobs.policy, knobs.to_policy_knobs(), self._sl_cost_model)
@@ -251,6 +257,7 @@ class SLOSchedulerMixin(_Base):
         plan = self._sl_policy.plan(snapshot)
         self._sl_now = now
         self._sl_step_preempted = {}
+        self._sl_admit_views = []
         self._order_running(plan.running_order)
         held = self._hold_back(plan.admit_order)
         self.max_num_scheduled_tokens = max(0, min(plan.token_budget, self._sl_base_budget))
@@ -377,12 +384,20 @@ class SLOSchedulerMixin(_Base):
         self.connector.get_num_new_matched_tokens = gated_match  # type: ignore[method-assign]
 
     def _admission_allowed(self, request: Request) -> bool:
+        """Ask ``can_admit``; running views are built once per step, then extended.
+
+        Within a step ``self.running`` only grows (admissions append), so the
+        views of earlier entries are reused: O(running) per step, not per
+        admission attempt.
+        """
+        views = self._sl_admit_views
+        views.extend(self._view(r) for r in self.running[len(views) :])
         pool = self.kv_cache_manager.block_pool
         allowed = self._sl_policy.can_admit(
             free_blocks=pool.get_num_free_blocks(),
             total_blocks=pool.num_gpu_blocks - 1,
             block_size=self.block_size,
-            running=[self._view(r) for r in self.running],
+            running=tuple(views),
             candidate=self._view(request),
             now=self._sl_now,
         )

@@ -1,0 +1,61 @@
+"""The scheduler reports every step and every finished request through EngineMetrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("vllm", reason="vLLM 0.26.0 (the [engine] extra) is not installed")
+
+from prometheus_client import CollectorRegistry
+from vllm_adapter_helpers import make_engine, pressure_workload
+
+from sloserve_engine.knobs import Knobs
+from sloserve_engine.server.metrics import EngineMetrics
+from sloserve_engine.vllm.scheduler import SLOScheduler
+
+pytestmark = pytest.mark.vllm
+
+
+def test_metrics_follow_the_scheduler(tiny_model_dir: Path) -> None:
+    engine = make_engine(SLOScheduler, tiny_model_dir, asynchronous=True, knobs={"policy": "vllm"})
+    registry = CollectorRegistry()
+    sched = engine.scheduler
+    sched.use_metrics(EngineMetrics(registry))
+    running_seen: list[float] = []
+
+    def sample(step: int) -> None:
+        running_seen.append(
+            sum(
+                registry.get_sample_value(
+                    "sloserve_queue_length", {"queue": "running", "slo_class": c}
+                )
+                or 0.0
+                for c in ("interactive", "batch")
+            )
+        )
+
+    workload = pressure_workload()
+    engine.run(workload, before_step=sample)
+
+    def value(name: str, **labels: str) -> float:
+        got = registry.get_sample_value(name, labels)
+        assert got is not None, name
+        return got
+
+    stats = sched.sloserve_stats
+    assert value("sloserve_knobs_revision") == Knobs(policy="vllm").revision()
+    assert value("sloserve_preemptions_total", mode="recompute") == stats.preemptions["recompute"]
+    assert value("sloserve_preemptions_total", mode="swap") == 0
+    finished = sum(
+        value("sloserve_requests_finished_total", slo_class=c, attained=a)
+        for c in ("interactive", "batch")
+        for a in ("true", "false")
+    )
+    assert finished == len(workload)
+    assert value("sloserve_predictor_abs_error_tokens_count") == len(workload)
+    assert value("sloserve_chunk_tokens") == 64
+    assert 0.0 <= value("sloserve_kv_usage_ratio") <= 1.0
+    assert max(running_seen) == 6, "running queue reached max_num_seqs under pressure"
+    assert value("sloserve_slo_attainment_ratio", kind="both") <= 1.0
