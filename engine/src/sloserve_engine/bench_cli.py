@@ -177,7 +177,9 @@ def _run_sim(args: argparse.Namespace, console: Console) -> int:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         console.print(f"wrote {args.json}")
     if args.plots is not None:
-        for path in write_plots(report, args.plots):
+        top = max(args.rates)
+        kv = {f"{r.policy} @ {r.rate:g}": r.result.kv_usage for r in runs if r.rate == top}
+        for path in write_plots(report, args.plots, kv):
             console.print(f"wrote {path}")
     return 0
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -20,8 +22,15 @@ def _by_policy(report: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def write_plots(report: dict[str, Any], out_dir: Path, prefix: str = "sim") -> list[Path]:
-    """Write ``<prefix>_latency.png`` and ``<prefix>_attainment.png``; return their paths."""
+def write_plots(
+    report: dict[str, Any],
+    out_dir: Path,
+    kv_usage: Mapping[str, np.ndarray] | None = None,
+) -> list[Path]:
+    """Write ``sim_<trace>_<scheduling>_{latency,attainment,kv}.png``; return their paths.
+
+    ``kv_usage`` maps a label (policy @ rate) to its (time, KV usage) series.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     by_policy = _by_policy(report)
     bound = report["capacity_bound"]
@@ -29,6 +38,7 @@ def write_plots(report: dict[str, Any], out_dir: Path, prefix: str = "sim") -> l
     title = (
         f"{cfg['trace']}, {cfg['requests']} req, {cfg['kv_tokens']} KV tokens, {cfg['scheduling']}"
     )
+    prefix = f"sim_{cfg['trace']}_{cfg['scheduling']}"
     paths: list[Path] = []
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -77,4 +87,16 @@ def write_plots(report: dict[str, Any], out_dir: Path, prefix: str = "sim") -> l
     paths.append(out_dir / f"{prefix}_attainment.png")
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
+
+    if kv_usage:
+        fig, ax = plt.subplots(figsize=(8, 3.5))
+        for label, series in kv_usage.items():
+            ax.plot(series[:, 0], series[:, 1], lw=0.7, label=label)
+        ax.set(xlabel="time (s)", ylabel="KV usage", ylim=(0, 1.02), title=title)
+        ax.title.set_fontsize(8)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        paths.append(out_dir / f"{prefix}_kv.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
     return paths

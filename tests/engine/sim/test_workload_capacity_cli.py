@@ -1,0 +1,143 @@
+"""Workloads, the capacity bound, metrics and the ``sloserve bench`` command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sloserve_engine.bench_cli import add_arguments, run
+from sloserve_engine.policy.vllm_fcfs import VllmFcfsPolicy
+from sloserve_engine.sim import SimConfig, load_profile
+from sloserve_engine.sim.capacity import capacity_bound
+from sloserve_engine.sim.metrics import SLO, RequestTiming, summarize
+from sloserve_engine.sim.runner import replay
+from sloserve_engine.sim.sweep import max_rates
+from sloserve_engine.sim.workload import WorkloadSpec, build_workload
+
+
+def test_azure_conv_matches_the_gpu_baseline_replay() -> None:
+    reqs = build_workload(WorkloadSpec(rate=16))
+    assert len(reqs) == 1500
+    # gpu/README.md baseline: req_on16.csv starts 0.0000 / 1.3068 with (374, 44), (396, 109)
+    assert reqs[1].arrival == pytest.approx(1.3068, abs=1e-4)
+    assert (reqs[0].prompt_tokens, reqs[0].output_tokens) == (374, 44)
+    assert reqs[-1].arrival == pytest.approx(1500 / 16)
+    assert max(r.prompt_tokens for r in reqs) <= 7000
+    assert max(r.output_tokens for r in reqs) <= 1000
+
+
+@pytest.mark.parametrize("arrival", ["poisson", "gamma"])
+def test_synthetic_arrivals_hit_the_rate(arrival: str) -> None:
+    spec = WorkloadSpec(trace="sharegpt", requests=4000, rate=8, arrival=arrival, gamma_cv=3)  # type: ignore[arg-type]
+    t = np.array([r.arrival for r in build_workload(spec)])
+    gaps = np.diff(t)
+    assert 1 / gaps.mean() == pytest.approx(8, rel=0.1)
+    cv = gaps.std() / gaps.mean()
+    assert cv == pytest.approx(1.0 if arrival == "poisson" else 3.0, rel=0.2)
+
+
+def test_bad_workloads_are_rejected() -> None:
+    with pytest.raises(ValueError, match="no timestamps"):
+        WorkloadSpec(trace="sharegpt", arrival="trace")
+    with pytest.raises(ValueError, match="unknown trace"):
+        WorkloadSpec(trace="nope")
+
+
+def test_capacity_bound_is_above_what_the_simulator_sustains() -> None:
+    profile = load_profile()
+    for scheduling in ("sync", "async"):
+        config = SimConfig(scheduling=scheduling)  # type: ignore[arg-type]
+        bound = capacity_bound(build_workload(WorkloadSpec(rate=40)), profile, config)
+        result = replay(
+            build_workload(WorkloadSpec(rate=40, requests=600)),
+            VllmFcfsPolicy(),
+            profile,
+            config,
+            SLO(),
+        )
+        served = result.metrics.completed / result.metrics.makespan
+        assert served < bound.rate < 1.6 * served
+
+
+def test_attainment_counts_ttft_and_mean_tpot() -> None:
+    timings = [
+        RequestTiming(0.0, 11, first_token=0.5, finish=0.5 + 10 * 0.09),  # attains
+        RequestTiming(0.0, 11, first_token=1.5, finish=1.6),  # TTFT too long
+        RequestTiming(0.0, 11, first_token=0.1, finish=0.1 + 10 * 0.11),  # TPOT too long
+        RequestTiming(0.0, 5),  # never finished: counts against attainment
+    ]
+    m = summarize(timings, np.array([0.05, 0.2]), SLO(1.0, 0.1))
+    assert m.completed == 3 and m.requests == 4
+    assert m.slo_attainment == pytest.approx(0.25)
+    assert m.stall_rate == pytest.approx(0.5)
+
+
+def test_bench_sim_writes_json_and_plots(tmp_path: Path) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    out = tmp_path / "out.json"
+    args = parser.parse_args(
+        [
+            "sim",
+            "--requests",
+            "80",
+            "--rates",
+            "4,400",
+            "--kv-tokens",
+            "8000",
+            "--policies",
+            "vllm",
+            "--json",
+            str(out),
+            "--plots",
+            str(tmp_path),
+        ]
+    )
+    assert run(args) == 0
+    report = json.loads(out.read_text())
+    keys = {
+        "policy",
+        "rate",
+        "requests",
+        "completed",
+        "ttft_p50",
+        "ttft_p90",
+        "ttft_p99",
+        "tbt_p50",
+        "tbt_p99",
+        "slo_attainment",
+        "preemptions",
+    }
+    assert all(keys <= set(r) for r in report["runs"])
+    assert [r["completed"] for r in report["runs"]] == [80, 80]
+    assert report["max_rate"]["vllm"] == 4.0
+    assert report["capacity_bound"] > 0
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [
+        "sim_azure-conv_async_attainment.png",
+        "sim_azure-conv_async_kv.png",
+        "sim_azure-conv_async_latency.png",
+    ]
+
+
+def test_bench_rejects_unknown_policies() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["sim", "--policies", "fastest"])
+
+
+def test_max_rate_is_the_highest_attaining_rate() -> None:
+    class R:
+        def __init__(self, policy: str, rate: float, att: float) -> None:
+            self.policy, self.rate = policy, rate
+            self.result = type("X", (), {"metrics": type("M", (), {"slo_attainment": att})})
+
+    runs = [R("a", 10, 0.95), R("a", 16, 0.91), R("a", 22, 0.2), R("b", 10, 0.5)]
+    assert max_rates(runs) == {"a": 16, "b": None}  # type: ignore[arg-type]
