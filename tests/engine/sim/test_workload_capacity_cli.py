@@ -49,7 +49,7 @@ def test_bad_workloads_are_rejected() -> None:
 def test_capacity_bound_is_above_what_the_simulator_sustains() -> None:
     profile = load_profile()
     for scheduling in ("sync", "async"):
-        config = SimConfig(scheduling=scheduling)  # type: ignore[arg-type]
+        config = SimConfig(scheduling=scheduling)
         bound = capacity_bound(build_workload(WorkloadSpec(rate=40)), profile, config)
         result = replay(
             build_workload(WorkloadSpec(rate=40, requests=600)),
