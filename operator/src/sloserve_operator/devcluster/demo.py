@@ -34,6 +34,7 @@ from sloserve_operator.devcluster.processes import (
     ManagedProcess,
     PortInUseError,
     ProcessFailedError,
+    free_port,
 )
 from sloserve_operator.devcluster.testenv import (
     REPO_ROOT,
@@ -58,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=REPO_ROOT / "docs/examples/llmservice.yaml",
         help="LLMService manifest to apply",
+    )
+    parser.add_argument(
+        "--crds", type=Path, default=REPO_ROOT / "crds", help="CRD manifests to install"
     )
     parser.add_argument("--namespace", default="sloserve-demo", help="namespace of the demo")
     parser.add_argument(
@@ -166,8 +170,7 @@ def render_status(
 # ---------------------------------------------------------------- effects
 
 
-def install_crds(cluster: DevCluster) -> None:
-    crds = REPO_ROOT / "crds"
+def install_crds(cluster: DevCluster, crds: Path) -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(crds))
     cluster.kubectl(
         "wait", "--for=condition=Established", "crd/llmservices.sloserve.io", "--timeout=60s"
@@ -175,12 +178,25 @@ def install_crds(cluster: DevCluster) -> None:
 
 
 @contextlib.contextmanager
-def operator_process(cluster: DevCluster) -> Iterator[ManagedProcess]:
+def operator_process(cluster: DevCluster, namespace: str) -> Iterator[ManagedProcess]:
     """The operator as its own process, exactly as `sloserve operator` runs it."""
     cp = cluster.control_plane
+    argv = [
+        sys.executable,
+        "-m",
+        "sloserve_operator.cli",
+        "operator",
+        "--standalone",
+        "--namespace",
+        namespace,
+        "--metrics-port",
+        str(free_port()),
+        "--liveness-port",
+        "0",
+    ]
     proc = ManagedProcess(
         "operator",
-        [sys.executable, "-m", "sloserve_operator.cli", "operator"],
+        argv,
         cp.logs_dir / "operator.log",
         env=cp.env(),
         cwd=REPO_ROOT,
@@ -275,9 +291,9 @@ def _run_demo(args: argparse.Namespace, config_problems: list[str]) -> int:
             )
             return 0
         with ProcessKubelet(cp.server, cp.pki, cp.workdir / "pods") as kubelet:
-            install_crds(cluster)
+            install_crds(cluster, args.crds)
             cluster.kubectl("create", "namespace", args.namespace)
-            with operator_process(cluster):
+            with operator_process(cluster, args.namespace):
                 cluster.kubectl("apply", "-n", args.namespace, "-f", str(args.example))
                 name = manifest["metadata"]["name"]
                 model = (

@@ -35,7 +35,9 @@ HOST_FLAGS = ("--host", "--bind")
 PYTHON_EXECUTABLES = ("python", "python3", sys.executable)
 MAX_GRACE_S = 10.0
 MAX_RESTART_BACKOFF_S = 30.0
-WATCH_TIMEOUT_S = 10
+WATCH_TIMEOUT_S = 2
+"""Short watches (resumed from the last resourceVersion) let stop() return promptly and never
+leave a watch open that would hold up the apiserver's own shutdown."""
 
 
 def default_engine_argv() -> list[str]:
@@ -307,8 +309,7 @@ class ProcessKubelet:
         self._stop.set()
         self._changed.set()
         for thread in self._threads:
-            if thread.name.endswith("-run"):
-                thread.join()
+            thread.join(timeout=WATCH_TIMEOUT_S + 10.0)
         with self._lock:
             for pod in self.pods.values():
                 self._stop_process(pod)
