@@ -69,7 +69,12 @@ CASES = {
     "slo collapse bounded by step (+max(4, current))": Case(
         obs(1, pods(0.8, att=0.0)), 5, Reason.SCALE_UP_SLO_FAST
     ),
-    "larger signal wins: kv over slo": Case(obs(1, pods(3.0, att=0.9)), 4, Reason.SCALE_UP_KV),
+    "larger signal wins: kv over slo": Case(
+        obs(8, pods(*[1.0] * 8, att=0.94)), 10, Reason.SCALE_UP_KV
+    ),
+    "backlog beyond a full cache is capped: +25 % not 6x": Case(
+        obs(1, pods(5.0, att=None)), 2, Reason.SCALE_UP_KV
+    ),
     "capped at max replicas": Case(obs(9, pods(*[2.0] * 9)), 10, Reason.TO_MAX_REPLICAS),
     "never below min replicas": Case(
         obs(2, pods(0.0, 0.0, att=None)), 2, Reason.STEADY, Policy(min_replicas=2)
@@ -94,7 +99,7 @@ CASES = {
         obs(2, pods(2.0, 2.0), rollout_in_progress=True), 2, Reason.ROLLOUT
     ),
     "pending pods (no GPU): no further scale-up": Case(
-        obs(3, pods(2.0, 2.0), ready=2, pending_replicas=1), 3, Reason.PENDING
+        obs(6, pods(*[1.0] * 5), ready=5, pending_replicas=1), 6, Reason.PENDING
     ),
     "pending pods do not block a scale-down": Case(
         obs(3, pods(0.1, 0.1), ready=2, pending_replicas=1), 2, Reason.SCALE_DOWN_KV
@@ -112,9 +117,9 @@ def test_decision_table(case: Case) -> None:
 
 
 def test_message_carries_inputs_and_result() -> None:
-    d = decide(POLICY, obs(2, pods(1.2, 1.0, att=0.9)))
+    d = decide(POLICY, obs(2, pods(0.9, 0.8, att=0.9)))
     assert d.message.startswith("ScaleUpSLO: desired=3")
-    for part in ("kvPressure=1.100", "kvDesired=3", "attainment=0.900", "sloDesired=3", "pods=2"):
+    for part in ("kvPressure=0.850", "kvDesired=2", "attainment=0.900", "sloDesired=3", "pods=2"):
         assert part in d.message
 
 
@@ -165,6 +170,17 @@ def test_scale_down_waits_for_the_down_window() -> None:
     first_down = next(t for (t, _), d in zip(steps, ds, strict=True) if d.desired_replicas < 3)
     assert first_down == 65  # the steady recommendation at t=0 leaves the window after 60 s
     assert ds[1].reason is Reason.STABILIZING
+
+
+def test_slo_signal_settles_after_a_scale_up() -> None:
+    """The 60 s attainment window still shows the old failures: no second SLO step at once."""
+    policy = Policy(slo_settle_s=30, scale_up_stabilization_s=0)
+    first = decide(policy, obs(1, pods(0.8, att=0.5), now=0.0))
+    assert (first.desired_replicas, first.reason) == (2, Reason.SCALE_UP_SLO_FAST)
+    again = decide(policy, obs(2, pods(0.4, 0.4, att=0.5), now=20.0), first.history)
+    assert (again.desired_replicas, again.signals.slo_desired) == (2, 2)
+    later = decide(policy, obs(2, pods(0.4, 0.4, att=0.5), now=31.0), first.history)
+    assert (later.desired_replicas, later.reason) == (4, Reason.SCALE_UP_SLO_FAST)
 
 
 def test_slo_pressure_ceiling_blocks_the_2_to_1_scale_down() -> None:

@@ -78,8 +78,10 @@ BODY = {"metadata": {"name": "chat", "namespace": "ns", "uid": "u-1"}}
 
 
 def evaluation(current: int, kv: float, pending: int = 0) -> Evaluation:
+    ready = current - pending
     state = ServiceState("ns", "chat", current, (), pending_replicas=pending)
-    obs = Observation(0.0, current, current, pending, False, [PodSample("p", kv, 0.99, 5.0)])
+    samples = [PodSample(f"p{i}", kv, 0.99, 5.0) for i in range(ready)]
+    obs = Observation(0.0, current, ready, pending, False, samples)
     return Evaluation(state, Scrape((), {"gone": "timed out after 2s"}), decide(Policy(), obs))
 
 
@@ -89,22 +91,22 @@ def test_scaling_writes_a_valid_last_scale_and_an_event() -> None:
     patch = status_patch(ev, NOW)
     api.LLMServiceStatus.model_validate(patch["status"])
     last = patch["status"]["lastScale"]
-    assert (last["from"], last["to"], last["reason"]) == (1, 3, "ScaleUpKVPressure")
+    assert (last["from"], last["to"], last["reason"]) == (1, 2, "ScaleUpKVPressure")
     assert last["time"] == "2026-01-02T03:04:05Z"
     event = event_body(BODY, ev, NOW)
     assert event["involvedObject"]["kind"] == "LLMService"
     assert event["type"] == "Normal"
-    assert "kvDesired=3" in event["message"]
+    assert "kvDesired=2" in event["message"]
     assert "scrapeFailures=[gone: timed out after 2s]" in event["message"]
 
 
 def test_pending_hold_is_a_warning_event_once() -> None:
-    ev = evaluation(3, 2.0, pending=2)
+    ev = evaluation(6, 2.0, pending=1)
     assert ev.decision.reason is Reason.PENDING and not ev.scales
     assert event_worthy(ev, None) and not event_worthy(ev, Reason.PENDING)
     event = event_body(BODY, ev, NOW)
     assert event["type"] == "Warning"
-    assert event["message"].startswith("not scaling beyond 3: 2 pod(s) pending (no free GPU).")
+    assert event["message"].startswith("not scaling beyond 6: 1 pod(s) pending (no free GPU).")
     assert "lastScale" not in status_patch(ev, NOW)["status"]
 
 

@@ -34,7 +34,7 @@ def test_record_and_forget() -> None:
     m.record("ns", "chat", policy, d, pending=2, scrape_failures=1)
     labels = {"namespace": "ns", "llmservice": "chat"}
     get = registry.get_sample_value
-    assert get("sloserve_operator_desired_replicas", labels) == 3
+    assert get("sloserve_operator_desired_replicas", labels) == 2
     assert get("sloserve_operator_scale_decisions_total", {**labels, "reason": d.reason}) == 2
     assert get("sloserve_operator_pending_replicas", labels) == 2
     assert get("sloserve_operator_metrics_scrape_failures_total", labels) == 2

@@ -14,6 +14,7 @@ import asyncio
 import itertools
 import json
 import math
+import signal
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -211,6 +212,8 @@ def controllers(spec: api.LLMServiceSpec) -> dict[str, Callable[[Callable[[], fl
 
 
 def run(args: argparse.Namespace) -> int:
+    # SIGTERM unwinds like Ctrl-C, so the fleet's engine processes are stopped on the way out.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     console = Console()
     args.out.mkdir(parents=True, exist_ok=True)
     spec = default_spec()

@@ -83,6 +83,13 @@ class Policy:
     """At most this many replicas added per decision (or doubling, whichever is more)."""
     scale_down_max_step: int = 1
     """At most this many replicas removed per decision."""
+    kv_pressure_cap: float = 1.0
+    """Per-pod pressure counts at most this much. A backlog queued on one pod does not move to
+    new pods, so pressure beyond a full cache measures waiting time, which the SLO signal
+    judges; uncapped, a deep queue would ask for many replicas that it cannot use."""
+    slo_settle_s: float = 30.0
+    """After a scale-up the SLO signal waits this long before asking for more: attainment is
+    measured over a sliding window and lags the replicas just added."""
     metric_max_age_s: float = 30.0
     """Samples older than this count as missing: an old number is worse than none."""
     slo_ceiling_memory_s: float = 1800.0
@@ -145,6 +152,7 @@ class History:
     recommendations: tuple[tuple[float, int], ...] = ()
     slo_ceilings: tuple[tuple[float, float], ...] = ()
     """(time, mean per-pod KV pressure) observed while attainment was below target."""
+    last_scale_up: float | None = None
 
 
 @dataclass(frozen=True)
@@ -192,7 +200,9 @@ def decide(policy: Policy, obs: Observation, history: History = History()) -> De
     current = obs.current_replicas
     fresh = [s for s in obs.samples if s.age_s <= policy.metric_max_age_s]
     kv = [
-        s.kv_pressure for s in fresh if s.kv_pressure is not None and math.isfinite(s.kv_pressure)
+        min(s.kv_pressure, policy.kv_pressure_cap)
+        for s in fresh
+        if s.kv_pressure is not None and math.isfinite(s.kv_pressure)
     ]
     weighted = [
         (s.attainment, s.finished_requests)
@@ -206,7 +216,9 @@ def decide(policy: Policy, obs: Observation, history: History = History()) -> De
 
     kv_demand = _kv_demand(kv, ready, policy.kv_pressure_target)
     kv_desired = _kv_desired(policy, kv_demand, ready, current)
-    slo_desired, fast = _slo_desired(policy, attainment, ready, current)
+    last_up = history.last_scale_up
+    settling = last_up is not None and obs.now - last_up < policy.slo_settle_s
+    slo_desired, fast = _slo_desired(policy, attainment, ready, current, settling)
     candidates = [d for d in (kv_desired, slo_desired) if d is not None]
 
     ceilings = tuple(
@@ -233,11 +245,18 @@ def decide(policy: Policy, obs: Observation, history: History = History()) -> De
         target = min(max(current, policy.min_replicas), policy.max_replicas)
         reason = Reason.TO_MIN_REPLICAS if target > current else Reason.TO_MAX_REPLICAS
         recs = (*_window(history.recommendations, obs.now, _horizon(policy)), (obs.now, target))
-        return _hold(target, reason, replace(signals, recommendation=target), recs, ceilings)
+        return _hold(
+            target, reason, replace(signals, recommendation=target), recs, ceilings, last_up
+        )
     if not candidates:
         recs = _window(history.recommendations, obs.now, _horizon(policy))
         return _hold(
-            current, Reason.NO_METRICS, replace(signals, recommendation=current), recs, ceilings
+            current,
+            Reason.NO_METRICS,
+            replace(signals, recommendation=current),
+            recs,
+            ceilings,
+            last_up,
         )
 
     raw = max(candidates)
@@ -266,11 +285,12 @@ def decide(policy: Policy, obs: Observation, history: History = History()) -> De
     signals = replace(signals, recommendation=raw)
 
     if obs.rollout_in_progress and desired != current:
-        return _hold(current, Reason.ROLLOUT, signals, recs, ceilings)
+        return _hold(current, Reason.ROLLOUT, signals, recs, ceilings, last_up)
     if desired > current and obs.pending_replicas > 0:
-        return _hold(current, Reason.PENDING, signals, recs, ceilings)
+        return _hold(current, Reason.PENDING, signals, recs, ceilings, last_up)
     if desired > current:
         reason = _up_reason(policy, desired, kv_desired, slo_desired, fast)
+        last_up = obs.now
     elif desired < current:
         reason = Reason.SCALE_DOWN_KV
     elif blocked_by_ceiling:
@@ -279,7 +299,7 @@ def decide(policy: Policy, obs: Observation, history: History = History()) -> De
         reason = Reason.STABILIZING
     else:
         reason = Reason.STEADY
-    return _hold(desired, reason, signals, recs, ceilings)
+    return _hold(desired, reason, signals, recs, ceilings, last_up)
 
 
 def _remember(
@@ -311,7 +331,7 @@ def _kv_desired(policy: Policy, demand: float | None, ready: int, current: int) 
 
 
 def _slo_desired(
-    policy: Policy, attainment: float | None, ready: int, current: int
+    policy: Policy, attainment: float | None, ready: int, current: int, settling: bool
 ) -> tuple[int | None, bool]:
     """``ceil(ready * target / attainment)`` while attainment is below target.
 
@@ -323,9 +343,9 @@ def _slo_desired(
     if attainment is None or attainment >= policy.slo_attainment_target:
         return None, False
     fast = attainment < policy.slo_attainment_target - policy.fast_path_attainment_drop
-    if ready < current:
-        # Replicas already asked for are still starting: judge them once they serve, or the
-        # lagging attainment window compounds one scale-up into several.
+    if ready < current or settling:
+        # Replicas just asked for are starting or have served only briefly: judge them once
+        # the lagging attainment window has seen them, or one scale-up compounds into several.
         return current, fast
     desired = math.ceil(ready * policy.slo_attainment_target / max(attainment, 0.05) - 1e-9)
     return max(desired, current + 1), fast
@@ -357,5 +377,6 @@ def _hold(
     signals: Signals,
     recs: tuple[tuple[float, int], ...],
     ceilings: tuple[tuple[float, float], ...],
+    last_up: float | None,
 ) -> Decision:
-    return Decision(desired, reason, signals, History(recs, ceilings))
+    return Decision(desired, reason, signals, History(recs, ceilings, last_up))
