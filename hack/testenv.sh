@@ -67,10 +67,11 @@ fi
 
 log "cache $PREFIX is $problem; building $VERSIONS"
 rm -f "$MARKER" "$PREFIX/kwok-stages.yaml"
+rm -rf "$PREFIX"/.build.*  # scratch of a killed build (we hold the lock: nobody else uses it)
 mkdir -p "$BIN"
 export CGO_ENABLED=0 GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 NICE=(nice -n "${TESTENV_NICE:-10}")
-WORK=$(mktemp -d "$CACHE_ROOT/.build.XXXXXX")
+WORK=$(mktemp -d "$PREFIX/.build.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 START=$SECONDS
 

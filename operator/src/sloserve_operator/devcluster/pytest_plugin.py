@@ -24,6 +24,7 @@ from sloserve_operator.devcluster.kubelet import ProcessKubelet
 from sloserve_operator.devcluster.testenv import Testenv, TestenvMissingError, find_testenv
 
 LOG_PATHS = pytest.StashKey[list[Path]]()
+KUBELET_DIR = pytest.StashKey[Path]()
 
 
 def require_testenv() -> Testenv:
@@ -62,8 +63,11 @@ def namespace(k8s: DevCluster) -> Iterator[str]:
 
 
 @pytest.fixture
-def kubelet(k8s: DevCluster, tmp_path: Path) -> Iterator[ProcessKubelet]:
+def kubelet(
+    request: pytest.FixtureRequest, k8s: DevCluster, tmp_path: Path
+) -> Iterator[ProcessKubelet]:
     cp = k8s.control_plane
+    request.node.stash[KUBELET_DIR] = tmp_path / "kubelet"
     with ProcessKubelet(cp.server, cp.pki, tmp_path / "kubelet") as kubelet:
         yield kubelet
 
@@ -76,5 +80,8 @@ def pytest_runtest_makereport(
     report = yield
     paths = item.config.stash.get(LOG_PATHS, [])
     if report.failed and paths and "k8s" in getattr(item, "fixturenames", ()):
-        report.sections.append(("control-plane logs", "\n".join(str(p) for p in paths)))
+        lines = [str(p) for p in paths]
+        if KUBELET_DIR in item.stash:
+            lines.append(f"{item.stash[KUBELET_DIR]}/<namespace>_<pod>_<uid>/container.log")
+        report.sections.append(("control-plane logs", "\n".join(lines)))
     return report
