@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -111,3 +113,23 @@ def test_pod_requesting_more_gpus_than_any_node_stays_pending_with_reason(
     assert found["pod"]["status"]["phase"] == "Pending"
     assert f"Insufficient {GPU_RESOURCE}" in found["condition"]["message"]
     assert "nodeName" not in found["pod"]["spec"]
+
+
+def test_helm_installs_a_chart_and_waits_for_ready_pods(
+    k8s: DevCluster, namespace: str, tmp_path: Path
+) -> None:
+    helm = str(k8s.control_plane.testenv.binary("helm"))
+    env = {**k8s.control_plane.env(), "HOME": str(tmp_path)}  # helm's config and cache dirs
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([helm, *args], env=env, capture_output=True, text=True, check=False)
+
+    chart = tmp_path / "hello"
+    assert run("create", str(chart)).returncode == 0
+    (chart / "Chart.yaml").write_text(
+        (chart / "Chart.yaml").read_text() + 'kubeVersion: ">=1.36.0-0"\n'
+    )
+    result = run("install", "hello", str(chart), "-n", namespace, "--wait", "--timeout", "90s")
+    assert result.returncode == 0, result.stderr
+    status = run("status", "hello", "-n", namespace)
+    assert "STATUS: deployed" in status.stdout
