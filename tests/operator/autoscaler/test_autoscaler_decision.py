@@ -101,6 +101,9 @@ CASES = {
     "pending pods (no GPU): no further scale-up": Case(
         obs(6, pods(*[1.0] * 5), ready=5, pending_replicas=1), 6, Reason.PENDING
     ),
+    "pending pods while the asked-for size is still wanted: said so": Case(
+        obs(3, pods(1.0, 1.0), ready=2, pending_replicas=1), 3, Reason.PENDING
+    ),
     "pending pods do not block a scale-down": Case(
         obs(3, pods(0.1, 0.1), ready=2, pending_replicas=1), 2, Reason.SCALE_DOWN_KV
     ),

@@ -286,7 +286,9 @@ def decide(policy: Policy, obs: Observation, history: History = History()) -> De
 
     if obs.rollout_in_progress and desired != current:
         return _hold(current, Reason.ROLLOUT, signals, recs, ceilings, last_up)
-    if desired > current and obs.pending_replicas > 0:
+    if obs.pending_replicas > 0 and desired >= current and raw >= current:
+        # The replicas asked for do not all fit: say so rather than "Steady", and never ask
+        # for more (a scale-down still goes ahead and removes pending pods first).
         return _hold(current, Reason.PENDING, signals, recs, ceilings, last_up)
     if desired > current:
         reason = _up_reason(policy, desired, kv_desired, slo_desired, fast)
