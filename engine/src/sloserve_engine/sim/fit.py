@@ -28,7 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from ..policy.costmodel import SCHEMA
+from ..policy.costmodel import (
+    DEFAULT_PCIE_BYTES_PER_S,
+    LLAMA_3_1_8B_BF16_KV_BYTES_PER_TOKEN,
+    SCHEMA,
+)
 from .costmodel import DEFAULT_PROFILE, profile_path
 
 FEATURES = ("prefill_tokens", "prefill_ctx_sum", "n_decode", "decode_ctx_sum")
@@ -104,6 +108,12 @@ def fit_profile(log: StepLog, gpu: str, model: str) -> dict[str, Any]:
         "model": model,
         "coefficients": {k: float(v) for k, v in zip(COEFFICIENT_KEYS, coef, strict=True)},
         "cpu": {"per_step_s": float(gcoef[0]), "per_request_s": float(gcoef[1])},
+        # Swap path: not in the step logs; Llama-3.1-8B bf16 KV size and PCIe Gen5 x16.
+        "kv": {
+            "bytes_per_token": LLAMA_3_1_8B_BF16_KV_BYTES_PER_TOKEN,
+            "d2h_bytes_per_s": DEFAULT_PCIE_BYTES_PER_S,
+            "h2d_bytes_per_s": DEFAULT_PCIE_BYTES_PER_S,
+        },
         "fit": {
             "n_steps": len(log.latency),
             "median_rel_error": round(float(np.median(rel)), 4),
@@ -184,6 +194,9 @@ def run(args: argparse.Namespace) -> int:
         previous = json.loads(out.read_text())
         if isinstance(previous, dict) and "sim" in previous:
             doc["sim"] = previous["sim"]
+            calibration = previous.get("fit", {}).get("async_calibration")
+            if calibration:
+                doc["fit"]["async_calibration"] = calibration
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {out}: {json.dumps(doc['coefficients'])} cpu {json.dumps(doc['cpu'])}")
