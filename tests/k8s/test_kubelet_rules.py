@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 
 from sloserve_operator.devcluster.kubelet import (
+    ReadinessProbe,
     VolumeRef,
     pod_process_spec,
     pod_should_run,
+    readiness_after_probe,
+    readiness_probe,
     rewrite_argv,
     volume_files,
 )
@@ -162,3 +165,28 @@ def test_volume_files_decode_secrets_and_respect_items() -> None:
     cm = VolumeRef("k", "configmaps", "c", "/etc/k", items=(("knobs.json", "sub/k.json"),))
     obj = {"data": {"knobs.json": "{}", "other": "x"}}
     assert volume_files(cm, obj) == {"sub/k.json": b"{}"}
+
+
+def test_readiness_probe_resolves_named_port_and_defaults() -> None:
+    container = {
+        "ports": [{"name": "http", "containerPort": 8000}],
+        "readinessProbe": {
+            "httpGet": {"path": "/sloserve/health", "port": "http"},
+            "periodSeconds": 5,
+        },
+    }
+    probe = readiness_probe(container)
+    assert probe == ReadinessProbe("/sloserve/health", 8000, 5.0, 3)
+    assert readiness_probe({"readinessProbe": {"httpGet": {"port": 9000}}}) == ReadinessProbe(
+        "/", 9000, 10.0, 3
+    )
+    assert readiness_probe({"readinessProbe": {"httpGet": {"port": "nope"}}}) is None
+    assert readiness_probe({"readinessProbe": {"exec": {"command": ["true"]}}}) is None
+
+
+def test_readiness_follows_kubelet_rule_success_at_once_failure_after_threshold() -> None:
+    assert readiness_after_probe(True, False, 2, 3) == (True, 0)
+    assert readiness_after_probe(False, True, 0, 3) == (True, 1)
+    assert readiness_after_probe(False, True, 1, 3) == (True, 2)
+    assert readiness_after_probe(False, True, 2, 3) == (False, 3)
+    assert readiness_after_probe(False, False, 0, 3) == (False, 1)  # never ready yet

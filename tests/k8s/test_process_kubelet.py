@@ -112,6 +112,8 @@ def engine_pod(name: str) -> JsonObj:
                     "name": "engine",
                     "image": "sloserve/engine:dev",
                     "command": ["sloserve-engine"],
+                    "ports": [{"name": "http", "containerPort": 8000}],
+                    "readinessProbe": {"httpGet": {"path": "/sloserve/health", "port": "http"}},
                     "args": [
                         "--host",
                         "0.0.0.0",
@@ -167,3 +169,50 @@ def test_engine_pod_runs_simulated_engine_with_its_configmap_and_secret(
     )  # the Secret's token
     assert put.status_code == 200
     assert "sloserve_knobs_revision" in httpx.get(f"{base}/metrics", timeout=5).text
+    eventually(lambda: ready_condition(k8s, namespace, "engine") == "True", "engine pod Ready")
+
+
+def ready_condition(k8s: DevCluster, namespace: str, pod: str) -> str | None:
+    status = k8s.control_plane.api.get(f"/api/v1/namespaces/{namespace}/pods/{pod}")["status"]
+    for cond in status.get("conditions") or []:
+        if cond["type"] == "Ready":
+            return str(cond["status"])
+    return None
+
+
+def test_readiness_probe_decides_the_ready_condition(
+    k8s: DevCluster, namespace: str, kubelet: ProcessKubelet
+) -> None:
+    api = k8s.control_plane.api
+    pod = web_pod("probed")
+    container = pod["spec"]["containers"][0]
+    container["ports"] = [{"name": "http", "containerPort": PORT}]
+    container["readinessProbe"] = {
+        "httpGet": {"path": "/ready.txt", "port": "http"},
+        "periodSeconds": 1,
+        "failureThreshold": 2,
+    }
+    api.create(f"/api/v1/namespaces/{namespace}/configmaps", content("v1"))
+    api.create(f"/api/v1/namespaces/{namespace}/pods", pod)
+    # kwok marks the pod Ready at once; the kubelet's probe (404: no ready.txt) takes it back
+    eventually(lambda: kubelet.running(namespace, "probed"), "process started", timeout_s=90)
+    eventually(lambda: ready_condition(k8s, namespace, "probed") == "False", "Ready=False")
+    assert ready_condition(k8s, namespace, "probed") == "False"
+
+    served = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "content"},
+        "data": {"hello.txt": "v1", "ready.txt": "ok"},
+    }
+    api.apply(f"/api/v1/namespaces/{namespace}/configmaps/content", served)
+    eventually(
+        lambda: ready_condition(k8s, namespace, "probed") == "True", "Ready=True", timeout_s=30
+    )
+
+    api.apply(f"/api/v1/namespaces/{namespace}/configmaps/content", content("v1"))
+    eventually(
+        lambda: ready_condition(k8s, namespace, "probed") == "False",
+        "Ready=False after failureThreshold failed probes",
+        timeout_s=30,
+    )

@@ -111,6 +111,16 @@ class KubeApi:
             )
         )
 
+    def patch_status(self, path: str, body: JsonObj) -> JsonObj:
+        """Strategic-merge patch (conditions merge by type), as a kubelet updates pod status."""
+        return self._check(
+            self._http.patch(
+                path,
+                content=json.dumps(body),
+                headers={"Content-Type": "application/strategic-merge-patch+json"},
+            )
+        )
+
     def delete(self, path: str) -> JsonObj:
         return self._check(self._http.delete(path))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime as dt
 import logging
 import os
 import shutil
@@ -21,6 +22,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+
+import httpx
 
 from sloserve_operator.devcluster.kubeapi import JsonObj, KubeApi, KubeApiError
 from sloserve_operator.devcluster.pki import Pki
@@ -35,6 +38,7 @@ HOST_FLAGS = ("--host", "--bind")
 PYTHON_EXECUTABLES = ("python", "python3", sys.executable)
 MAX_GRACE_S = 10.0
 MAX_RESTART_BACKOFF_S = 30.0
+PROBE_TIMEOUT_S = 1.0
 WATCH_TIMEOUT_S = 2
 """Short watches (resumed from the last resourceVersion) let stop() return promptly and never
 leave a watch open that would hold up the apiserver's own shutdown."""
@@ -64,6 +68,16 @@ class VolumeRef:
 
 
 @dataclass(frozen=True)
+class ReadinessProbe:
+    """The first container's ``httpGet`` readiness probe (what engine pods use)."""
+
+    path: str
+    port: int
+    period_s: float
+    failure_threshold: int
+
+
+@dataclass(frozen=True)
 class PodProcessSpec:
     """Everything needed to run one pod's first container as a local process."""
 
@@ -75,6 +89,7 @@ class PodProcessSpec:
     env: tuple[tuple[str, str], ...]
     volumes: tuple[VolumeRef, ...]
     grace_s: float
+    readiness: ReadinessProbe | None = None
 
     @property
     def key(self) -> str:
@@ -141,6 +156,36 @@ def _container_env(pod: JsonObj, container: JsonObj) -> tuple[tuple[str, str], .
     return tuple(env)
 
 
+def readiness_probe(container: JsonObj) -> ReadinessProbe | None:
+    """The container's httpGet readiness probe with a named port resolved, if it has one."""
+    probe = container.get("readinessProbe") or {}
+    http = probe.get("httpGet")
+    if not http:
+        return None
+    port = http.get("port")
+    if isinstance(port, str) and not port.isdigit():
+        named = [p["containerPort"] for p in container.get("ports") or [] if p.get("name") == port]
+        if not named:
+            return None
+        port = named[0]
+    return ReadinessProbe(
+        path=http.get("path", "/"),
+        port=int(port),
+        period_s=float(probe.get("periodSeconds", 10)),
+        failure_threshold=int(probe.get("failureThreshold", 3)),
+    )
+
+
+def readiness_after_probe(
+    ok: bool, was_ready: bool, failures: int, threshold: int
+) -> tuple[bool, int]:
+    """(ready, consecutive failures) after one probe: a kubelet's readiness rule."""
+    if ok:
+        return True, 0
+    failures += 1
+    return was_ready and failures < threshold, failures
+
+
 def pod_process_spec(pod: JsonObj) -> PodProcessSpec | None:
     """The first container as a process spec, or None when it has no explicit command."""
     meta, spec = pod["metadata"], pod.get("spec", {})
@@ -158,6 +203,7 @@ def pod_process_spec(pod: JsonObj) -> PodProcessSpec | None:
         env=_container_env(pod, container),
         volumes=_volume_refs(pod, container),
         grace_s=min(grace, MAX_GRACE_S),
+        readiness=readiness_probe(container),
     )
 
 
@@ -269,6 +315,9 @@ class PodProcess:
     proc: ManagedProcess | None = None
     restarts: int = 0
     next_start: float = 0.0
+    ready: bool = False
+    probe_failures: int = 0
+    next_probe: float = 0.0
 
     @property
     def log_path(self) -> Path:
@@ -432,6 +481,7 @@ class ProcessKubelet:
         if refresh_volumes and not self._materialise(api, pod):
             return  # a referenced ConfigMap/Secret is missing: like ContainerCreating
         if pod.proc is not None and pod.proc.running():
+            self._probe(api, pod)
             return
         if pod.proc is not None:  # exited on its own: restart with backoff, like a kubelet
             log.warning(
@@ -442,6 +492,8 @@ class ProcessKubelet:
             pod.restarts += 1
             pod.next_start = time.monotonic() + min(2.0**pod.restarts, MAX_RESTART_BACKOFF_S)
             pod.proc = None
+            if pod.ready:
+                self._report_ready(api, pod, False)
         if time.monotonic() < pod.next_start:
             return
         argv = rewrite_argv(pod.spec.argv, pod.spec.pod_ip, pod.mounts(), self.engine_argv)
@@ -450,6 +502,8 @@ class ProcessKubelet:
             if self._stop.is_set() or self.pods.get(pod.spec.uid) is not pod:
                 return
             pod.proc = ManagedProcess(pod.spec.key, argv, pod.log_path, env=env, cwd=pod.directory)
+        if pod.spec.readiness is not None:  # kwok said Ready at once; the probe decides now
+            self._report_ready(api, pod, False)
         log.info(
             "process kubelet: started %s (pid %d) at %s: %s",
             pod.spec.key,
@@ -457,6 +511,43 @@ class ProcessKubelet:
             pod.spec.pod_ip,
             " ".join(argv),
         )
+
+    def _probe(self, api: KubeApi, pod: PodProcess) -> None:
+        """Run the readiness probe when due; report changes in the pod's Ready condition.
+
+        Until the first success it probes every 0.5 s (faster than a kubelet's periodSeconds,
+        so tests and the demo do not wait), afterwards every periodSeconds (at most 5 s).
+        """
+        probe = pod.spec.readiness
+        if probe is None or time.monotonic() < pod.next_probe:
+            return
+        url = f"http://{pod.spec.pod_ip}:{probe.port}{probe.path}"
+        try:
+            ok = 200 <= httpx.get(url, timeout=PROBE_TIMEOUT_S).status_code < 400
+        except httpx.HTTPError:
+            ok = False
+        ready, pod.probe_failures = readiness_after_probe(
+            ok, pod.ready, pod.probe_failures, probe.failure_threshold
+        )
+        pod.next_probe = time.monotonic() + (min(probe.period_s, 5.0) if ready else 0.5)
+        if ready != pod.ready:
+            self._report_ready(api, pod, ready)
+
+    def _report_ready(self, api: KubeApi, pod: PodProcess, ready: bool) -> None:
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        status = "True" if ready else "False"
+        conditions = [
+            {"type": kind, "status": status, "lastTransitionTime": now}
+            for kind in ("Ready", "ContainersReady")
+        ]
+        path = f"/api/v1/namespaces/{pod.spec.namespace}/pods/{pod.spec.name}/status"
+        try:
+            api.patch_status(path, {"status": {"conditions": conditions}})
+        except KubeApiError as exc:
+            if exc.status != 404:  # a pod deleted meanwhile needs no status
+                raise
+        pod.ready = ready
+        log.info("process kubelet: %s Ready=%s", pod.spec.key, status)
 
     def _materialise(self, api: KubeApi, pod: PodProcess) -> bool:
         for ref in pod.spec.volumes:
