@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..policy.views import SLOTarget
+from ..policy.views import RequestView, SLOTarget
 
 
 @dataclass(slots=True)
@@ -25,3 +25,11 @@ class RequestMeta:
     last_token_time: float | None = None
     swapped_tokens: int = 0
     """Tokens whose KV the offload connector holds for this request after a swap preemption."""
+    view: RequestView | None = None
+    """Last view built; reused while ``view_key`` matches (waiting requests rarely change)."""
+    view_key: tuple[int, int, int, int] = (-1, -1, -1, -1)
+    """(computed tokens, output tokens, blocks held, preemptions) when ``view`` was built."""
+
+    def touch(self) -> None:
+        """Forget the cached view after a change of the fields kept here."""
+        self.view = None

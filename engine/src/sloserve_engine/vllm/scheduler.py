@@ -109,6 +109,10 @@ class SLOSchedulerMixin(_Base):
         self._sl_base_budget: int = self.max_num_scheduled_tokens
         self._sl_base_threshold: int = self.scheduler_config.long_prefill_token_threshold
         self._sl_offload_prompt_only = self._offload_prompt_only()
+        self._sl_req_blocks: Mapping[str, list[Any]] = (
+            self.kv_cache_manager.coordinator.single_type_managers[0].req_to_blocks
+        )
+        """KV blocks per request id of the first KV group (vLLM never rebinds this dict)."""
         self._sl_knobs_file = KnobsFile(config.knobs_file) if config.knobs_file else None
         self._sl_status_file = config.status_file
         self._sl_knobs = config.initial
@@ -171,6 +175,7 @@ class SLOSchedulerMixin(_Base):
             prediction = policy.on_arrival(self._arrival_info(request, meta))
             meta.predicted_output = prediction.predicted_output
             meta.output_bound = prediction.output_bound
+            meta.touch()
         self._sl_policy = policy
 
     def _published(self, knobs: Knobs) -> None:
@@ -201,8 +206,7 @@ class SLOSchedulerMixin(_Base):
     # ---------------------------------------------------------------- views
 
     def _blocks_held(self, request_id: str) -> int:
-        manager = self.kv_cache_manager.coordinator.single_type_managers[0]
-        return len(manager.req_to_blocks.get(request_id, ()))
+        return len(self._sl_req_blocks.get(request_id, ()))
 
     def _arrival_info(self, request: Request, meta: RequestMeta) -> ArrivalInfo:
         return ArrivalInfo(
@@ -215,21 +219,32 @@ class SLOSchedulerMixin(_Base):
 
     def _view(self, request: Request) -> RequestView:
         meta = self._sl_meta[request.request_id]
-        return RequestView(
+        blocks = self._sl_req_blocks.get(request.request_id)
+        key = (
+            request.num_computed_tokens,
+            request.num_output_tokens,
+            len(blocks) if blocks else 0,
+            request.num_preemptions,
+        )
+        if meta.view is not None and meta.view_key == key:
+            return meta.view
+        view = RequestView(
             request_id=request.request_id,
             arrival_time=request.arrival_time,
             prompt_tokens=request.num_prompt_tokens,
-            output_tokens=request.num_output_tokens,
-            computed_tokens=request.num_computed_tokens,
-            blocks_held=self._blocks_held(request.request_id),
+            output_tokens=key[1],
+            computed_tokens=key[0],
+            blocks_held=key[2],
             slo=meta.slo,
             predicted_output=meta.predicted_output,
             output_bound=meta.output_bound,
             max_output_tokens=meta.max_output_tokens,
             first_token_time=meta.first_token_time,
-            num_preemptions=request.num_preemptions,
+            num_preemptions=key[3],
             swapped_tokens=meta.swapped_tokens,
         )
+        meta.view, meta.view_key = view, key
+        return view
 
     def _queued(self) -> list[Request]:
         """Waiting requests in the order vLLM's FCFS loop visits them (skipped queue first)."""
@@ -351,8 +366,9 @@ class SLOSchedulerMixin(_Base):
                 self._sl_recompute_ids.discard(rid)
         for request in self.running:
             meta = self._sl_meta.get(request.request_id)
-            if meta is not None:
+            if meta is not None and meta.swapped_tokens:
                 meta.swapped_tokens = 0
+                meta.touch()
         self.sloserve_metrics.record_step(snapshot, plan, self._sl_step_preempted, now)
 
     # ---------------------------------------------------------------- gates
@@ -423,6 +439,7 @@ class SLOSchedulerMixin(_Base):
             if self._sl_offload_prompt_only:
                 computed = min(computed, request.num_prompt_tokens)
             meta.swapped_tokens = computed if mode is PreemptionMode.SWAP else 0
+            meta.touch()
         if mode is PreemptionMode.RECOMPUTE:
             self._sl_recompute_ids.add(request.request_id)
         else:
@@ -474,6 +491,7 @@ class SLOSchedulerMixin(_Base):
             if meta is not None:
                 if meta.first_token_time is None:
                     meta.first_token_time = self._sl_now
+                    meta.touch()
                 meta.last_token_time = self._sl_now
         return new_tokens, stopped
 
