@@ -12,9 +12,9 @@
 - ``sloserve``: our combination, measured best on the Azure conversation trace
   (docs/algorithms.md): vLLM's own admission with *no* reservation or reserve
   (KV is the bottleneck; reserving it costs more than the preemptions it
-  avoids), one SLO-slack deadline for new and preempted requests, victims with
-  the most banked TPOT slack swapped out, SLO-guaranteed chunks that may spend
-  banked TPOT time up to 1.5x the TBT target, decodes before prefill.
+  avoids), one SLO-slack deadline for new and preempted requests with backfill,
+  CacheOPT's victim score with swap-vs-recompute, SLO-guaranteed chunks that may
+  spend banked TPOT time up to 1.5x the TBT target, decodes before prefill.
 """
 
 from __future__ import annotations
@@ -71,9 +71,9 @@ SLOSERVE = PolicySpec(
     gate=GateConfig(gate=Gate.NONE),
     use_reserve=False,
     ordering=OrderingConfig(admit_rule=AdmitRule.SLACK),
-    batching=Batching.HEAD,
+    batching=Batching.BACKFILL,
     decodes_first=True,
-    victims=VictimRule.SLACK,
+    victims=VictimRule.SCORE,
     dynamic_chunking=True,
     chunk_bank_cap=1.5,
     auto_swap=True,
