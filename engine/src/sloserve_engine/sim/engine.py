@@ -332,7 +332,8 @@ class SimEngine:
         """The engine as policies see it now."""
         view = self._view
         cfg = self.config
-        self._snapshot_ids = tuple([r.rid for r in self._running])
+        running = self._running
+        self._snapshot_ids = tuple([r.rid for r in running])
         return EngineSnapshot(
             self._now,
             cfg.block_size,
@@ -340,8 +341,8 @@ class SimEngine:
             self._free,
             cfg.max_num_batched_tokens,
             cfg.max_num_seqs,
-            tuple([view(r) for r in self._running]),
-            tuple([view(r) for r in self._waiting]),
+            tuple([r.view or view(r) for r in running]),
+            tuple([r.view or view(r) for r in self._waiting]),
         )
 
     def stats(self) -> EngineStats:
@@ -495,6 +496,7 @@ class SimEngine:
         batch = _Batch()
         batch.snapshot = snapshot
         batch.plan = plan
+        breqs = batch.reqs
         preempted = False
         i = 0
         while i < len(running) and budget > 0:
@@ -502,8 +504,22 @@ class SimEngine:
             if r.done:
                 i += 1
                 continue
+            computed = r.computed
             known = r.prompt + r.out + r.pending
-            n = known - r.computed
+            n = known - computed
+            if n == 1 and computed >= r.prompt and r.blocks * bs > computed:
+                # Decode that fits its last block: the hot path, inlined.
+                r.computed = known
+                r.view = None
+                r.pending += 1
+                if r.out + r.pending >= r.target:
+                    r.done = True
+                batch.decodes += 1
+                batch.decode_ctx += known
+                breqs.append((r, True))
+                budget -= 1
+                i += 1
+                continue
             if 0 < cap < n:
                 n = cap
             if n > budget:
@@ -511,7 +527,7 @@ class SimEngine:
             if n <= 0:
                 i += 1
                 continue
-            need = -(-(r.computed + n) // bs) - r.blocks
+            need = -(-(computed + n) // bs) - r.blocks
             self_preempted = False
             while need > self._free:
                 victim = running.pop()
