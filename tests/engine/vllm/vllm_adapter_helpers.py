@@ -29,6 +29,8 @@ class Arrival:
     step: int = 0
     """Engine step before which the request arrives."""
     extra_args: dict[str, Any] = field(default_factory=dict)
+    prompt_seed: str | None = None
+    """Requests with the same seed share their prompt prefix."""
 
 
 def pressure_workload() -> list[Arrival]:
@@ -53,9 +55,13 @@ def check_invariants(sched: Scheduler, spec: CpuEngineSpec, record: StepRecord |
     pool = sched.kv_cache_manager.block_pool
     manager = sched.kv_cache_manager.coordinator.single_type_managers[0]
     held = [b.block_id for blocks in manager.req_to_blocks.values() for b in blocks]
-    assert len(held) == len(set(held)), "a KV block is held by two requests"
-    assert 0 not in held or all(b == 0 for b in held if b == 0)
-    assert len(held) + pool.get_num_free_blocks() == usable, "KV blocks lost or over-allocated"
+    distinct = set(held)
+    assert 0 not in distinct, "the null block was handed out"
+    if not spec.enable_prefix_caching:
+        assert len(held) == len(distinct), "a KV block is held by two requests"
+    for block_id in distinct:
+        assert pool.blocks[block_id].ref_cnt == held.count(block_id), "ref count drift"
+    assert len(distinct) + pool.get_num_free_blocks() == usable, "KV blocks lost or over-allocated"
     assert len(sched.running) <= spec.max_num_seqs
     queued = [*sched.waiting, *sched.skipped_waiting]
     members = [r.request_id for r in (*sched.running, *queued)]
@@ -93,6 +99,7 @@ def run_workload(
                 spec.block_size,
                 arrival_time=clock[0],
                 extra_args=a.extra_args,
+                prompt_seed=a.prompt_seed,
             )
             requests[a.request_id] = request
             driver.add(request)
@@ -147,6 +154,7 @@ def make_engine(
     max_num_seqs: int = 6,
     max_num_batched_tokens: int = 64,
     kv_offload: bool = False,
+    prefix_caching: bool = False,
 ) -> Engine:
     """A real vLLM scheduler of ``scheduler_cls`` on the tiny model, driven by the fake model."""
     from prometheus_client import CollectorRegistry
@@ -167,6 +175,7 @@ def make_engine(
         async_scheduling=asynchronous,
         additional_config={"sloserve": section} if section else {},
         kv_offload=kv_offload,
+        enable_prefix_caching=prefix_caching,
     )
     sched = build_scheduler(scheduler_cls, build_vllm_config(spec), spec)
     clock = [0.0]

@@ -143,13 +143,18 @@ def make_request(
     block_size: int,
     arrival_time: float | None = None,
     extra_args: Mapping[str, Any] | None = None,
+    prompt_seed: str | None = None,
 ) -> Request:
-    """A request that generates exactly ``output_tokens`` (``ignore_eos``, ``max_tokens``)."""
+    """A request that generates exactly ``output_tokens`` (``ignore_eos``, ``max_tokens``).
+
+    Prompts are a deterministic function of ``prompt_seed`` (default: the request
+    id), so requests given the same seed share a prefix (prefix caching).
+    """
     global _HASH_READY
     if not _HASH_READY:
         init_none_hash(sha256)
         _HASH_READY = True
-    seed = zlib.crc32(request_id.encode())
+    seed = zlib.crc32((prompt_seed or request_id).encode())
     params = SamplingParams(
         max_tokens=output_tokens,
         ignore_eos=True,
