@@ -120,7 +120,7 @@ def _deployment(k8s: DevCluster, namespace: str, name: str) -> dict[str, Any]:
 def test_install_reconcile_upgrade_uninstall(
     k8s: DevCluster, namespace: str, helm_bin: Path, tmp_path: Path
 ) -> None:
-    release = f"slo-{uuid.uuid4().hex[:6]}"
+    release = f"sloserve-{uuid.uuid4().hex[:6]}"  # contains the chart name: fullname = release
     metrics_port, health_port = _free_port(), _free_port()
     ports = ["--set", f"operator.ports.metrics={metrics_port}"]
     ports += ["--set", f"operator.ports.health={health_port}"]
@@ -157,11 +157,16 @@ def test_install_reconcile_upgrade_uninstall(
                 _get(k8s, f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
             )
 
-        eventually(reconciled, "the operator (as the chart SA) reconciles the sample", 120)
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        try:
+            eventually(reconciled, "the operator (as the chart SA) reconciles the sample", 120)
+        except TimeoutError as exc:
+            api_calls = [ln for ln in httpx.get(metrics_url).text.splitlines() if "api_req" in ln]
+            raise AssertionError(f"{exc}; operator API requests: {api_calls}") from exc
         peers = _get(k8s, f"/apis/kopf.dev/v1/clusterkopfpeerings/{release}") or {}
         assert peers.get("status"), "the operator did not write keep-alives into the peering"
         assert proc.poll() is None, (tmp_path / "operator.log").read_text()[-3000:]
-        forbidden = _forbidden_requests(f"http://127.0.0.1:{metrics_port}/metrics")
+        forbidden = _forbidden_requests(metrics_url)
         log = (tmp_path / "operator.log").read_text()
         assert not forbidden, forbidden
         assert not re.search(r"\b403\b|[Ff]orbidden", log), log[-3000:]
