@@ -20,6 +20,10 @@ class StalledError(RuntimeError):
     """The policy left requests waiting with nothing running and no arrival to come."""
 
 
+class LostTokensError(RuntimeError):
+    """A replay ended with a request that did not get exactly its output length (a bug)."""
+
+
 @dataclass(frozen=True, slots=True)
 class RunResult:
     metrics: RunMetrics
@@ -99,6 +103,9 @@ def replay(
             progress(len(res.finished))
         kv_t.append(end)
         kv_u.append(1.0 - engine.free_blocks / total_blocks)
+    wrong = [k for k, t in enumerate(timings) if t.tokens_seen != t.output_tokens]
+    if wrong:
+        raise LostTokensError(f"requests {wrong[:5]} did not get exactly their output tokens")
     stats = engine.stats()
     metrics = summarize(timings, np.asarray(gaps), slo)
     return RunResult(
