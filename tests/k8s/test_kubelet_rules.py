@@ -176,7 +176,7 @@ def test_readiness_probe_resolves_named_port_and_defaults() -> None:
         },
     }
     probe = readiness_probe(container)
-    assert probe == ReadinessProbe("/sloserve/health", 8000, 5.0, 3)
+    assert probe == ReadinessProbe("/sloserve/health", 8000, 5.0, 3, 1.0)
     assert readiness_probe({"readinessProbe": {"httpGet": {"port": 9000}}}) == ReadinessProbe(
         "/", 9000, 10.0, 3
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sloserve_operator.devcluster.cluster import DevCluster, dev_cluster
 from sloserve_operator.devcluster.controlplane import ControlPlaneConfig
-from sloserve_operator.devcluster.kubelet import ProcessKubelet
+from sloserve_operator.devcluster.kubelet import ProcessKubelet, log_to_file
 from sloserve_operator.devcluster.nodes import GPU_PRODUCTS, default_gpu_nodes
 from sloserve_operator.devcluster.processes import PortInUseError, ProcessFailedError
 from sloserve_operator.devcluster.testenv import TestenvMissingError, find_testenv
@@ -124,6 +124,7 @@ def _up(args: argparse.Namespace) -> int:
         kubelet = None
         if not args.no_kubelet:
             cp = cluster.control_plane
+            log_to_file(cp.logs_dir / "process-kubelet.log")
             kubelet = ProcessKubelet(cp.server, cp.pki, cp.workdir / "pods").start()
         state = RunState(
             os.getpid(),

@@ -27,7 +27,7 @@ from rich.table import Table
 from sloserve_operator.devcluster.cli import add_cluster_arguments, cluster_from_args
 from sloserve_operator.devcluster.cluster import DevCluster, dev_cluster
 from sloserve_operator.devcluster.kubeapi import JsonObj, KubeApi, KubeApiError
-from sloserve_operator.devcluster.kubelet import ProcessKubelet
+from sloserve_operator.devcluster.kubelet import ProcessKubelet, log_to_file
 from sloserve_operator.devcluster.loadgen import LoadProfile, LoadStats, drive_load
 from sloserve_operator.devcluster.nodes import default_gpu_nodes
 from sloserve_operator.devcluster.processes import (
@@ -136,14 +136,17 @@ def render_status(
         last_text,
     )
     pod_table = Table(title="engine pods", expand=True)
-    for column in ("pod", "node", "pod IP", "phase"):
+    for column in ("pod", "node", "pod IP", "phase", "ready"):
         pod_table.add_column(column)
     for pod in pods:
+        conditions = pod.get("status", {}).get("conditions") or []
+        ready = next((c["status"] for c in conditions if c.get("type") == "Ready"), "-")
         pod_table.add_row(
             pod["metadata"]["name"],
             pod.get("spec", {}).get("nodeName", "-"),
             pod.get("status", {}).get("podIP", "-"),
             pod.get("status", {}).get("phase", "-"),
+            ready,
         )
     load = Table(title="load", expand=True)
     for column in ("target rps", "sent", "ok", "failed", "in flight", "targets"):
@@ -290,6 +293,7 @@ def _run_demo(args: argparse.Namespace, config_problems: list[str]) -> int:
                 "after the cluster and its GPU nodes are up. Cleaning up."
             )
             return 0
+        log_to_file(cp.logs_dir / "process-kubelet.log")
         with ProcessKubelet(cp.server, cp.pki, cp.workdir / "pods") as kubelet:
             install_crds(cluster, args.crds)
             cluster.kubectl("create", "namespace", args.namespace)

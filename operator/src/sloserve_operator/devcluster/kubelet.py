@@ -38,10 +38,19 @@ HOST_FLAGS = ("--host", "--bind")
 PYTHON_EXECUTABLES = ("python", "python3", sys.executable)
 MAX_GRACE_S = 10.0
 MAX_RESTART_BACKOFF_S = 30.0
-PROBE_TIMEOUT_S = 1.0
 WATCH_TIMEOUT_S = 2
 """Short watches (resumed from the last resourceVersion) let stop() return promptly and never
 leave a watch open that would hold up the apiserver's own shutdown."""
+
+
+def log_to_file(path: Path) -> logging.Handler:
+    """Send the process kubelet's INFO log (starts, stops, readiness) to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return handler
 
 
 def default_engine_argv() -> list[str]:
@@ -75,6 +84,7 @@ class ReadinessProbe:
     port: int
     period_s: float
     failure_threshold: int
+    timeout_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -173,6 +183,7 @@ def readiness_probe(container: JsonObj) -> ReadinessProbe | None:
         port=int(port),
         period_s=float(probe.get("periodSeconds", 10)),
         failure_threshold=int(probe.get("failureThreshold", 3)),
+        timeout_s=float(probe.get("timeoutSeconds", 1)),
     )
 
 
@@ -523,9 +534,13 @@ class ProcessKubelet:
             return
         url = f"http://{pod.spec.pod_ip}:{probe.port}{probe.path}"
         try:
-            ok = 200 <= httpx.get(url, timeout=PROBE_TIMEOUT_S).status_code < 400
-        except httpx.HTTPError:
-            ok = False
+            code = httpx.get(url, timeout=probe.timeout_s).status_code
+            ok = 200 <= code < 400
+            outcome = f"HTTP {code}"
+        except httpx.HTTPError as exc:
+            ok, outcome = False, type(exc).__name__
+        if not ok:
+            log.info("process kubelet: %s readiness probe %s: %s", pod.spec.key, url, outcome)
         ready, pod.probe_failures = readiness_after_probe(
             ok, pod.ready, pod.probe_failures, probe.failure_threshold
         )
