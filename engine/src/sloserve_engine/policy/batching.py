@@ -36,6 +36,8 @@ class Ledger(Protocol):
 
 
 class Batching(StrEnum):
+    """Admission selection rule (the module docstring describes each)."""
+
     HEAD = "head"
     BACKFILL = "backfill"
     TETRIS = "tetris"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 
 from .batching import Batching, StepResources, select_admissions
 from .chunking import decode_load, slo_prefill_budget
@@ -31,7 +32,7 @@ from .views import (
 VictimKey = Callable[[RequestView], tuple[float, ...]]
 
 
-class VictimRule:
+class VictimRule(StrEnum):
     """How running requests are ordered for preemption (victims from the end)."""
 
     ADMISSION = "admission"
@@ -49,19 +50,27 @@ class PolicySpec:
     """Which components a named policy combines, and their parameters."""
 
     name: str
+    """The name ``make_policy`` knows it by."""
     predictor: PredictorConfig | None = field(default_factory=PredictorConfig)
     """``None``: no prediction (the bound is the model-wide cap, as in vLLM)."""
     fixed_confidence: float | None = None
     """Ignore the knob and the rate adjustment (EconoServe reserves the point estimate)."""
     gate: GateConfig = field(default_factory=GateConfig)
+    """KV admission gate (its ``reservation_ratio`` is replaced by the knob)."""
     use_reserve: bool = True
     """Apply the ``reservation_ratio`` knob; ``False`` keeps no global reserve."""
     ordering: OrderingConfig = field(default_factory=OrderingConfig)
+    """Order of waiting requests."""
     batching: Batching = Batching.BACKFILL
+    """How the admit order is cut to what fits this step."""
     decodes_first: bool = True
-    victims: str = VictimRule.SCORE
+    """Serve running decodes before prefill chunks (EconoServe's separate queues)."""
+    victims: VictimRule = VictimRule.SCORE
+    """Which running request is preempted first."""
     dynamic_chunking: bool = True
+    """Size the prefill budget to the tightest TBT SLO (AccelGen C1); else the full budget."""
     chunk_margin: float = 0.05
+    """AccelGen's ε: steps aim at ``(1 - margin)`` of the TBT target."""
     chunk_bank_cap: float = 1.0
     """Steps may spend banked TPOT time up to this multiple of the TBT SLO (1 = never)."""
     auto_swap: bool = True
@@ -69,6 +78,7 @@ class PolicySpec:
     scan_limit: int = 32
     """Waiting requests considered per step (the rest are held back this step)."""
     protect_after_s: float = 10.0
+    """Backfill stops skipping a request that has waited this long (anti-starvation)."""
     length_group_tokens: int = 64
     """Width of EconoServe's predicted-length groups."""
 
@@ -187,15 +197,15 @@ class ComposedPolicy:
 
     def _victim_key(self, block_size: int, now: float) -> VictimKey | None:
         rule = self.spec.victims
-        if rule == VictimRule.SLACK:
+        if rule is VictimRule.SLACK:
             model = self.cost_model
             step = self.token_interval.value
             return lambda r: (latest_start(r, model, step) - now,)
-        if rule == VictimRule.SCORE:
+        if rule is VictimRule.SCORE:
             model = self.cost_model
             ext = self.spec.gate.extension_fraction
             return lambda r: (victim_score(r, model, block_size, ext),)
-        if rule == VictimRule.LENGTH_GROUPS:
+        if rule is VictimRule.LENGTH_GROUPS:
             width = self.spec.length_group_tokens
             return lambda r: (float(r.predicted_output // width), r.arrival_time)
         return None

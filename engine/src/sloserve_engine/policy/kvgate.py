@@ -47,6 +47,7 @@ class GateConfig:
     """Parameters of the KV gate."""
 
     gate: Gate = Gate.LENDING
+    """Which admission rule applies."""
     reservation_ratio: float = 0.05
     """Global reserve as a share of all blocks (knob ``reservation_ratio``)."""
     extension_fraction: float = 0.25

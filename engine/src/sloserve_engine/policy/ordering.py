@@ -38,6 +38,8 @@ AdmitKey = Callable[[RequestView], tuple[float, ...]]
 
 
 class AdmitRule(StrEnum):
+    """Waiting-queue order (the module docstring describes each)."""
+
     FCFS = "fcfs"
     ECOSERVE = "ecoserve"
     DEADLINE = "deadline"
@@ -47,7 +49,10 @@ class AdmitRule(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class OrderingConfig:
+    """Parameters of the waiting-queue order."""
+
     admit_rule: AdmitRule = AdmitRule.DEADLINE
+    """Sort rule for the waiting queue (module docstring)."""
     hopeless_delay_s: float = 5.0
     """Ageing of hopeless requests: ordered as if their TTFT deadline were this much later."""
     class_age_s: float = 5.0
