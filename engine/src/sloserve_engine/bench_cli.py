@@ -247,6 +247,14 @@ def _run_fidelity(args: argparse.Namespace, console: Console) -> int:
 
 def run(args: argparse.Namespace) -> int:
     console = Console()
+    try:
+        return _dispatch(args, console)
+    except ValueError as exc:  # bad workload, profile or engine settings: say which
+        console.print(f"[red]sloserve bench {args.bench}: {exc}[/red]")
+        return 2
+
+
+def _dispatch(args: argparse.Namespace, console: Console) -> int:
     if args.bench == "fidelity":
         return _run_fidelity(args, console)
     if args.bench == "sim":

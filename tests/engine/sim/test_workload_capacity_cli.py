@@ -141,3 +141,13 @@ def test_max_rate_is_the_highest_attaining_rate() -> None:
 
     runs = [R("a", 10, 0.95), R("a", 16, 0.91), R("a", 22, 0.2), R("b", 10, 0.5)]
     assert max_rates(runs) == {"a": 16, "b": None}  # type: ignore[arg-type]
+
+
+def test_bench_reports_bad_input_without_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["sim", "--trace", "sharegpt", "--arrival", "trace"])
+    assert run(args) == 2
+    assert "no timestamps" in capsys.readouterr().out
