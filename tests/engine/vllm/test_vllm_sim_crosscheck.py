@@ -1,14 +1,16 @@
 """Cross-check: the vLLM adapter and the simulator make the same decisions, step by step.
 
-Both executors run the same named policy on the same workload in synchronous
-mode. The adapter's clock is slaved to the simulator's (a step is planned at
-the simulated step's start and its tokens land at its end), so time-dependent
-policies see the same ``now``. Every step's ``EngineSnapshot`` (queue order,
-computed tokens, blocks held, free blocks, predictions, first-token times) and
-the ``StepPlan`` made from it must be identical. Known, documented difference
-(docs/vllm-adapter.md): the simulator's swap path; no swap happens here since
-the adapter has no KV offload connector on CPU and every policy must then
-recompute (the simulator is given the same constraint by forcing recompute).
+Both executors run the same named policy on the same workload, synchronously
+and with asynchronous scheduling (vLLM's batch queue of depth 2; the simulator's
+async mode). The adapter's clock is slaved to the simulator's: its k-th plan
+sees the simulator's ``now`` of the k-th plan, and a batch's tokens land at the
+end time of the matching simulated step, so time-dependent policies see the
+same times. Every ``EngineSnapshot`` (queue order, computed tokens, blocks
+held, free blocks, predictions, first-token times) and the ``StepPlan`` made
+from it must be identical. vLLM plans one extra, empty step at the end (it
+tells the workers which requests finished). Preemption is forced to recompute
+on both sides: swap costs differ by construction (real connector vs modelled
+transfer time) and are tested in test_vllm_swap.py.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,7 +41,7 @@ from sloserve_engine.policy.views import (
 )
 from sloserve_engine.sim import SimConfig, SimEngine, SimProfile
 from sloserve_engine.vllm.cpu_driver import make_request
-from sloserve_engine.vllm.scheduler import SLOSyncScheduler
+from sloserve_engine.vllm.scheduler import SLOScheduler, SLOSyncScheduler
 
 pytestmark = pytest.mark.vllm
 
@@ -90,10 +93,18 @@ class Recorder:
         return PreemptionMode.RECOMPUTE
 
 
-def run_sim(
-    policy: Recorder, arrivals: Sequence[Arrival]
-) -> tuple[list[tuple[float, float, list[Arrival]]], SimEngine]:
-    """The simulated run: per step (start, end, requests added just before it)."""
+@dataclass
+class SimRun:
+    """What the adapter must replay: arrivals by plan index and when batches landed."""
+
+    due: dict[int, list[Arrival]]
+    """Arrivals the simulator had queued before its n-th plan call."""
+    ends: list[float]
+    """End time of every non-empty simulated step, in order (when its tokens landed)."""
+    sim: SimEngine
+
+
+def run_sim(policy: Recorder, arrivals: Sequence[Arrival], scheduling: str) -> SimRun:
     model = cost_model_for()
     config = SimConfig(
         kv_tokens=41 * 16,  # the simulator, like vLLM, keeps one null block
@@ -101,70 +112,91 @@ def run_sim(
         max_num_seqs=6,
         max_num_batched_tokens=64,
         max_model_len=512,
-        scheduling="sync",
+        scheduling=scheduling,  # type: ignore[arg-type]
     )
     sim = SimEngine(policy, SimProfile(step=model), config)  # type: ignore[arg-type]
     pending = sorted(arrivals, key=lambda a: a.step)
-    steps: list[tuple[float, float, list[Arrival]]] = []
-    added: list[Arrival] = []
+    run = SimRun({}, [], sim)
     while pending or sim.has_unfinished:
         while pending and pending[0].step * ARRIVAL_GAP_S <= sim.now:
             a = pending.pop(0)
             sim.add_request(
-                a.request_id,
-                a.prompt_tokens,
-                a.output_tokens,
-                slo=None,
-                arrival_time=a.step * ARRIVAL_GAP_S,
+                a.request_id, a.prompt_tokens, a.output_tokens, arrival_time=a.step * ARRIVAL_GAP_S
             )
-            added.append(a)
+            run.due.setdefault(len(policy.steps), []).append(a)
         if not sim.has_unfinished:
             sim.advance_to(pending[0].step * ARRIVAL_GAP_S)
             continue
         result = sim.step()
-        steps.append((result.start, result.end, added))
-        added = []
-        assert len(steps) < 5000
-    return steps, sim
+        if not result.idle:
+            run.ends.append(result.end)
+        assert len(policy.steps) < 5000
+    return run
 
 
+def slave_clock(sched: Any, ours: Recorder, theirs: Recorder, ends: list[float]) -> None:
+    """Plan k sees the simulator's ``now`` of its plan k; tokens land at the simulated ends."""
+    cls = type(sched)
+    now = [0.0]
+    ends = list(ends)
+    sched.sloserve_clock = lambda: now[0]
+
+    def schedule(throttle_prefills: bool = False) -> Any:
+        if len(ours.steps) < len(theirs.steps):
+            now[0] = theirs.steps[len(ours.steps)][0].now
+        return cls.schedule(sched, throttle_prefills)
+
+    def update_from_output(output: Any, model_output: Any) -> Any:
+        if output.total_num_scheduled_tokens > 0:
+            now[0] = ends.pop(0)
+        return cls.update_from_output(sched, output, model_output)
+
+    sched.schedule = schedule
+    sched.update_from_output = update_from_output
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async-depth2"])
 @pytest.mark.parametrize("policy", POLICY_NAMES)
-def test_adapter_and_simulator_agree_step_by_step(tiny_model_dir: Path, policy: str) -> None:
+def test_adapter_and_simulator_agree_step_by_step(
+    tiny_model_dir: Path, policy: str, asynchronous: bool
+) -> None:
     arrivals = [
         Arrival(a.request_id, a.prompt_tokens, a.output_tokens, a.step) for a in pressure_workload()
     ]
     model = cost_model_for()
     sim_policy = Recorder(make_policy(policy, PolicyKnobs(), model))
-    sim_steps, sim = run_sim(sim_policy, arrivals)
+    run = run_sim(sim_policy, arrivals, "async" if asynchronous else "sync")
 
-    engine = make_engine(SLOSyncScheduler, tiny_model_dir, asynchronous=False)
-    adapter_policy = Recorder(make_policy(policy, PolicyKnobs(), model))
-    engine.scheduler.set_policy(adapter_policy)
-    times: list[float] = []
-    engine.scheduler.sloserve_clock = lambda: times.pop(0)
-    for start, end, added in sim_steps:
-        for a in added:
-            engine.driver.add(
-                make_request(
-                    a.request_id,
-                    a.prompt_tokens,
-                    a.output_tokens,
-                    engine.spec.block_size,
-                    arrival_time=a.step * ARRIVAL_GAP_S,
+    cls = SLOScheduler if asynchronous else SLOSyncScheduler
+    engine = make_engine(cls, tiny_model_dir, asynchronous=asynchronous)
+    ours = Recorder(make_policy(policy, PolicyKnobs(), model))
+    engine.scheduler.set_policy(ours)
+    slave_clock(engine.scheduler, ours, sim_policy, run.ends)
+    due = dict(run.due)
+    while due or engine.driver.busy:
+        for index in sorted(k for k in due if k <= len(ours.steps)):
+            for a in due.pop(index):
+                engine.driver.add(
+                    make_request(
+                        a.request_id,
+                        a.prompt_tokens,
+                        a.output_tokens,
+                        engine.spec.block_size,
+                        arrival_time=a.step * ARRIVAL_GAP_S,
+                    )
                 )
-            )
-        times[:] = [start, end]
         engine.driver.step()
-    for i, (ours, theirs) in enumerate(zip(adapter_policy.steps, sim_policy.steps, strict=False)):
-        assert ours[0] == theirs[0], f"snapshots differ at step {i}"
-        assert ours[1] == theirs[1], f"plans differ at step {i}"
-    assert len(adapter_policy.steps) == len(sim_policy.steps)
-    assert not engine.scheduler.requests
-    engine.scheduler.sloserve_clock = lambda: sim.now
-    while engine.driver.busy:  # one more (empty) step tells the workers what finished
-        engine.driver.step()
+
+    n = len(sim_policy.steps)
+    for i, (mine, theirs) in enumerate(zip(ours.steps, sim_policy.steps, strict=False)):
+        assert mine[0] == theirs[0], f"snapshots differ at plan {i}"
+        assert mine[1] == theirs[1], f"plans differ at plan {i}"
+    # vLLM plans once more: the step that tells the workers what finished (nothing to run).
+    assert len(ours.steps) == n + 1
+    assert not ours.steps[n][0].running and not ours.steps[n][0].waiting
     assert_all_done(engine.driver, engine.spec, arrivals)
+    stats = run.sim.stats()
     assert (
-        sim.stats().preemptions_recompute
+        stats.preemptions_recompute
         == engine.scheduler.sloserve_stats.preemptions[PreemptionMode.RECOMPUTE]
     )
