@@ -47,6 +47,14 @@ class Runtime:
         return self.controller
 
 
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """Service account in a pod, else $KUBECONFIG read *now* (kopf's default client login
+    fixed the kubeconfig path when the library was imported)."""
+    info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs)
+    return info or kopf.login_with_kubeconfig(**kwargs)
+
+
 @kopf.on.startup()
 async def start_controller(memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime = memo.runtime

@@ -12,9 +12,11 @@ import asyncio
 import datetime
 import json
 import logging
+import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -110,7 +112,9 @@ class Kube:
         try:
             config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
         except config.ConfigException:
-            await config.load_kube_config(client_configuration=cfg)
+            # Read KUBECONFIG now: the library's default path was fixed when it was imported.
+            path = os.environ.get("KUBECONFIG") or str(Path("~/.kube/config").expanduser())
+            await config.load_kube_config(config_file=path, client_configuration=cfg)
         cfg.connection_pool_maxsize = pool_size
         return cls(client.ApiClient(configuration=cfg), metrics)
 
