@@ -178,3 +178,14 @@ def test_banked_tpot_time_buys_longer_chunks() -> None:
     accelgen = _composed("accelgen").plan(snap).token_budget - 1
     assert MODEL.gpu_step_s(accelgen, accelgen, 1, 700) <= 0.095
     assert 0.095 < MODEL.gpu_step_s(sloserve, sloserve, 1, 700) <= 1.5 * 0.095
+
+
+def test_predictor_confidence_knob_moves_the_bound() -> None:
+    policy = _composed("cacheopt")
+    for k in range(1, 201):
+        policy.on_finish(FinishedInfo(f"f{k}", 100, k, SLOTarget(), 100, 0.0))
+    bounds = []
+    for p in (0.6, 0.95):
+        policy.set_knobs(PolicyKnobs(predictor_confidence=p))
+        bounds.append(policy.on_arrival(ArrivalInfo("a", 0.0, 100, SLOTarget(), 4000)).output_bound)
+    assert bounds[0] < bounds[1]
