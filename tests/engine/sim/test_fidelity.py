@@ -13,8 +13,8 @@ from sloserve_engine.sim.fidelity import REFERENCE, compare
 
 KNOWN_GAPS = {
     ("async", 10, "tbt_p99"): "prefill-heavy async steps ~19% faster than the sync step logs",
-    ("async", 16, "ttft_p50"): "knee of the async curve: sim ~3% too much capacity there",
-    ("async", 16, "ttft_p99"): "knee of the async curve: sim ~3% too much capacity there",
+    ("async", 16, "ttft_p50"): "bistable knee: backlog regime needs 1-2 % slower steps (docs)",
+    ("async", 16, "ttft_p99"): "bistable knee: backlog regime needs 1-2 % slower steps (docs)",
 }
 
 
