@@ -62,7 +62,9 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="bench", required=True, metavar="{sim,speed,fidelity,fit,gpu}")
+    sub = parser.add_subparsers(
+        dest="bench", required=True, metavar="{sim,speed,fidelity,fit,gpu,gpu-report}"
+    )
     sim = sub.add_parser("sim", help="simulated rate sweep per policy")
     _add_engine_args(sim)
     sim.add_argument("--rates", type=_floats, default=[10.0, 16.0, 22.0])
@@ -84,6 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .vllm import bench_gpu  # imports vLLM only when it runs
 
     bench_gpu.add_arguments(sub.add_parser("gpu", help="replay on real vLLM (needs a GPU)"))
+    from . import gpu_report
+
+    gpu_report.add_arguments(sub.add_parser("gpu-report", help="tables and plots of a GPU run"))
 
 
 def _workload(args: argparse.Namespace, rate: float) -> Any:
@@ -265,6 +270,10 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         from .vllm import bench_gpu
 
         return bench_gpu.run(args)
+    if args.bench == "gpu-report":
+        from . import gpu_report
+
+        return gpu_report.run(args)
     from .sim import fit
 
     return fit.run(args)

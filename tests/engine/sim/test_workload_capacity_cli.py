@@ -134,13 +134,9 @@ def test_bench_rejects_unknown_policies() -> None:
 
 
 def test_max_rate_is_the_highest_attaining_rate() -> None:
-    class R:
-        def __init__(self, policy: str, rate: float, att: float) -> None:
-            self.policy, self.rate = policy, rate
-            self.result = type("X", (), {"metrics": type("M", (), {"slo_attainment": att})})
-
-    runs = [R("a", 10, 0.95), R("a", 16, 0.91), R("a", 22, 0.2), R("b", 10, 0.5)]
-    assert max_rates(runs) == {"a": 16, "b": None}  # type: ignore[arg-type]
+    rows = [("a", 10, 0.95), ("a", 16, 0.91), ("a", 22, 0.2), ("b", 10, 0.5)]
+    runs = [{"policy": p, "rate": r, "slo_attainment": a} for p, r, a in rows]
+    assert max_rates(runs) == {"a": 16, "b": None}
 
 
 def test_bench_reports_bad_input_without_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:

@@ -26,6 +26,7 @@ def write_plots(
     report: dict[str, Any],
     out_dir: Path,
     kv_usage: Mapping[str, np.ndarray] | None = None,
+    prefix: str | None = None,
 ) -> list[Path]:
     """Write ``sim_<trace>_<scheduling>_{latency,attainment,kv}.png``; return their paths.
 
@@ -38,7 +39,7 @@ def write_plots(
     title = (
         f"{cfg['trace']}, {cfg['requests']} req, {cfg['kv_tokens']} KV tokens, {cfg['scheduling']}"
     )
-    prefix = f"sim_{cfg['trace']}_{cfg['scheduling']}"
+    prefix = prefix or f"sim_{cfg['trace']}_{cfg['scheduling']}"
     paths: list[Path] = []
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))

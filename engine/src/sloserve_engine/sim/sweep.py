@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -91,15 +91,22 @@ def run_record(run: SweepRun) -> dict[str, Any]:
     }
 
 
-def max_rates(runs: Sequence[SweepRun], goal: float = ATTAINMENT_GOAL) -> dict[str, float | None]:
-    """Per policy, the highest swept rate with attainment >= ``goal`` (None if none)."""
+def max_rates(
+    records: Iterable[Mapping[str, Any]], goal: float = ATTAINMENT_GOAL
+) -> dict[str, float | None]:
+    """Per policy, the highest swept rate with attainment >= ``goal`` (None if none).
+
+    ``records`` are run rows (``policy``, ``rate``, ``slo_attainment``), simulated or
+    measured on a GPU, so both reports agree on what "max rate" means.
+    """
     out: dict[str, float | None] = {}
-    for run in runs:
-        best = out.get(run.policy)
-        if run.result.metrics.slo_attainment >= goal and (best is None or run.rate > best):
-            out[run.policy] = run.rate
+    for row in records:
+        policy, rate = str(row["policy"]), float(row["rate"])
+        best = out.get(policy)
+        if float(row["slo_attainment"]) >= goal and (best is None or rate > best):
+            out[policy] = rate
         else:
-            out.setdefault(run.policy, None)
+            out.setdefault(policy, None)
     return out
 
 
@@ -111,9 +118,10 @@ def sweep_report(
     slo: SLO,
 ) -> dict[str, Any]:
     bound: CapacityBound = capacity_bound(build_workload(workload), profile, config)
+    records = [run_record(r) for r in runs]
     return {
-        "runs": [run_record(r) for r in runs],
-        "max_rate": max_rates(runs),
+        "runs": records,
+        "max_rate": max_rates(records),
         "capacity_bound": bound.rate,
         "capacity": bound.as_dict(),
         "config": {

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from sloserve_engine.sim.metrics import SLO, RequestTiming, RunMetrics, summarize
+from sloserve_engine.sim.sweep import max_rates
 from sloserve_engine.sim.workload import TraceRequest, WorkloadSpec, build_workload
 
 STOCK = "stock"
@@ -285,15 +286,8 @@ def run(args: argparse.Namespace) -> int:
         windows += asyncio.run(run_scheduler(args, scheduler, args.out))
         (args.out / "runs.json").write_text(json.dumps(windows, indent=2))
     runs = [{k: v for k, v in w.items() if k not in ("scheduler", "start", "end")} for w in windows]
-    max_rate: dict[str, float | None] = {}
-    for row in runs:
-        ok = float(str(row["slo_attainment"])) >= 0.9
-        best = max_rate.setdefault(str(row["policy"]), None)
-        if ok and (best is None or float(str(row["rate"])) > best):
-            max_rate[str(row["policy"])] = float(str(row["rate"]))
-    (args.out / "summary.json").write_text(
-        json.dumps({"runs": runs, "max_rate": max_rate}, indent=2)
-    )
+    report = {"runs": runs, "max_rate": max_rates(runs)}
+    (args.out / "summary.json").write_text(json.dumps(report, indent=2))
     return 0
 
 
