@@ -63,6 +63,13 @@ def test_token_budget_and_seats_limit_admissions() -> None:
     ) == ("small", "small2")
 
 
+def test_tetris_lets_an_aged_head_go_first_or_block() -> None:
+    # BIG waited 21 s: it goes first when it fits, and blocks the others when it does not.
+    assert select_admissions(Batching.TETRIS, [BIG, SMALL], _res(), _ledger(500), 30.0)[0] == "big"
+    assert select_admissions(Batching.TETRIS, [BIG, SMALL], _res(), _ledger(50), 30.0) == ()
+    assert select_admissions(Batching.TETRIS, [BIG, SMALL], _res(), _ledger(50), 10.0) == ("small",)
+
+
 def test_tetris_prefers_the_candidate_that_fills_the_emptier_resource() -> None:
     # Compute is empty, KV nearly full: the long prompt fills compute best.
     chosen = select_admissions(Batching.TETRIS, [SMALL, BIG], _res(), _ledger(150), 10.0)

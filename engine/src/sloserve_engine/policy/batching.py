@@ -11,7 +11,8 @@ under the policy's own gate. Rules:
   so large requests cannot starve behind a stream of small ones.
 - ``tetris`` (AccelGen C3): among the fitting candidates, repeatedly pick the one
   whose demand best matches what is left of both resources,
-  ``align = c·(1 − U_c) + m·(1 − U_m)``.
+  ``align = c·(1 − U_c) + m·(1 − U_m)``; a head that has waited
+  ``protect_after_s`` goes first, or blocks until it fits (ageing, AccelGen C2).
 """
 
 from __future__ import annotations
@@ -74,7 +75,13 @@ def select_admissions(
     while pool and tokens_left > 0 and len(chosen) < res.seats:
         pick: RequestView | None = None
         if rule is Batching.TETRIS:
-            pick = _best_aligned(pool, ledger, tokens_left, res)
+            head = pool[0]
+            if now - head.arrival_time >= protect_after_s:  # ageing outranks alignment
+                if not _fits_now(head, ledger, res):
+                    return tuple(chosen)
+                pick = head
+            else:
+                pick = _best_aligned(pool, ledger, tokens_left, res)
         else:
             while pool:
                 head = pool[0]
