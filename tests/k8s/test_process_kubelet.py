@@ -210,6 +210,19 @@ def test_readiness_probe_decides_the_ready_condition(
         lambda: ready_condition(k8s, namespace, "probed") == "True", "Ready=True", timeout_s=30
     )
 
+    # what the node lifecycle controller does when a node misses heartbeats: the kubelet,
+    # which owns the condition, sets it back
+    api.patch_status(
+        f"/api/v1/namespaces/{namespace}/pods/probed/status",
+        {"status": {"conditions": [{"type": "Ready", "status": "False"}]}},
+    )
+    assert ready_condition(k8s, namespace, "probed") == "False"
+    eventually(
+        lambda: ready_condition(k8s, namespace, "probed") == "True",
+        "Ready=True re-asserted",
+        timeout_s=30,
+    )
+
     api.apply(f"/api/v1/namespaces/{namespace}/configmaps/content", content("v1"))
     eventually(
         lambda: ready_condition(k8s, namespace, "probed") == "False",

@@ -240,6 +240,9 @@ class ControlPlane:
             f"--cidr={self.config.pod_cidr}",
             f"--node-ip={LOOPBACK}",
             f"--server-address={LOOPBACK}:{port}",
+            # Renew node leases: without them the node lifecycle controller marks the nodes
+            # NotReady every grace period (and their pods NotReady with them).
+            "--node-lease-duration-seconds=40",
         ]
 
     def stop(self) -> None:

@@ -38,6 +38,8 @@ HOST_FLAGS = ("--host", "--bind")
 PYTHON_EXECUTABLES = ("python", "python3", sys.executable)
 MAX_GRACE_S = 10.0
 MAX_RESTART_BACKOFF_S = 30.0
+REASSERT_AFTER_S = 2.0
+"""Grace for our own status patch to come back through the watch before re-asserting."""
 WATCH_TIMEOUT_S = 2
 """Short watches (resumed from the last resourceVersion) let stop() return promptly and never
 leave a watch open that would hold up the apiserver's own shutdown."""
@@ -197,6 +199,13 @@ def readiness_after_probe(
     return was_ready and failures < threshold, failures
 
 
+def pod_ready_condition(pod: JsonObj) -> bool | None:
+    for cond in pod.get("status", {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return bool(cond.get("status") == "True")
+    return None
+
+
 def pod_process_spec(pod: JsonObj) -> PodProcessSpec | None:
     """The first container as a process spec, or None when it has no explicit command."""
     meta, spec = pod["metadata"], pod.get("spec", {})
@@ -329,6 +338,8 @@ class PodProcess:
     ready: bool = False
     probe_failures: int = 0
     next_probe: float = 0.0
+    observed_ready: bool | None = None
+    reported_at: float = 0.0
 
     @property
     def log_path(self) -> Path:
@@ -468,6 +479,7 @@ class ProcessKubelet:
             seen = list(self._seen.values())
         nodes = self._kwok_nodes(api, {p.get("spec", {}).get("nodeName", "") for p in seen})
         desired: dict[str, PodProcessSpec] = {}
+        observed: dict[str, bool | None] = {}
         for pod in seen:
             if pod_should_run(pod, nodes):
                 spec = pod_process_spec(pod)
@@ -477,6 +489,7 @@ class ProcessKubelet:
                     )
                 else:
                     desired[spec.uid] = spec
+                    observed[spec.uid] = pod_ready_condition(pod)
         with self._lock:
             for uid in [u for u in self.pods if u not in desired]:
                 self._stop_process(self.pods.pop(uid))
@@ -484,6 +497,7 @@ class ProcessKubelet:
                 if uid not in self.pods:
                     directory = self.workdir / f"{spec.namespace}_{spec.name}_{uid[:8]}"
                     self.pods[uid] = PodProcess(spec, directory)
+                self.pods[uid].observed_ready = observed[uid]
             records = list(self.pods.values())
         for record in records:
             self._tend(api, record, refresh_volumes or record.proc is None)
@@ -493,6 +507,7 @@ class ProcessKubelet:
             return  # a referenced ConfigMap/Secret is missing: like ContainerCreating
         if pod.proc is not None and pod.proc.running():
             self._probe(api, pod)
+            self._reassert_ready(api, pod)
             return
         if pod.proc is not None:  # exited on its own: restart with backoff, like a kubelet
             log.warning(
@@ -513,7 +528,9 @@ class ProcessKubelet:
             if self._stop.is_set() or self.pods.get(pod.spec.uid) is not pod:
                 return
             pod.proc = ManagedProcess(pod.spec.key, argv, pod.log_path, env=env, cwd=pod.directory)
-        if pod.spec.readiness is not None:  # kwok said Ready at once; the probe decides now
+        if pod.spec.readiness is None:
+            pod.ready = True  # no probe: ready while running, as kwok already reports
+        else:  # kwok said Ready at once; the probe decides now
             self._report_ready(api, pod, False)
         log.info(
             "process kubelet: started %s (pid %d) at %s: %s",
@@ -548,6 +565,16 @@ class ProcessKubelet:
         if ready != pod.ready:
             self._report_ready(api, pod, ready)
 
+    def _reassert_ready(self, api: KubeApi, pod: PodProcess) -> None:
+        """Own the Ready condition like a kubelet's status manager.
+
+        Others write it too: the node lifecycle controller marks pods NotReady when a node
+        misses heartbeats, and nobody else would set them Ready again.
+        """
+        settled = time.monotonic() - pod.reported_at > REASSERT_AFTER_S
+        if settled and pod.observed_ready is not None and pod.observed_ready != pod.ready:
+            self._report_ready(api, pod, pod.ready)
+
     def _report_ready(self, api: KubeApi, pod: PodProcess, ready: bool) -> None:
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         status = "True" if ready else "False"
@@ -562,6 +589,7 @@ class ProcessKubelet:
             if exc.status != 404:  # a pod deleted meanwhile needs no status
                 raise
         pod.ready = ready
+        pod.reported_at = time.monotonic()
         log.info("process kubelet: %s Ready=%s", pod.spec.key, status)
 
     def _materialise(self, api: KubeApi, pod: PodProcess) -> bool:
