@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+STALL_S = 0.2
+"""A gap between two tokens of one request longer than this is a stall (a frozen stream)."""
+
 
 @dataclass(frozen=True, slots=True)
 class SLO:
@@ -25,6 +28,7 @@ class RequestTiming:
     finish: float | None = None
     tokens_seen: int = 0
     max_gap: float = 0.0
+    """Longest gap between two of its tokens (s)."""
     predicted_output: int = 0
 
 
@@ -50,6 +54,11 @@ class RunMetrics:
     makespan: float
     predictor_mae: float
     """Mean |predicted - actual| output tokens over completed requests."""
+    max_tbt_p99: float
+    """p99 over completed requests of each request's longest gap between two tokens."""
+    stalls_over_200ms: int
+    """Requests whose longest gap between two tokens exceeds :data:`STALL_S`; the mean-TPOT
+    attainment rule cannot see these (a long freeze averaged over many tokens)."""
     extra: dict[str, float] = field(default_factory=dict)
 
 
@@ -94,6 +103,8 @@ def summarize(timings: list[RequestTiming], gaps: np.ndarray, slo: SLO) -> RunMe
         output_tok_s=out_tokens / makespan,
         makespan=makespan,
         predictor_mae=mae,
+        max_tbt_p99=_pct(np.array([t.max_gap for t in done]), 99),
+        stalls_over_200ms=sum(1 for t in done if t.max_gap > STALL_S),
         extra={
             "tpot_p50": _pct(np.asarray(tpots), 50),
             "tpot_p99": _pct(np.asarray(tpots), 99),

@@ -75,6 +75,8 @@ def run_record(run: SweepRun) -> dict[str, Any]:
         "stall_rate": m.stall_rate,
         "goodput": m.goodput,
         "output_tok_s": m.output_tok_s,
+        "max_tbt_p99": m.max_tbt_p99,
+        "stalls_over_200ms": m.stalls_over_200ms,
         "preemptions": run.result.preemptions,
         "preemptions_by_mode": {
             "recompute": run.result.preemptions_recompute,
