@@ -15,6 +15,7 @@ from __future__ import annotations
 import zlib
 from collections import deque
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,13 +38,14 @@ from vllm.utils.hashing import sha256
 from vllm.v1.core.kv_cache_utils import get_request_block_hasher, init_none_hash
 from vllm.v1.core.sched.output import SchedulerOutput
 from vllm.v1.core.sched.scheduler import Scheduler
+from vllm.v1.executor.abstract import Executor
 from vllm.v1.kv_cache_interface import (
     FullAttentionSpec,
     KVCacheConfig,
     KVCacheGroupSpec,
     KVCacheTensor,
 )
-from vllm.v1.outputs import KVConnectorOutput, ModelRunnerOutput
+from vllm.v1.outputs import EMPTY_MODEL_RUNNER_OUTPUT, KVConnectorOutput, ModelRunnerOutput
 from vllm.v1.request import Request
 from vllm.v1.structured_output import StructuredOutputManager
 
@@ -270,3 +272,103 @@ class FakeModelDriver:
         )
         self.records.append(record)
         return record
+
+
+def _done(value: Any) -> Future[Any]:
+    future: Future[Any] = Future()
+    future.set_result(value)
+    return future
+
+
+class FakeExecutor(Executor):
+    """FAKE model executor, so that vLLM's real ``EngineCore`` runs on a CPU.
+
+    It reports a toy KV cache of ``num_gpu_blocks_override`` blocks and, like a
+    model runner, tracks each request's known tokens from the ``SchedulerOutput``s:
+    a scheduled chunk samples one token when it reaches the end of them.
+    """
+
+    uses_ray = False
+    supports_pp = False
+
+    def _init_executor(self) -> None:
+        self._prompt_len: dict[str, int] = {}
+        self._sampled: dict[str, int] = {}
+        self._pending: deque[ModelRunnerOutput] = deque()
+        self._spec = FullAttentionSpec(
+            block_size=self.cache_config.block_size,
+            num_kv_heads=1,
+            head_size=1,
+            dtype=torch.float32,
+        )
+
+    @classmethod
+    def supports_async_scheduling(cls) -> bool:
+        return True
+
+    def collective_rpc(
+        self,
+        method: Any,
+        timeout: float | None = None,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        non_block: bool = False,
+    ) -> Any:
+        return []
+
+    def determine_available_memory(self) -> list[int]:
+        blocks = self.cache_config.num_gpu_blocks_override or 64
+        return [blocks * self._spec.page_size_bytes]
+
+    def get_kv_cache_specs(self) -> list[dict[str, Any]]:
+        return [{"layer": self._spec}]
+
+    def initialize_from_config(self, kv_cache_configs: list[KVCacheConfig]) -> None:
+        return None
+
+    def execute_model(self, scheduler_output: SchedulerOutput, non_block: bool = False) -> Any:
+        """Like a GPU worker: ``None`` until ``sample_tokens``, the empty output at once."""
+        output = self._run(scheduler_output)
+        result = output if output is EMPTY_MODEL_RUNNER_OUTPUT else None
+        if result is None:
+            self._pending.append(output)
+        return _done(result) if non_block else result
+
+    def sample_tokens(self, grammar_output: Any, non_block: bool = False) -> Any:
+        output = self._pending.popleft()
+        return _done(output) if non_block else output
+
+    def check_health(self) -> None:
+        return None
+
+    def shutdown(self) -> None:
+        return None
+
+    def _run(self, output: SchedulerOutput) -> ModelRunnerOutput:
+        for rid in output.finished_req_ids:
+            self._prompt_len.pop(rid, None)
+            self._sampled.pop(rid, None)
+        computed: dict[str, int] = {}
+        for new in output.scheduled_new_reqs:
+            self._prompt_len[new.req_id] = len(new.prompt_token_ids or ())
+            self._sampled.setdefault(new.req_id, 0)
+            computed[new.req_id] = new.num_computed_tokens
+        cached = output.scheduled_cached_reqs
+        for rid, n in zip(cached.req_ids, cached.num_computed_tokens, strict=True):
+            computed[rid] = n
+        ids = list(output.num_scheduled_tokens)
+        sampled: list[list[int]] = []
+        for rid in ids:
+            known = self._prompt_len[rid] + self._sampled[rid]
+            if computed[rid] + output.num_scheduled_tokens[rid] < known:
+                sampled.append([])
+                continue
+            sampled.append([FAKE_TOKEN_BASE + self._sampled[rid] % 800])
+            self._sampled[rid] += 1
+        if not ids:
+            return EMPTY_MODEL_RUNNER_OUTPUT
+        return ModelRunnerOutput(
+            req_ids=ids,
+            req_id_to_index={rid: i for i, rid in enumerate(ids)},
+            sampled_token_ids=sampled,
+        )
