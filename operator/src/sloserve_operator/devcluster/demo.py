@@ -27,7 +27,7 @@ from rich.table import Table
 from sloserve_operator.devcluster.cli import add_cluster_arguments, cluster_from_args
 from sloserve_operator.devcluster.cluster import DevCluster, dev_cluster
 from sloserve_operator.devcluster.kubeapi import JsonObj, KubeApi, KubeApiError
-from sloserve_operator.devcluster.kubelet import ProcessKubelet, log_to_file
+from sloserve_operator.devcluster.kubelet import ProcessKubelet, log_to_file, pod_ready_condition
 from sloserve_operator.devcluster.loadgen import LoadProfile, LoadStats, drive_load
 from sloserve_operator.devcluster.nodes import default_gpu_nodes
 from sloserve_operator.devcluster.processes import (
@@ -139,14 +139,13 @@ def render_status(
     for column in ("pod", "node", "pod IP", "phase", "ready"):
         pod_table.add_column(column)
     for pod in pods:
-        conditions = pod.get("status", {}).get("conditions") or []
-        ready = next((c["status"] for c in conditions if c.get("type") == "Ready"), "-")
+        ready = pod_ready_condition(pod)
         pod_table.add_row(
             pod["metadata"]["name"],
             pod.get("spec", {}).get("nodeName", "-"),
             pod.get("status", {}).get("podIP", "-"),
             pod.get("status", {}).get("phase", "-"),
-            ready,
+            "-" if ready is None else str(ready),
         )
     load = Table(title="load", expand=True)
     for column in ("target rps", "sent", "ok", "failed", "in flight", "targets"):
@@ -231,10 +230,12 @@ def observe(api: KubeApi, namespace: str, name: str, kubelet: ProcessKubelet, vi
         f"/api/v1/namespaces/{namespace}/pods", {"labelSelector": f"{SERVICE_LABEL}={name}"}
     )
     view.pods = pods["items"]
-    view.targets = [
+    view.targets = [  # what a Service would route to: ready endpoints only
         url
         for pod in view.pods
-        if kubelet.running(namespace, pod["metadata"]["name"]) and (url := engine_url(pod))
+        if pod_ready_condition(pod)
+        and kubelet.running(namespace, pod["metadata"]["name"])
+        and (url := engine_url(pod))
     ]
     events = api.get(f"/api/v1/namespaces/{namespace}/events")["items"]
     events.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
