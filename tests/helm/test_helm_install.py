@@ -11,6 +11,7 @@ test_helm_rbac.py proves it minimal.
 
 from __future__ import annotations
 
+import re
 import uuid
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from chart_cluster import (
     rbac_denials,
     token_kubeconfig,
 )
-from chartkit import CHART, REPO, helm
+from chartkit import CHART, REPO, dashboard_exprs, helm, rules
+from promql import parse
 
 from sloserve_operator.devcluster.cluster import DevCluster
 from sloserve_operator.devcluster.eventually import eventually
@@ -90,6 +92,15 @@ def test_install_reconcile_upgrade_uninstall(
         sa = pod_spec["serviceAccountName"]
         forbidden = rbac_denials(k8s, metrics_url, namespace, sa)
         assert not forbidden, f"requests RBAC denied to the chart's ServiceAccount: {forbidden}"
+        # The live endpoint serves every operator series the shipped alerts and dashboard read.
+        served = set(re.findall(r"^# TYPE (\S+) ", httpx.get(metrics_url).text, re.M))
+        wanted = {
+            re.sub(r"_(bucket|sum|count)$", "", s.metric)
+            for expr in [r["expr"] for r in rules(helm_bin)] + dashboard_exprs()
+            for s in parse(expr).selectors
+            if s.metric.startswith("sloserve_operator_")
+        }
+        assert wanted and wanted <= served, sorted(wanted - served)
 
     # -- upgrade with changed values: 3 replicas, watch only this namespace
     helm(
