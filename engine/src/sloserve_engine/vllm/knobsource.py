@@ -103,6 +103,14 @@ def parse_knobs_json(text: str, origin: str) -> Knobs:
         raise KnobsSourceError(f"{origin}: {exc}") from exc
 
 
+def parse_knobs_document(document: Mapping[str, object], origin: str) -> Knobs:
+    """Validate an already-decoded knob document (wire names); errors name the field."""
+    try:
+        return Knobs.model_validate(dict(document))
+    except ValidationError as exc:
+        raise KnobsSourceError(f"{origin}: {exc}") from exc
+
+
 class KnobsFile:
     """Polls one knobs file; a change of (inode, size, mtime) triggers a re-read.
 

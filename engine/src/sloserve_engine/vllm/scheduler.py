@@ -52,7 +52,7 @@ from ..policy.views import (
     StepPlan,
 )
 from ..server.metrics import EngineMetrics, FinishedRequest
-from .knobsource import KnobsFile, parse_knobs_json, resolve_knobs_config, write_status
+from .knobsource import KnobsFile, parse_knobs_document, resolve_knobs_config, write_status
 from .requests import RequestMeta
 from .slo import InvalidSLOError, parse_slo
 from .stats import AdapterStats
@@ -141,9 +141,7 @@ class SLOSchedulerMixin(_Base):
 
     def sloserve_set_knobs(self, document: Mapping[str, Any]) -> dict[str, Any]:
         """Validate and apply a knob document now (between steps); returns the new state."""
-        import json
-
-        self.apply_knobs(parse_knobs_json(json.dumps(dict(document)), "knobs RPC"))
+        self.apply_knobs(parse_knobs_document(document, "knobs RPC"))
         return self.sloserve_knobs_state()
 
     def apply_knobs(self, knobs: Knobs) -> None:
@@ -191,8 +189,9 @@ class SLOSchedulerMixin(_Base):
     def _poll_knobs_file(self) -> bool:
         if self._sl_knobs_file is None:
             return False
+        errors = self._sl_knobs_file.errors
         knobs = self._sl_knobs_file.poll()
-        self.sloserve_stats.knobs_errors = self._sl_knobs_file.errors
+        self.sloserve_stats.knobs_errors += self._sl_knobs_file.errors - errors
         if knobs is None:
             return False
         try:
