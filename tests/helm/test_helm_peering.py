@@ -94,7 +94,7 @@ def test_one_replica_is_active_and_the_other_takes_over(
                 )
                 before_b = status_patches(port_b)
                 paths.append(apply_service(k8s, namespace, "second"))
-                eventually(lambda: reconciled(k8s, paths[1]), "the active replica reconciles", 90)
+                eventually(lambda: reconciled(k8s, paths[1]), "the active replica reconciles", 45)
                 assert status_patches(port_b) == before_b, "the standby replica wrote status too"
                 assert "Pausing operations" in (tmp_path / "b.log").read_text()
 
