@@ -189,3 +189,15 @@ def test_views_hide_max_tokens_and_carry_slo_and_predictions(tiny_model_dir: Pat
     assert a.blocks_held == 2 and a.computed_tokens == 30
     assert {f.output_tokens for f in policy.finished} == {7}
     assert [f.predicted_output for f in policy.finished] == [241, 241]
+
+
+def test_unusable_slo_falls_back_to_defaults_without_failing(tiny_model_dir: Path) -> None:
+    policy = ScriptedPolicy()
+    engine = make_engine(SLOSyncScheduler, tiny_model_dir, asynchronous=False)
+    engine.scheduler.set_policy(policy)
+    arrivals = [Arrival("A", 30, 3, extra_args={"slo_class": "chat", "ttft_ms": "fast"})]
+    engine.run(arrivals)
+    snapshot, _ = policy.plans[0]
+    assert snapshot.waiting[0].slo == policy.knobs.default_slo
+    assert engine.scheduler.sloserve_stats.invalid_slo == 1
+    assert_all_done(engine.driver, engine.spec, arrivals)
