@@ -70,3 +70,11 @@ def test_summary_of_a_small_episode() -> None:
     assert (s.peak_replicas, s.flaps, s.decisions) == (3, 0, 3)
     assert s.attainment == pytest.approx(41 / 47)
     assert s.replica_minutes == pytest.approx((10 + 5 + 5 + 20 + 45 + 45) / 60)
+
+
+def test_steady_trace_has_no_step_reaction() -> None:
+    ep = Episode("x", [Phase(100, 5)], RunConfig())
+    ep.rows = [row(0, 2, 1.0, ok=5), row(50, 2, 0.95, ok=5), row(100, 2, 0.97, ok=5)]
+    ep.decisions = [DecisionLog(20, 1, 2, "ScaleUpKVPressure", "")]
+    s = summarize(ep, 0.9)
+    assert (s.reaction_from_step_s, s.scale_down_after_drop_s, s.flaps) == (None, None, 0)

@@ -175,6 +175,18 @@ def test_scale_down_waits_for_the_down_window() -> None:
     assert ds[1].reason is Reason.STABILIZING
 
 
+def test_a_failed_scrape_does_not_pin_the_down_window() -> None:
+    """One pod missing at t=20 makes that evaluation conservative, not the next 30 s."""
+    policy = Policy(scale_up_stabilization_s=0, scale_down_stabilization_s=30)
+    low, partial = pods(0.1, 0.1, 0.1), pods(0.1)
+    steps = [(0.0, obs(3, pods(0.8, 0.8, 0.8), now=0.0))]
+    steps += [(t, obs(3, partial if t == 20 else low, ready=3, now=t)) for t in range(5, 45, 5)]
+    ds = run(policy, steps)
+    assert ds[4].signals.recommendation == 3  # the partial evaluation itself holds
+    first_down = next(t for (t, _), d in zip(steps, ds, strict=True) if d.desired_replicas < 3)
+    assert first_down == 35
+
+
 def test_slo_signal_settles_after_a_scale_up() -> None:
     """The 60 s attainment window still shows the old failures: no second SLO step at once."""
     policy = Policy(slo_settle_s=30, scale_up_stabilization_s=0)

@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from sloserve_operator.autoscaler.metrics_source import sample_from_exposition
 from sloserve_operator.devcluster.cluster import DevCluster
 from sloserve_operator.devcluster.eventually import eventually
 from sloserve_operator.devcluster.kubelet import ProcessKubelet
@@ -143,16 +143,21 @@ class StepLoad:
 
 
 def fleet_attainment(ips: list[str]) -> float | None:
-    """Attainment of all ready pods, weighted by requests in their window (the autoscaler's)."""
+    """What users see: the engines' 60 s window attainment, weighted by its request counts."""
     total = weight = 0.0
     for ip in ips:
         try:
-            s = sample_from_exposition(ip, httpx.get(f"http://{ip}:8000/metrics", timeout=2).text)
+            text = httpx.get(f"http://{ip}:8000/metrics", timeout=2).text
         except httpx.HTTPError:
             continue
-        if s.attainment is not None:
-            total += s.attainment * s.finished_requests
-            weight += s.finished_requests
+        values = {
+            (s.name, s.labels.get("kind")): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+        n = values.get(("sloserve_slo_window_requests", None), 0.0)
+        total += values.get(("sloserve_slo_attainment_ratio", "both"), 1.0) * n
+        weight += n
     return total / weight if weight else None
 
 

@@ -26,7 +26,8 @@ from sloserve_operator.autoscaler.metrics_source import (
     PodEndpoint,
     PodsSource,
     PrometheusSource,
-    sample_from_exposition,
+    RecentAttainment,
+    read_exposition,
 )
 
 SLO = SLOTarget(ttft_s=1.0, tbt_s=1.0)
@@ -72,34 +73,38 @@ def slow_pod() -> Iterator[PodEndpoint]:
     server.shutdown()
 
 
-async def test_pod_with_finished_requests_reports_weighted_attainment(engine_pod) -> None:
+async def test_attainment_of_requests_finished_since_the_last_read(engine_pod) -> None:
     metrics, pod = engine_pod
     now = time.time()
     metrics.kv_pressure.set(1.25)
-    for ttft in (0.1, 0.2, 0.3, 5.0):  # the last misses its 1 s TTFT target
+    for ttft in (0.1, 5.0):  # finished before the first read: history, not a measurement
         _finish(metrics, now, ttft)
     source = PodsSource(timeout_s=2.0)
     try:
-        scrape = await source.scrape([pod])
+        first = await source.scrape([pod])
+        for ttft in (0.1, 0.2, 0.3, 5.0):  # the last misses its 1 s TTFT target
+            _finish(metrics, now, ttft)
+        second = await source.scrape([pod])
+        third = await source.scrape([pod])
     finally:
         await source.aclose()
-    assert scrape.failures == {}
-    (sample,) = scrape.samples
-    assert sample.kv_pressure == pytest.approx(1.25)
-    assert sample.attainment == pytest.approx(0.75)
-    assert sample.finished_requests == 4
+    assert first.failures == {}
+    assert [(s.kv_pressure, s.attainment) for s in first.samples] == [(1.25, None)]
+    (sample,) = second.samples
+    assert (sample.attainment, sample.finished_requests) == (0.75, 4)
+    (idle,) = third.samples  # nothing finished since: no vote, whatever the 60 s window says
+    assert (idle.attainment, idle.finished_requests) == (None, 0)
 
 
-async def test_idle_pod_has_pressure_but_no_attainment(engine_pod) -> None:
-    """An idle engine reports attainment 1.0 over an empty window: that is not a measurement."""
-    metrics, pod = engine_pod
-    metrics.kv_pressure.set(0.0)
-    source = PodsSource()
-    try:
-        (sample,) = (await source.scrape([pod])).samples
-    finally:
-        await source.aclose()
-    assert (sample.kv_pressure, sample.attainment, sample.finished_requests) == (0.0, None, 0)
+def test_restarted_pod_starts_over() -> None:
+    recent = RecentAttainment()
+    text = 'sloserve_requests_finished_total{{slo_class="s",attained="{a}"}} {n}\n'
+    ten = text.format(a="true", n=10) + text.format(a="false", n=0)
+    two = text.format(a="true", n=1) + text.format(a="false", n=1)
+    assert recent.sample("p", ten).attainment is None
+    assert recent.sample("p", two).attainment is None  # counters went back: a new process
+    recent.keep_only([])
+    assert recent.sample("p", ten).attainment is None  # forgotten pods start over too
 
 
 async def test_slow_and_dead_pods_fail_alone(engine_pod, slow_pod) -> None:
@@ -118,14 +123,14 @@ async def test_slow_and_dead_pods_fail_alone(engine_pod, slow_pod) -> None:
     assert scrape.failures["engine-dead"].startswith("ConnectError")
 
 
-def test_exposition_without_our_metrics_gives_an_empty_sample() -> None:
-    sample = sample_from_exposition("p", "# HELP other x\n# TYPE other gauge\nother 1\n")
-    assert (sample.kv_pressure, sample.attainment) == (None, None)
+def test_exposition_without_our_metrics_reads_as_nothing() -> None:
+    reading = read_exposition("# HELP other x\n# TYPE other gauge\nother 1\n")
+    assert (reading.kv_pressure, reading.finished) == (None, 0)
 
 
 def test_unparsable_exposition_raises() -> None:
     with pytest.raises(ValueError):
-        sample_from_exposition("p", "sloserve_kv_pressure_ratio not-a-number\n")
+        read_exposition("sloserve_kv_pressure_ratio not-a-number\n")
 
 
 # ---- Prometheus HTTP API -------------------------------------------------------------------
@@ -141,7 +146,9 @@ class _PromAPI(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         query = parse_qs(url.query)["query"][0]
         self.queries.append(query)
-        name = query.split("{", 1)[0]
+        name = next(n for n in self.series if n in query)
+        if 'attained="true"' in query:
+            name += ":true"
         result = [
             {"metric": {"__name__": name, **labels}, "value": [stamp, value]}
             for labels, stamp, value in self.series.get(name, [])
@@ -175,14 +182,11 @@ async def test_prometheus_source_joins_series_by_pod(prometheus) -> None:
             ({**base, "pod": "b"}, now - 100, "0.1"),
             ({**base, "pod": "gone"}, now, "5"),
         ],
-        "sloserve_slo_attainment_ratio": [
-            ({**base, "pod": "a", "kind": "both"}, now - 2, "0.8"),
-            ({**base, "pod": "b", "kind": "both"}, now - 100, "1"),
+        "sloserve_requests_finished_total": [
+            ({"pod": "a"}, now - 2, "12"),
+            ({"pod": "b"}, now - 100, "0"),
         ],
-        "sloserve_slo_window_requests": [
-            ({**base, "pod": "a"}, now - 2, "12"),
-            ({**base, "pod": "b"}, now - 100, "0"),
-        ],
+        "sloserve_requests_finished_total:true": [({"pod": "a"}, now - 2, "9.6")],
     }
     pods = [PodEndpoint(n, "") for n in ("a", "b", "c")]
     source = PrometheusSource(prometheus, "ns", "chat")
@@ -191,13 +195,15 @@ async def test_prometheus_source_joins_series_by_pod(prometheus) -> None:
     finally:
         await source.aclose()
     a, b = scrape.samples
-    assert (a.pod, a.kv_pressure, a.attainment, a.finished_requests) == ("a", 0.9, 0.8, 12.0)
+    assert (a.pod, a.kv_pressure, a.finished_requests) == ("a", 0.9, 12.0)
+    assert a.attainment == pytest.approx(0.8)
     assert a.age_s == pytest.approx(2, abs=1)
     assert (b.attainment, b.age_s > 90) == (None, True)
     assert scrape.failures == {"c": "no series in prometheus"}
-    assert 'sloserve_slo_attainment_ratio{namespace="ns",llmservice="chat",kind="both"}' in (
-        _PromAPI.queries
-    )
+    assert (
+        'sum by (pod) (increase(sloserve_requests_finished_total{namespace="ns",'
+        'llmservice="chat",attained="true"}[60s]))'
+    ) in _PromAPI.queries
 
 
 async def test_prometheus_down_marks_every_pod_failed() -> None:

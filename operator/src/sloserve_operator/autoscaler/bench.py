@@ -92,7 +92,7 @@ def count_flaps(sizes: Sequence[int]) -> int:
 
 def summarize(episode: Episode, target: float) -> Summary:
     trace = episode.trace
-    step_at = trace[0].until_s
+    step_at = trace[0].until_s if len(trace) > 1 else math.inf  # a steady trace has no step
     drop_at = trace[-2].until_s if len(trace) > 2 else math.inf
     rows = episode.rows
     ups = [d.t for d in episode.decisions if d.desired > d.current and d.t >= step_at]
@@ -193,6 +193,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar=("STEP", "DROP", "END"),
         help="modelled seconds: load step up, load drop, end",
     )
+    parser.add_argument(
+        "--steady",
+        type=float,
+        metavar="FRACTION",
+        help="instead of the step: constant load at this share of capacity until END",
+    )
     parser.add_argument("--time-scale", type=float, default=2.0, help="modelled s per wall s")
     parser.add_argument("--kv-tokens", type=int, default=16384, help="KV capacity per engine")
     parser.add_argument(
@@ -218,7 +224,10 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     spec = default_spec()
     target = policy_from_spec(spec).slo_attainment_target
-    trace = step_trace(args.capacity_rps, args.low, args.high, args.times)
+    if args.steady is not None:
+        trace = [Phase(args.times[-1], args.steady * args.capacity_rps)]
+    else:
+        trace = step_trace(args.capacity_rps, args.low, args.high, args.times)
     config = RunConfig(
         time_scale=args.time_scale,
         engine_args=("--kv-tokens", str(args.kv_tokens), "--served-model-name", "m"),

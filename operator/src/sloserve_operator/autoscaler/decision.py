@@ -224,8 +224,9 @@ def decide(policy: Policy, obs: Observation, history: History = History()) -> De
     ceilings = tuple(
         (t, p) for t, p in history.slo_ceilings if obs.now - t <= policy.slo_ceiling_memory_s
     )
-    settled = obs.ready_replicas >= current and not obs.rollout_in_progress
-    if settled and kv_mean and attainment is not None and attainment < policy.slo_attainment_target:
+    if slo_desired is not None and slo_desired > current and kv_mean:
+        # Only when the SLO signal itself asks for more (all replicas serving, not settling):
+        # a lagging window right after a scale-up would teach a needlessly low ceiling.
         ceilings = _remember(ceilings, obs.now, kv_mean)
     ceiling = min((p for _, p in ceilings), default=None)
 
@@ -271,7 +272,11 @@ def decide(policy: Policy, obs: Observation, history: History = History()) -> De
             ceilings = _remember(ceilings, obs.now, ceiling)
     raw = min(max(raw, policy.min_replicas), policy.max_replicas)
 
-    recs = (*_window(history.recommendations, obs.now, _horizon(policy)), (obs.now, raw))
+    kept = _window(history.recommendations, obs.now, _horizon(policy))
+    recs = (*kept, (obs.now, raw))
+    # When a ready pod gave no sample this recommendation leans on imputed numbers, so it
+    # steers this decision only: kept, one slow scrape would pin the down window for 300 s.
+    stored = kept if len(fresh) < obs.ready_replicas else recs
     up_window = [r for t, r in recs if obs.now - t <= policy.scale_up_stabilization_s]
     down_window = [r for t, r in recs if obs.now - t <= policy.scale_down_stabilization_s]
     stabilized = current
@@ -285,11 +290,11 @@ def decide(policy: Policy, obs: Observation, history: History = History()) -> De
     signals = replace(signals, recommendation=raw)
 
     if obs.rollout_in_progress and desired != current:
-        return _hold(current, Reason.ROLLOUT, signals, recs, ceilings, last_up)
+        return _hold(current, Reason.ROLLOUT, signals, stored, ceilings, last_up)
     if obs.pending_replicas > 0 and desired >= current and raw >= current:
         # The replicas asked for do not all fit: say so rather than "Steady", and never ask
         # for more (a scale-down still goes ahead and removes pending pods first).
-        return _hold(current, Reason.PENDING, signals, recs, ceilings, last_up)
+        return _hold(current, Reason.PENDING, signals, stored, ceilings, last_up)
     if desired > current:
         reason = _up_reason(policy, desired, kv_desired, slo_desired, fast)
         last_up = obs.now
@@ -301,7 +306,7 @@ def decide(policy: Policy, obs: Observation, history: History = History()) -> De
         reason = Reason.STABILIZING
     else:
         reason = Reason.STEADY
-    return _hold(desired, reason, signals, recs, ceilings, last_up)
+    return _hold(desired, reason, signals, stored, ceilings, last_up)
 
 
 def _remember(

@@ -22,9 +22,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from .decision import PodSample
 
 KV_PRESSURE = "sloserve_kv_pressure_ratio"
-ATTAINMENT = "sloserve_slo_attainment_ratio"
-WINDOW_REQUESTS = "sloserve_slo_window_requests"
-"""Requests finished in the attainment window: the weight of a pod's attainment."""
+FINISHED = "sloserve_requests_finished_total"
+"""Finished requests by ``attained="true|false"``: attainment of what finished *recently*."""
+ATTAINMENT_WINDOW_S = 60
+"""Prometheus source: ``increase()`` range for the attainment ratio."""
 
 
 @dataclass(frozen=True)
@@ -48,24 +49,57 @@ class MetricsSource(Protocol):
     async def aclose(self) -> None: ...
 
 
-def sample_from_exposition(pod: str, text: str) -> PodSample:
-    """Read one pod's Prometheus text exposition; unusable numbers become ``None``.
+@dataclass(frozen=True)
+class PodReading:
+    """The numbers the autoscaler reads from one exposition."""
 
-    Attainment is ``None`` when the window holds no finished request: the engine then reports
-    1.0, which is a placeholder, not a measurement.
-    """
+    kv_pressure: float | None
+    attained: float
+    finished: float
+
+
+def read_exposition(text: str) -> PodReading:
+    """Parse one pod's Prometheus text exposition; raises ``ValueError`` if it does not parse."""
     kv: float | None = None
-    attainment: float | None = None
-    window = 0.0
+    attained = finished = 0.0
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             if s.name == KV_PRESSURE:
                 kv = _finite(s.value)
-            elif s.name == ATTAINMENT and s.labels.get("kind") == "both":
-                attainment = _finite(s.value)
-            elif s.name == WINDOW_REQUESTS:
-                window = _finite(s.value) or 0.0
-    return PodSample(pod, kv, attainment if window > 0 else None, window)
+            elif s.name == FINISHED and math.isfinite(s.value):
+                finished += s.value
+                attained += s.value if s.labels.get("attained") == "true" else 0.0
+    return PodReading(kv, attained, finished)
+
+
+class RecentAttainment:
+    """Turns each pod's finished-request counters into the attainment of the requests that
+    finished since the previous read.
+
+    The engine's ``sloserve_slo_attainment_ratio`` gauge covers a 60 s sliding window: after a
+    scale-up it keeps reporting the old failures for a minute, and in the first bench run an
+    autoscaler steering by it kept adding replicas after the load had already dropped. Counter
+    deltas see what finishes now. A pod read for the first time, or whose counters went back
+    (restart), has no attainment yet; one that finished nothing since has none either.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[float, float]] = {}
+
+    def sample(self, pod: str, text: str) -> PodSample:
+        reading = read_exposition(text)
+        previous = self._last.get(pod)
+        self._last[pod] = (reading.attained, reading.finished)
+        if previous is None or reading.finished < previous[1]:
+            return PodSample(pod, reading.kv_pressure, None, 0.0)
+        done = reading.finished - previous[1]
+        attained = reading.attained - previous[0]
+        return PodSample(pod, reading.kv_pressure, attained / done if done > 0 else None, done)
+
+    def keep_only(self, pods: Sequence[str]) -> None:
+        """Forget pods that are gone, so a long-lived source does not grow without bound."""
+        for pod in set(self._last) - set(pods):
+            del self._last[pod]
 
 
 def _finite(value: float) -> float | None:
@@ -79,16 +113,21 @@ class PodsSource:
         self,
         timeout_s: float = 2.0,
         client: httpx.AsyncClient | None = None,
-        parse: Callable[[str, str], PodSample] = sample_from_exposition,
+        parse: Callable[[str, str], PodSample] | None = None,
     ) -> None:
+        """``parse`` reads one exposition; by default :class:`RecentAttainment` (stateful)."""
         self._timeout = timeout_s
+        self._owns_client = client is None
         self._client = client or httpx.AsyncClient()
-        self._parse = parse
+        self._recent = RecentAttainment()
+        self._parse = parse or self._recent.sample
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._owns_client:
+            await self._client.aclose()
 
     async def scrape(self, pods: Sequence[PodEndpoint]) -> Scrape:
+        self._recent.keep_only([p.name for p in pods])
         results = await asyncio.gather(*(self._one(p) for p in pods))
         samples = tuple(r for r in results if isinstance(r, PodSample))
         failures = {p.name: r for p, r in zip(pods, results, strict=True) if isinstance(r, str)}
@@ -110,7 +149,8 @@ class PodsSource:
 
 
 class PrometheusSource:
-    """Instant queries against the Prometheus HTTP API, one per metric, joined by pod.
+    """Instant queries against the Prometheus HTTP API, joined by pod: KV pressure, and
+    attainment as ``increase()`` of the finished-request counters over the last minute.
 
     Series are selected by the labels the chart's ServiceMonitor attaches (``namespace``,
     ``llmservice``, ``pod``). A sample's age is ``now`` minus its timestamp, so a target
@@ -135,26 +175,31 @@ class PrometheusSource:
 
     async def scrape(self, pods: Sequence[PodEndpoint]) -> Scrape:
         """``pods`` restricts the result to ready pods; Prometheus may still list old ones."""
-        queries = {
-            KV_PRESSURE: f"{KV_PRESSURE}{{{self._selector}}}",
-            ATTAINMENT: f'{ATTAINMENT}{{{self._selector},kind="both"}}',
-            WINDOW_REQUESTS: f"{WINDOW_REQUESTS}{{{self._selector}}}",
-        }
+        finished = f"increase({FINISHED}{{{self._selector}}}[{ATTAINMENT_WINDOW_S}s])"
+        attained = (
+            f'increase({FINISHED}{{{self._selector},attained="true"}}[{ATTAINMENT_WINDOW_S}s])'
+        )
+        queries = (
+            f"{KV_PRESSURE}{{{self._selector}}}",
+            f"sum by (pod) ({attained})",
+            f"sum by (pod) ({finished})",
+        )
         try:
-            answers = await asyncio.gather(*(self._query(q) for q in queries.values()))
+            answers = await asyncio.gather(*(self._query(q) for q in queries))
         except (httpx.HTTPError, ValueError, KeyError) as exc:
             reason = f"prometheus query failed: {type(exc).__name__}: {exc}"
             return Scrape((), {p.name: reason for p in pods})
-        kv, att, window = answers
+        kv, ok, done = answers
         now = time.time()
         samples, failures = [], {}
         for pod in pods:
-            if pod.name not in kv and pod.name not in att:
+            if pod.name not in kv and pod.name not in done:
                 failures[pod.name] = "no series in prometheus"
                 continue
-            stamps = [v[0] for v in (kv.get(pod.name), att.get(pod.name)) if v is not None]
-            weight = window.get(pod.name, (0.0, 0.0))[1]
-            attainment = att[pod.name][1] if pod.name in att and weight > 0 else None
+            stamps = [v[0] for v in (kv.get(pod.name), done.get(pod.name)) if v is not None]
+            weight = done.get(pod.name, (0.0, 0.0))[1]
+            met = ok.get(pod.name, (0.0, 0.0))[1]
+            attainment = min(1.0, met / weight) if weight > 0 else None
             samples.append(
                 PodSample(
                     pod.name,

@@ -1,0 +1,40 @@
+"""The closed-loop harness itself, briefly: real engine processes, real load, our loop."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from sloserve_operator.autoscaler.decision import Policy
+from sloserve_operator.autoscaler.harness import (
+    Phase,
+    RunConfig,
+    SloAutoscaler,
+    Workload,
+    run_episode,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+
+async def test_overload_on_one_engine_adds_a_replica(tmp_path: Path) -> None:
+    """Three times one engine's capacity for 40 modelled seconds (at 4x real time)."""
+    policy = Policy(max_replicas=3, scale_up_stabilization_s=5)
+    episode = await run_episode(
+        lambda clock: SloAutoscaler(policy, clock),
+        [Phase(10, 3.0), Phase(50, 33.0)],
+        Workload(),
+        RunConfig(time_scale=4.0, base_port=18600),
+        tmp_path,
+    )
+    assert episode.sent > 300 and episode.failed == 0
+    ups = [d for d in episode.decisions if d.desired > d.current]
+    assert ups and ups[0].t > 10, episode.decisions
+    assert max(r.ready for r in episode.rows) >= 2
+    assert any(r.kv_pressure and r.kv_pressure > 0.5 for r in episode.rows)
+    assert sum(r.attained + r.missed for r in episode.rows) > 100
+    for port in range(18600, 18600 + len(list(tmp_path.glob("engine-*.log")))):
+        with socket.socket() as sock:  # every engine process was stopped on the way out
+            assert sock.connect_ex(("127.0.0.1", port)) != 0
