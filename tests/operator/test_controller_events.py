@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from sloserve_operator.controller import Applied, Controller, PodInfo
+from sloserve_operator.controller import STATUS_DEBOUNCE_S, Applied, Controller, PodInfo
 from sloserve_operator.metrics import OperatorMetrics
 
 
@@ -35,8 +36,11 @@ def child(kind: str, name: str, rv: str, generation: int = 1, **extra: Any) -> d
 
 
 def drain(c: Controller) -> int:
+    """How many keys are queued; empties the queue (pending retries stay scheduled)."""
     n = len(c.queue)
-    c.queue = type(c.queue)()
+    while n and c.queue._queue.qsize():
+        c.queue._queue.get_nowait()
+    c.queue._queued.clear()
     return n
 
 
@@ -74,19 +78,23 @@ def test_child_events(controller: Controller) -> None:
     assert drain(controller) == 1 and "Service/s" in st.recreate
 
 
-def test_deployment_status_changes_enqueue_for_status(controller: Controller) -> None:
+async def test_deployment_status_changes_enqueue_for_status_debounced(
+    controller: Controller,
+) -> None:
     controller.on_service(None, service())
     drain(controller)
     st = controller.states[("ns", "s")]
     st.applied["Deployment/s"] = Applied("d", "1", 3)
     dep = child("Deployment", "s", "2", generation=3, status={"readyReplicas": 1})
     controller.on_child("MODIFIED", dep)
-    assert drain(controller) == 1 and "Deployment/s" in st.applied  # status only: no re-apply
+    assert drain(controller) == 0 and "Deployment/s" in st.applied  # status only: no re-apply
+    await asyncio.sleep(STATUS_DEBOUNCE_S + 0.1)
+    assert drain(controller) == 1  # one status reconcile, a moment later
     controller.on_child("MODIFIED", dep)
+    await asyncio.sleep(STATUS_DEBOUNCE_S + 0.1)
     assert drain(controller) == 0  # nothing new
-    controller.on_child(
-        "MODIFIED", child("Deployment", "s", "3", generation=4, status={"readyReplicas": 1})
-    )
+    edited = child("Deployment", "s", "3", generation=4, status={"readyReplicas": 1})
+    controller.on_child("MODIFIED", edited)
     assert drain(controller) == 1 and "Deployment/s" not in st.applied  # spec edited by someone
 
 

@@ -41,6 +41,7 @@ Key = tuple[str, str]
 
 MONITOR_CHECK_S = 60.0
 MAX_BACKOFF_S = 10.0
+STATUS_DEBOUNCE_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -175,27 +176,27 @@ class Controller:
                 st.token = None
                 self.queue.add(key)
             return
+        status_changed = False
         if kind == "Deployment":
             seen = {"metadata": {"generation": meta.get("generation", 0)}, "status": {}}
             seen["status"] = obj.get("status", {}) if event_type != "DELETED" else {}
-            changed = seen != st.deployment
+            status_changed = seen != st.deployment
             st.deployment = seen if event_type != "DELETED" else None
-        else:
-            changed = False
         record = st.applied.get(child)
         if event_type == "DELETED":
             st.applied.pop(child, None)
             st.recreate.add(child)
-            changed = True
+            self.queue.add(key)
         elif record is not None and (
             record.generation != meta.get("generation", 0)
             if kind == "Deployment"
             else record.resource_version != meta.get("resourceVersion")
         ):
             st.applied.pop(child, None)  # edited by someone else (or our own write raced)
-            changed = True
-        if changed:
             self.queue.add(key)
+        elif status_changed:
+            # A rollout emits a burst of Deployment status updates: one status write per burst.
+            self.queue.add_after(key, STATUS_DEBOUNCE_S)
 
     def on_pod(self, event_type: str | None, obj: dict[str, Any]) -> None:
         key = _key_of(obj)
