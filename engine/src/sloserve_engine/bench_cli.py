@@ -80,6 +80,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     speed.add_argument("--running", type=int, default=256, help="running requests for decisions")
     fidelity = sub.add_parser("fidelity", help="simulated vllm policy vs the GPU baselines")
     fidelity.add_argument("--profile", default="h200-llama-3.1-8b")
+    fidelity.add_argument(
+        "--reference",
+        choices=("gpu-readme", "gpu-2026-11-21"),
+        default="gpu-readme",
+        help="GPU numbers to compare with: the shared baseline or the same-day re-run",
+    )
     from .sim import fit
 
     fit.add_arguments(sub.add_parser("fit", help="fit the step-time cost model to GPU logs"))
@@ -228,15 +234,15 @@ def _run_speed(args: argparse.Namespace, console: Console) -> int:
 
 def _run_fidelity(args: argparse.Namespace, console: Console) -> int:
     from .sim import load_profile
-    from .sim.fidelity import REFERENCE, compare
+    from .sim.fidelity import REFERENCES, compare
 
     profile = load_profile(args.profile)
-    table = Table(title="simulated vllm policy vs H200 baselines (gpu/README.md)")
+    table = Table(title=f"simulated vllm policy vs H200 runs ({args.reference})")
     for col in ("scheduling", "rate", "metric", "GPU", "sim", "error", "tolerance", ""):
         table.add_column(col, justify="right")
     failed = 0
-    for scheduling, rate in sorted(REFERENCE):
-        for c in compare(scheduling, rate, profile):
+    for scheduling, rate in sorted(REFERENCES[args.reference]):
+        for c in compare(scheduling, rate, profile, args.reference):
             failed += not c.ok
             tol = "-" if math.isinf(c.tolerance) else f"{c.tolerance:.0%}"
             table.add_row(

@@ -76,6 +76,54 @@ REFERENCE: dict[tuple[Scheduling, float], dict[str, float]] = {
     },
 }
 
+REFERENCE_2026_11_21: dict[tuple[Scheduling, float], dict[str, float]] = {
+    # docs/benchmarks/data/gpu-2026-11-21/report.json: stock vLLM 0.26.0 defaults (async,
+    # multiprocess engine core) on an H200, the lead's `sloserve bench gpu`, same workload.
+    ("async", 10): {
+        "ttft_p50": 0.0390,
+        "ttft_p99": 0.2010,
+        "tbt_p50": 0.00636,
+        "tbt_p99": 0.0416,
+        "preemptions": 0,
+        "slo_attainment": 1.0,
+    },
+    ("async", 13): {
+        "ttft_p50": 0.0450,
+        "ttft_p99": 0.2614,
+        "tbt_p50": 0.00716,
+        "tbt_p99": 0.0810,
+        "preemptions": 0,
+        "slo_attainment": 1.0,
+    },
+    ("async", 16): {
+        "ttft_p50": 0.1602,
+        "ttft_p99": 4.0517,
+        "tbt_p50": 0.00897,
+        "tbt_p99": 0.1069,
+        "preemptions": 125,
+        "slo_attainment": 0.849,
+    },
+    ("async", 19): {
+        "ttft_p50": 1.9113,
+        "ttft_p99": 11.752,
+        "tbt_p50": 0.00927,
+        "tbt_p99": 0.1056,
+        "preemptions": 134,
+        "slo_attainment": 0.455,
+    },
+    ("async", 22): {
+        "ttft_p50": 6.5215,
+        "ttft_p99": 21.116,
+        "tbt_p50": 0.00945,
+        "tbt_p99": 0.1174,
+        "preemptions": 232,
+        "slo_attainment": 0.171,
+    },
+}
+
+REFERENCES = {"gpu-readme": REFERENCE, "gpu-2026-11-21": REFERENCE_2026_11_21}
+"""Reference sets by name: the shared baseline (gpu/README.md) and the same-day re-run."""
+
 
 @dataclass(frozen=True, slots=True)
 class Comparison:
@@ -108,9 +156,11 @@ def tolerance(metric: str, overloaded: bool) -> float:
     return 0.20
 
 
-def compare(scheduling: Scheduling, rate: float, profile: SimProfile) -> list[Comparison]:
+def compare(
+    scheduling: Scheduling, rate: float, profile: SimProfile, reference: str = "gpu-readme"
+) -> list[Comparison]:
     """Replay the baseline workload in the simulator and compare it with the GPU numbers."""
-    ref = REFERENCE[(scheduling, rate)]
+    ref = REFERENCES[reference][(scheduling, rate)]
     requests = build_workload(WorkloadSpec(trace="azure-conv", requests=1500, rate=rate))
     result = replay(requests, VllmFcfsPolicy(), profile, SimConfig(scheduling=scheduling), SLO())
     m = result.metrics

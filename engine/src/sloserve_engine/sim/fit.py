@@ -11,16 +11,16 @@
   are the replay loop waiting for arrivals, not CPU work);
 
 and writes ``data/costmodels/<profile>.json`` in the ``sloserve.costmodel/v1``
-schema. With ``--async-req req_stock_async_on22.csv --async-rate 22`` it also
-calibrates the ``"sim"`` section (see :func:`calibrate_async_hidden`);
-otherwise the existing value is kept. The other async runs validate it
-(docs/benchmarks.md).
+schema. With ``--async-steps`` (step logs of stock vLLM with asynchronous
+scheduling) it also measures the ``"sim"`` section (see
+:func:`async_hidden_step_s`); otherwise the existing value is kept.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,39 +124,30 @@ def fit_profile(log: StepLog, gpu: str, model: str) -> dict[str, Any]:
     }
 
 
-def read_makespan(path: Path) -> tuple[int, float]:
-    """Requests and last finish time (s from the first arrival) of a ``req_*.csv`` log."""
-    with path.open() as f:
-        rows = list(csv.DictReader(f))
-    return len(rows), max(float(r["finish"]) for r in rows) - float(rows[0]["arrival"])
+def async_hidden_step_s(doc: dict[str, Any], async_logs: list[Path]) -> float:
+    """Host time per step that asynchronous scheduling overlaps, measured directly.
 
-
-def calibrate_async_hidden(doc: dict[str, Any], req_log: Path, rate: float) -> float:
-    """Host time per step that async scheduling hides, found by bisection so that the
-    simulated makespan of an overloaded replay matches the GPU's (throughput-bound, so it
-    is set by the step time and not by queueing noise)."""
-    from ..policy.vllm_fcfs import VllmFcfsPolicy
-    from .costmodel import profile_from_json
-    from .engine import SimConfig
-    from .metrics import SLO
-    from .runner import replay
-    from .workload import WorkloadSpec, build_workload
-
-    n, target = read_makespan(req_log)
-    requests = build_workload(WorkloadSpec(requests=n, rate=rate))
-
-    def makespan(hidden: float) -> float:
-        profile = profile_from_json(dict(doc, sim={"async_hidden_step_s": hidden}))
-        return replay(requests, VllmFcfsPolicy(), profile, SimConfig(), SLO()).metrics.makespan
-
-    lo, hi = 0.0, float(doc["coefficients"]["c0_s"]) * 0.99
-    for _ in range(10):
-        mid = (lo + hi) / 2
-        if makespan(mid) > target:
-            lo = mid
-        else:
-            hi = mid
-    return round((lo + hi) / 2, 6)
+    ``async_logs`` are step logs of stock vLLM with asynchronous scheduling (same
+    columns; ``t_update`` = when the batch's output is processed). While the batch
+    queue is busy (the next batch was scheduled before this output), consecutive
+    ``t_update`` are one GPU step apart. The overlap is the median, over those
+    steps, of the synchronous step model's prediction minus that interval.
+    """
+    c = doc["coefficients"]
+    coef = np.array([c[k] for k in COEFFICIENT_KEYS])
+    hidden: list[np.ndarray] = []
+    for path in async_logs:
+        with gzip.open(path, "rt") if path.suffix == ".gz" else path.open() as f:
+            rows = list(csv.DictReader(f))
+        t_sched = np.array([float(r["t_sched"]) for r in rows])
+        t_update = np.array([float(r["t_update"]) for r in rows])
+        x = np.array([[1.0, *(float(r[k]) for k in FEATURES)] for r in rows])
+        interval = np.diff(t_update)
+        busy = (t_sched[1:] < t_update[:-1]) & (interval > 0) & (interval < 0.5)
+        hidden.append((x[1:] @ coef - interval)[busy])
+    if not hidden or not sum(len(h) for h in hidden):
+        raise ValueError("no back-to-back asynchronous steps in the given logs")
+    return round(float(np.median(np.concatenate(hidden))), 6)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -171,12 +162,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="llama-3.1-8b")
     parser.add_argument("--out", type=Path, default=None, help="output JSON (default: packaged)")
     parser.add_argument(
-        "--async-req",
+        "--async-steps",
         type=Path,
+        nargs="+",
         default=None,
-        help="req_*.csv of an overloaded asynchronous (stock vLLM) GPU replay of azure-conv",
+        help="step logs (.csv or .csv.gz) of stock vLLM with async scheduling",
     )
-    parser.add_argument("--async-rate", type=float, default=22.0, help="rate of that replay")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -186,10 +177,9 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out or profile_path(args.profile)
     doc = fit_profile(read_step_logs(paths), args.gpu, args.model)
     doc["fit"]["source"] = ", ".join(p.name for p in paths)
-    if args.async_req is not None:
-        hidden = calibrate_async_hidden(doc, args.async_req, args.async_rate)
-        doc["sim"] = {"async_hidden_step_s": hidden}
-        doc["fit"]["async_calibration"] = f"makespan of {args.async_req.name}"
+    if args.async_steps:
+        doc["sim"] = {"async_hidden_step_s": async_hidden_step_s(doc, args.async_steps)}
+        doc["fit"]["async_calibration"] = ", ".join(p.name for p in args.async_steps)
     elif out.exists():
         previous = json.loads(out.read_text())
         if isinstance(previous, dict) and "sim" in previous:
