@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from sloserve_operator.devcluster import cli
+from sloserve_operator.devcluster.pytest_plugin import require_testenv
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -51,3 +55,36 @@ def test_stale_state_file_never_signals_a_foreign_pid(
     assert cli.run(parse("down")) == 0
     assert "nothing running" in capsys.readouterr().err
     assert not state_file.exists()
+
+
+def children(pid: int) -> set[int]:
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text()
+        found |= {int(p) for p in text.split()}
+    return found
+
+
+@pytest.mark.k8s
+@pytest.mark.timeout(180)
+def test_up_runs_until_sigterm_then_stops_every_process_it_started(
+    state_file: Path, tmp_path: Path
+) -> None:
+    require_testenv()
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}  # its own state file
+    up = subprocess.Popen(
+        [sys.executable, "-m", "sloserve_operator.cli", "testenv", "up", "--nodes", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    assert up.stdout is not None
+    first = up.stdout.readline()
+    assert first.startswith("control plane up"), first + up.stdout.read()
+    started = children(up.pid)
+    assert len(started) == 5  # etcd, apiserver, controller-manager, scheduler, kwok
+    up.send_signal(signal.SIGTERM)
+    assert up.wait(60) == 0
+    for pid in started:
+        assert not Path(f"/proc/{pid}").exists(), f"child {pid} outlived `testenv up`"

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -20,7 +21,11 @@ from sloserve_operator.devcluster.cluster import DevCluster, dev_cluster
 from sloserve_operator.devcluster.controlplane import ControlPlaneConfig
 from sloserve_operator.devcluster.kubelet import ProcessKubelet, log_to_file
 from sloserve_operator.devcluster.nodes import GPU_PRODUCTS, default_gpu_nodes
-from sloserve_operator.devcluster.processes import PortInUseError, ProcessFailedError
+from sloserve_operator.devcluster.processes import (
+    PortInUseError,
+    ProcessFailedError,
+    interrupt_on_sigterm,
+)
 from sloserve_operator.devcluster.testenv import TestenvMissingError, find_testenv
 
 STATE_FILE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / (
@@ -97,10 +102,8 @@ def _is_our_up_process(pid: int) -> bool:
 
 
 def _wait_for_signal() -> None:
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    with contextlib.suppress(KeyboardInterrupt):  # SIGINT or SIGTERM (interrupt_on_sigterm)
+        threading.Event().wait()
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -120,21 +123,16 @@ def _up(args: argparse.Namespace) -> int:
     nodes = default_gpu_nodes(args.nodes, args.gpu_type, args.gpus_per_node)
     started = time.monotonic()
     with dev_cluster(testenv, nodes, config) as cluster:
-        _announce(cluster, time.monotonic() - started)
+        cp = cluster.control_plane
         kubelet = None
-        if not args.no_kubelet:
-            cp = cluster.control_plane
-            log_to_file(cp.logs_dir / "process-kubelet.log")
-            kubelet = ProcessKubelet(cp.server, cp.pki, cp.workdir / "pods").start()
-        state = RunState(
-            os.getpid(),
-            str(cluster.control_plane.kubeconfig),
-            cluster.control_plane.server,
-            str(cluster.control_plane.workdir),
-        )
-        STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
-        STATE_FILE.write_text(state.dump())
+        state = RunState(os.getpid(), str(cp.kubeconfig), cp.server, str(cp.workdir))
         try:
+            if not args.no_kubelet:
+                log_to_file(cp.logs_dir / "process-kubelet.log")
+                kubelet = ProcessKubelet(cp.server, cp.pki, cp.workdir / "pods").start()
+            STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
+            STATE_FILE.write_text(state.dump())
+            _announce(cluster, time.monotonic() - started)  # last: "up" means usable
             _wait_for_signal()
         finally:
             print("sloserve testenv: stopping", file=sys.stderr)
@@ -176,6 +174,7 @@ def _down() -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    interrupt_on_sigterm()
     try:
         if args.action == "up":
             return _up(args)
@@ -187,6 +186,9 @@ def run(args: argparse.Namespace) -> int:
             return 1
         print(state.dump())
         return 0
+    except KeyboardInterrupt:
+        print("sloserve testenv: interrupted; everything it started is stopped", file=sys.stderr)
+        return 130
     except (TestenvMissingError, PortInUseError, ProcessFailedError, TimeoutError) as exc:
         print(f"sloserve testenv: {exc}", file=sys.stderr)
         return 1

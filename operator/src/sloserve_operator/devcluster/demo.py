@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
+import signal
 import subprocess
 import sys
 import time
@@ -35,6 +36,7 @@ from sloserve_operator.devcluster.processes import (
     PortInUseError,
     ProcessFailedError,
     free_port,
+    interrupt_on_sigterm,
 )
 from sloserve_operator.devcluster.testenv import (
     REPO_ROOT,
@@ -247,18 +249,22 @@ def observe(api: KubeApi, namespace: str, name: str, kubelet: ProcessKubelet, vi
 async def live(
     api: KubeApi, args: argparse.Namespace, name: str, model: str, kubelet: ProcessKubelet
 ) -> None:
+    """Drive load and redraw the status until the duration ends or SIGINT/SIGTERM arrives."""
     view, stats, stop = View(), LoadStats(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     profile = LoadProfile(low_rps=args.low_rps, peak_rps=args.peak_rps, period_s=args.period)
     load = asyncio.create_task(drive_load(lambda: view.targets, model, stats, stop, profile))
     deadline = time.monotonic() + args.duration if args.duration > 0 else float("inf")
     try:
-        with Live(
-            render_status(None, [], stats, []), console=console, refresh_per_second=2
-        ) as screen:
-            while time.monotonic() < deadline:
+        first = render_status(None, [], stats, [])
+        with Live(first, console=console, refresh_per_second=2) as screen:
+            while time.monotonic() < deadline and not stop.is_set():
                 await asyncio.to_thread(observe, api, args.namespace, name, kubelet, view)
                 screen.update(render_status(view.service, view.pods, stats, view.events))
-                await asyncio.sleep(1.0)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
     finally:
         stop.set()
         await load
@@ -306,9 +312,9 @@ def _run_demo(args: argparse.Namespace, config_problems: list[str]) -> int:
                 )
                 try:
                     asyncio.run(live(cp.api, args, name, model, kubelet))
-                except KeyboardInterrupt:
-                    console.print("interrupted: cleaning up")
                 finally:
+                    interrupt_on_sigterm()  # the event loop's handlers are gone with it
+                    console.print("cleaning up")
                     cluster.kubectl(
                         "delete",
                         "-n",
@@ -323,6 +329,7 @@ def _run_demo(args: argparse.Namespace, config_problems: list[str]) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    interrupt_on_sigterm()
     problems, _ = cluster_from_args(args)
     try:
         return _run_demo(args, problems)

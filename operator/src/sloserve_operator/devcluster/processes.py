@@ -26,6 +26,20 @@ class ProcessFailedError(RuntimeError):
     """A child exited (or never became ready); the message names its log file."""
 
 
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM (and an inherited, ignored SIGINT) raise KeyboardInterrupt.
+
+    The children run in their own sessions, so only our ``with`` blocks stop them: dying on
+    the default SIGTERM action would leave a whole control plane running.
+    """
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port the kernel just handed out; the tiny race until the child binds it is accepted."""
     with socket.socket() as s:
