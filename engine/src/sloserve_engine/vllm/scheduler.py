@@ -273,7 +273,7 @@ class SLOSchedulerMixin(_Base):
         self._sl_step_preempted = {}
         self._sl_admit_views = []
         self._order_running(plan.running_order)
-        held = self._hold_back(plan.admit_order)
+        held = None if self._queue_as_planned(snapshot, plan) else self._hold_back(plan.admit_order)
         self.max_num_scheduled_tokens = max(0, min(plan.token_budget, self._sl_base_budget))
         self.scheduler_config.long_prefill_token_threshold = effective_threshold(
             self._sl_base_threshold, plan.prefill_chunk_cap
@@ -283,7 +283,8 @@ class SLOSchedulerMixin(_Base):
         finally:
             self.max_num_scheduled_tokens = self._sl_base_budget
             self.scheduler_config.long_prefill_token_threshold = self._sl_base_threshold
-            self._restore_held(*held)
+            if held is not None:
+                self._restore_held(*held)
         self._after_step(snapshot, plan, output, now)
         return output
 
@@ -293,6 +294,16 @@ class SLOSchedulerMixin(_Base):
         ordered = [by_id.pop(rid) for rid in order if rid in by_id]
         ordered.extend(r for r in self.running if r.request_id in by_id)
         self.running[:] = ordered
+
+    def _queue_as_planned(self, snapshot: EngineSnapshot, plan: StepPlan) -> bool:
+        """True when the plan admits the whole queue in vLLM's own order (the identity plan):
+        then vLLM's queues are used untouched, which saves two O(queue) rebuilds per step."""
+        if len(plan.admit_order) != len(snapshot.waiting) or self.skipped_waiting:
+            return False
+        return all(
+            rid == view.request_id
+            for rid, view in zip(plan.admit_order, snapshot.waiting, strict=True)
+        )
 
     def _hold_back(
         self, admit_order: Iterable[str]
