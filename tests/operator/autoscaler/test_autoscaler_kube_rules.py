@@ -13,6 +13,7 @@ from sloserve_operator.autoscaler.kube import (
     event_worthy,
     rollout_in_progress,
     service_state,
+    status_due,
     status_patch,
 )
 from sloserve_operator.autoscaler.loop import Evaluation, ServiceState
@@ -114,3 +115,21 @@ def test_steady_state_posts_no_event() -> None:
     ev = evaluation(2, 0.8)
     assert ev.decision.reason is Reason.STEADY
     assert not event_worthy(ev, None)
+
+
+@pytest.mark.parametrize(
+    ("new", "old", "since", "due"),
+    [
+        pytest.param({"sloAttainment": 0.9}, None, 0, True, id="first write"),
+        pytest.param({"sloAttainment": 0.93}, {"sloAttainment": 0.9}, 5, False, id="small move"),
+        pytest.param({"sloAttainment": 0.96}, {"sloAttainment": 0.9}, 5, True, id="big move"),
+        pytest.param({"kvPressure": None}, {"kvPressure": 0.4}, 5, True, id="signal vanished"),
+        pytest.param({"kvPressure": 0.41}, {"kvPressure": 0.4}, 61, True, id="refresh"),
+        pytest.param(
+            {"lastScale": {}, "kvPressure": 0.4}, {"kvPressure": 0.4}, 1, True, id="scale"
+        ),
+    ],
+)
+def test_status_is_written_only_with_news(new, old, since, due) -> None:
+    old_patch = None if old is None else {"status": old}
+    assert status_due({"status": new}, old_patch, since) is due

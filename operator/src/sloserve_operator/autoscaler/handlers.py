@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from typing import Any
 
 import kopf
@@ -21,7 +22,7 @@ from ..controller import Controller
 from ..k8s import ApiError
 from ..render.target import Target
 from .decision import Reason
-from .kube import KubeEdge, service_state, status_patch
+from .kube import KubeEdge, service_state, status_due, status_patch
 from .loop import Autoscaler
 from .metrics import AutoscalerMetrics
 from .metrics_source import MetricsSource, PodsSource, PrometheusSource
@@ -49,6 +50,7 @@ async def autoscale(
     key = (meta["namespace"], meta["name"])
     previous: Reason | None = None
     last_status: dict[str, Any] | None = None
+    last_write = 0.0
     try:
         while not stopped:
             cached = controller.states.get(key)
@@ -70,9 +72,10 @@ async def autoscale(
             now = dt.datetime.now(dt.UTC)
             patch = status_patch(evaluation, now)
             try:
-                if evaluation.scales or patch != last_status:
-                    await edge.apply(body, evaluation, previous, now)
-                    last_status = patch
+                due = status_due(patch, last_status, time.monotonic() - last_write)
+                await edge.apply(body, evaluation, previous, now, write_status=due)
+                if due:
+                    last_status, last_write = patch, time.monotonic()
                 previous = evaluation.decision.reason
                 if evaluation.scales:
                     logger.info("autoscaler: %s", evaluation.decision.message)

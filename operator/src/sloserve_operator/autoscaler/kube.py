@@ -127,6 +127,22 @@ def status_patch(evaluation: Evaluation, now: dt.datetime) -> dict[str, Any]:
     return {"status": status}
 
 
+STATUS_STEP = 0.05
+STATUS_REFRESH_S = 60.0
+
+
+def status_due(new: JsonObj, old: JsonObj | None, since_last_s: float) -> bool:
+    """Whether a status patch is worth an API write: a scale, a signal that moved by
+    ``STATUS_STEP``, one that appeared or vanished, or ``STATUS_REFRESH_S`` without a write."""
+    if old is None or "lastScale" in new["status"] or since_last_s >= STATUS_REFRESH_S:
+        return True
+    for key in ("sloAttainment", "kvPressure"):
+        a, b = new["status"].get(key), old["status"].get(key)
+        if (a is None) != (b is None) or (a is not None and abs(a - b) >= STATUS_STEP):
+            return True
+    return False
+
+
 class KubeEdge:
     """Writes through the operator's :class:`~sloserve_operator.k8s.Kube` (its retries and
     request metrics), under the autoscaler's own field manager."""
@@ -140,13 +156,16 @@ class KubeEdge:
         evaluation: Evaluation,
         previous_reason: Reason | None,
         now: dt.datetime,
+        write_status: bool,
     ) -> None:
+        """Only the writes that carry news: often none at all."""
         meta = body["metadata"]
         path = f"{collection_path(api.API_VERSION, api.KIND, meta['namespace'])}/{meta['name']}"
         if evaluation.scales:
             replicas = {"spec": {"replicas": evaluation.decision.desired_replicas}}
             await self._merge_patch(f"{path}/scale", replicas)
-        await self._merge_patch(f"{path}/status", status_patch(evaluation, now))
+        if write_status:
+            await self._merge_patch(f"{path}/status", status_patch(evaluation, now))
         if event_worthy(evaluation, previous_reason):
             try:
                 await self._kube.create(event_body(body, evaluation, now))
