@@ -1,10 +1,11 @@
 """Kopf glue, crate-operator style: thin registrations that hand events to the controller.
 
-Only ``@kopf.on.event`` handlers are used, so kopf never writes progress or diff-base state
-onto objects; all decisions live in ``controller.py``. Other handlers reach the controller
-(and its pod/Deployment caches) as ``memo.runtime.controller``, the metrics as
-``memo.runtime.metrics``. The autoscaler registers its own
-handlers on the same (default) registry: ``main.py`` imports
+Handlers are ``async`` on purpose: kopf runs sync handlers in a thread pool, and the
+controller's queue belongs to the event loop. Only ``@kopf.on.event`` handlers are used, so
+kopf never writes progress or diff-base state onto objects; all decisions live in
+``controller.py``. Other handlers reach the controller (and its pod/Deployment caches) as
+``memo.runtime.controller``, the metrics as ``memo.runtime.metrics``. The autoscaler registers
+its own handlers on the same (default) registry: ``main.py`` imports
 ``sloserve_operator.autoscaler.handlers`` when that module exists.
 """
 
@@ -74,16 +75,16 @@ async def stop_controller(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL, id="llmservice")
-def llmservice_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+async def llmservice_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo.runtime.running.on_service(event.get("type"), event["object"])
 
 
 @kopf.on.event("v1", "pods", labels={"app.kubernetes.io/name": ENGINE_NAME}, id="engine-pod")
-def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo.runtime.running.on_pod(event.get("type"), event["object"])
 
 
-def _child_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+async def _child_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo.runtime.running.on_child(event.get("type"), event["object"])
 
 
