@@ -78,6 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     speed.add_argument("--rate", type=float, default=16.0)
     speed.add_argument("--policies", type=_policies, default=list(POLICY_NAMES))
     speed.add_argument("--running", type=int, default=256, help="running requests for decisions")
+    speed.add_argument("--repeat", type=int, default=3, help="replays per policy (best counts)")
     fidelity = sub.add_parser("fidelity", help="simulated vllm policy vs the GPU baselines")
     fidelity.add_argument("--profile", default="h200-llama-3.1-8b")
     fidelity.add_argument(
@@ -217,7 +218,7 @@ def _run_speed(args: argparse.Namespace, console: Console) -> int:
     ):
         table.add_column(col, justify="right")
     for name in args.policies:
-        speed = replay_speed(name, _workload(args, args.rate), profile, config)
+        speed = replay_speed(name, _workload(args, args.rate), profile, config, args.repeat)
         cost = decision_cost(name, profile, args.running)
         table.add_row(
             name,

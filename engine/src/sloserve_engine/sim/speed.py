@@ -22,14 +22,20 @@ class ReplaySpeed:
 
 
 def replay_speed(
-    policy: str, workload: WorkloadSpec, profile: SimProfile, config: SimConfig
+    policy: str, workload: WorkloadSpec, profile: SimProfile, config: SimConfig, repeat: int = 3
 ) -> ReplaySpeed:
-    """Wall time of one full replay (workload building excluded)."""
+    """Best wall time of ``repeat`` full replays (workload building excluded): the minimum is
+    the least disturbed by other processes on a shared machine."""
     requests = build_workload(workload)
-    result = replay(
-        requests, make_policy(policy, PolicyKnobs(), profile.step), profile, config, SLO()
-    )
-    return ReplaySpeed(result.wall_seconds, result.metrics.makespan, result.steps)
+    best: ReplaySpeed | None = None
+    for _ in range(max(repeat, 1)):
+        result = replay(
+            requests, make_policy(policy, PolicyKnobs(), profile.step), profile, config, SLO()
+        )
+        if best is None or result.wall_seconds < best.wall_s:
+            best = ReplaySpeed(result.wall_seconds, result.metrics.makespan, result.steps)
+    assert best is not None
+    return best
 
 
 def decision_cost(policy: str, profile: SimProfile, running: int, repeats: int = 200) -> float:
