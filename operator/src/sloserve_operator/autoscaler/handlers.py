@@ -1,23 +1,28 @@
-"""Kopf glue: one daemon per ``LLMService`` runs the autoscaler every ``intervalSeconds``.
+"""Kopf glue: one background task evaluates every ``LLMService`` on its own interval.
 
-A daemon rather than a timer because the interval comes from each object's spec; kopf keeps
-``body`` current as watch events arrive, and ``stopped.wait`` sleeps without a hot loop and
-ends promptly when the object is deleted or the operator stops. Pods and the Deployment come
-from the operator controller's watch cache (``memo.runtime.controller``), writes go through its
-``Kube``. ``main.py`` imports this module, which registers the daemon.
+One task, not a kopf daemon or timer per object: those make kopf put a finalizer on every
+``LLMService`` (deletion would hang while the operator is down) and cost a task per object.
+Here a 1 s tick starts the evaluations that are due (``autoscaling.intervalSeconds`` after the
+previous one), at most ``MAX_CONCURRENT`` at a time, and sleeps otherwise. Services, their
+pods and Deployments come from the operator controller's watch cache
+(``memo.runtime.controller``), writes go through its ``Kube``. ``main.py`` imports this
+module, which registers the startup and cleanup handlers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import logging
+import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
 import pydantic
 
-from ..api import v1alpha1 as api
 from ..controller import Controller
 from ..k8s import ApiError
 from ..render.target import Target
@@ -28,62 +33,108 @@ from .metrics import AutoscalerMetrics
 from .metrics_source import MetricsSource, PodsSource, PrometheusSource
 from .spec import policy_from_spec
 
-AUTOSCALER = Autoscaler(AutoscalerMetrics())
-"""One per operator process: decision histories and the operator's registry."""
+log = logging.getLogger(__name__)
 
+TICK_S = 1.0
+MAX_CONCURRENT = 32
+"""Evaluations in flight at once (each is one scrape per ready pod plus at most 3 writes)."""
 _IDLE_S = 30.0
-"""How often a disabled, invalid or not yet reconciled service is looked at again."""
+"""How soon a disabled or invalid service is looked at again."""
+
+Key = tuple[str, str]
 
 
-@kopf.daemon(api.GROUP, api.VERSION, api.PLURAL, cancellation_timeout=10.0)
-async def autoscale(
-    body: kopf.Body,
-    memo: kopf.Memo,
-    stopped: kopf.DaemonStopped,
-    logger: logging.Logger | logging.LoggerAdapter[Any],
-    **_: Any,
-) -> None:
-    controller: Controller = memo.runtime.running
-    edge = KubeEdge(controller.kube)
-    pods_source = PodsSource(client=controller.http)  # shared pool; the controller closes it
-    meta = body["metadata"]
-    key = (meta["namespace"], meta["name"])
+@dataclass
+class _Service:
+    """What the loop remembers between evaluations of one service."""
+
+    pods: PodsSource
+    due: float = 0.0
+    busy: bool = False
     previous: Reason | None = None
     last_status: dict[str, Any] | None = None
-    last_write = 0.0
-    try:
-        while not stopped:
-            cached = controller.states.get(key)
-            try:
-                target = Target.from_body(body)
-            except pydantic.ValidationError as exc:
-                logger.warning("autoscaler: spec does not validate, not scaling: %s", exc)
-                target = None
-            if target is None or cached is None or not target.spec.autoscaling.enabled:
-                await stopped.wait(_IDLE_S)
+    last_write: float = -math.inf
+
+
+class AutoscalerLoop:
+    def __init__(self, autoscaler: Autoscaler) -> None:
+        self._autoscaler = autoscaler
+        self._services: dict[Key, _Service] = {}
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self, memo: kopf.Memo) -> None:
+        while True:
+            controller: Controller | None = memo.runtime.controller
+            if controller is not None:
+                self.tick(controller, time.monotonic())
+            await asyncio.sleep(TICK_S)
+
+    def tick(self, controller: Controller, now: float) -> None:
+        for key in set(self._services) - set(controller.states):
+            self._services.pop(key)
+            self._autoscaler.forget(*key)
+        for key in list(controller.states):
+            svc = self._services.setdefault(key, _Service(PodsSource(client=controller.http)))
+            if svc.busy or svc.due > now:
                 continue
-            state = service_state(target, cached.pods.values(), cached.deployment)
-            source = _source(target, pods_source)
-            try:
-                evaluation = await AUTOSCALER.evaluate(policy_from_spec(target.spec), state, source)
-            finally:
-                if source is not pods_source:
-                    await source.aclose()
-            now = dt.datetime.now(dt.UTC)
-            patch = status_patch(evaluation, now)
-            try:
-                due = status_due(patch, last_status, time.monotonic() - last_write)
-                await edge.apply(body, evaluation, previous, now, write_status=due)
-                if due:
-                    last_status, last_write = patch, time.monotonic()
-                previous = evaluation.decision.reason
-                if evaluation.scales:
-                    logger.info("autoscaler: %s", evaluation.decision.message)
-            except ApiError as exc:
-                logger.warning("autoscaler: API error, retrying next interval: %s", exc)
-            await stopped.wait(target.spec.autoscaling.interval_seconds)
-    finally:
-        AUTOSCALER.forget(*key)
+            svc.busy = True
+            task = asyncio.create_task(self._evaluate(controller, key, svc))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _evaluate(self, controller: Controller, key: Key, svc: _Service) -> None:
+        try:
+            async with self._slots:
+                svc.due = time.monotonic() + await self._evaluate_once(controller, key, svc)
+        except Exception:  # one service's bug must not stop the others
+            log.exception("autoscaler: evaluation of %s/%s failed", *key)
+            svc.due = time.monotonic() + _IDLE_S
+        finally:
+            svc.busy = False
+
+    async def _evaluate_once(self, controller: Controller, key: Key, svc: _Service) -> float:
+        """One evaluation; returns the seconds until the next."""
+        cached = controller.states.get(key)
+        if cached is None:
+            return _IDLE_S
+        body = cached.body
+        try:
+            target = Target.from_body(body)
+        except pydantic.ValidationError as exc:
+            log.warning("autoscaler: %s/%s does not validate, not scaling: %s", *key, exc)
+            return _IDLE_S
+        auto = target.spec.autoscaling
+        if not auto.enabled:
+            return _IDLE_S
+        state = service_state(target, cached.pods.values(), cached.deployment)
+        source = _source(target, svc.pods)
+        try:
+            evaluation = await self._autoscaler.evaluate(
+                policy_from_spec(target.spec), state, source
+            )
+        finally:
+            if source is not svc.pods:
+                await source.aclose()
+        now = dt.datetime.now(dt.UTC)
+        patch = status_patch(evaluation, now)
+        due = status_due(patch, svc.last_status, time.monotonic() - svc.last_write)
+        try:
+            await KubeEdge(controller.kube).apply(body, evaluation, svc.previous, now, due)
+        except ApiError as exc:
+            log.warning("autoscaler: %s/%s: API error, retrying next interval: %s", *key, exc)
+            return float(auto.interval_seconds)
+        if due:
+            svc.last_status, svc.last_write = patch, time.monotonic()
+        svc.previous = evaluation.decision.reason
+        if evaluation.scales:
+            log.info("autoscaler: %s/%s %s", *key, evaluation.decision.message)
+        return float(auto.interval_seconds)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 def _source(target: Target, pods_source: PodsSource) -> MetricsSource:
@@ -93,3 +144,24 @@ def _source(target: Target, pods_source: PodsSource) -> MetricsSource:
             auto.prometheus_url, target.namespace, target.name, auto.metrics_timeout_seconds
         )
     return pods_source
+
+
+_AUTOSCALER = Autoscaler(AutoscalerMetrics())
+"""One per operator process: decision histories, and the operator's registry."""
+_RUNNING: list[tuple[AutoscalerLoop, asyncio.Task[None]]] = []
+
+
+@kopf.on.startup()
+async def start_autoscaler(memo: kopf.Memo, **_: Any) -> None:
+    loop = AutoscalerLoop(_AUTOSCALER)  # created inside the operator's event loop
+    _RUNNING.append((loop, asyncio.create_task(loop.run(memo), name="sloserve-autoscaler")))
+
+
+@kopf.on.cleanup()
+async def stop_autoscaler(**_: Any) -> None:
+    while _RUNNING:
+        loop, task = _RUNNING.pop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await loop.stop()
