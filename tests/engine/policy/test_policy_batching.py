@@ -51,6 +51,20 @@ def test_priority_rules(rule: Batching, free: int, now: float, expected: tuple[s
     assert chosen == expected
 
 
+@pytest.mark.parametrize("rule", list(Batching))
+def test_nothing_is_admitted_past_a_paused_stream_that_does_not_fit(rule: Batching) -> None:
+    paused = req("paused", prompt=1500, out=100, computed=0, blocks=0, arrival=9.9)
+    assert select_admissions(rule, [paused, SMALL], _res(), _ledger(50), 10.0) == ()
+    assert select_admissions(rule, [paused, SMALL], _res(), _ledger(500), 10.0)[0] == "paused"
+
+
+def test_backfill_lets_paused_streams_pass_each_other_but_no_new_request() -> None:
+    big = req("big", prompt=1500, out=100, computed=0, blocks=0, arrival=9.0)
+    small = req("small_paused", prompt=150, out=10, computed=0, blocks=0, arrival=9.2)
+    chosen = select_admissions(Batching.BACKFILL, [big, small, SMALL], _res(), _ledger(50), 30.0)
+    assert chosen == ("small_paused",)
+
+
 def test_token_budget_and_seats_limit_admissions() -> None:
     assert select_admissions(
         Batching.HEAD, [SMALL, SMALL2], _res(tokens_left=100), _ledger(500), 10.0

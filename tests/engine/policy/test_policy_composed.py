@@ -144,7 +144,7 @@ def test_reservation_holds_back_what_would_overrun_the_cache() -> None:
         policy = _composed(name)
         assert policy.can_admit(60, 100, 16, run, small, 10.0), name
         assert not policy.can_admit(60, 100, 16, run, big, 10.0), name
-    # vllm and sloserve admit whatever vLLM can fit (sloserve relies on swap + slack victims).
+    # vllm and sloserve (above its reserve) admit whatever vLLM can fit.
     for name in ("vllm", "sloserve"):
         assert make_policy(name).can_admit(60, 100, 16, run, big, 10.0), name
 
@@ -164,9 +164,27 @@ def test_plan_exports_chunk_and_reserved_blocks() -> None:
     assert notes["chunk_tokens"] > 0
 
 
-def test_sloserve_keeps_no_reserve() -> None:
-    policy = _composed("sloserve", PolicyKnobs(reservation_ratio=0.5))
-    assert policy.can_admit(2, 100, 16, (), req("c", prompt=16, bound=16), 0.0)
+def test_sloserve_keeps_the_reserve_for_streams() -> None:
+    running = (req("r", prompt=160, out=1, computed=160, blocks=10, bound=640),)
+    new = req("c", prompt=160, bound=16)
+    paused = req("p", prompt=150, out=10, computed=0, blocks=0, bound=16, first_token=9.0)
+    policy = _composed("sloserve", PolicyKnobs(reservation_ratio=0.6))
+    assert not policy.can_admit(60, 100, 16, running, new, 10.0)
+    assert policy.can_admit(60, 100, 16, running, paused, 10.0)
+    policy.set_knobs(PolicyKnobs(reservation_ratio=0.0))
+    assert policy.can_admit(60, 100, 16, running, new, 10.0)
+
+
+def test_sloserve_resumes_a_paused_stream_before_any_new_request() -> None:
+    # The paused stream banked seconds of TPOT slack and the new request's TTFT is
+    # due, yet the stream goes first; when it does not fit, nobody is admitted
+    # past it (backfill would otherwise hand its blocks to new requests).
+    paused = req("paused", prompt=1500, out=100, computed=0, blocks=0, pred=200, first_token=5.0)
+    new = req("new", prompt=100, arrival=9.5)
+    policy = _composed("sloserve", PolicyKnobs(reservation_ratio=0.0))
+    assert policy.plan(snapshot((), (new, paused))).admit_order == ("paused", "new")
+    tight = snapshot((), (new, paused), total_blocks=1000, free_blocks=50)
+    assert policy.plan(tight).admit_order == ()
 
 
 def test_banked_tpot_time_buys_longer_chunks() -> None:

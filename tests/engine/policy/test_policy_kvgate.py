@@ -85,6 +85,16 @@ def test_admissions_may_not_take_the_reserve(gate: Gate) -> None:
     assert admissible(cfg, 103, 1000, B, [], req("c", prompt=16, bound=1))
 
 
+@pytest.mark.parametrize("gate", [Gate.WATERMARK, Gate.RESERVATION, Gate.LENDING])
+def test_a_paused_stream_may_resume_into_the_reserve(gate: Gate) -> None:
+    # Same state as above, but the candidate already streamed 5 tokens before it was
+    # preempted: it is running work, and the reserve exists to keep streams going.
+    cfg = _cfg(gate, ratio=0.1)
+    paused = req("p", prompt=11, out=5, computed=0, blocks=0, bound=1)
+    assert admissible(cfg, 10, 1000, B, [], paused)
+    assert not admissible(cfg, 10, 1000, B, [], req("c", prompt=16, bound=1))
+
+
 def test_reserved_unused_counts_growth_not_held_blocks() -> None:
     ledger = KVLedger(_cfg(Gate.RESERVATION), 990, 1000, B, [HOST])
     assert ledger.reserved_unused == 10

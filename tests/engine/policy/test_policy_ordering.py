@@ -126,15 +126,18 @@ def test_ecoserve_rule_kv_holders_then_urgent_then_short() -> None:
     assert _order(AdmitRule.ECOSERVE, waiting) == ["swapped", "urgent", "short", "long"]
 
 
-def test_slack_rule_lets_banked_decodes_wait_for_new_requests() -> None:
-    # Preempted after 100 tokens in 1 s: it banked ~9 s of TPOT slack, so the new
-    # request (TTFT due in 0.5 s) goes first, unlike in the deadline rule.
+def test_slack_rule_resumes_paused_streams_before_new_requests() -> None:
+    # Preempted after 100 tokens in 1 s: it banked ~9 s of TPOT slack, but its user
+    # watches a frozen stream, so it goes before the new request whose TTFT is due
+    # (issue 5: ordering it by slack froze streams for seconds). Paused streams
+    # among themselves: least slack first.
     resumed = req(
         "resumed", prompt=100, out=100, computed=0, pred=200, first_token=9.0, arrival=8.9
     )
+    urgent = req("urgent", prompt=100, out=50, computed=0, pred=60, first_token=9.0)
     new = req("new", arrival=9.5)
-    assert _order(AdmitRule.SLACK, [resumed, new]) == ["new", "resumed"]
-    assert _order(AdmitRule.DEADLINE, [resumed, new]) == ["resumed", "new"]
+    assert _order(AdmitRule.SLACK, [resumed, new]) == ["resumed", "new"]
+    assert _order(AdmitRule.SLACK, [new, resumed, urgent]) == ["urgent", "resumed", "new"]
 
 
 def test_order_waiting_limits_to_the_best() -> None:

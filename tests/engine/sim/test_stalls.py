@@ -9,8 +9,6 @@ is: no more stalls than stock vLLM, and p99 of the per-request longest gap under
 
 from __future__ import annotations
 
-import pytest
-
 from sloserve_engine.policy import make_policy
 from sloserve_engine.policy.knobs import PolicyKnobs
 from sloserve_engine.sim import SimConfig, load_profile
@@ -34,7 +32,6 @@ def test_stall_metrics_see_stock_vllm_preemptions() -> None:
     assert stock.max_tbt_p99 < STALL_S
 
 
-@pytest.mark.xfail(strict=True, reason="policy fix pending: resume preempted streams first")
 def test_sloserve_freezes_no_more_streams_than_stock_vllm() -> None:
     stock, ours = run("vllm"), run("sloserve")
     assert ours.stalls_over_200ms <= stock.stalls_over_200ms

@@ -7,12 +7,16 @@ under the policy's own gate. Rules:
 
 - ``head``: priority order, stop at the first request that does not fit (vLLM).
 - ``backfill``: priority order, skip a request that does not fit (it is held
-  back, later ones may go), unless it has waited ``protect_after_s``: then stop,
-  so large requests cannot starve behind a stream of small ones.
+  back, later ones may go), unless it has waited ``protect_after_s``: then
+  stop, so large requests cannot starve behind a stream of small ones. A
+  *paused stream* (a preempted request that already sent tokens) that does
+  not fit may be passed only by other paused streams, never by new requests:
+  those would take the blocks it needs and extend the freeze.
 - ``tetris`` (AccelGen C3): among the fitting candidates, repeatedly pick the one
   whose demand best matches what is left of both resources,
   ``align = c·(1 − U_c) + m·(1 − U_m)``; a head that has waited
-  ``protect_after_s`` goes first, or blocks until it fits (ageing, AccelGen C2).
+  ``protect_after_s`` or is a paused stream goes first, or blocks until it
+  fits (ageing, AccelGen C2).
 """
 
 from __future__ import annotations
@@ -72,11 +76,12 @@ def select_admissions(
     chosen: list[str] = []
     tokens_left = res.tokens_left
     pool = list(candidates)
+    streams_only = False  # a paused stream was skipped: only other paused streams may pass it
     while pool and tokens_left > 0 and len(chosen) < res.seats:
         pick: RequestView | None = None
         if rule is Batching.TETRIS:
             head = pool[0]
-            if now - head.arrival_time >= protect_after_s:  # ageing outranks alignment
+            if _protected(head, now, protect_after_s):  # ageing outranks alignment
                 if not _fits_now(head, ledger, res):
                     return tuple(chosen)
                 pick = head
@@ -85,11 +90,17 @@ def select_admissions(
         else:
             while pool:
                 head = pool[0]
+                paused = head.output_tokens > 0
+                if streams_only and not paused:
+                    return tuple(chosen)
                 if _fits_now(head, ledger, res):
                     pick = head
                     break
-                if rule is Batching.HEAD or now - head.arrival_time >= protect_after_s:
+                if rule is Batching.HEAD or (
+                    not paused and now - head.arrival_time >= protect_after_s
+                ):
                     return tuple(chosen)
+                streams_only = streams_only or paused
                 pool.pop(0)
         if pick is None:
             break
@@ -101,6 +112,11 @@ def select_admissions(
             chunk = min(chunk, res.chunk_cap)
         tokens_left -= chunk
     return tuple(chosen)
+
+
+def _protected(r: RequestView, now: float, protect_after_s: float) -> bool:
+    """May not be skipped: it waited too long, or it is a paused stream."""
+    return r.output_tokens > 0 or now - r.arrival_time >= protect_after_s
 
 
 def _fits_now(r: RequestView, ledger: Ledger, res: StepResources) -> bool:

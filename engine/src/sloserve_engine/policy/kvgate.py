@@ -6,7 +6,8 @@ a candidate is admitted only if the blocks that running requests (and the
 candidate) will still grow into, up to their output bound, fit beside the
 global reserve. Running requests may always grow into the reserve (vLLM lets
 them take any free block): that is CacheOPT's "extensions may use the reserve,
-admissions may not".
+admissions may not". A preempted request that has already streamed tokens
+counts as running here: its resume may use the reserve too.
 
 Three gates, from most to least permissive:
 
@@ -202,7 +203,10 @@ class KVLedger:
         prompt_blocks = blocks_for(candidate.total_tokens, b) - candidate.blocks_held
         if self.free_blocks == self.total_blocks:
             return prompt_blocks <= self.free_blocks  # an empty engine always makes progress
-        if self.free_blocks - prompt_blocks < self._reserve:
+        # A paused stream (preempted after its first token) is running work: like a
+        # running request it may use the reserve, which exists to keep streams going.
+        reserve = 0 if candidate.output_tokens > 0 else self._reserve
+        if self.free_blocks - prompt_blocks < reserve:
             return False
         if gate is Gate.WATERMARK:
             return True
@@ -211,8 +215,9 @@ class KVLedger:
         cap_c = blocks_for(end_c, b)
         if gate is Gate.RESERVATION:
             own = cap_c - candidate.blocks_held
-            return self.free_blocks - self._growth - own >= self._reserve
-        return self._fits_timeline(x_c, end_c - x_c + self._config.guard_steps, cap_c)
+            return self.free_blocks - self._growth - own >= reserve
+        capacity = self._capacity + self._reserve - reserve
+        return self._fits_timeline(x_c, end_c - x_c + self._config.guard_steps, cap_c, capacity)
 
     def admit(self, candidate: RequestView) -> None:
         """Account ``candidate`` as admitted: its prompt blocks go, its reservation counts."""
@@ -227,7 +232,7 @@ class KVLedger:
         self._items.append((end_c - x_c + self._config.guard_steps, x_c))
         self._stale = self._config.gate is Gate.LENDING
 
-    def _fits_timeline(self, x_c: int, d_c: int, cap_c: int) -> bool:
+    def _fits_timeline(self, x_c: int, d_c: int, cap_c: int, capacity: int) -> bool:
         """max over future steps t of blocks held at t <= capacity (total - reserve - other).
 
         A running request r holds at most ``(x_r + t + B - 1) / B`` blocks at step
@@ -239,7 +244,6 @@ class KVLedger:
             self._build_timeline()
             self._stale = False
         b = self._block_size
-        capacity = self._capacity
         checks = self._checks
         first_after = bisect.bisect_right(checks, d_c)
         if first_after < len(checks) and self._max_from[first_after] > capacity:

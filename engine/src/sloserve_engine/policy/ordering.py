@@ -18,9 +18,11 @@ Waiting order, one key function per rule:
   feasible work, so nothing starves.
 - ``class``: like ``deadline`` but the tightest TBT class first (AccelGen C2
   prioritisation); a request that has waited ``class_age_s`` joins the tightest class.
-- ``slack`` (ours): EDF on :func:`.slack.latest_start` for new *and* preempted
-  requests alike (a preempted request with banked TPOT slack waits for new
-  requests whose TTFT is at stake), with the same hopeless ageing.
+- ``slack`` (ours): a preempted request that has already streamed tokens
+  first (its user watches a frozen stream; vLLM, too, resumes victims before
+  new work), then EDF on :func:`.slack.latest_start` with the same hopeless
+  ageing. Ordering streamed victims *into* the EDF by their banked TPOT slack
+  attained the mean-TPOT SLO while freezing streams for seconds (issue 5).
 """
 
 from __future__ import annotations
@@ -86,9 +88,11 @@ def admit_key(
 
         def by_slack(r: RequestView) -> tuple[float, ...]:
             due = latest_start(r, model, token_step_s)
+            if r.output_tokens > 0:
+                return (0.0, due, r.arrival_time)
             if due < now:
                 due += delay
-            return (due, r.arrival_time)
+            return (1.0, due, r.arrival_time)
 
         return by_slack
 

@@ -10,11 +10,12 @@
 - ``accelgen``: AccelGen: SLO-guaranteed dynamic chunking, SLO-class and
   deadline priority, Tetris multi-resource batching; no length prediction.
 - ``sloserve``: our combination, measured best on the Azure conversation trace
-  (docs/algorithms.md): vLLM's own admission with *no* reservation or reserve
-  (KV is the bottleneck; reserving it costs more than the preemptions it
-  avoids), one SLO-slack deadline for new and preempted requests with backfill,
-  CacheOPT's victim score with swap-vs-recompute, SLO-guaranteed chunks that may
-  spend banked TPOT time up to 1.5x the TBT target, decodes before prefill.
+  (docs/algorithms.md): vLLM's own admission above a small global reserve
+  (``reservation_ratio``; no per-request reservation: KV is the bottleneck) so
+  running streams rarely need a preemption, paused streams resumed before any
+  new admission, then an SLO-slack deadline order with backfill, CacheOPT's
+  victim score with swap-vs-recompute, SLO-guaranteed chunks that may spend
+  banked TPOT time up to 1.5x the TBT target, decodes before prefill.
 """
 
 from __future__ import annotations
@@ -68,8 +69,8 @@ ACCELGEN = PolicySpec(
 SLOSERVE = PolicySpec(
     name="sloserve",
     predictor=PredictorConfig(rate_direction=RateDirection.DOWN),
-    gate=GateConfig(gate=Gate.NONE),
-    use_reserve=False,
+    gate=GateConfig(gate=Gate.WATERMARK),
+    use_reserve=True,
     ordering=OrderingConfig(admit_rule=AdmitRule.SLACK),
     batching=Batching.BACKFILL,
     decodes_first=True,
