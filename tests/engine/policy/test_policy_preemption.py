@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from policy_builders import req
 
 from sloserve_engine.policy.costmodel import StepCostModel
@@ -11,6 +13,7 @@ from sloserve_engine.policy.preemption import (
     preemption_cost_s,
     remaining_tokens_estimate,
     victim_score,
+    victim_scorer,
 )
 from sloserve_engine.policy.slack import TokenInterval, latest_start
 from sloserve_engine.policy.views import PreemptionMode, RequestView, SLOTarget
@@ -102,3 +105,20 @@ def test_token_interval_learns_busy_spacing_and_skips_idle() -> None:
     assert ti.value == pytest.approx(0.03)
     ti.observe(9.03, busy=True)
     assert ti.value == pytest.approx(0.03)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    prompt=st.integers(1, 8000),
+    out=st.integers(0, 2000),
+    computed_share=st.floats(0.0, 1.0),
+    bound=st.integers(1, 3000),
+    tbt=st.sampled_from([0.05, 0.1, 0.2]),
+)
+def test_hoisted_scorer_equals_victim_score(
+    prompt: int, out: int, computed_share: float, bound: int, tbt: float
+) -> None:
+    model = StepCostModel(c0_s=0.006, prefill_token_s=2e-5, prefill_ctx_s=1e-9)
+    computed = int((prompt + out) * computed_share)
+    r = req("r", prompt=prompt, out=out, computed=computed, bound=bound, slo=SLOTarget(tbt_s=tbt))
+    assert victim_scorer(model, 16, 0.25)(r) == pytest.approx(victim_score(r, model, 16, 0.25))

@@ -17,7 +17,7 @@ from .knobs import PolicyKnobs
 from .kvgate import Gate, GateConfig, KVLedger, blocks_for
 from .ordering import OrderingConfig, admit_key, order_running, order_waiting, split_phases
 from .predictor import ArrivalRate, LengthPredictor, PredictorConfig, confidence_for_rate
-from .preemption import choose_mode, victim_score
+from .preemption import choose_mode, victim_scorer
 from .slack import TokenInterval, latest_start
 from .views import (
     ArrivalInfo,
@@ -202,9 +202,8 @@ class ComposedPolicy:
             step = self.token_interval.value
             return lambda r: (latest_start(r, model, step) - now,)
         if rule is VictimRule.SCORE:
-            model = self.cost_model
-            ext = self.spec.gate.extension_fraction
-            return lambda r: (victim_score(r, model, block_size, ext),)
+            score = victim_scorer(self.cost_model, block_size, self.spec.gate.extension_fraction)
+            return lambda r: (score(r),)
         if rule is VictimRule.LENGTH_GROUPS:
             width = self.spec.length_group_tokens
             return lambda r: (float(r.predicted_output // width), r.arrival_time)

@@ -6,6 +6,8 @@ its victim choice by sorting: the highest :func:`victim_score` goes last.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .costmodel import StepCostModel
 from .kvgate import reserved_output
 from .views import PreemptionMode, RequestView
@@ -37,6 +39,37 @@ def victim_score(
     remaining = remaining_tokens_estimate(r, block_size, extension_fraction)
     cost = preemption_cost_s(r, model) + 1e-6
     return r.slo.tbt_s * remaining / cost
+
+
+def victim_scorer(
+    model: StepCostModel, block_size: int, extension_fraction: float
+) -> Callable[[RequestView], float]:
+    """:func:`victim_score` with the model's constants hoisted (it runs per request per step).
+
+    Equal to :func:`victim_score` (property-tested); only the proactive extension
+    of a request at its bound goes through :func:`.kvgate.reserved_output`.
+    """
+    swap_per_token = model.kv_bytes_per_token * (
+        1 / model.d2h_bytes_per_s + 1 / model.h2d_bytes_per_s
+    )
+    c0 = model.c0_s
+    prefill_per_token = model.prefill_token_s + model.prefill_ctx_s
+
+    def score(r: RequestView) -> float:
+        out = r.output_tokens
+        computed = r.computed_tokens
+        bound = r.output_bound
+        if out + block_size > bound:
+            reserved = reserved_output(r, block_size, extension_fraction)
+        else:
+            reserved = max(min(bound, r.max_output_tokens), out)
+        left = reserved - out
+        remaining = max(r.prompt_tokens - computed, 0) + (left if left > 1 else 1)
+        swap = computed * swap_per_token
+        recompute = c0 + prefill_per_token * computed if computed > 0 else 0.0
+        return r.slo.tbt_s * remaining / ((swap if swap < recompute else recompute) + 1e-6)
+
+    return score
 
 
 def choose_mode(
