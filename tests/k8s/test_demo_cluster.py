@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -25,3 +26,38 @@ def test_demo_without_operator_stops_after_cluster_and_nodes_are_up(
     assert out.count("Ready") == 3
     assert "gpu-h200-2" in out
     assert "does not exist yet: the demo stops after the cluster" in out
+
+
+def processes_mentioning(text: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if text.encode() in (proc / "cmdline").read_bytes():
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.slow
+def test_demo_runs_operator_engines_and_load_then_leaves_nothing_behind(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    require_testenv()
+    workdir = tmp_path / "demo"
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    args = parser.parse_args(
+        ["--workdir", str(workdir), "--duration", "40", "--peak-rps", "6", "--low-rps", "2"]
+    )
+    assert demo.run(args) == 0
+    out = capsys.readouterr().out
+    last_frame = out[out.rindex("LLMService") :]
+    assert "llama-8b" in last_frame
+    assert "Running" in last_frame and "True" in last_frame  # an engine pod, Ready by probe
+    assert "every process it started has exited" in out
+    kubelet_log = (workdir / "logs" / "process-kubelet.log").read_text()
+    assert "--simulated --host 127.64." in kubelet_log
+    assert "Ready=True" in kubelet_log
+    assert processes_mentioning(str(workdir)) == []

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from sloserve_operator.devcluster.cluster import DevCluster, dev_cluster
 from sloserve_operator.devcluster.controlplane import ControlPlaneConfig
-from sloserve_operator.devcluster.kubelet import ProcessKubelet, log_to_file
+from sloserve_operator.devcluster.kubelet import ProcessKubelet
 from sloserve_operator.devcluster.nodes import GPU_PRODUCTS, default_gpu_nodes
 from sloserve_operator.devcluster.processes import (
     PortInUseError,
@@ -101,11 +100,6 @@ def _is_our_up_process(pid: int) -> bool:
     return b"testenv" in cmdline and b"up" in cmdline
 
 
-def _wait_for_signal() -> None:
-    with contextlib.suppress(KeyboardInterrupt):  # SIGINT or SIGTERM (interrupt_on_sigterm)
-        threading.Event().wait()
-
-
 def _up(args: argparse.Namespace) -> int:
     problems, config = cluster_from_args(args)
     if problems:
@@ -128,12 +122,18 @@ def _up(args: argparse.Namespace) -> int:
         state = RunState(os.getpid(), str(cp.kubeconfig), cp.server, str(cp.workdir))
         try:
             if not args.no_kubelet:
-                log_to_file(cp.logs_dir / "process-kubelet.log")
-                kubelet = ProcessKubelet(cp.server, cp.pki, cp.workdir / "pods").start()
+                kubelet = ProcessKubelet(
+                    cp.server,
+                    cp.pki,
+                    cp.workdir / "pods",
+                    log_path=cp.logs_dir / "process-kubelet.log",
+                ).start()
             STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
             STATE_FILE.write_text(state.dump())
             _announce(cluster, time.monotonic() - started)  # last: "up" means usable
-            _wait_for_signal()
+            threading.Event().wait()  # until SIGINT/SIGTERM (see interrupt_on_sigterm)
+        except KeyboardInterrupt:
+            pass  # the normal way to stop `up`
         finally:
             print("sloserve testenv: stopping", file=sys.stderr)
             if kubelet is not None:

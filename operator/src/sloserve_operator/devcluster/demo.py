@@ -28,7 +28,7 @@ from rich.table import Table
 from sloserve_operator.devcluster.cli import add_cluster_arguments, cluster_from_args
 from sloserve_operator.devcluster.cluster import DevCluster, dev_cluster
 from sloserve_operator.devcluster.kubeapi import JsonObj, KubeApi, KubeApiError
-from sloserve_operator.devcluster.kubelet import ProcessKubelet, log_to_file, pod_ready_condition
+from sloserve_operator.devcluster.kubelet import ProcessKubelet, pod_ready_condition
 from sloserve_operator.devcluster.loadgen import LoadProfile, LoadStats, drive_load
 from sloserve_operator.devcluster.nodes import default_gpu_nodes
 from sloserve_operator.devcluster.processes import (
@@ -300,8 +300,10 @@ def _run_demo(args: argparse.Namespace, config_problems: list[str]) -> int:
                 "after the cluster and its GPU nodes are up. Cleaning up."
             )
             return 0
-        log_to_file(cp.logs_dir / "process-kubelet.log")
-        with ProcessKubelet(cp.server, cp.pki, cp.workdir / "pods") as kubelet:
+        kubelet_log = cp.logs_dir / "process-kubelet.log"
+        with ProcessKubelet(
+            cp.server, cp.pki, cp.workdir / "pods", log_path=kubelet_log
+        ) as kubelet:
             install_crds(cluster, args.crds)
             cluster.kubectl("create", "namespace", args.namespace)
             with operator_process(cluster, args.namespace):

@@ -45,16 +45,6 @@ WATCH_TIMEOUT_S = 2
 leave a watch open that would hold up the apiserver's own shutdown."""
 
 
-def log_to_file(path: Path) -> logging.Handler:
-    """Send the process kubelet's INFO log (starts, stops, readiness) to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    return handler
-
-
 def default_engine_argv() -> list[str]:
     """The engine of this venv: its console script, else the module (same program)."""
     script = Path(sys.executable).parent / ENGINE_EXECUTABLE
@@ -359,6 +349,8 @@ class ProcessKubelet:
     selector: str = ENGINE_SELECTOR
     engine_argv: list[str] = field(default_factory=default_engine_argv)
     volume_refresh_s: float = 2.0
+    log_path: Path | None = None
+    """Also write this kubelet's INFO log (starts, stops, readiness) to this file."""
     pods: dict[str, PodProcess] = field(init=False, default_factory=dict)
     _seen: dict[str, JsonObj] = field(init=False, default_factory=dict)
     _nodes: set[str] = field(init=False, default_factory=set)
@@ -366,9 +358,15 @@ class ProcessKubelet:
     _changed: threading.Event = field(init=False, default_factory=threading.Event)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
     _threads: list[threading.Thread] = field(init=False, default_factory=list)
+    _log_handler: logging.Handler | None = field(init=False, default=None)
 
     def start(self) -> ProcessKubelet:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.log_path is not None:
+            self._log_handler = logging.FileHandler(self.log_path)
+            self._log_handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+            log.addHandler(self._log_handler)
+            log.setLevel(logging.INFO)
         for target, name in ((self._watch_loop, "watch"), (self._run_loop, "run")):
             thread = threading.Thread(target=target, name=f"process-kubelet-{name}", daemon=True)
             thread.start()
@@ -385,6 +383,10 @@ class ProcessKubelet:
             for pod in self.pods.values():
                 self._stop_process(pod)
             self.pods.clear()
+        if self._log_handler is not None:
+            log.removeHandler(self._log_handler)
+            self._log_handler.close()
+            self._log_handler = None
 
     def __enter__(self) -> ProcessKubelet:
         return self.start()

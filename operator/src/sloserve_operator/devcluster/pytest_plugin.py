@@ -68,7 +68,9 @@ def kubelet(
 ) -> Iterator[ProcessKubelet]:
     cp = k8s.control_plane
     request.node.stash[KUBELET_DIR] = tmp_path / "kubelet"
-    with ProcessKubelet(cp.server, cp.pki, tmp_path / "kubelet") as kubelet:
+    workdir = tmp_path / "kubelet"
+    log_path = workdir / "process-kubelet.log"
+    with ProcessKubelet(cp.server, cp.pki, workdir, log_path=log_path) as kubelet:
         yield kubelet
 
 
@@ -82,6 +84,8 @@ def pytest_runtest_makereport(
     if report.failed and paths and "k8s" in getattr(item, "fixturenames", ()):
         lines = [str(p) for p in paths]
         if KUBELET_DIR in item.stash:
-            lines.append(f"{item.stash[KUBELET_DIR]}/<namespace>_<pod>_<uid>/container.log")
+            kubelet_dir = item.stash[KUBELET_DIR]
+            lines.append(f"{kubelet_dir}/process-kubelet.log")
+            lines.append(f"{kubelet_dir}/<namespace>_<pod>_<uid>/container.log")
         report.sections.append(("control-plane logs", "\n".join(lines)))
     return report
