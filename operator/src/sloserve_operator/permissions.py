@@ -60,12 +60,7 @@ def operator_permissions(*, clusterwide: bool) -> tuple[Permission, ...]:
             Permission("", "namespaces", WATCH, "kopf discovers namespaces when watching all")
         )
     application = [
-        Permission(
-            "sloserve.io",
-            "llmservices",
-            WATCH | {"patch"},
-            "watch LLMService objects; kopf adds the autoscaler daemon's finalizer",
-        ),
+        Permission("sloserve.io", "llmservices", WATCH, "kopf follows LLMService objects"),
         Permission(
             "sloserve.io",
             "llmservices/status",
@@ -78,12 +73,7 @@ def operator_permissions(*, clusterwide: bool) -> tuple[Permission, ...]:
             frozenset({"patch"}),
             "the autoscaler sets spec.replicas through the scale subresource",
         ),
-        Permission(
-            "apps",
-            "deployments",
-            APPLY | {"get"},
-            "server-side apply of the engine Deployment; the autoscaler reads its rollout state",
-        ),
+        Permission("apps", "deployments", APPLY, "server-side apply of the engine Deployment"),
         Permission("", "services", APPLY, "server-side apply of the engine Service"),
         Permission("", "configmaps", APPLY, "server-side apply of the live-knobs ConfigMap"),
         Permission(
