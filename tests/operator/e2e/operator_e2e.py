@@ -123,3 +123,18 @@ def engine_revision(pod_ip: str) -> int | None:
     except httpx.HTTPError:
         return None
     return int(r.json()["revision"]) if r.status_code == 200 else None
+
+
+def wait_converged(
+    k8s: DevCluster, namespace: str, name: str, replicas: int, timeout_s: float = 120
+) -> dict[str, Any]:
+    """All replicas ready (engines answer their probes) and all of them on the spec's knobs."""
+
+    def probe() -> dict[str, Any] | None:
+        obj = llmservice(k8s, namespace, name)
+        cond = condition(obj, "KnobsApplied")
+        ready = obj.get("status", {}).get("readyReplicas") == replicas
+        current = cond.get("observedGeneration") == obj["metadata"]["generation"]
+        return obj if ready and current and cond.get("status") == "True" else None
+
+    return eventually(probe, f"{name}: {replicas} ready replicas on the spec's knobs", timeout_s)

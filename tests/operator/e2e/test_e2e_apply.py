@@ -13,6 +13,7 @@ from operator_e2e import (
     llmservice,
     sample,
     wait_condition,
+    wait_converged,
 )
 
 from sloserve_engine.knobs import Knobs
@@ -58,7 +59,7 @@ def test_apply_creates_children_and_becomes_available(
         assert pod["status"]["phase"] == "Running"
         assert pod["spec"]["nodeName"] in nodes
     # Engines (real processes at the pod IPs) run the spec's knob revision.
-    wait_condition(k8s, namespace, "sim", "KnobsApplied")
+    wait_converged(k8s, namespace, "sim", 2)
     for pod in pods:
         assert engine_revision(pod["status"]["podIP"]) == knobs.revision()
 

@@ -19,6 +19,7 @@ from operator_e2e import (
     llmservice,
     sample,
     wait_condition,
+    wait_converged,
 )
 
 from sloserve_operator.devcluster.cluster import DevCluster
@@ -99,7 +100,7 @@ def test_idle_operator_makes_no_api_calls(
     for i in range(3):
         apply(k8s, namespace, sample(f"idle-{i}", replicas=1))
     for i in range(3):
-        wait_condition(k8s, namespace, f"idle-{i}", "KnobsApplied", timeout_s=120)
+        wait_converged(k8s, namespace, f"idle-{i}", 1)
     time.sleep(3)  # let the last status writes and their watch echoes settle
     start = operator.metrics.api_request_count()
     window_s = 30
