@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from sloserve_operator.devcluster.cluster import DevCluster
-from sloserve_operator.devcluster.controlplane import DEFAULT_POD_CIDR
 from sloserve_operator.devcluster.eventually import eventually
 from sloserve_operator.devcluster.kubeapi import JsonObj
 from sloserve_operator.devcluster.nodes import GPU_PRODUCT_LABEL, GPU_RESOURCE, GPU_TYPE_LABEL
@@ -81,7 +80,8 @@ def test_gpu_deployment_pods_run_on_gpu_nodes_with_loopback_ips(
 
     running = eventually(all_running, "3 GPU pods Running", timeout_s=90)
     node_names = {n.name for n in k8s.nodes}
-    cidr = ipaddress.ip_network(DEFAULT_POD_CIDR)
+    cidr = ipaddress.IPv4Network(k8s.control_plane.pod_cidr)
+    assert cidr.subnet_of(ipaddress.IPv4Network("127.0.0.0/8"))
     for pod in running:
         assert pod["spec"]["nodeName"] in node_names
         assert ipaddress.ip_address(pod["status"]["podIP"]) in cidr

@@ -148,7 +148,7 @@ def _announce(cluster: DevCluster, seconds: float) -> None:
     gpus = sum(n.gpus for n in cluster.nodes)
     print(
         f"control plane up in {seconds:.1f} s at {cp.server}: {len(cluster.nodes)} simulated "
-        f"GPU nodes, {gpus} x nvidia.com/gpu, pod IPs from {cp.config.pod_cidr}\n"
+        f"GPU nodes, {gpus} x nvidia.com/gpu, pod IPs from {cp.pod_cidr}\n"
         f"  export KUBECONFIG={cp.kubeconfig}\n"
         f"  export PATH={cp.testenv.bin_dir}:$PATH\n"
         f"  logs: {cp.logs_dir}"

@@ -19,6 +19,7 @@ import httpx
 
 from sloserve_operator.devcluster.kubeapi import KubeApi, write_kubeconfig
 from sloserve_operator.devcluster.pki import SERVICE_CLUSTER_IP_RANGE, Pki, make_pki
+from sloserve_operator.devcluster.podcidr import PodCidrLease, lease_pod_cidr
 from sloserve_operator.devcluster.processes import (
     ManagedProcess,
     ensure_port_free,
@@ -28,9 +29,6 @@ from sloserve_operator.devcluster.processes import (
 from sloserve_operator.devcluster.testenv import Testenv
 
 LOOPBACK = "127.0.0.1"
-# Pod IPs come from here, so every pod address is a loopback address that a local process can
-# bind without root or network setup (Linux routes all of 127.0.0.0/8 to lo).
-DEFAULT_POD_CIDR = "127.64.0.0/16"
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 KWOK_NODE_ANNOTATION_VALUE = "fake"
 
@@ -43,8 +41,10 @@ class ControlPlaneConfig:
     """Where PKI, kubeconfig, etcd data and logs go (a fresh temp dir when None)."""
     apiserver_port: int | None = None
     """Fixed apiserver port (a free one when None); fixed ports are checked before start."""
-    pod_cidr: str = DEFAULT_POD_CIDR
-    """kwok allocates pod IPs from this range; keep it inside 127.0.0.0/8."""
+    pod_cidr: str | None = None
+    """kwok's pod IP range. None: a free 127.X.0.0/16 (podcidr.py), so pod IPs are loopback
+    addresses a local process can bind without root or network setup, never shared with
+    another control plane on this machine."""
     ready_timeout_s: float = 120.0
     """Per-component readiness limit; generous because the machine's cores are shared."""
     keep_workdir: bool = True
@@ -63,6 +63,7 @@ class ControlPlane:
     pki: Pki = field(init=False)
     processes: list[ManagedProcess] = field(init=False, default_factory=list)
     _api: KubeApi | None = field(init=False, default=None)
+    _cidr_lease: PodCidrLease | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.workdir = self.config.workdir or Path(tempfile.mkdtemp(prefix="sloserve-k8s-"))
@@ -118,7 +119,17 @@ class ControlPlane:
             self.stop()
             raise
 
+    @property
+    def pod_cidr(self) -> str:
+        if self.config.pod_cidr is not None:
+            return self.config.pod_cidr
+        if self._cidr_lease is None:
+            raise RuntimeError("control plane not started")
+        return self._cidr_lease.cidr
+
     def _start_all(self) -> None:
+        if self.config.pod_cidr is None:
+            self._cidr_lease = lease_pod_cidr()
         self.pki = make_pki(self.workdir / "pki")
         etcd_client, etcd_peer = free_port(), free_port()
         api_port = self.config.apiserver_port or free_port()
@@ -237,7 +248,7 @@ class ControlPlane:
             "--manage-all-nodes=false",
             f"--manage-nodes-with-annotation-selector="
             f"{KWOK_NODE_ANNOTATION}={KWOK_NODE_ANNOTATION_VALUE}",
-            f"--cidr={self.config.pod_cidr}",
+            f"--cidr={self.pod_cidr}",
             f"--node-ip={LOOPBACK}",
             f"--server-address={LOOPBACK}:{port}",
             # Renew node leases: without them the node lifecycle controller marks the nodes
@@ -252,5 +263,7 @@ class ControlPlane:
             self._api = None
         for proc in reversed(self.processes):
             proc.stop()
+        if self._cidr_lease is not None:  # only after every pod process is gone
+            self._cidr_lease.release()
         if not self.config.keep_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
