@@ -14,6 +14,7 @@ import asyncio
 import importlib
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -36,6 +37,8 @@ class OperatorOptions:
     peering: str | None = None
     namespaces: Sequence[str] = ()
     """Empty: all namespaces."""
+    priority: int = 0
+    """kopf peering priority: the highest active replica serves, equal ones all pause."""
     liveness_port: int | None = None
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     autoscaler: bool = True
@@ -88,6 +91,7 @@ async def serve(
         settings=settings_for(options),
         standalone=options.standalone or not options.peering,
         peering_name=options.peering,
+        priority=options.priority,
         clusterwide=not options.namespaces,
         namespaces=list(options.namespaces),
         liveness_endpoint=liveness,
@@ -108,6 +112,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     scope.add_argument(
         "-n", "--namespace", action="append", default=[], help="watch only NS (repeatable)"
     )
+    parser.add_argument(
+        "--priority",
+        type=int,
+        help="kopf peering priority (default with --peering: minus the start time in ms, so the "
+        "oldest replica stays active and the others wait)",
+    )
     parser.add_argument("--metrics-port", type=int, default=8080, help="0 disables")
     parser.add_argument("--liveness-port", type=int, default=8081, help="0 disables")
     parser.add_argument("--workers", type=int, default=16, help="parallel reconciles")
@@ -121,6 +131,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true")
 
 
+def _priority(args: argparse.Namespace) -> int:
+    """Distinct priorities per replica: kopf freezes every peer when priorities are equal."""
+    if args.priority is not None:
+        return int(args.priority)
+    return -(time.time_ns() // 1_000_000) if args.peering else 0
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -132,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
     options = OperatorOptions(
         standalone=args.standalone or not args.peering,
         peering=args.peering,
+        priority=_priority(args),
         namespaces=tuple(args.namespace),
         liveness_port=args.liveness_port or None,
         controller=ControllerConfig(
