@@ -143,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:  # kopf logs every handled watch event at INFO: thousands per minute
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     metrics = default_metrics()
     if args.metrics_port:
         start_http_server(args.metrics_port, registry=metrics.registry)
