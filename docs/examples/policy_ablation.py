@@ -24,18 +24,23 @@ from sloserve_engine.sim.metrics import SLO
 from sloserve_engine.sim.runner import replay
 from sloserve_engine.sim.workload import WorkloadSpec, build_workload
 
+NO_RESERVE = PolicyKnobs(reservation_ratio=0.0)
+
 ABLATIONS: dict[str, tuple[PolicySpec, PolicyKnobs]] = {
     "sloserve": (SLOSERVE, PolicyKnobs()),
-    "+ 5% reserve (watermark)": (
-        replace(SLOSERVE, gate=GateConfig(gate=Gate.WATERMARK), use_reserve=True),
-        PolicyKnobs(),
+    "reserve 2%": (SLOSERVE, PolicyKnobs(reservation_ratio=0.02)),
+    "reserve 1%": (SLOSERVE, PolicyKnobs(reservation_ratio=0.01)),
+    "no reserve": (SLOSERVE, NO_RESERVE),
+    "no reserve, recompute only": (
+        SLOSERVE,
+        PolicyKnobs(reservation_ratio=0.0, preemption_mode=PreemptionMode.RECOMPUTE),
     ),
     "+ lending gate (p=0.9)": (
-        replace(SLOSERVE, gate=GateConfig(gate=Gate.LENDING), use_reserve=True),
+        replace(SLOSERVE, gate=GateConfig(gate=Gate.LENDING)),
         PolicyKnobs(),
     ),
     "+ reservation gate (p=0.9)": (
-        replace(SLOSERVE, gate=GateConfig(gate=Gate.RESERVATION), use_reserve=True),
+        replace(SLOSERVE, gate=GateConfig(gate=Gate.RESERVATION)),
         PolicyKnobs(),
     ),
     "ordering: deadline, resumed first": (
@@ -56,11 +61,13 @@ ABLATIONS: dict[str, tuple[PolicySpec, PolicyKnobs]] = {
     ),
     "batching: head-of-line": (replace(SLOSERVE, batching=Batching.HEAD), PolicyKnobs()),
     "batching: tetris": (replace(SLOSERVE, batching=Batching.TETRIS), PolicyKnobs()),
-    "victims: most TPOT slack": (replace(SLOSERVE, victims=VictimRule.SLACK), PolicyKnobs()),
-    "victims: newest (vLLM)": (replace(SLOSERVE, victims=VictimRule.ADMISSION), PolicyKnobs()),
-    "preemption: recompute only": (
-        SLOSERVE,
-        PolicyKnobs(preemption_mode=PreemptionMode.RECOMPUTE),
+    "no reserve, victims: most TPOT slack": (
+        replace(SLOSERVE, victims=VictimRule.SLACK),
+        NO_RESERVE,
+    ),
+    "no reserve, victims: newest (vLLM)": (
+        replace(SLOSERVE, victims=VictimRule.ADMISSION),
+        NO_RESERVE,
     ),
     "chunks: no banked time": (replace(SLOSERVE, chunk_bank_cap=1.0), PolicyKnobs()),
     "chunks: fixed 8192 budget": (replace(SLOSERVE, dynamic_chunking=False), PolicyKnobs()),
@@ -82,10 +89,12 @@ def main() -> None:
         print(f"rate {rate} req/s")
         for name, (spec, knobs) in rows.items():
             policy = ComposedPolicy(spec, knobs, profile.step)
-            m = replay(requests, policy, profile, SimConfig(), SLO()).metrics
+            result = replay(requests, policy, profile, SimConfig(), SLO())
+            m = result.metrics
             print(
                 f"  {name:36s} attain {m.slo_attainment:6.3f}  TTFT p99 {m.ttft_p99:6.2f} s"
-                f"  TBT p99 {m.tbt_p99 * 1e3:5.1f} ms  stalls {m.stall_rate:6.4f}",
+                f"  TBT p99 {m.tbt_p99 * 1e3:5.1f} ms  stalls>200ms {m.stalls_over_200ms:3d}"
+                f"  preemptions {result.preemptions:4d}",
                 flush=True,
             )
 

@@ -187,6 +187,18 @@ def test_sloserve_resumes_a_paused_stream_before_any_new_request() -> None:
     assert policy.plan(tight).admit_order == ()
 
 
+@pytest.mark.parametrize("name", ["cacheopt", "accelgen", "sloserve"])  # ecoserve: no reserve
+def test_kv_full_for_new_requests_admits_only_paused_streams(name: str) -> None:
+    # 30 free blocks, 10% reserve (100): no new request fits, the paused stream does.
+    paused = req("paused", prompt=150, out=10, computed=0, blocks=0, first_token=5.0)
+    new = tuple(req(f"n{k}", prompt=16, arrival=9.0 + k / 100) for k in range(40))
+    snap = snapshot((), (*new, paused), total_blocks=1000, free_blocks=30)
+    plan = _composed(name, PolicyKnobs(reservation_ratio=0.1)).plan(snap)
+    assert plan.admit_order == ("paused",)
+    no_paused = snapshot((), new, total_blocks=1000, free_blocks=30)
+    assert _composed(name, PolicyKnobs(reservation_ratio=0.1)).plan(no_paused).admit_order == ()
+
+
 def test_banked_tpot_time_buys_longer_chunks() -> None:
     # 200 tokens in 2 s against 0.1 s/token: 18 s banked, so sloserve may take
     # a step of up to 1.5 x 0.1 s; accelgen stays at 0.1 s.

@@ -217,6 +217,10 @@ class ComposedPolicy:
         seats = snapshot.max_num_seqs - len(snapshot.running)
         if not waiting or seats <= 0 or tokens_left <= 0:
             return ()
+        if ledger.room_for_new < 1:  # KV full for new requests: only paused streams may go
+            waiting = tuple([r for r in waiting if r.output_tokens > 0])
+            if not waiting:
+                return ()
         key = admit_key(spec.ordering, snapshot.now, self.cost_model, self.token_interval.value)
         if key is None and spec.batching is Batching.HEAD and spec.gate.gate is Gate.NONE:
             return tuple(r.request_id for r in waiting)

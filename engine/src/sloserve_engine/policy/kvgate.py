@@ -135,6 +135,17 @@ class KVLedger:
             self._account(running)
 
     @property
+    def room_for_new(self) -> int:
+        """Free blocks above the reserve: below 1, no new request can be admitted.
+
+        (A new request needs at least one block; an empty engine has the whole
+        cache, which is never below the reserve.) Lets a plan skip ordering the
+        waiting queue when only paused streams could go.
+        """
+        reserve = 0 if self._config.gate is Gate.NONE else self._reserve
+        return self.free_blocks - reserve
+
+    @property
     def reserved_unused(self) -> int:
         """Blocks reserved, not yet held by running requests (``sloserve_kv_reserved_blocks``)."""
         return self._growth
