@@ -56,12 +56,6 @@ def reconciled(k8s: DevCluster, path: str) -> bool:
     return bool(status) and status.get("observedGeneration") == obj["metadata"]["generation"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kopf pauses ALL peers of equal priority and `sloserve operator` gives every replica "
-    "priority 0, so two replicas deadlock; needs distinct priorities in main.py (NOTES.md, "
-    "platform 12:42). Strict: this marker must go when the fix lands.",
-)
 def test_one_replica_is_active_and_the_other_takes_over(
     k8s: DevCluster, namespace: str, helm_bin: Path, tmp_path: Path
 ) -> None:
@@ -96,13 +90,15 @@ def test_one_replica_is_active_and_the_other_takes_over(
                 paths.append(apply_service(k8s, namespace, "second"))
                 eventually(lambda: reconciled(k8s, paths[1]), "the active replica reconciles", 45)
                 assert status_patches(port_b) == before_b, "the standby replica wrote status too"
-                assert "Pausing operations" in (tmp_path / "b.log").read_text()
+                # B starts paused (peering is mandatory) and stays so while A lives.
+                assert "Resuming operations" not in (tmp_path / "b.log").read_text()
 
                 a.terminate()  # a clean exit removes A's keep-alive: B resumes at once
                 a.wait(30)
                 paths.append(apply_service(k8s, namespace, "third"))
                 eventually(lambda: reconciled(k8s, paths[2]), "B takes over after A exits", 90)
                 assert status_patches(port_b) > before_b
+                assert "Resuming operations" in (tmp_path / "b.log").read_text()
                 for path in paths:
                     remove_llmservice(k8s, path)
     finally:
