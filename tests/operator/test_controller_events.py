@@ -29,8 +29,12 @@ def service(
     }
 
 
-def child(kind: str, name: str, rv: str, generation: int = 1, **extra: Any) -> dict[str, Any]:
-    meta = {"name": name, "namespace": "ns", "resourceVersion": rv, "generation": generation}
+def child(
+    kind: str, name: str, rv: str, generation: int | None = None, **extra: Any
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": "ns", "resourceVersion": rv}
+    if generation is not None:
+        meta["generation"] = generation
     meta["labels"] = {"sloserve.io/service": "s"}
     return {"kind": kind, "metadata": meta, **extra}
 
@@ -141,3 +145,14 @@ def test_events_of_unknown_services_are_ignored(controller: Controller) -> None:
     controller.on_pod("ADDED", pod("p", ready=True))
     controller.on_child("DELETED", child("Service", "s", "1"))
     assert drain(controller) == 0
+
+
+def test_pdb_status_updates_are_not_drift(controller: Controller) -> None:
+    controller.on_service(None, service())
+    drain(controller)
+    st = controller.states[("ns", "s")]
+    st.applied["PodDisruptionBudget/s"] = Applied("d", "7", 1)
+    controller.on_child("MODIFIED", child("PodDisruptionBudget", "s", "8", generation=1))
+    assert drain(controller) == 0 and "PodDisruptionBudget/s" in st.applied
+    controller.on_child("MODIFIED", child("PodDisruptionBudget", "s", "9", generation=2))
+    assert drain(controller) == 1 and "PodDisruptionBudget/s" not in st.applied

@@ -188,8 +188,10 @@ class Controller:
             st.recreate.add(child)
             self.queue.add(key)
         elif record is not None and (
-            record.generation != meta.get("generation", 0)
-            if kind == "Deployment"
+            # Objects with a status (Deployment, PDB) change resourceVersion on every status
+            # update; their generation moves only when the spec does.
+            record.generation != meta["generation"]
+            if "generation" in meta
             else record.resource_version != meta.get("resourceVersion")
         ):
             st.applied.pop(child, None)  # edited by someone else (or our own write raced)
