@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,3 +61,34 @@ def test_metrics_follow_the_scheduler(tiny_model_dir: Path) -> None:
     assert 0.0 <= value("sloserve_kv_usage_ratio") <= 1.0
     assert max(running_seen) == 6, "running queue reached max_num_seqs under pressure"
     assert value("sloserve_slo_attainment_ratio", kind="both") <= 1.0
+
+
+class CountingMetrics(EngineMetrics):
+    """Real metrics that also remember when each step was reported."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        self.reports: list[tuple[float, bool]] = []
+
+    def record_step(self, snapshot: Any, plan: Any, preempted: Any, now: float) -> None:
+        self.reports.append((now, any(preempted.values())))
+        super().record_step(snapshot, plan, preempted, now)
+
+
+def test_step_reports_are_rate_limited_but_preemptions_exact(tiny_model_dir: Path) -> None:
+    engine = make_engine(SLOScheduler, tiny_model_dir, asynchronous=True, knobs={"policy": "vllm"})
+    sched = engine.scheduler
+    registry = CollectorRegistry()
+    metrics = CountingMetrics(registry)
+    sched.use_metrics(metrics)
+    sched.sloserve_metrics_interval_s = 0.05  # five of the helper's 10 ms steps
+    engine.run(pressure_workload())
+
+    quiet = [t for t, preempted in metrics.reports if not preempted]
+    assert len(quiet) >= 2
+    assert all(b - a >= 0.05 - 1e-9 for a, b in itertools.pairwise(quiet))
+    assert len(metrics.reports) < sched.sloserve_stats.steps
+    preemptions = sched.sloserve_stats.preemptions["recompute"]
+    assert preemptions > 0, "the workload must preempt for this test to mean anything"
+    got = registry.get_sample_value("sloserve_preemptions_total", {"mode": "recompute"})
+    assert got == preemptions

@@ -182,4 +182,5 @@ def make_engine(
     if isinstance(sched, SLOSchedulerMixin):
         sched.sloserve_clock = lambda: clock[0]
         sched.use_metrics(EngineMetrics(CollectorRegistry()))
+        sched.sloserve_metrics_interval_s = 0.0
     return Engine(FakeModelDriver(sched, depth=2 if asynchronous else 1), spec, clock)

@@ -98,6 +98,62 @@ class RequestView:
         return self.computed_tokens < self.total_tokens - 1 or self.output_tokens == 0
 
 
+_new_object = object.__new__
+(
+    _set_request_id,
+    _set_arrival_time,
+    _set_prompt_tokens,
+    _set_output_tokens,
+    _set_computed_tokens,
+    _set_blocks_held,
+    _set_slo,
+    _set_predicted_output,
+    _set_output_bound,
+    _set_max_output_tokens,
+    _set_first_token_time,
+    _set_num_preemptions,
+    _set_swapped_tokens,
+) = (getattr(RequestView, name).__set__ for name in RequestView.__dataclass_fields__)
+
+
+def make_request_view(
+    request_id: str,
+    arrival_time: float,
+    prompt_tokens: int,
+    output_tokens: int,
+    computed_tokens: int,
+    blocks_held: int,
+    slo: SLOTarget,
+    predicted_output: int,
+    output_bound: int,
+    max_output_tokens: int,
+    first_token_time: float | None,
+    num_preemptions: int,
+    swapped_tokens: int,
+) -> RequestView:
+    """``RequestView(...)`` with every field given positionally, about 3x faster.
+
+    Executors rebuild a view for every running request on every step, and the
+    frozen dataclass ``__init__`` (one ``object.__setattr__`` per field) is
+    their largest per-step cost; writing the slots directly gives an equal object.
+    """
+    view = _new_object(RequestView)
+    _set_request_id(view, request_id)
+    _set_arrival_time(view, arrival_time)
+    _set_prompt_tokens(view, prompt_tokens)
+    _set_output_tokens(view, output_tokens)
+    _set_computed_tokens(view, computed_tokens)
+    _set_blocks_held(view, blocks_held)
+    _set_slo(view, slo)
+    _set_predicted_output(view, predicted_output)
+    _set_output_bound(view, output_bound)
+    _set_max_output_tokens(view, max_output_tokens)
+    _set_first_token_time(view, first_token_time)
+    _set_num_preemptions(view, num_preemptions)
+    _set_swapped_tokens(view, swapped_tokens)
+    return view
+
+
 @dataclass(frozen=True, slots=True)
 class EngineSnapshot:
     """The engine as the policy sees it at the start of a step."""

@@ -22,13 +22,11 @@ class RequestMeta:
     max_output_tokens: int
     """``max_model_len - prompt``: the only output cap a policy may see (no per-request max)."""
     first_token_time: float | None = None
-    last_token_time: float | None = None
     swapped_tokens: int = 0
     """Tokens whose KV the offload connector holds for this request after a swap preemption."""
     view: RequestView | None = None
-    """Last view built; reused while ``view_key`` matches (waiting requests rarely change)."""
-    view_key: tuple[int, int, int, int] = (-1, -1, -1, -1)
-    """(computed tokens, output tokens, blocks held, preemptions) when ``view`` was built."""
+    """Last view built; reused while vLLM's counters (computed and output tokens, blocks
+    held, preemptions) still equal its fields (waiting requests rarely change)."""
 
     def touch(self) -> None:
         """Forget the cached view after a change of the fields kept here."""
