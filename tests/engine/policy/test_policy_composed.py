@@ -160,8 +160,12 @@ def test_reservation_ratio_knob_applies_live() -> None:
 def test_plan_exports_chunk_and_reserved_blocks() -> None:
     run = (req("r", prompt=160, out=1, computed=160, blocks=10, bound=640),)
     notes = dict(_composed("cacheopt").plan(snapshot(run)).notes)
-    assert notes["reserved_blocks"] == 40
+    assert notes["reserved_blocks"] == 50 + 40  # 5% of 1000 blocks + r's growth to its bound
     assert notes["chunk_tokens"] > 0
+    sloserve = dict(
+        _composed("sloserve", PolicyKnobs(reservation_ratio=0.02)).plan(snapshot(run)).notes
+    )
+    assert sloserve["reserved_blocks"] == 20  # reserve only: no per-request reservations
 
 
 def test_sloserve_keeps_the_reserve_for_streams() -> None:

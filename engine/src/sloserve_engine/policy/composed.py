@@ -161,7 +161,7 @@ class ComposedPolicy:
         )
         notes: tuple[tuple[str, float], ...] = (
             ("chunk_tokens", float(budget - load.count)),
-            ("reserved_blocks", float(ledger.reserved_unused)),
+            ("reserved_blocks", float(ledger.held_back)),
         )
         return StepPlan(
             running_order=running_order,

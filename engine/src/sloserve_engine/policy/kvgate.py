@@ -146,6 +146,15 @@ class KVLedger:
         return self.free_blocks - reserve
 
     @property
+    def held_back(self) -> int:
+        """Blocks kept from new admissions: the reserve plus reserved, unused growth.
+
+        The plan exports it as ``reserved_blocks`` (``sloserve_kv_reserved_blocks``).
+        """
+        reserve = 0 if self._config.gate is Gate.NONE else self._reserve
+        return reserve + self._growth
+
+    @property
     def reserved_unused(self) -> int:
         """Blocks reserved, not yet held by running requests (``sloserve_kv_reserved_blocks``)."""
         return self._growth
