@@ -380,6 +380,9 @@ class ProcessKubelet:
         for thread in self._threads:
             thread.join(timeout=WATCH_TIMEOUT_S + 10.0)
         with self._lock:
+            for pod in self.pods.values():  # all at once: engines take seconds to drain
+                if pod.proc is not None:
+                    pod.proc.terminate()
             for pod in self.pods.values():
                 self._stop_process(pod)
             self.pods.clear()

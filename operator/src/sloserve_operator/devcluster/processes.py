@@ -108,6 +108,11 @@ class ManagedProcess:
             f"{self.name} {what}; log: {self.log_path}\n--- last lines ---\n{self.log_tail()}"
         )
 
+    def terminate(self) -> None:
+        """Ask the child to exit (SIGTERM) without waiting; lets many children stop at once."""
+        if self.popen.poll() is None:
+            self._signal(signal.SIGTERM)
+
     def stop(self, grace_s: float = STOP_GRACE_S) -> int | None:
         """Stop this child (and anything it forked into its own session); return its exit code."""
         if self.popen.poll() is None:
