@@ -222,7 +222,14 @@ def test_recorded_attainment_and_target_come_from_the_scraped_series(
         "namespace": NAMESPACE,
         "llmservice": SERVICE,
     }
-    assert 0.0 < float(attainment["value"][1]) < 1.0  # 4 of 12 requests had an impossible SLO
+
+    def attained() -> float:
+        (sample,) = prometheus.query("llmservice:sloserve_slo_attainment:ratio")
+        return float(sample["value"][1])
+
+    # 8 of 12 requests had a loose SLO, 4 an impossible one: once every finished request is
+    # scraped the ratio is 2/3 (give or take rate() extrapolation at the window's edges).
+    _eventually(lambda: 0.55 < attained() < 0.8, "attainment near 8/12", 30)
     (target,) = prometheus.query("llmservice:sloserve_slo_target:ratio")
     assert float(target["value"][1]) == 0.95  # the autoscaler's target wins over the default
 
