@@ -233,7 +233,8 @@ async def run_scheduler(
     work = Path(tempfile.mkdtemp(prefix="sloserve-bench-"))  # $OUT returns only a few files
     knobs_path = work / f"knobs_{scheduler}.json"
     if scheduler != STOCK:
-        knobs_path.write_text(Knobs(policy=scheduler).model_dump_json(by_alias=True))
+        knobs = Knobs.model_validate({**json.loads(args.knobs), "policy": scheduler})
+        knobs_path.write_text(knobs.model_dump_json(by_alias=True))
     rates = "-".join(f"{r:g}" for r in args.rates)
     os.environ.update(engine_env(scheduler, out / f"steps_{scheduler}_{rates}.csv", knobs_path))
     model_dir = write_model_dir(work / "model")
@@ -253,6 +254,7 @@ async def run_scheduler(
             windows.append(
                 {"scheduler": scheduler, "rate": rate, "start": start, "end": end}
                 | summary_row(scheduler, rate, metrics)
+                | ({"knobs": json.loads(args.knobs)} if scheduler != STOCK else {})
             )
             print(
                 f"[{scheduler}] rate {rate:g}: {end - start:.1f}s "
@@ -276,6 +278,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slo-tbt-ms", type=float, default=100.0)
     parser.add_argument("--gpu-memory-utilization", type=float, default=0.9)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--knobs",
+        default="{}",
+        help='knob overrides for sloserve policies, e.g. {"reservationRatio":0.02}',
+    )
     parser.add_argument("--out", type=Path, required=True)
 
 
