@@ -28,6 +28,8 @@ from .attainment import SlidingWindowAttainment, request_attainment
 
 ATTAINMENT_KINDS = ("ttft", "tbt", "both")
 QUEUES = ("waiting", "running")
+POLICY_CALLS = ("plan", "can_admit", "preemption_mode", "on_arrival", "on_finish")
+"""Policy methods an executor guards; one ``sloserve_policy_errors_total`` series each."""
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 PREDICTOR_ERROR_BUCKETS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 """Tokens; spans exact predictions up to the model-wide cap the ``vllm`` policy predicts."""
@@ -184,8 +186,17 @@ class EngineMetrics:
             ["slo_class", "attained"],
             registry=registry,
         )
+        self.policy_errors = Counter(
+            "sloserve_policy_errors_total",
+            "Policy calls that raised, by method (plan, can_admit, preemption_mode, on_arrival, "
+            "on_finish); the scheduler used stock vLLM's decision for that call instead.",
+            ["call"],
+            registry=registry,
+        )
         for mode in PreemptionMode:
             self.preemptions.labels(mode=mode.value)
+        for call in POLICY_CALLS:
+            self.policy_errors.labels(call=call)
         self._classes: set[str] = set()
         for slo_class in slo_classes:
             self._ensure_class(slo_class)
@@ -251,6 +262,12 @@ class EngineMetrics:
     def refresh(self, now: float) -> None:
         """Age the attainment window while no step runs (an idle engine)."""
         self._publish_window(now)
+
+    def record_policy_error(self, call: str) -> None:
+        """A policy method (one of ``POLICY_CALLS``) raised; the executor fell back."""
+        if call not in POLICY_CALLS:
+            raise ValueError(f"unknown policy call {call!r}; expected one of {POLICY_CALLS}")
+        self.policy_errors.labels(call=call).inc()
 
     def set_knobs_revision(self, revision: int) -> None:
         """Call when a knobs document takes effect in the scheduler."""

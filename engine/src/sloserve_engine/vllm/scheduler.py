@@ -47,13 +47,16 @@ from ..policy.views import (
     ArrivalInfo,
     EngineSnapshot,
     FinishedInfo,
+    Prediction,
     PreemptionMode,
     RequestView,
     StepPlan,
     make_request_view,
 )
+from ..policy.vllm_fcfs import VllmFcfsPolicy
 from ..server.metrics import EngineMetrics, FinishedRequest
 from .knobsource import KnobsFile, parse_knobs_document, resolve_knobs_config, write_status
+from .policyguard import PolicyErrorLog
 from .requests import RequestMeta
 from .slo import InvalidSLOError, parse_slo
 from .stats import AdapterStats
@@ -65,6 +68,9 @@ _ADMISSION_STATUSES = frozenset({RequestStatus.WAITING, RequestStatus.PREEMPTED}
 _LEARNABLE_FINISHES = frozenset(
     {RequestStatus.FINISHED_STOPPED, RequestStatus.FINISHED_LENGTH_CAPPED}
 )
+
+STOCK_POLICY = VllmFcfsPolicy()
+"""Stock vLLM's decisions (the identity plan): the fallback when the policy raises."""
 
 METRICS_INTERVAL_S = 0.1
 """Default least engine time between two per-step metric reports (``record_step``)."""
@@ -114,6 +120,7 @@ class SLOSchedulerMixin(_Base):
         report, so ``sloserve_preemptions_total`` stays exact; 0 reports every step.
         """
         self._sl_metrics_at = float("-inf")
+        self._sl_error_log = PolicyErrorLog(log)
         self._sl_meta: dict[str, RequestMeta] = {}
         self._sl_first_pending: dict[str, RequestMeta] = {}
         """Live requests without a first token yet (the only ones ``update_from_output`` stamps)."""
@@ -187,7 +194,7 @@ class SLOSchedulerMixin(_Base):
             meta = self._sl_meta.get(request.request_id)
             if meta is None:
                 continue
-            prediction = policy.on_arrival(self._arrival_info(request, meta))
+            prediction = self._predict(policy, self._arrival_info(request, meta))
             meta.predicted_output = prediction.predicted_output
             meta.output_bound = prediction.output_bound
             meta.touch()
@@ -218,6 +225,21 @@ class SLOSchedulerMixin(_Base):
             log.error("sloserve: knobs file rejected: %s", exc)
             return False
         return True
+
+    # ---------------------------------------------------------------- policy failures
+
+    def _policy_failed(self, call: str, exc: Exception) -> None:
+        """Count and (rate-limited) log a policy error; the caller uses stock vLLM's decision."""
+        self.sloserve_stats.policy_errors += 1
+        self.sloserve_metrics.record_policy_error(call)
+        self._sl_error_log.report(call, exc, time.monotonic())
+
+    def _predict(self, policy: Policy, info: ArrivalInfo) -> Prediction:
+        try:
+            return policy.on_arrival(info)
+        except Exception as exc:
+            self._policy_failed("on_arrival", exc)
+            return STOCK_POLICY.on_arrival(info)
 
     # ---------------------------------------------------------------- views
 
@@ -302,7 +324,11 @@ class SLOSchedulerMixin(_Base):
         self._poll_knobs_file()
         now = self.sloserve_clock()
         snapshot = self._snapshot(now)
-        plan = self._sl_policy.plan(snapshot)
+        try:
+            plan = self._sl_policy.plan(snapshot)
+        except Exception as exc:
+            self._policy_failed("plan", exc)
+            plan = STOCK_POLICY.plan(snapshot)
         self._sl_now = now
         self._sl_step_preempted = {}
         self._sl_admit_views = []
@@ -458,14 +484,18 @@ class SLOSchedulerMixin(_Base):
         views = self._sl_admit_views
         views.extend(self._views(self.running[len(views) :]))
         pool = self.kv_cache_manager.block_pool
-        allowed = self._sl_policy.can_admit(
-            free_blocks=pool.get_num_free_blocks(),
-            total_blocks=pool.num_gpu_blocks - 1,
-            block_size=self.block_size,
-            running=tuple(views),
-            candidate=self._view(request),
-            now=self._sl_now,
-        )
+        try:
+            allowed = self._sl_policy.can_admit(
+                free_blocks=pool.get_num_free_blocks(),
+                total_blocks=pool.num_gpu_blocks - 1,
+                block_size=self.block_size,
+                running=tuple(views),
+                candidate=self._view(request),
+                now=self._sl_now,
+            )
+        except Exception as exc:
+            self._policy_failed("can_admit", exc)
+            allowed = True
         if not allowed:
             self.sloserve_stats.admissions_refused += 1
         return allowed
@@ -479,7 +509,11 @@ class SLOSchedulerMixin(_Base):
         meta = self._sl_meta.get(request.request_id)
         mode = PreemptionMode.RECOMPUTE
         if meta is not None:
-            asked = self._sl_policy.preemption_mode(self._view(request))
+            try:
+                asked = self._sl_policy.preemption_mode(self._view(request))
+            except Exception as exc:
+                self._policy_failed("preemption_mode", exc)
+                asked = PreemptionMode.RECOMPUTE
             if asked is PreemptionMode.SWAP and self.connector is None:
                 self.sloserve_stats.swap_unavailable += 1
             elif asked is PreemptionMode.SWAP:
@@ -522,7 +556,7 @@ class SLOSchedulerMixin(_Base):
             output_bound=0,
             max_output_tokens=max(self.max_model_len - request.num_prompt_tokens, 0),
         )
-        prediction = self._sl_policy.on_arrival(self._arrival_info(request, meta))
+        prediction = self._predict(self._sl_policy, self._arrival_info(request, meta))
         meta.predicted_output = prediction.predicted_output
         meta.output_bound = prediction.output_bound
         self._sl_meta[request.request_id] = meta
@@ -576,16 +610,19 @@ class SLOSchedulerMixin(_Base):
         # A stopped request is freed inside the update that delivered its last token.
         finish_time = self._sl_now
         self.sloserve_stats.finished += 1
-        self._sl_policy.on_finish(
-            FinishedInfo(
-                request_id=request.request_id,
-                prompt_tokens=request.num_prompt_tokens,
-                output_tokens=request.num_output_tokens,
-                slo=meta.slo,
-                predicted_output=meta.predicted_output,
-                finish_time=finish_time,
+        try:
+            self._sl_policy.on_finish(
+                FinishedInfo(
+                    request_id=request.request_id,
+                    prompt_tokens=request.num_prompt_tokens,
+                    output_tokens=request.num_output_tokens,
+                    slo=meta.slo,
+                    predicted_output=meta.predicted_output,
+                    finish_time=finish_time,
+                )
             )
-        )
+        except Exception as exc:
+            self._policy_failed("on_finish", exc)
         self.sloserve_metrics.record_finish(
             FinishedRequest(
                 slo=meta.slo,

@@ -31,6 +31,8 @@ class AdapterStats:
     """Requests whose ``vllm_xargs`` SLO was unusable (the defaults were applied)."""
     knobs_errors: int = 0
     """Knob documents rejected (invalid file contents or unknown policy)."""
+    policy_errors: int = 0
+    """Policy calls that raised (stock vLLM's decision was used for each)."""
     knobs_revision: int = 0
     finished: int = 0
     aborted: int = 0
