@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import kopf
 from prometheus_client import start_http_server
@@ -56,12 +57,36 @@ def load_autoscaler() -> bool:
     return True
 
 
+class NoDiffBaseStorage(kopf.DiffBaseStorage):
+    """Skips kopf's per-event "essence": a deep copy of every watched object, built for change
+    handlers (``on.create``/``on.update``). With event handlers only it was half the
+    operator's CPU at scale (profiled with 200 services)."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
+def _has_change_handlers() -> bool:
+    """Whether any loaded module registered change handlers (which need the real essence)."""
+    changing = getattr(kopf.get_default_registry(), "_changing", None)
+    handlers = getattr(changing, "get_all_handlers", None)
+    return handlers is None or bool(list(handlers()))
+
+
 def settings_for(options: OperatorOptions) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     settings.posting.enabled = False  # the controller posts its own, meaningful Events
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="sloserve.io")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="sloserve.io", key="last-handled-configuration"
+    settings.persistence.diffbase_storage = (
+        kopf.AnnotationsDiffBaseStorage(prefix="sloserve.io", key="last-handled-configuration")
+        if _has_change_handlers()
+        else NoDiffBaseStorage()
     )
     settings.watching.server_timeout = 600
     settings.watching.client_timeout = 660
