@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from vllm.v1.core.sched.async_scheduler import AsyncScheduler
 from vllm.v1.core.sched.output import SchedulerOutput
-from vllm.v1.core.sched.request_queue import SchedulingPolicy, create_request_queue
+from vllm.v1.core.sched.request_queue import FCFSRequestQueue, SchedulingPolicy
 from vllm.v1.core.sched.scheduler import Scheduler
 from vllm.v1.engine.core import EngineCore
 from vllm.v1.outputs import ModelRunnerOutput
@@ -380,16 +380,10 @@ class SLOSchedulerMixin(_Base):
             if not self._is_blocked_waiting_status(r.status)
         }
         admitted = [eligible.pop(rid) for rid in dict.fromkeys(admit_order) if rid in eligible]
-        self.waiting = create_request_queue(self.policy)
-        for request in admitted:
-            self.waiting.add_request(request)
-        for request in before_waiting:
-            if self._is_blocked_waiting_status(request.status):
-                self.waiting.add_request(request)
-        self.skipped_waiting = create_request_queue(self.policy)
-        for request in before_skipped:
-            if self._is_blocked_waiting_status(request.status):
-                self.skipped_waiting.add_request(request)
+        blocked = self._is_blocked_waiting_status
+        admitted += [r for r in before_waiting if blocked(r.status)]
+        self.waiting = FCFSRequestQueue(admitted)
+        self.skipped_waiting = FCFSRequestQueue(r for r in before_skipped if blocked(r.status))
         return before_waiting, before_skipped, list(eligible.values())
 
     def _restore_held(
@@ -415,12 +409,8 @@ class SLOSchedulerMixin(_Base):
         before_skipped_ids = {r.request_id for r in before_skipped}
         skipped = [r for r in now_skipped if r.request_id not in before_skipped_ids]
         skipped += [r for r in before_skipped if r.request_id in queued_ids]
-        self.waiting = create_request_queue(self.policy)
-        for request in waiting:
-            self.waiting.add_request(request)
-        self.skipped_waiting = create_request_queue(self.policy)
-        for request in skipped:
-            self.skipped_waiting.add_request(request)
+        self.waiting = FCFSRequestQueue(waiting)
+        self.skipped_waiting = FCFSRequestQueue(skipped)
 
     def _after_step(
         self, snapshot: EngineSnapshot, plan: StepPlan, output: SchedulerOutput, now: float
