@@ -1,4 +1,4 @@
-"""Two operator replicas of the chart: exactly one is active, the other takes over on exit.
+"""Operator replicas of the chart: exactly one is active, another takes over on exit or crash.
 
 Both run as local processes with the installed Deployment's own args and the chart's
 ServiceAccount token (kwok pods run nothing; see test_helm_install.py), each with its own
@@ -7,6 +7,8 @@ metrics port as each pod would have its own network namespace.
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from chartkit import CHART, REPO, helm
 from sloserve_operator.devcluster.cluster import DevCluster
 from sloserve_operator.devcluster.eventually import eventually
 
-pytestmark = [pytest.mark.k8s, pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.k8s, pytest.mark.slow, pytest.mark.timeout(420)]
 
 SAMPLE = REPO / "docs" / "examples" / "llmservice-simulated.yaml"
 
@@ -56,9 +58,10 @@ def reconciled(k8s: DevCluster, path: str) -> bool:
     return bool(status) and status.get("observedGeneration") == obj["metadata"]["generation"]
 
 
-def test_one_replica_is_active_and_the_other_takes_over(
+def test_one_replica_is_active_and_the_others_take_over(
     k8s: DevCluster, namespace: str, helm_bin: Path, tmp_path: Path
 ) -> None:
+    """Three replicas started in turn: A serves; A exits cleanly -> B; B crashes -> C."""
     release = f"sloserve-{uuid.uuid4().hex[:6]}"
     helm(helm_bin, "install", release, str(CHART), "-n", namespace)
     pod_spec = deployment(k8s, namespace, release)["spec"]["template"]["spec"]
@@ -67,40 +70,53 @@ def test_one_replica_is_active_and_the_other_takes_over(
         k8s, namespace, pod_spec["serviceAccountName"], tmp_path / "sa.kubeconfig"
     )
     peering = f"/apis/kopf.dev/v1/clusterkopfpeerings/{release}"
-    port_a, port_b = free_port(), free_port()
-
-    def own_ports(port: int) -> list[str]:
-        return [*args, f"--metrics-port={port}", f"--liveness-port={free_port()}"]
-
+    ports = {r: free_port() for r in "abc"}
     paths: list[str] = []
+
+    def start(stack: contextlib.ExitStack, replica: str) -> subprocess.Popen[bytes]:
+        own = [*args, f"--metrics-port={ports[replica]}", f"--liveness-port={free_port()}"]
+        log = tmp_path / f"{replica}.log"
+        return stack.enter_context(operator_process(kubeconfig, own, log, f"replica-{replica}"))
+
+    def serve_next(name: str, what: str, timeout_s: float) -> None:
+        paths.append(apply_service(k8s, namespace, name))
+        eventually(lambda: reconciled(k8s, paths[-1]), what, timeout_s)
+
+    def peers() -> set[str]:
+        return set((get_or_none(k8s, peering) or {}).get("status", {}))
+
+    def log(replica: str) -> str:
+        return (tmp_path / f"{replica}.log").read_text()
+
     try:
-        with operator_process(kubeconfig, own_ports(port_a), tmp_path / "a.log", "replica-a") as a:
-            paths.append(apply_service(k8s, namespace, "first"))
-            eventually(lambda: reconciled(k8s, paths[0]), "replica A reconciles alone", 90)
+        with contextlib.ExitStack() as stack:
+            a = start(stack, "a")
+            serve_next("first", "replica A reconciles alone", 90)
+            # Priority = minus the start time inside the process: start C only once B is
+            # registered, so B is the older standby.
+            b = start(stack, "b")
+            eventually(lambda: "replica-b" in peers(), "B keeps alive in the peering object")
+            start(stack, "c")
+            eventually(lambda: "replica-c" in peers(), "C keeps alive in the peering object")
+            assert "replica-a" in peers()
+            before = {r: status_patches(ports[r]) for r in "bc"}
+            serve_next("second", "the active replica reconciles", 45)
+            assert {r: status_patches(ports[r]) for r in "bc"} == before, "a standby wrote"
+            # B and C start paused (peering is mandatory) and stay so while A lives.
+            assert "Resuming operations" not in log("b") + log("c")
 
-            with operator_process(kubeconfig, own_ports(port_b), tmp_path / "b.log", "replica-b"):
-                eventually(
-                    lambda: (
-                        {"replica-a", "replica-b"}
-                        <= set((get_or_none(k8s, peering) or {}).get("status", {}))
-                    ),
-                    "both replicas keep alive in the chart's peering object",
-                )
-                before_b = status_patches(port_b)
-                paths.append(apply_service(k8s, namespace, "second"))
-                eventually(lambda: reconciled(k8s, paths[1]), "the active replica reconciles", 45)
-                assert status_patches(port_b) == before_b, "the standby replica wrote status too"
-                # B starts paused (peering is mandatory) and stays so while A lives.
-                assert "Resuming operations" not in (tmp_path / "b.log").read_text()
+            a.terminate()  # a clean exit removes A's keep-alive: B resumes at once
+            a.wait(30)
+            serve_next("third", "B takes over after A exits", 45)
+            assert status_patches(ports["b"]) > before["b"]
+            assert status_patches(ports["c"]) == before["c"], "C wrote while B was active"
 
-                a.terminate()  # a clean exit removes A's keep-alive: B resumes at once
-                a.wait(30)
-                paths.append(apply_service(k8s, namespace, "third"))
-                eventually(lambda: reconciled(k8s, paths[2]), "B takes over after A exits", 90)
-                assert status_patches(port_b) > before_b
-                assert "Resuming operations" in (tmp_path / "b.log").read_text()
-                for path in paths:
-                    remove_llmservice(k8s, path)
+            b.kill()  # a crash leaves B's keep-alive until kopf's 60 s lifetime expires
+            b.wait(30)
+            serve_next("fourth", "C takes over after B's keep-alive expires", 120)
+            assert status_patches(ports["c"]) > before["c"]
+            for path in paths:  # while an operator runs, so nothing is left half-deleted
+                remove_llmservice(k8s, path)
     finally:
         for path in paths:
             remove_llmservice(k8s, path)
