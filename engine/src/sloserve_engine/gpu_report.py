@@ -133,6 +133,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kv-rate", type=float, default=16.0, help="rate of the KV-usage plot")
     parser.add_argument("--profile", default="h200-llama-3.1-8b", help="cost model for the bound")
     parser.add_argument("--json", type=Path, help="write the merged report here")
+    parser.add_argument("--prefix", default="gpu_azure-conv", help="file name prefix of the plots")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -164,6 +165,6 @@ def run(args: argparse.Namespace) -> int:
             "slo_ttft_s": 1.0,
             "slo_tbt_s": 0.1,
         }
-        for path in write_plots(report, args.plots, kv, prefix="gpu_azure-conv"):
+        for path in write_plots(report, args.plots, kv, prefix=args.prefix):
             print("wrote", path)
     return 0
