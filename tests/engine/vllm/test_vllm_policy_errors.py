@@ -12,10 +12,9 @@ import pytest
 pytest.importorskip("vllm", reason="vLLM 0.26.0 (the [engine] extra) is not installed")
 
 from prometheus_client import CollectorRegistry
-from vllm_adapter_helpers import assert_all_done, make_engine, pressure_workload
+from vllm_adapter_helpers import DelegatingPolicy, assert_all_done, make_engine, pressure_workload
 
 from sloserve_engine.policy import make_policy
-from sloserve_engine.policy.knobs import PolicyKnobs
 from sloserve_engine.policy.views import (
     ArrivalInfo,
     EngineSnapshot,
@@ -32,14 +31,11 @@ from sloserve_engine.vllm.scheduler import SLOScheduler, SLOSyncScheduler
 pytestmark = pytest.mark.vllm
 
 
-class FlakyPolicy:
+class FlakyPolicy(DelegatingPolicy):
     """The real ``sloserve`` policy, except that some calls raise (counted by method)."""
 
-    name = "sloserve"
-
     def __init__(self) -> None:
-        self.inner = make_policy("sloserve")
-        self.knobs = self.inner.knobs
+        super().__init__(make_policy("sloserve"))
         self.calls: Counter[str] = Counter()
         self.raised: Counter[str] = Counter()
 
@@ -49,21 +45,17 @@ class FlakyPolicy:
             self.raised[call] += 1
             raise RuntimeError(f"flaky {call}")
 
-    def set_knobs(self, knobs: PolicyKnobs) -> None:
-        self.inner.set_knobs(knobs)
-        self.knobs = knobs
-
     def on_arrival(self, info: ArrivalInfo) -> Prediction:
         self._maybe_raise("on_arrival", 3)
-        return self.inner.on_arrival(info)
+        return super().on_arrival(info)
 
     def on_finish(self, info: FinishedInfo) -> None:
         self._maybe_raise("on_finish", 2)
-        self.inner.on_finish(info)
+        super().on_finish(info)
 
     def plan(self, snapshot: EngineSnapshot) -> StepPlan:
         self._maybe_raise("plan", 4)
-        return self.inner.plan(snapshot)
+        return super().plan(snapshot)
 
     def can_admit(
         self,
@@ -75,11 +67,11 @@ class FlakyPolicy:
         now: float,
     ) -> bool:
         self._maybe_raise("can_admit", 2)
-        return self.inner.can_admit(free_blocks, total_blocks, block_size, running, candidate, now)
+        return super().can_admit(free_blocks, total_blocks, block_size, running, candidate, now)
 
     def preemption_mode(self, victim: RequestView) -> PreemptionMode:
         self._maybe_raise("preemption_mode", 1)
-        return self.inner.preemption_mode(victim)
+        return super().preemption_mode(victim)
 
 
 @pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async-depth2"])

@@ -16,7 +16,7 @@ transfer time) and are tested in test_vllm_swap.py.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +24,20 @@ import pytest
 
 pytest.importorskip("vllm", reason="vLLM 0.26.0 (the [engine] extra) is not installed")
 
-from vllm_adapter_helpers import Arrival, assert_all_done, make_engine, pressure_workload
+from vllm_adapter_helpers import (
+    Arrival,
+    DelegatingPolicy,
+    assert_all_done,
+    make_engine,
+    pressure_workload,
+)
 
 from sloserve_engine.policy import make_policy
 from sloserve_engine.policy.base import Policy
 from sloserve_engine.policy.costmodel import cost_model_for
 from sloserve_engine.policy.knobs import POLICY_NAMES, PolicyKnobs
 from sloserve_engine.policy.views import (
-    ArrivalInfo,
     EngineSnapshot,
-    FinishedInfo,
-    Prediction,
     PreemptionMode,
     RequestView,
     StepPlan,
@@ -48,45 +51,17 @@ pytestmark = pytest.mark.vllm
 ARRIVAL_GAP_S = 0.02
 
 
-@dataclass
-class Recorder:
+class Recorder(DelegatingPolicy):
     """Delegates to a policy and records every (snapshot, plan) it was asked for."""
 
-    inner: Policy
-    steps: list[tuple[EngineSnapshot, StepPlan]] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def knobs(self) -> PolicyKnobs:
-        return self.inner.knobs
-
-    def set_knobs(self, knobs: PolicyKnobs) -> None:
-        self.inner.set_knobs(knobs)
-
-    def on_arrival(self, info: ArrivalInfo) -> Prediction:
-        return self.inner.on_arrival(info)
-
-    def on_finish(self, info: FinishedInfo) -> None:
-        self.inner.on_finish(info)
+    def __init__(self, inner: Policy) -> None:
+        super().__init__(inner)
+        self.steps: list[tuple[EngineSnapshot, StepPlan]] = []
 
     def plan(self, snapshot: EngineSnapshot) -> StepPlan:
         plan = self.inner.plan(snapshot)
         self.steps.append((snapshot, plan))
         return plan
-
-    def can_admit(
-        self,
-        free_blocks: int,
-        total_blocks: int,
-        block_size: int,
-        running: Sequence[RequestView],
-        candidate: RequestView,
-        now: float,
-    ) -> bool:
-        return self.inner.can_admit(free_blocks, total_blocks, block_size, running, candidate, now)
 
     def preemption_mode(self, victim: RequestView) -> PreemptionMode:
         self.inner.preemption_mode(victim)

@@ -9,6 +9,17 @@ from typing import Any
 from vllm.v1.core.sched.scheduler import Scheduler
 from vllm.v1.request import Request, RequestStatus
 
+from sloserve_engine.policy.base import Policy
+from sloserve_engine.policy.knobs import PolicyKnobs
+from sloserve_engine.policy.views import (
+    ArrivalInfo,
+    EngineSnapshot,
+    FinishedInfo,
+    Prediction,
+    PreemptionMode,
+    RequestView,
+    StepPlan,
+)
 from sloserve_engine.vllm.cpu_driver import (
     FAKE_TOKEN_BASE,
     CpuEngineSpec,
@@ -184,3 +195,44 @@ def make_engine(
         sched.use_metrics(EngineMetrics(CollectorRegistry()))
         sched.sloserve_metrics_interval_s = 0.0
     return Engine(FakeModelDriver(sched, depth=2 if asynchronous else 1), spec, clock)
+
+
+class DelegatingPolicy:
+    """Forwards every Policy call to ``inner``; test wrappers override only what they watch."""
+
+    def __init__(self, inner: Policy) -> None:
+        self.inner = inner
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def knobs(self) -> PolicyKnobs:
+        return self.inner.knobs
+
+    def set_knobs(self, knobs: PolicyKnobs) -> None:
+        self.inner.set_knobs(knobs)
+
+    def on_arrival(self, info: ArrivalInfo) -> Prediction:
+        return self.inner.on_arrival(info)
+
+    def on_finish(self, info: FinishedInfo) -> None:
+        self.inner.on_finish(info)
+
+    def plan(self, snapshot: EngineSnapshot) -> StepPlan:
+        return self.inner.plan(snapshot)
+
+    def can_admit(
+        self,
+        free_blocks: int,
+        total_blocks: int,
+        block_size: int,
+        running: Sequence[RequestView],
+        candidate: RequestView,
+        now: float,
+    ) -> bool:
+        return self.inner.can_admit(free_blocks, total_blocks, block_size, running, candidate, now)
+
+    def preemption_mode(self, victim: RequestView) -> PreemptionMode:
+        return self.inner.preemption_mode(victim)
