@@ -7,6 +7,10 @@ Derived per run: the summary row (the simulator's metric definitions),
 preemptions and KV usage from the step log, the scheduler's own time
 (``schedule()`` + ``update_from_output()``) as a share of the step interval,
 and stalls (a request's longest gap between tokens above 200 ms).
+
+A report may combine several sessions' folders (GPU time comes in slices):
+for the same policy and rate, the folder named later wins, so a rerun
+replaces an earlier run without copying or deleting raw data.
 """
 
 from __future__ import annotations
@@ -111,6 +115,15 @@ def load_runs(data_dir: Path) -> list[dict[str, Any]]:
     return runs
 
 
+def merge_runs(data_dirs: list[Path]) -> list[dict[str, Any]]:
+    """Runs of every folder; a later folder's run replaces an earlier one of the same key."""
+    merged: dict[tuple[str, float], dict[str, Any]] = {}
+    for data_dir in data_dirs:
+        for run in load_runs(data_dir):
+            merged[(run["policy"], run["rate"])] = run | {"data": data_dir.name}
+    return sorted(merged.values(), key=lambda r: (r["policy"], r["rate"]))
+
+
 def markdown_table(runs: list[dict[str, Any]]) -> str:
     head = (
         "| policy | rate | attainment | TTFT p50 | TTFT p90 | TTFT p99 | TBT p50 | TBT p99 "
@@ -128,7 +141,13 @@ def markdown_table(runs: list[dict[str, Any]]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=Path, required=True, help="folder bench gpu wrote")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="folders bench gpu wrote; for the same policy and rate a later folder wins",
+    )
     parser.add_argument("--plots", type=Path, help="write latency/attainment/KV plots here")
     parser.add_argument("--kv-rate", type=float, default=16.0, help="rate of the KV-usage plot")
     parser.add_argument("--profile", default="h200-llama-3.1-8b", help="cost model for the bound")
@@ -143,9 +162,9 @@ def run(args: argparse.Namespace) -> int:
     from .sim.sweep import max_rates
     from .sim.workload import WorkloadSpec, build_workload
 
-    runs = load_runs(args.data)
+    runs = merge_runs(args.data)
     if not runs:
-        print(f"no runs*.json in {args.data}")
+        print(f"no runs*.json in {' '.join(map(str, args.data))}")
         return 2
     kv = {f"{r['policy']} @ {r['rate']:g}": r.pop("_kv") for r in runs if "_kv" in r}
     kv = {k: v for k, v in kv.items() if k.endswith(f"@ {args.kv_rate:g}")}

@@ -90,3 +90,40 @@ def test_engine_setup_files(tmp_path: Path) -> None:
     assert "SLOSERVE_POLICY" not in stock and ours["SLOSERVE_POLICY"] == "sloserve"
     assert bench_gpu.scheduler_cls("stock").endswith("StockTimingScheduler")
     assert bench_gpu.scheduler_cls("sloserve").endswith(".SLOScheduler")
+
+
+def test_run_label_names_a_configuration_and_rejects_underscores() -> None:
+    assert bench_gpu.run_label("sloserve", "") == "sloserve"
+    assert bench_gpu.run_label("sloserve", "r0.05") == "sloserve-r0.05"
+    with pytest.raises(ValueError, match="use '-'"):
+        bench_gpu.run_label("vllm", "swap_32")
+
+
+def test_offloading_args_attach_the_cpu_offload_connector_with_output_kv() -> None:
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    assert bench_gpu.offloading_args(None) == {}
+    extra = bench_gpu.offloading_args(32.0)
+    args = AsyncEngineArgs(model="m", **extra)  # type: ignore[arg-type]
+    assert args.kv_offloading_size == 32.0
+    assert args.kv_transfer_config.kv_connector_extra_config == {"offload_prompt_only": False}
+
+
+def test_cli_takes_tag_and_offloading(tmp_path: Path) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    bench_gpu.add_arguments(parser)
+    args = parser.parse_args(
+        [
+            "--schedulers",
+            "vllm",
+            "--tag",
+            "swap",
+            "--kv-offloading-gib",
+            "32",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert (args.tag, args.kv_offloading_gib, args.rates) == ("swap", 32.0, [10, 13, 16, 19, 22])

@@ -60,13 +60,18 @@ def test_unknown_name_is_a_clear_error() -> None:
         pytest.param(PreemptionMode.RECOMPUTE, PreemptionMode.RECOMPUTE, id="forced-recompute"),
     ],
 )
-@pytest.mark.parametrize("name", [n for n in POLICY_NAMES if n != "vllm"])
+@pytest.mark.parametrize("name", POLICY_NAMES)
 def test_preemption_mode_knob_forces_the_mode(
     name: str, mode: PreemptionMode, expected: PreemptionMode
 ) -> None:
     policy = make_policy(name, PolicyKnobs(preemption_mode=mode))
     victim = RequestView("r", 0.0, 300, 10, 310, 20, SLOTarget(), 200, 400, 7000)
     assert policy.preemption_mode(victim) is expected
+
+
+def test_vllm_policy_recomputes_like_stock_unless_a_mode_is_named() -> None:
+    victim = RequestView("r", 0.0, 300, 10, 310, 20, SLOTarget(), 200, 400, 7000)
+    assert make_policy("vllm").preemption_mode(victim) is PreemptionMode.RECOMPUTE
 
 
 def test_set_knobs_changes_the_next_plan() -> None:

@@ -3,7 +3,9 @@
 It returns the identity plan: running requests in admission order (so the
 victim is the last admitted, as in vLLM's FCFS branch), every waiting request
 eligible in queue order, the full token budget, no chunk cap, no admission
-gate beyond vLLM's own (the whole prompt must fit), recompute preemption.
+gate beyond vLLM's own (the whole prompt must fit), recompute preemption
+unless ``preemptionMode`` names a mode (``swap`` gives stock scheduling with
+victims reloaded through the KV offload connector, vLLM v0's swap space).
 It predicts nothing: the prediction fields carry the model-wide cap.
 """
 
@@ -59,4 +61,4 @@ class VllmFcfsPolicy:
         return True
 
     def preemption_mode(self, victim: RequestView) -> PreemptionMode:
-        return PreemptionMode.RECOMPUTE
+        return self.knobs.preemption_mode or PreemptionMode.RECOMPUTE

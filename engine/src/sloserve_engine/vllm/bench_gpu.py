@@ -10,11 +10,17 @@ token is timestamped by the client, as the baseline in ``shared/gpu`` was.
 The KV budget is fixed with ``num_gpu_blocks_override`` rather than a memory
 fraction, so H100 and H200 runs get exactly the same number of KV tokens.
 
-Outputs per (scheduler, rate): ``req_<sched>_<rate>.csv`` (one row per
-request), the engine-core step log ``steps_<sched>_<rates>.csv`` (split by rate with
+Outputs per (scheduler, rate): ``req_<label>_<rate>.csv`` (one row per
+request), the engine-core step log ``steps_<label>_<rates>.csv`` (split by rate with
 the ``runs.json`` time windows; both clocks are ``time.perf_counter``, which is
 CLOCK_MONOTONIC and so comparable across processes), and one summary JSON in
-the format of ``sloserve bench sim``.
+the format of ``sloserve bench sim``. The label is the scheduler's name, plus
+``--tag`` when one configuration of a policy is compared with another (knobs,
+KV offloading) in the same report.
+
+``--kv-offloading-gib`` attaches vLLM's CPU KV offload connector, which is what
+``preemptionMode: swap`` needs: a swap victim's KV (output included) is reloaded
+from host memory instead of recomputed.
 """
 
 from __future__ import annotations
@@ -104,6 +110,13 @@ def engine_env(scheduler: str, step_log: Path, knobs_path: Path) -> dict[str, st
     return env
 
 
+def run_label(scheduler: str, tag: str) -> str:
+    """Name of a run in file names and report rows; ``_`` would break their parsing."""
+    if "_" in tag:
+        raise ValueError(f"--tag {tag!r}: use '-' instead of '_'")
+    return f"{scheduler}-{tag}" if tag else scheduler
+
+
 def scheduler_cls(scheduler: str) -> str:
     if scheduler == STOCK:
         return "sloserve_engine.vllm.scheduler.StockTimingScheduler"
@@ -182,10 +195,10 @@ def summarize_records(records: list[RequestRecord], slo: SLO) -> RunMetrics:
     return summarize(timings, gaps, slo)
 
 
-def summary_row(scheduler: str, rate: float, m: RunMetrics) -> dict[str, object]:
+def summary_row(label: str, rate: float, m: RunMetrics) -> dict[str, object]:
     """One ``runs`` entry in the JSON format of ``sloserve bench sim``."""
     return {
-        "policy": "vllm" if scheduler == STOCK else scheduler,
+        "policy": "vllm" if label == STOCK else label,
         "rate": rate,
         "requests": m.requests,
         "completed": m.completed,
@@ -197,6 +210,20 @@ def summary_row(scheduler: str, rate: float, m: RunMetrics) -> dict[str, object]
         "slo_attainment": m.slo_attainment,
         "goodput": m.goodput,
         "output_tok_s": m.output_tok_s,
+    }
+
+
+def offloading_args(gib: float | None) -> dict[str, object]:
+    """Engine arguments for vLLM's CPU KV offload connector, output KV included."""
+    if gib is None:
+        return {}
+    from vllm.config import KVTransferConfig
+
+    return {
+        "kv_offloading_size": gib,
+        "kv_transfer_config": KVTransferConfig(
+            kv_connector_extra_config={"offload_prompt_only": False}
+        ),
     }
 
 
@@ -217,6 +244,7 @@ def build_engine(args: argparse.Namespace, scheduler: str, model_dir: Path) -> o
         gpu_memory_utilization=args.gpu_memory_utilization,
         scheduler_cls=scheduler_cls(scheduler),
         seed=args.seed,
+        **offloading_args(args.kv_offloading_gib),  # type: ignore[arg-type]
     )
     return AsyncLLM.from_engine_args(engine_args)
 
@@ -230,17 +258,18 @@ async def run_scheduler(
     """
     from sloserve_engine.knobs import Knobs
 
+    label = run_label(scheduler, args.tag)
     work = Path(tempfile.mkdtemp(prefix="sloserve-bench-"))  # $OUT returns only a few files
     knobs_path = work / f"knobs_{scheduler}.json"
     if scheduler != STOCK:
         knobs = Knobs.model_validate({**json.loads(args.knobs), "policy": scheduler})
         knobs_path.write_text(knobs.model_dump_json(by_alias=True))
     rates = "-".join(f"{r:g}" for r in args.rates)
-    os.environ.update(engine_env(scheduler, out / f"steps_{scheduler}_{rates}.csv", knobs_path))
+    os.environ.update(engine_env(scheduler, out / f"steps_{label}_{rates}.csv", knobs_path))
     model_dir = write_model_dir(work / "model")
     t0 = time.perf_counter()
     engine = build_engine(args, scheduler, model_dir)
-    print(f"[{scheduler}] engine up in {time.perf_counter() - t0:.1f}s", flush=True)
+    print(f"[{label}] engine up in {time.perf_counter() - t0:.1f}s", flush=True)
     windows: list[dict[str, object]] = []
     try:
         for rate in args.rates:
@@ -249,15 +278,16 @@ async def run_scheduler(
             records, start, end = await replay(
                 engine, trace, args.slo_ttft_ms, args.slo_tbt_ms, args.seed
             )
-            write_requests_csv(out / f"req_{scheduler}_{rate:g}.csv", records)
+            write_requests_csv(out / f"req_{label}_{rate:g}.csv", records)
             metrics = summarize_records(records, SLO(args.slo_ttft_ms / 1e3, args.slo_tbt_ms / 1e3))
             windows.append(
-                {"scheduler": scheduler, "rate": rate, "start": start, "end": end}
-                | summary_row(scheduler, rate, metrics)
+                {"scheduler": label, "rate": rate, "start": start, "end": end}
+                | summary_row(label, rate, metrics)
                 | ({"knobs": json.loads(args.knobs)} if scheduler != STOCK else {})
+                | ({"kv_offloading_gib": args.kv_offloading_gib} if args.kv_offloading_gib else {})
             )
             print(
-                f"[{scheduler}] rate {rate:g}: {end - start:.1f}s "
+                f"[{label}] rate {rate:g}: {end - start:.1f}s "
                 f"attainment {metrics.slo_attainment:.3f} ttft_p99 {metrics.ttft_p99:.3f}s",
                 flush=True,
             )
@@ -282,6 +312,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--knobs",
         default="{}",
         help='knob overrides for sloserve policies, e.g. {"reservationRatio":0.02}',
+    )
+    parser.add_argument(
+        "--tag", default="", help="suffix of the run's label, e.g. r0.05 -> sloserve-r0.05"
+    )
+    parser.add_argument(
+        "--kv-offloading-gib",
+        type=float,
+        help="attach vLLM's CPU KV offload connector with this much host memory (swap)",
     )
     parser.add_argument("--out", type=Path, required=True)
 
