@@ -77,10 +77,15 @@ def read_max_tbt(path: Path) -> np.ndarray:
         return np.array([float(r["max_tbt"]) for r in csv.DictReader(f)])
 
 
+def _stem(path: Path) -> str:
+    """File name without ``.csv``/``.csv.gz``; rates and tags may contain dots (16.75, r0.05)."""
+    return path.name.removesuffix(".gz").removesuffix(".csv")
+
+
 def load_runs(data_dir: Path) -> list[dict[str, Any]]:
     """Every run window (``runs*.json``) with its summary row and derived step/stall stats."""
     runs: list[dict[str, Any]] = []
-    logs = {p.name.split(".")[0]: p for p in data_dir.glob("steps_*.csv*")}
+    logs = {_stem(p): p for p in data_dir.glob("steps_*.csv*")}
     for runs_file in sorted(data_dir.glob("runs*.json")):
         windows = json.loads(runs_file.read_text())
         for w in windows:

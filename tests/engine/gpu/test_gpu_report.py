@@ -51,6 +51,12 @@ def test_load_runs_derives_stalls_preemptions_and_overhead(tmp_path: Path) -> No
     assert run["_kv"].shape == (11, 2)
 
 
+def test_step_logs_are_found_for_fractional_rates_and_dotted_tags(tmp_path: Path) -> None:
+    write_run(tmp_path, "sloserve-r0.05", 16.75, 0.9, [0.1])
+    (run,) = gpu_report.load_runs(tmp_path)
+    assert run["preemptions"] == 3
+
+
 def test_a_later_folder_replaces_the_same_policy_and_rate(tmp_path: Path) -> None:
     first, second = tmp_path / "a", tmp_path / "b"
     write_run(first, "vllm", 16.0, 0.85, [0.1])
