@@ -1,5 +1,6 @@
-"""``sloserve bench``: simulated sweeps (``sim``), simulator ``speed``, cost-model ``fit``, and
-real-vLLM replays on a GPU (``gpu``, the lead's :mod:`sloserve_engine.vllm.bench_gpu`).
+"""``sloserve bench``: simulated sweeps (``sim``), simulator ``speed``, cost-model ``fit``,
+real-vLLM replays on a GPU (``gpu``, the lead's :mod:`sloserve_engine.vllm.bench_gpu`), and
+the simulator's error against every GPU run (``sim-error``).
 
 Examples::
 
@@ -7,6 +8,7 @@ Examples::
         --rates 10,16,22 --policies vllm,sloserve --json out.json --plots docs/benchmarks
     sloserve bench speed --rate 16
     sloserve bench fit --steps-dir ../shared/gpu/baseline
+    sloserve bench sim-error --report docs/benchmarks/data/gpu-2026-11-21c/report.json
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(
-        dest="bench", required=True, metavar="{sim,speed,fidelity,fit,gpu,gpu-report}"
+        dest="bench", required=True, metavar="{sim,speed,fidelity,sim-error,fit,gpu,gpu-report}"
     )
     sim = sub.add_parser("sim", help="simulated rate sweep per policy")
     _add_engine_args(sim)
@@ -87,8 +89,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="gpu-readme",
         help="GPU numbers to compare with: the shared baseline or the same-day re-run",
     )
-    from .sim import fit
+    from .sim import fit, gpu_error
 
+    gpu_error.add_arguments(
+        sub.add_parser("sim-error", help="simulator error against every run of a GPU report")
+    )
     fit.add_arguments(sub.add_parser("fit", help="fit the step-time cost model to GPU logs"))
     from .vllm import bench_gpu  # imports vLLM only when it runs
 
@@ -281,6 +286,10 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         from .vllm import bench_gpu
 
         return bench_gpu.run(args)
+    if args.bench == "sim-error":
+        from .sim import gpu_error
+
+        return gpu_error.run(args)
     if args.bench == "gpu-report":
         from . import gpu_report
 
