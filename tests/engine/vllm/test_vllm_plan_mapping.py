@@ -10,6 +10,7 @@ import pytest
 
 pytest.importorskip("vllm", reason="vLLM 0.26.0 (the [engine] extra) is not installed")
 
+from vllm.v1.core.kv_cache_manager import KVCacheManager
 from vllm_adapter_helpers import Arrival, assert_all_done, make_engine
 
 from sloserve_engine.policy.knobs import PolicyKnobs
@@ -155,6 +156,8 @@ def test_refused_admission_stops_admissions_for_the_step(tiny_model_dir: Path) -
     assert records[4].new_request_ids == ["r1", "r2"]
     assert ("r1", ("r0",)) in policy.admit_calls, "can_admit sees the running set at that moment"
     assert engine.scheduler.sloserve_stats.admissions_refused >= 4
+    allocate = engine.scheduler.kv_cache_manager.allocate_slots
+    assert allocate.__func__ is KVCacheManager.allocate_slots, "the gate is off between steps"
     assert_all_done(engine.driver, engine.spec, arrivals)
 
 

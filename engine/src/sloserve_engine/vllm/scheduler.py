@@ -13,8 +13,9 @@ and KV manager, asks :meth:`Policy.plan`, then runs the *unmodified*
   the admitted requests, in the policy's order, and restored afterwards;
 * token budget and chunk cap: ``self.max_num_scheduled_tokens`` and
   ``scheduler_config.long_prefill_token_threshold`` for the step;
-* ``can_admit``: a gate around ``kv_cache_manager.allocate_slots`` for
-  requests being admitted (``None`` = "does not fit", vLLM stops admitting);
+* ``can_admit``: a gate around ``kv_cache_manager.allocate_slots`` in vLLM's
+  waiting loop, for requests being admitted (``None`` = "does not fit", vLLM
+  stops admitting);
 * ``preemption_mode``: asked in ``_preempt_request``; recompute victims are
   hidden from the KV offload connector, swap victims reload through it.
 
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from vllm.v1.core.sched.async_scheduler import AsyncScheduler
 from vllm.v1.core.sched.output import SchedulerOutput
-from vllm.v1.core.sched.request_queue import FCFSRequestQueue, SchedulingPolicy
+from vllm.v1.core.sched.request_queue import FCFSRequestQueue, RequestQueue, SchedulingPolicy
 from vllm.v1.core.sched.scheduler import Scheduler
 from vllm.v1.engine.core import EngineCore
 from vllm.v1.outputs import ModelRunnerOutput
@@ -341,6 +342,7 @@ class SLOSchedulerMixin(_Base):
         try:
             output = super().schedule(throttle_prefills)
         finally:
+            self.kv_cache_manager.allocate_slots = self._sl_allocate  # type: ignore[method-assign]
             self.max_num_scheduled_tokens = self._sl_base_budget
             self.scheduler_config.long_prefill_token_threshold = self._sl_base_threshold
             if held is not None:
@@ -440,6 +442,7 @@ class SLOSchedulerMixin(_Base):
 
     def _install_gates(self) -> None:
         allocate = self.kv_cache_manager.allocate_slots
+        self._sl_allocate: Callable[..., Any] = allocate
 
         def gated_allocate_slots(
             request: Request, num_new_tokens: int, *args: Any, **kw: Any
@@ -452,7 +455,7 @@ class SLOSchedulerMixin(_Base):
                 return None
             return allocate(request, num_new_tokens, *args, **kw)
 
-        self.kv_cache_manager.allocate_slots = gated_allocate_slots  # type: ignore[method-assign]
+        self._sl_gated_allocate: Callable[..., Any] = gated_allocate_slots
         if self.connector is None:
             return
         match = self.connector.get_num_new_matched_tokens
@@ -463,6 +466,16 @@ class SLOSchedulerMixin(_Base):
             return match(request, num_computed_tokens)
 
         self.connector.get_num_new_matched_tokens = gated_match  # type: ignore[method-assign]
+
+    def _select_waiting_queue_for_scheduling(self) -> RequestQueue | None:
+        """Put the ``can_admit`` gate on ``allocate_slots`` for vLLM's waiting loop only.
+
+        vLLM calls this first in every iteration of its waiting loop and nowhere
+        else, so the running loop (one ``allocate_slots`` per running request)
+        skips the wrapper; ``schedule`` takes the gate off again.
+        """
+        self.kv_cache_manager.allocate_slots = self._sl_gated_allocate  # type: ignore[method-assign]
+        return super()._select_waiting_queue_for_scheduling()
 
     def _admission_allowed(self, request: Request) -> bool:
         """Ask ``can_admit``; running views are built once per step, then extended.
