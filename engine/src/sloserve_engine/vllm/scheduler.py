@@ -30,6 +30,8 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from functools import cache
+from itertools import filterfalse
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from vllm.v1.core.sched.async_scheduler import AsyncScheduler
@@ -66,6 +68,10 @@ from .steplog import StepLogMixin
 log = logging.getLogger(__name__)
 
 _ADMISSION_STATUSES = frozenset({RequestStatus.WAITING, RequestStatus.PREEMPTED})
+_BLOCKED_STATUSES = frozenset(s for s in RequestStatus if Scheduler._is_blocked_waiting_status(s))
+"""vLLM's blocked waiting states (async KV load, grammar, streaming input), as a set."""
+_request_id = attrgetter("request_id")
+_status = attrgetter("status")
 _LEARNABLE_FINISHES = frozenset(
     {RequestStatus.FINISHED_STOPPED, RequestStatus.FINISHED_LENGTH_CAPPED}
 )
@@ -373,44 +379,48 @@ class SLOSchedulerMixin(_Base):
 
         Requests in a blocked state (async KV load, grammar compilation) stay in
         ``skipped_waiting``: they already hold resources and vLLM promotes them.
+        Returns both queues as they were and the requests handed to vLLM's queues.
+        The passes over the whole queue are C-level (``map``, ``zip``); a
+        per-request Python loop only runs when some request is blocked.
         """
         before_waiting = list(self.waiting)
         before_skipped = list(self.skipped_waiting)
-        eligible = {
-            r.request_id: r
-            for r in (*before_skipped, *before_waiting)
-            if not self._is_blocked_waiting_status(r.status)
-        }
+        queued = before_skipped + before_waiting
+        eligible = dict(zip(map(_request_id, queued), queued, strict=True))
+        blocked_waiting: list[Request] = []
+        blocked_skipped: list[Request] = []
+        if not _BLOCKED_STATUSES.isdisjoint(map(_status, queued)):
+            blocked_waiting = [r for r in before_waiting if r.status in _BLOCKED_STATUSES]
+            blocked_skipped = [r for r in before_skipped if r.status in _BLOCKED_STATUSES]
+            for r in (*blocked_waiting, *blocked_skipped):
+                del eligible[r.request_id]
         admitted = [eligible.pop(rid) for rid in dict.fromkeys(admit_order) if rid in eligible]
-        blocked = self._is_blocked_waiting_status
-        admitted += [r for r in before_waiting if blocked(r.status)]
+        admitted += blocked_waiting
         self.waiting = FCFSRequestQueue(admitted)
-        self.skipped_waiting = FCFSRequestQueue(r for r in before_skipped if blocked(r.status))
-        return before_waiting, before_skipped, list(eligible.values())
+        self.skipped_waiting = FCFSRequestQueue(blocked_skipped)
+        return before_waiting, before_skipped, admitted + blocked_skipped
 
     def _restore_held(
-        self, before_waiting: list[Request], before_skipped: list[Request], held: list[Request]
+        self, before_waiting: list[Request], before_skipped: list[Request], passed: list[Request]
     ) -> None:
         """Put held-back and unreached requests back where they were; keep vLLM's additions.
 
-        Requests vLLM preempted this step were prepended to ``self.waiting``
-        (they come first, as in stock vLLM); requests it moved to
-        ``skipped_waiting`` stay there.
+        Of the requests ``passed`` to vLLM's queues, those no longer queued were
+        scheduled and leave. Requests vLLM preempted this step were prepended to
+        ``self.waiting`` (they come first, as in stock vLLM); requests it moved
+        to ``skipped_waiting`` stay there. Requests hash by identity, so the
+        filters over the whole queue are C-level.
         """
         now_waiting = list(self.waiting)
         now_skipped = list(self.skipped_waiting)
-        queued_ids = {r.request_id for r in (*now_waiting, *now_skipped, *held)}
-        before_ids = {r.request_id for r in (*before_waiting, *before_skipped)}
-        skipped_ids = {r.request_id for r in now_skipped}
-        waiting = [r for r in now_waiting if r.request_id not in before_ids]
-        waiting += [
-            r
-            for r in before_waiting
-            if r.request_id in queued_ids and r.request_id not in skipped_ids
-        ]
-        before_skipped_ids = {r.request_id for r in before_skipped}
-        skipped = [r for r in now_skipped if r.request_id not in before_skipped_ids]
-        skipped += [r for r in before_skipped if r.request_id in queued_ids]
+        still_queued = {*now_waiting, *now_skipped}
+        scheduled = {r for r in passed if r not in still_queued}
+        passed_set = set(passed)
+        waiting = [r for r in now_waiting if r not in passed_set]
+        waiting += filterfalse(scheduled.union(now_skipped).__contains__, before_waiting)
+        before_skipped_set = set(before_skipped)
+        skipped = [r for r in now_skipped if r not in before_skipped_set]
+        skipped += filterfalse(scheduled.__contains__, before_skipped)
         self.waiting = FCFSRequestQueue(waiting)
         self.skipped_waiting = FCFSRequestQueue(skipped)
 
