@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from itertools import filterfalse
-from operator import attrgetter
+from operator import attrgetter, is_
 from typing import TYPE_CHECKING, Any
 
 from vllm.v1.core.sched.async_scheduler import AsyncScheduler
@@ -72,6 +72,7 @@ _BLOCKED_STATUSES = frozenset(s for s in RequestStatus if Scheduler._is_blocked_
 """vLLM's blocked waiting states (async KV load, grammar, streaming input), as a set."""
 _request_id = attrgetter("request_id")
 _status = attrgetter("status")
+_meta_view = attrgetter("view")
 _LEARNABLE_FINISHES = frozenset(
     {RequestStatus.FINISHED_STOPPED, RequestStatus.FINISHED_LENGTH_CAPPED}
 )
@@ -137,6 +138,11 @@ class SLOSchedulerMixin(_Base):
         self._sl_step_preempted: dict[PreemptionMode, int] = {}
         self._sl_now = 0.0
         self._sl_admit_views: list[RequestView] = []
+        self._sl_queued: list[Request] = []
+        self._sl_queued_split = 0
+        self._sl_queued_metas: list[RequestMeta] = []
+        self._sl_queued_views: tuple[RequestView, ...] = ()
+        """The last snapshot's queued requests, ``len(skipped_waiting)``, metas and views."""
         self._sl_base_budget: int = self.max_num_scheduled_tokens
         self._sl_base_threshold: int = self.scheduler_config.long_prefill_token_threshold
         self._sl_offload_prompt_only = self._offload_prompt_only()
@@ -308,9 +314,56 @@ class SLOSchedulerMixin(_Base):
             views.append(view)
         return views
 
-    def _queued(self) -> list[Request]:
-        """Waiting requests in the order vLLM's FCFS loop visits them (skipped queue first)."""
-        return [*self.skipped_waiting, *self.waiting]
+    def _waiting_views(self) -> tuple[RequestView, ...]:
+        """Views of the queued requests in the order vLLM's FCFS loop visits them (skipped first).
+
+        Checking every cached view costs about 0.3 µs per queued request, so the
+        views of the last snapshot are reused, in C-level passes, for the
+        requests still queued in the same order at the front: all of them while
+        the queues are unchanged, or those behind admissions from the head of
+        ``waiting``. Only the new arrivals behind them get their views checked.
+        """
+        skipped = self.skipped_waiting
+        queued = [*skipped, *self.waiting]
+        start, kept = self._reusable_waiting(queued, len(skipped))
+        cached = self._sl_queued_views
+        if start == 0 and kept == len(queued) == len(cached):
+            return cached
+        end = start + kept
+        views = cached[start:end] + tuple(self._views(queued[kept:]))
+        new_metas = map(self._sl_meta.__getitem__, map(_request_id, queued[kept:]))
+        self._sl_queued_metas = [*self._sl_queued_metas[start:end], *new_metas]
+        self._sl_queued = queued
+        self._sl_queued_split = len(skipped)
+        self._sl_queued_views = views
+        return views
+
+    def _reusable_waiting(self, queued: list[Request], split: int) -> tuple[int, int]:
+        """``(start, n)``: ``queued[:n]`` is the last snapshot's ``[start:start + n]``, unchanged.
+
+        vLLM moves a queued request's counters (computed and output tokens,
+        blocks, preemptions) only when it enters or leaves the queues, and a
+        touched meta has dropped its cached view; so a request queued at both
+        snapshots whose meta still holds the view it had then has that view.
+        KV connector loads change blocks and computed tokens of a request that
+        stays queued: with a connector nothing is reused.
+        """
+        cached = self._sl_queued
+        if self.connector is not None or not queued or split != self._sl_queued_split:
+            return 0, 0
+        start = 0
+        if split == 0 and cached and queued[0] is not cached[0]:
+            try:
+                start = cached.index(queued[0])  # admissions popped the head of ``waiting``
+            except ValueError:
+                return 0, 0
+        end = start + min(len(cached) - start, len(queued))
+        metas = map(_meta_view, self._sl_queued_metas[start:end])
+        if queued[: end - start] != cached[start:end] or not all(
+            map(is_, metas, self._sl_queued_views[start:end])
+        ):
+            return 0, 0
+        return start, end - start
 
     def _snapshot(self, now: float) -> EngineSnapshot:
         pool = self.kv_cache_manager.block_pool
@@ -322,7 +375,7 @@ class SLOSchedulerMixin(_Base):
             max_num_batched_tokens=self._sl_base_budget,
             max_num_seqs=self.max_num_running_reqs,
             running=tuple(self._views(self.running)),
-            waiting=tuple(self._views(self._queued())),
+            waiting=self._waiting_views(),
         )
 
     # ---------------------------------------------------------------- step
