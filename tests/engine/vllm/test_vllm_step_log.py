@@ -55,6 +55,27 @@ def test_one_row_per_scheduled_step(
         assert int(row["prefill_tokens"]) + int(row["n_decode"]) == scheduled
         assert float(row["t_update"]) >= float(row["t_sched"])
         assert 0.0 <= float(row["kv_usage"]) <= 1.0 and float(row["sched_s"]) > 0
+        assert int(row["plan_chunk_cap"]) >= 0 and int(row["plan_admits"]) >= 0
+        assert scheduled <= int(row["plan_budget"]) <= 64, "a step beyond its plan's budget"
     preempted = sum(len(s.preempted_request_ids) for s in steps)
     assert int(rows[-1]["preempt_total"]) == preempted > 0
     assert int(rows[0]["prefill_ctx_sum"]) == int(rows[0]["prefill_tokens"]) == 64
+
+
+def test_plan_columns_show_what_the_policy_allowed(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logs = {}
+    for name, cls, knobs in (
+        ("stock", StockTimingScheduler, {"policy": "vllm"}),
+        ("ours", SLOScheduler, {"policy": "sloserve", "chunkMinTokens": 16, "chunkMaxTokens": 32}),
+    ):
+        log = tmp_path / f"{name}.csv"
+        monkeypatch.setenv("SLOSERVE_STEP_LOG", str(log))
+        make_engine(cls, tiny_model_dir, asynchronous=True, knobs=knobs).run(pressure_workload())
+        with log.open() as f:
+            logs[name] = list(csv.DictReader(f))
+    assert {int(r["plan_budget"]) for r in logs["stock"]} == {64}
+    assert {int(r["plan_chunk_cap"]) for r in logs["stock"]} == {0}
+    assert max(int(r["plan_budget"]) for r in logs["ours"]) <= 32
+    assert all(0 < int(r["plan_chunk_cap"]) <= 32 for r in logs["ours"])

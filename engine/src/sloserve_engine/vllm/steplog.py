@@ -5,7 +5,9 @@ scheduler class of this package (stock timing and sloserve, sync and async)
 then appends one row per non-empty step. The columns are the baseline's, so
 the simulator's cost-model fit reads both, plus ``sched_s``: host time spent
 inside ``schedule()`` and ``update_from_output()`` for that step, which is what
-the policy adds on top of vLLM.
+the policy adds on top of vLLM, and the plan the step ran under (``plan_budget``,
+``plan_chunk_cap``, ``plan_admits``), so a GPU run shows when a policy held
+tokens or requests back (stock: vLLM's own budget, no cap, every waiting request).
 
 ``t_sched`` is when ``schedule()`` returned (the batch went to the model),
 ``t_update`` when ``update_from_output()`` was entered (its output came back);
@@ -44,6 +46,9 @@ COLUMNS = (
     "n_running",
     "preempt_total",
     "sched_s",
+    "plan_budget",
+    "plan_chunk_cap",
+    "plan_admits",
 )
 
 
@@ -64,6 +69,12 @@ class StepRow:
     n_running: int
     preempt_total: int
     sched_s: float
+    plan_budget: int
+    """Token budget of the step (the policy's, or vLLM's ``max_num_scheduled_tokens``)."""
+    plan_chunk_cap: int
+    """Largest prefill chunk the plan allowed (0: no cap)."""
+    plan_admits: int
+    """Waiting requests the plan let vLLM consider."""
 
     def cells(self) -> list[str]:
         return [f"{v:.6f}" if isinstance(v, float) else str(v) for v in astuple(self)]
@@ -71,6 +82,9 @@ class StepRow:
 
 def step_row(sched: Scheduler, output: SchedulerOutput, preempt_total: int) -> StepRow:
     """The row of a step just scheduled (times filled in later)."""
+    stats = getattr(sched, "sloserve_stats", None)
+    plan = stats.last_plan if stats is not None else None
+    n_waiting = len(sched.waiting) + len(sched.skipped_waiting)
     n_prefill = prefill_tokens = prefill_ctx = n_decode = decode_ctx = 0
     for rid, n in output.num_scheduled_tokens.items():
         request = sched.requests[rid]
@@ -92,10 +106,13 @@ def step_row(sched: Scheduler, output: SchedulerOutput, preempt_total: int) -> S
         decode_ctx_sum=decode_ctx,
         prefill_ctx_sum=prefill_ctx,
         kv_usage=sched.kv_cache_manager.usage,
-        n_waiting=len(sched.waiting) + len(sched.skipped_waiting),
+        n_waiting=n_waiting,
         n_running=len(sched.running),
         preempt_total=preempt_total,
         sched_s=0.0,
+        plan_budget=plan.token_budget if plan else sched.max_num_scheduled_tokens,
+        plan_chunk_cap=plan.prefill_chunk_cap if plan else 0,
+        plan_admits=len(plan.admit_order) if plan else n_waiting,
     )
 
 
