@@ -18,14 +18,12 @@ import pytest
 pytest.importorskip("vllm", reason="vLLM 0.26.0 (the [engine] extra) is not installed")
 
 from vllm.v1.engine.core import EngineCore
-from vllm_adapter_helpers import pressure_workload
+from vllm_adapter_helpers import pressure_workload, real_engine_core
 
 from sloserve_engine.knobs import Knobs
 from sloserve_engine.vllm.cpu_driver import (
     FAKE_TOKEN_BASE,
     CpuEngineSpec,
-    FakeExecutor,
-    build_vllm_config,
     make_request,
 )
 
@@ -47,10 +45,7 @@ def engine_core(model_dir: Path, asynchronous: bool, policy: str) -> EngineCore:
         async_scheduling=asynchronous,
         additional_config={"sloserve": {"knobs": {"policy": policy}}},
     )
-    config = build_vllm_config(spec)
-    config.scheduler_config.scheduler_cls = SCHEDULERS[asynchronous]
-    config.cache_config.num_gpu_blocks_override = spec.num_blocks
-    return EngineCore(config, FakeExecutor, log_stats=True)
+    return real_engine_core(spec, SCHEDULERS[asynchronous])
 
 
 @pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async-depth2"])

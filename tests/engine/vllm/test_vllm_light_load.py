@@ -14,12 +14,10 @@ import pytest
 
 pytest.importorskip("vllm", reason="vLLM 0.26.0 (the [engine] extra) is not installed")
 
-from vllm.v1.engine.core import EngineCore
+from vllm_adapter_helpers import real_engine_core
 
 from sloserve_engine.vllm.cpu_driver import (
     CpuEngineSpec,
-    FakeExecutor,
-    build_vllm_config,
     make_request,
 )
 
@@ -42,10 +40,7 @@ def steps_to_first_token(model_dir: Path, scheduler: str, requests: int = 60) ->
         async_scheduling=True,
         additional_config={"sloserve": {"knobs": {"policy": "sloserve"}}},
     )
-    config = build_vllm_config(spec)
-    config.scheduler_config.scheduler_cls = SCHEDULER[scheduler]
-    config.cache_config.num_gpu_blocks_override = spec.num_blocks
-    core = EngineCore(config, FakeExecutor, log_stats=True)
+    core = real_engine_core(spec, SCHEDULER[scheduler])
     rng = random.Random(0)
     added: dict[str, int] = {}
     first: dict[str, int] = {}

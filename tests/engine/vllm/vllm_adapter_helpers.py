@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vllm.v1.core.sched.scheduler import Scheduler
+from vllm.v1.engine.core import EngineCore
 from vllm.v1.request import Request, RequestStatus
 
 from sloserve_engine.policy.base import Policy
@@ -23,8 +24,10 @@ from sloserve_engine.policy.views import (
 from sloserve_engine.vllm.cpu_driver import (
     FAKE_TOKEN_BASE,
     CpuEngineSpec,
+    FakeExecutor,
     FakeModelDriver,
     StepRecord,
+    build_vllm_config,
     make_request,
 )
 
@@ -236,3 +239,12 @@ class DelegatingPolicy:
 
     def preemption_mode(self, victim: RequestView) -> PreemptionMode:
         return self.inner.preemption_mode(victim)
+
+
+def real_engine_core(spec: CpuEngineSpec, scheduler_cls: str) -> EngineCore:
+    """vLLM's real EngineCore with ``scheduler_cls`` (as ``--scheduler-cls`` names it) and
+    only the model faked (``FakeExecutor``); the KV cache has exactly ``spec.num_blocks``."""
+    config = build_vllm_config(spec)
+    config.scheduler_config.scheduler_cls = scheduler_cls
+    config.cache_config.num_gpu_blocks_override = spec.num_blocks
+    return EngineCore(config, FakeExecutor, log_stats=True)
