@@ -9,8 +9,6 @@ under another manager, must change nothing. Checked through `metadata.managedFie
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,6 +20,7 @@ import yaml
 
 from sloserve_operator.devcluster.cluster import DevCluster
 from sloserve_operator.devcluster.eventually import eventually
+from sloserve_operator.devcluster.processes import ManagedProcess
 
 pytestmark = [pytest.mark.k8s, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -76,21 +75,12 @@ def git_apply(k8s: DevCluster, namespace: str, manager: str, manifest: dict[str,
 def operator(k8s: DevCluster, namespace: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     args = ["operator", "--standalone", "--namespace", namespace]
     args += ["--metrics-port", "0", "--liveness-port", "0"]
-    env = {**os.environ, **k8s.control_plane.env()}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sloserve_operator.cli", *args],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
+    argv = [sys.executable, "-m", "sloserve_operator.cli", *args]
+    proc = ManagedProcess("operator", argv, log, env=k8s.control_plane.env())
     try:
-        yield proc
+        yield proc.popen
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        proc.stop(grace_s=30)
 
 
 def test_git_and_operator_own_disjoint_fields(

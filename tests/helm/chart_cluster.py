@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import yaml
 from sloserve_operator.devcluster.cluster import DevCluster
 from sloserve_operator.devcluster.eventually import eventually
 from sloserve_operator.devcluster.kubeapi import KubeApiError
+from sloserve_operator.devcluster.processes import ManagedProcess
 from sloserve_operator.permissions import operator_permissions
 
 
@@ -71,22 +71,12 @@ def operator_process(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """`sloserve operator <args>` as its own process, as the pod named ``pod_id`` would run it."""
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "POD_ID": pod_id}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sloserve_operator.cli", *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+    argv = [sys.executable, "-m", "sloserve_operator.cli", *args]
+    proc = ManagedProcess(f"operator {pod_id}", argv, log, env=env)
     try:
-        yield proc
+        yield proc.popen
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        proc.stop(grace_s=30)
 
 
 HTTP_TO_RBAC_VERB = {"GET": "get", "POST": "create", "PATCH": "patch", "PUT": "update",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +27,8 @@ from chartkit import dashboard_exprs, rule_groups, rules
 from metric_catalog import operator_registry
 from prometheus_client import start_http_server
 from promql import parse
+
+from sloserve_operator.devcluster.processes import ManagedProcess
 
 pytestmark = pytest.mark.slow
 
@@ -62,17 +63,11 @@ def _eventually(check: Callable[[], bool], what: str, timeout_s: float = 60.0) -
 
 @contextlib.contextmanager
 def _process(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+    proc = ManagedProcess(Path(args[0]).name, args, log)
     try:
-        yield proc
+        yield proc.popen
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        proc.stop(grace_s=20)
 
 
 @pytest.fixture(scope="module")
