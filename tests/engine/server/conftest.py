@@ -79,3 +79,10 @@ def serve_app() -> ServeApp:
 @pytest.fixture
 def make_sim_app() -> SimAppFactory:
     return simulated_app
+
+
+@pytest.fixture
+def base(token_file: Path, serve_app: ServeApp, make_sim_app: SimAppFactory) -> Iterator[str]:
+    """URL of a simulated engine whose admin API takes writes with ``token_file``'s token."""
+    with serve_app(make_sim_app(token_file=token_file)) as url:
+        yield url

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -15,12 +15,6 @@ from sloserve_engine.knobs import Knobs
 
 ServeApp = Callable[[FastAPI], AbstractContextManager[str]]
 SimAppFactory = Callable[..., FastAPI]
-
-
-@pytest.fixture
-def base(token_file: Path, serve_app: ServeApp, make_sim_app: SimAppFactory) -> Iterator[str]:
-    with serve_app(make_sim_app(token_file=token_file)) as url:
-        yield url
 
 
 def _auth(token_file: Path) -> dict[str, str]:
