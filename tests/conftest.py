@@ -1,3 +1,3 @@
 """Project-wide pytest plugins: real-control-plane fixtures (k8s, namespace, kubelet)."""
 
-pytest_plugins = ["sloserve_operator.devcluster.pytest_plugin"]
+pytest_plugins = ["sloserve_dev.devcluster.pytest_plugin"]

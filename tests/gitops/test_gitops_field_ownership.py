@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from sloserve_operator.devcluster.cluster import DevCluster
-from sloserve_operator.devcluster.eventually import eventually
-from sloserve_operator.devcluster.processes import ManagedProcess
+from sloserve_dev.devcluster.cluster import DevCluster
+from sloserve_dev.devcluster.eventually import eventually
+from sloserve_dev.devcluster.processes import ManagedProcess
 
 pytestmark = [pytest.mark.k8s, pytest.mark.slow, pytest.mark.timeout(300)]
 

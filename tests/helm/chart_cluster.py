@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import yaml
 
-from sloserve_operator.devcluster.cluster import DevCluster
-from sloserve_operator.devcluster.eventually import eventually
-from sloserve_operator.devcluster.kubeapi import KubeApiError
-from sloserve_operator.devcluster.processes import ManagedProcess
+from sloserve_dev.devcluster.cluster import DevCluster
+from sloserve_dev.devcluster.eventually import eventually
+from sloserve_dev.devcluster.kubeapi import KubeApiError
+from sloserve_dev.devcluster.processes import ManagedProcess
 from sloserve_operator.permissions import operator_permissions
 
 

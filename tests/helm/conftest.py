@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sloserve_operator.devcluster.pytest_plugin import require_testenv
+from sloserve_dev.devcluster.pytest_plugin import require_testenv
 
 
 @pytest.fixture(scope="session")

@@ -26,8 +26,8 @@ from chart_cluster import (
 )
 from chartkit import CHART, REPO, helm
 
-from sloserve_operator.devcluster.cluster import DevCluster
-from sloserve_operator.devcluster.eventually import eventually
+from sloserve_dev.devcluster.cluster import DevCluster
+from sloserve_dev.devcluster.eventually import eventually
 
 pytestmark = [pytest.mark.k8s, pytest.mark.slow, pytest.mark.timeout(420)]
 

@@ -28,7 +28,7 @@ from metric_catalog import operator_registry
 from prometheus_client import start_http_server
 from promql import parse
 
-from sloserve_operator.devcluster.processes import ManagedProcess
+from sloserve_dev.devcluster.processes import ManagedProcess
 
 pytestmark = pytest.mark.slow
 

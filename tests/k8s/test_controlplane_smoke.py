@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from sloserve_operator.devcluster.cluster import DevCluster
-from sloserve_operator.devcluster.eventually import eventually
-from sloserve_operator.devcluster.kubeapi import JsonObj
-from sloserve_operator.devcluster.nodes import GPU_PRODUCT_LABEL, GPU_RESOURCE, GPU_TYPE_LABEL
+from sloserve_dev.devcluster.cluster import DevCluster
+from sloserve_dev.devcluster.eventually import eventually
+from sloserve_dev.devcluster.kubeapi import JsonObj
+from sloserve_dev.devcluster.nodes import GPU_PRODUCT_LABEL, GPU_RESOURCE, GPU_TYPE_LABEL
 
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(240)]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sloserve_operator.devcluster import demo
-from sloserve_operator.devcluster.pytest_plugin import require_testenv
+from sloserve_dev.devcluster import demo
+from sloserve_dev.devcluster.pytest_plugin import require_testenv
 
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(180)]
 

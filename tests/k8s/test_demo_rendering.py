@@ -7,8 +7,8 @@ import random
 import pytest
 from rich.console import Console
 
-from sloserve_operator.devcluster.demo import engine_url, render_status
-from sloserve_operator.devcluster.loadgen import LoadProfile, LoadStats, completion_body, rate_at
+from sloserve_dev.devcluster.demo import engine_url, render_status
+from sloserve_dev.devcluster.loadgen import LoadProfile, LoadStats, completion_body, rate_at
 
 
 def pod(args: list[str], ports: list[dict[str, int]] | None = None) -> dict[str, object]:

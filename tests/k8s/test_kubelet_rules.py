@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sloserve_operator.devcluster.kubelet import (
+from sloserve_dev.devcluster.kubelet import (
     ReadinessProbe,
     VolumeRef,
     pod_process_spec,

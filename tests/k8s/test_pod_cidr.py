@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sloserve_operator.devcluster import podcidr
-from sloserve_operator.devcluster.podcidr import NoFreePodCidrError, lease_pod_cidr
+from sloserve_dev.devcluster import podcidr
+from sloserve_dev.devcluster.podcidr import NoFreePodCidrError, lease_pod_cidr
 
 
 def test_concurrent_leases_get_distinct_ranges_and_a_released_one_is_reused(

@@ -12,10 +12,10 @@ import os
 import httpx
 import pytest
 
-from sloserve_operator.devcluster.cluster import DevCluster
-from sloserve_operator.devcluster.eventually import eventually
-from sloserve_operator.devcluster.kubeapi import JsonObj
-from sloserve_operator.devcluster.kubelet import ProcessKubelet
+from sloserve_dev.devcluster.cluster import DevCluster
+from sloserve_dev.devcluster.eventually import eventually
+from sloserve_dev.devcluster.kubeapi import JsonObj
+from sloserve_dev.devcluster.kubelet import ProcessKubelet
 
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(240)]
 

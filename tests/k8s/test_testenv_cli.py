@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from sloserve_operator.devcluster import cli
-from sloserve_operator.devcluster.pytest_plugin import require_testenv
+from sloserve_dev.devcluster import cli
+from sloserve_dev.devcluster.pytest_plugin import require_testenv
 
 
 def parse(*argv: str) -> argparse.Namespace:

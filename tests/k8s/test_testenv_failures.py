@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from sloserve_operator.devcluster.controlplane import ControlPlane, ControlPlaneConfig
-from sloserve_operator.devcluster.processes import PortInUseError
-from sloserve_operator.devcluster.pytest_plugin import require_testenv
-from sloserve_operator.devcluster.testenv import (
+from sloserve_dev.devcluster.controlplane import ControlPlane, ControlPlaneConfig
+from sloserve_dev.devcluster.processes import PortInUseError
+from sloserve_dev.devcluster.pytest_plugin import require_testenv
+from sloserve_dev.devcluster.testenv import (
     BINARIES,
     MARKER,
     TESTENV_SCRIPT,

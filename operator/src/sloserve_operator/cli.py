@@ -13,14 +13,14 @@ from collections.abc import Callable, Sequence
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     # name: (module with add_arguments(parser) and run(args) -> int, help)
-    "bench": ("sloserve_engine.bench_cli", "benchmarks: simulated (sim) and GPU (gpu)"),
-    "demo": ("sloserve_operator.devcluster.demo", "local demo: cluster, operator, live status"),
+    "bench": ("sloserve_engine.bench.cli", "benchmarks: simulated (sim) and GPU (gpu)"),
+    "demo": ("sloserve_dev.devcluster.demo", "local demo: cluster, operator, live status"),
     "crds": ("sloserve_operator.crdgen", "write the generated CRDs into crds/ and the Helm chart"),
     "operator": (
         "sloserve_operator.main",
         "run the operator against the current kubeconfig",
     ),
-    "testenv": ("sloserve_operator.devcluster.cli", "start or stop the local control plane"),
+    "testenv": ("sloserve_dev.devcluster.cli", "start or stop the local control plane"),
 }
 
 

@@ -20,7 +20,7 @@ import pytest
 from sloserve_engine.sim.metrics import SLO
 from sloserve_engine.sim.workload import TraceRequest
 
-bench_gpu = pytest.importorskip("sloserve_engine.vllm.bench_gpu")
+bench_gpu = pytest.importorskip("sloserve_engine.bench.gpu")
 pytest.importorskip("vllm")
 
 

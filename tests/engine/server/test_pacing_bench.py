@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sloserve_engine.server.pacing_bench import _engine_means, main
+from sloserve_engine.bench.pacing import _engine_means, main
 
 METRICS = """\
 # HELP sloserve_ttft_seconds x

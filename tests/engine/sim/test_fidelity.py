@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from sloserve_engine.bench.fidelity import REFERENCES, compare
 from sloserve_engine.sim import load_profile
-from sloserve_engine.sim.fidelity import REFERENCES, compare
 
 KNEE = "bistable knee: GPU preempts ~2x more at 16 req/s, backlog persists (docs)"
 PREFILL = "prefill-heavy async steps ~19% faster than the sync step logs say (docs)"

@@ -10,10 +10,8 @@ from typing import Any
 
 import pytest
 
-from sloserve_engine.bench_cli import add_arguments, run
-from sloserve_engine.policy.knobs import PolicyKnobs
-from sloserve_engine.policy.views import PreemptionMode
-from sloserve_engine.sim.gpu_error import (
+from sloserve_engine.bench.cli import add_arguments, run
+from sloserve_engine.bench.gpu_error import (
     TARGETS,
     GpuRun,
     error_report,
@@ -22,6 +20,8 @@ from sloserve_engine.sim.gpu_error import (
     markdown_table,
     summary_line,
 )
+from sloserve_engine.policy.knobs import PolicyKnobs
+from sloserve_engine.policy.views import PreemptionMode
 
 GPU = {"policy": "vllm", "rate": 16.0, "requests": 1500, "slo_attainment": 0.85}
 GPU |= {"ttft_p50": 0.100, "ttft_p99": 1.00, "tbt_p50": 0.010, "tbt_p99": 0.100}

@@ -22,17 +22,17 @@ pytest.importorskip("vllm", reason="vLLM 0.26.0 (the [engine] extra) is not inst
 from vllm.v1.core.sched.async_scheduler import AsyncScheduler
 from vllm.v1.core.sched.scheduler import Scheduler
 
-from sloserve_engine.policy.costmodel import StepCostModel
-from sloserve_engine.policy.views import EngineSnapshot, StepPlan
-from sloserve_engine.policy.vllm_fcfs import VllmFcfsPolicy
-from sloserve_engine.sim import SimConfig, SimEngine, SimProfile
-from sloserve_engine.vllm.cpu_driver import (
+from sloserve_engine.bench.cpu_driver import (
     CpuEngineSpec,
     FakeModelDriver,
     build_scheduler,
     build_vllm_config,
     make_request,
 )
+from sloserve_engine.policy.costmodel import StepCostModel
+from sloserve_engine.policy.views import EngineSnapshot, StepPlan
+from sloserve_engine.policy.vllm_fcfs import VllmFcfsPolicy
+from sloserve_engine.sim import SimConfig, SimEngine, SimProfile
 
 pytestmark = pytest.mark.vllm
 

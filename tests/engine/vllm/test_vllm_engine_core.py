@@ -20,12 +20,12 @@ pytest.importorskip("vllm", reason="vLLM 0.26.0 (the [engine] extra) is not inst
 from vllm.v1.engine.core import EngineCore
 from vllm_adapter_helpers import pressure_workload, real_engine_core
 
-from sloserve_engine.knobs import Knobs
-from sloserve_engine.vllm.cpu_driver import (
+from sloserve_engine.bench.cpu_driver import (
     FAKE_TOKEN_BASE,
     CpuEngineSpec,
     make_request,
 )
+from sloserve_engine.knobs import Knobs
 
 pytestmark = pytest.mark.vllm
 

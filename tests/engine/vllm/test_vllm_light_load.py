@@ -16,7 +16,7 @@ pytest.importorskip("vllm", reason="vLLM 0.26.0 (the [engine] extra) is not inst
 
 from vllm_adapter_helpers import real_engine_core
 
-from sloserve_engine.vllm.cpu_driver import (
+from sloserve_engine.bench.cpu_driver import (
     CpuEngineSpec,
     make_request,
 )

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("vllm", reason="vLLM 0.26.0 (the [engine] extra) is not installed")
 
-from sloserve_engine.vllm import overhead_bench
+from sloserve_engine.bench import overhead as overhead_bench
 
 pytestmark = pytest.mark.vllm
 

@@ -32,6 +32,7 @@ from vllm_adapter_helpers import (
     pressure_workload,
 )
 
+from sloserve_engine.bench.cpu_driver import make_request
 from sloserve_engine.policy import make_policy
 from sloserve_engine.policy.base import Policy
 from sloserve_engine.policy.costmodel import cost_model_for
@@ -43,7 +44,6 @@ from sloserve_engine.policy.views import (
     StepPlan,
 )
 from sloserve_engine.sim import SimConfig, SimEngine, SimProfile
-from sloserve_engine.vllm.cpu_driver import make_request
 from sloserve_engine.vllm.scheduler import SLOScheduler, SLOSyncScheduler
 
 pytestmark = pytest.mark.vllm

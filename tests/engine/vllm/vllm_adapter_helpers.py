@@ -10,6 +10,15 @@ from vllm.v1.core.sched.scheduler import Scheduler
 from vllm.v1.engine.core import EngineCore
 from vllm.v1.request import Request, RequestStatus
 
+from sloserve_engine.bench.cpu_driver import (
+    FAKE_TOKEN_BASE,
+    CpuEngineSpec,
+    FakeExecutor,
+    FakeModelDriver,
+    StepRecord,
+    build_vllm_config,
+    make_request,
+)
 from sloserve_engine.policy.base import Policy
 from sloserve_engine.policy.knobs import PolicyKnobs
 from sloserve_engine.policy.views import (
@@ -20,15 +29,6 @@ from sloserve_engine.policy.views import (
     PreemptionMode,
     RequestView,
     StepPlan,
-)
-from sloserve_engine.vllm.cpu_driver import (
-    FAKE_TOKEN_BASE,
-    CpuEngineSpec,
-    FakeExecutor,
-    FakeModelDriver,
-    StepRecord,
-    build_vllm_config,
-    make_request,
 )
 
 STEP_S = 0.01
@@ -173,8 +173,8 @@ def make_engine(
     """A real vLLM scheduler of ``scheduler_cls`` on the tiny model, driven by the fake model."""
     from prometheus_client import CollectorRegistry
 
+    from sloserve_engine.bench.cpu_driver import build_scheduler, build_vllm_config
     from sloserve_engine.server.metrics import EngineMetrics
-    from sloserve_engine.vllm.cpu_driver import build_scheduler, build_vllm_config
     from sloserve_engine.vllm.scheduler import SLOSchedulerMixin
 
     section = dict(sloserve or {})

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from sloserve_operator.autoscaler.bench import (
+from sloserve_dev.autoscaler.bench import (
     count_flaps,
     step_trace,
     summarize,
     violation_minutes,
 )
-from sloserve_operator.autoscaler.harness import (
+from sloserve_dev.autoscaler.harness import (
     DecisionLog,
     Episode,
     Phase,

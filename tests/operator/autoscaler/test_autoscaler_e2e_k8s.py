@@ -23,9 +23,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sloserve_operator.devcluster.cluster import DevCluster
-from sloserve_operator.devcluster.eventually import eventually
-from sloserve_operator.devcluster.kubelet import ProcessKubelet
+from sloserve_dev.devcluster.cluster import DevCluster
+from sloserve_dev.devcluster.eventually import eventually
+from sloserve_dev.devcluster.kubelet import ProcessKubelet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from operator_e2e import (  # the operator e2e helpers: in-process operator, samples

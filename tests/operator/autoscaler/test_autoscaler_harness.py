@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from sloserve_operator.autoscaler.decision import Policy
-from sloserve_operator.autoscaler.harness import (
+from sloserve_dev.autoscaler.harness import (
     Phase,
     RunConfig,
     SloAutoscaler,
     Workload,
     run_episode,
 )
+from sloserve_operator.autoscaler.decision import Policy
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from operator_e2e import ROOT, OperatorThread
 
-from sloserve_operator.devcluster.cluster import DevCluster
+from sloserve_dev.devcluster.cluster import DevCluster
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import yaml
 
+from sloserve_dev.devcluster.cluster import DevCluster
+from sloserve_dev.devcluster.eventually import eventually
 from sloserve_operator.controller import ControllerConfig
-from sloserve_operator.devcluster.cluster import DevCluster
-from sloserve_operator.devcluster.eventually import eventually
 from sloserve_operator.main import OperatorOptions, serve
 from sloserve_operator.metrics import default_metrics
 

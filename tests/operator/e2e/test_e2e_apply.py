@@ -16,9 +16,9 @@ from operator_e2e import (
     wait_converged,
 )
 
+from sloserve_dev.devcluster.cluster import DevCluster
+from sloserve_dev.devcluster.kubelet import ProcessKubelet
 from sloserve_engine.knobs import Knobs
-from sloserve_operator.devcluster.cluster import DevCluster
-from sloserve_operator.devcluster.kubelet import ProcessKubelet
 
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(300)]
 

@@ -22,10 +22,10 @@ from operator_e2e import (
     wait_converged,
 )
 
+from sloserve_dev.devcluster.cluster import DevCluster
+from sloserve_dev.devcluster.eventually import eventually
+from sloserve_dev.devcluster.kubelet import ProcessKubelet
 from sloserve_operator.api.v1alpha1 import LLMServiceSpec
-from sloserve_operator.devcluster.cluster import DevCluster
-from sloserve_operator.devcluster.eventually import eventually
-from sloserve_operator.devcluster.kubelet import ProcessKubelet
 
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(600)]
 

@@ -27,8 +27,8 @@ import pytest
 import yaml
 from operator_e2e import GROUP_PATH, ROOT, sample
 
-from sloserve_operator.devcluster.cluster import DevCluster
-from sloserve_operator.devcluster.nodes import GpuNodeSpec, register_gpu_nodes
+from sloserve_dev.devcluster.cluster import DevCluster
+from sloserve_dev.devcluster.nodes import GpuNodeSpec, register_gpu_nodes
 
 pytestmark = [pytest.mark.k8s, pytest.mark.slow, pytest.mark.timeout(900)]
 

@@ -6,8 +6,8 @@ import pytest
 import yaml
 from operator_e2e import OperatorThread, apply, sample, wait_condition
 
-from sloserve_operator.devcluster.cluster import DevCluster
-from sloserve_operator.devcluster.eventually import eventually
+from sloserve_dev.devcluster.cluster import DevCluster
+from sloserve_dev.devcluster.eventually import eventually
 
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(180)]
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from operator_e2e import ROOT
 
-from sloserve_operator.devcluster.cluster import DevCluster
+from sloserve_dev.devcluster.cluster import DevCluster
 
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(120)]
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from .metrics_source import PodEndpoint
+from sloserve_operator.autoscaler.metrics_source import PodEndpoint
 
 ENGINE = [
     sys.executable,

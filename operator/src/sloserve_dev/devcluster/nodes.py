@@ -9,11 +9,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sloserve_operator.devcluster.controlplane import (
+from sloserve_dev.devcluster.controlplane import (
     KWOK_NODE_ANNOTATION,
     KWOK_NODE_ANNOTATION_VALUE,
 )
-from sloserve_operator.devcluster.kubeapi import JsonObj, KubeApi, KubeApiError
+from sloserve_dev.devcluster.kubeapi import JsonObj, KubeApi, KubeApiError
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"

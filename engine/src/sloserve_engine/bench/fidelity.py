@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..policy.vllm_fcfs import VllmFcfsPolicy
-from .costmodel import SimProfile
-from .engine import Scheduling, SimConfig
-from .metrics import SLO
-from .runner import replay
-from .workload import WorkloadSpec, build_workload
+from ..sim.costmodel import SimProfile
+from ..sim.engine import Scheduling, SimConfig
+from ..sim.metrics import SLO
+from ..sim.runner import replay
+from ..sim.workload import WorkloadSpec, build_workload
 
 METRICS = ("ttft_p50", "ttft_p99", "tbt_p50", "tbt_p99", "preemptions")
 

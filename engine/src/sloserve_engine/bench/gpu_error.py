@@ -27,13 +27,13 @@ from pydantic import ValidationError
 from ..knobs import Knobs
 from ..policy import make_policy
 from ..policy.knobs import POLICY_NAMES, PolicyKnobs
-from .costmodel import DEFAULT_PROFILE, SimProfile, load_profile
-from .engine import SimConfig
+from ..sim.costmodel import DEFAULT_PROFILE, SimProfile, load_profile
+from ..sim.engine import SimConfig
+from ..sim.metrics import SLO
+from ..sim.runner import replay
+from ..sim.workload import WorkloadSpec, build_workload
 from .fidelity import Comparison
-from .metrics import SLO
-from .runner import replay
 from .sweep import SweepRun, run_record
-from .workload import WorkloadSpec, build_workload
 
 TARGETS: dict[str, float] = {
     "ttft_p50": 0.10,

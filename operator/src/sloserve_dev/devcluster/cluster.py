@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sloserve_operator.devcluster.controlplane import ControlPlane, ControlPlaneConfig
-from sloserve_operator.devcluster.nodes import GpuNodeSpec, default_gpu_nodes, register_gpu_nodes
-from sloserve_operator.devcluster.testenv import Testenv
+from sloserve_dev.devcluster.controlplane import ControlPlane, ControlPlaneConfig
+from sloserve_dev.devcluster.nodes import GpuNodeSpec, default_gpu_nodes, register_gpu_nodes
+from sloserve_dev.devcluster.testenv import Testenv
 
 
 @dataclass

@@ -16,16 +16,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sloserve_operator.devcluster.cluster import DevCluster, dev_cluster
-from sloserve_operator.devcluster.controlplane import ControlPlaneConfig
-from sloserve_operator.devcluster.kubelet import ProcessKubelet
-from sloserve_operator.devcluster.nodes import GPU_PRODUCTS, default_gpu_nodes
-from sloserve_operator.devcluster.processes import (
+from sloserve_dev.devcluster.cluster import DevCluster, dev_cluster
+from sloserve_dev.devcluster.controlplane import ControlPlaneConfig
+from sloserve_dev.devcluster.kubelet import ProcessKubelet
+from sloserve_dev.devcluster.nodes import GPU_PRODUCTS, default_gpu_nodes
+from sloserve_dev.devcluster.processes import (
     PortInUseError,
     ProcessFailedError,
     interrupt_on_sigterm,
 )
-from sloserve_operator.devcluster.testenv import TestenvMissingError, find_testenv
+from sloserve_dev.devcluster.testenv import TestenvMissingError, find_testenv
 
 STATE_FILE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / (
     "sloserve-testenv/run/current.json"

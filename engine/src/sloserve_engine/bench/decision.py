@@ -1,4 +1,4 @@
-"""Per-step decision cost of each policy: ``python -m sloserve_engine.policy.decision_bench``.
+"""Per-step decision cost of each policy: ``python -m sloserve_engine.bench.decision``.
 
 Builds a synthetic but realistic engine state (``--running`` requests mid-decode
 with a few chunked prefills, ``--waiting`` queued, KV nearly full so that the
@@ -13,8 +13,8 @@ import random
 import time
 from collections.abc import Sequence
 
-from . import POLICY_NAMES, make_policy
-from .views import EngineSnapshot, RequestView, SLOTarget
+from ..policy import POLICY_NAMES, make_policy
+from ..policy.views import EngineSnapshot, RequestView, SLOTarget
 
 
 def synthetic_snapshot(running: int, waiting: int, seed: int = 0) -> EngineSnapshot:

@@ -1,6 +1,6 @@
 """Host-time overhead of sloserve's scheduler against stock vLLM, measured on a CPU.
 
-``python -m sloserve_engine.vllm.overhead_bench [--requests 600] [--policies vllm,sloserve]``
+``python -m sloserve_engine.bench.overhead [--requests 600] [--policies vllm,sloserve]``
 
 Each scheduler (stock ``StockTimingScheduler`` and ``SLOScheduler`` per policy)
 runs the same offline workload on real vLLM 0.26.0 scheduler objects with the
@@ -29,6 +29,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from ..vllm.scheduler import SLOScheduler, StockTimingScheduler
+from ..vllm.steplog import STEP_LOG_ENV
 from .cpu_driver import (
     CpuEngineSpec,
     FakeModelDriver,
@@ -36,8 +38,6 @@ from .cpu_driver import (
     build_vllm_config,
     make_request,
 )
-from .scheduler import SLOScheduler, StockTimingScheduler
-from .steplog import STEP_LOG_ENV
 
 STOCK = "stock"
 TINY_MODEL = (

@@ -9,12 +9,12 @@ from typing import Any
 from ..policy import make_policy
 from ..policy.knobs import PolicyKnobs
 from ..policy.views import SLOTarget
+from ..sim.costmodel import SimProfile
+from ..sim.engine import SimConfig
+from ..sim.metrics import SLO
+from ..sim.runner import RunResult, replay
+from ..sim.workload import WorkloadSpec, build_workload
 from .capacity import CapacityBound, capacity_bound
-from .costmodel import SimProfile
-from .engine import SimConfig
-from .metrics import SLO
-from .runner import RunResult, replay
-from .workload import WorkloadSpec, build_workload
 
 ATTAINMENT_GOAL = 0.9
 """``max_rate`` is the highest swept rate whose SLO attainment reaches this."""

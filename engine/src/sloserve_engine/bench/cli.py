@@ -1,5 +1,5 @@
 """``sloserve bench``: simulated sweeps (``sim``), simulator ``speed``, cost-model ``fit``,
-real-vLLM replays on a GPU (``gpu``, the lead's :mod:`sloserve_engine.vllm.bench_gpu`), and
+real-vLLM replays on a GPU (``gpu``, the lead's :mod:`sloserve_engine.bench.gpu`), and
 the simulator's error against every GPU run (``sim-error``).
 
 Examples::
@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .policy.knobs import POLICY_NAMES
+from ..policy.knobs import POLICY_NAMES
 
 
 def _floats(text: str) -> list[float]:
@@ -89,13 +89,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="gpu-readme",
         help="GPU numbers to compare with: the shared baseline or the same-day re-run",
     )
-    from .sim import fit, gpu_error
+    from . import fit, gpu_error
 
     gpu_error.add_arguments(
         sub.add_parser("sim-error", help="simulator error against every run of a GPU report")
     )
     fit.add_arguments(sub.add_parser("fit", help="fit the step-time cost model to GPU logs"))
-    from .vllm import bench_gpu  # imports vLLM only when it runs
+    from . import gpu as bench_gpu  # imports vLLM only when it runs
 
     bench_gpu.add_arguments(sub.add_parser("gpu", help="replay on real vLLM (needs a GPU)"))
     from . import gpu_report
@@ -104,7 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _workload(args: argparse.Namespace, rate: float) -> Any:
-    from .sim.workload import TRACES, WorkloadSpec
+    from ..sim.workload import TRACES, WorkloadSpec
 
     arrival = args.arrival
     if arrival == "auto":
@@ -161,10 +161,10 @@ def _table(report: dict[str, Any]) -> Table:
 
 
 def _run_sim(args: argparse.Namespace, console: Console) -> int:
-    from .sim import SimConfig, load_profile
-    from .sim.metrics import SLO
-    from .sim.plots import write_plots
-    from .sim.sweep import run_sweep, sweep_report
+    from ..sim import SimConfig, load_profile
+    from ..sim.metrics import SLO
+    from .plots import write_plots
+    from .sweep import run_sweep, sweep_report
 
     profile = load_profile(args.profile)
     config = SimConfig(kv_tokens=args.kv_tokens, scheduling=args.scheduling)
@@ -206,8 +206,8 @@ def _run_sim(args: argparse.Namespace, console: Console) -> int:
 
 
 def _run_speed(args: argparse.Namespace, console: Console) -> int:
-    from .sim import SimConfig, load_profile
-    from .sim.speed import decision_cost, replay_speed
+    from ..sim import SimConfig, load_profile
+    from .speed import decision_cost, replay_speed
 
     profile = load_profile(args.profile)
     config = SimConfig(kv_tokens=args.kv_tokens, scheduling=args.scheduling)
@@ -239,8 +239,8 @@ def _run_speed(args: argparse.Namespace, console: Console) -> int:
 
 
 def _run_fidelity(args: argparse.Namespace, console: Console) -> int:
-    from .sim import load_profile
-    from .sim.fidelity import REFERENCES, compare
+    from ..sim import load_profile
+    from .fidelity import REFERENCES, compare
 
     profile = load_profile(args.profile)
     table = Table(title=f"simulated vllm policy vs H200 runs ({args.reference})")
@@ -283,17 +283,17 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
     if args.bench == "speed":
         return _run_speed(args, console)
     if args.bench == "gpu":
-        from .vllm import bench_gpu
+        from . import gpu as bench_gpu
 
         return bench_gpu.run(args)
     if args.bench == "sim-error":
-        from .sim import gpu_error
+        from . import gpu_error
 
         return gpu_error.run(args)
     if args.bench == "gpu-report":
         from . import gpu_report
 
         return gpu_report.run(args)
-    from .sim import fit
+    from . import fit
 
     return fit.run(args)

@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sloserve_engine.bench.sweep import max_rates
 from sloserve_engine.sim.metrics import SLO, RequestTiming, RunMetrics, summarize
-from sloserve_engine.sim.sweep import max_rates
 from sloserve_engine.sim.workload import TraceRequest, WorkloadSpec, build_workload
 
 STOCK = "stock"
@@ -337,6 +337,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="python -m sloserve_engine.vllm.bench_gpu")
+    _parser = argparse.ArgumentParser(prog="python -m sloserve_engine.bench.gpu")
     add_arguments(_parser)
     raise SystemExit(run(_parser.parse_args()))

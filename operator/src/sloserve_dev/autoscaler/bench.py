@@ -1,6 +1,6 @@
 """Autoscaler benchmark: our autoscaler vs an HPA-style KV-usage baseline, same trace, same run.
 
-    python -m sloserve_operator.autoscaler.bench --capacity-rps 11 --time-scale 2 --out DIR
+    python -m sloserve_dev.autoscaler.bench --capacity-rps 11 --time-scale 2 --out DIR
 
 Runs the closed-loop harness (``harness.py``: real simulated engines as processes, no
 Kubernetes) once per controller on one seeded load trace, then writes ``episodes.json``,
@@ -24,7 +24,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..api import v1alpha1 as api
+from sloserve_operator.api import v1alpha1 as api
+from sloserve_operator.autoscaler.spec import policy_from_spec
+
 from .harness import (
     Controller,
     Episode,
@@ -36,7 +38,6 @@ from .harness import (
     Workload,
     run_episode,
 )
-from .spec import policy_from_spec
 
 BUCKET_S = 10.0
 """Attainment of the requests finished in each bucket decides whether it was a violation."""

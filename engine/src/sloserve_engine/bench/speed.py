@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 from ..policy import make_policy
 from ..policy.knobs import PolicyKnobs
-from .costmodel import SimProfile
-from .engine import SimConfig, SimEngine
-from .metrics import SLO
-from .runner import replay
-from .workload import WorkloadSpec, build_workload
+from ..sim.costmodel import SimProfile
+from ..sim.engine import SimConfig, SimEngine
+from ..sim.metrics import SLO
+from ..sim.runner import replay
+from ..sim.workload import WorkloadSpec, build_workload
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from sloserve_operator.devcluster.cluster import DevCluster, dev_cluster
-from sloserve_operator.devcluster.controlplane import ControlPlaneConfig
-from sloserve_operator.devcluster.kubeapi import KubeApiError
-from sloserve_operator.devcluster.kubelet import ProcessKubelet
-from sloserve_operator.devcluster.testenv import Testenv, TestenvMissingError, find_testenv
+from sloserve_dev.devcluster.cluster import DevCluster, dev_cluster
+from sloserve_dev.devcluster.controlplane import ControlPlaneConfig
+from sloserve_dev.devcluster.kubeapi import KubeApiError
+from sloserve_dev.devcluster.kubelet import ProcessKubelet
+from sloserve_dev.devcluster.testenv import Testenv, TestenvMissingError, find_testenv
 
 LOG_PATHS = pytest.StashKey[list[Path]]()
 KUBELET_DIR = pytest.StashKey[Path]()

@@ -17,16 +17,16 @@ from types import TracebackType
 
 import httpx
 
-from sloserve_operator.devcluster.kubeapi import KubeApi, write_kubeconfig
-from sloserve_operator.devcluster.pki import SERVICE_CLUSTER_IP_RANGE, Pki, make_pki
-from sloserve_operator.devcluster.podcidr import PodCidrLease, lease_pod_cidr
-from sloserve_operator.devcluster.processes import (
+from sloserve_dev.devcluster.kubeapi import KubeApi, write_kubeconfig
+from sloserve_dev.devcluster.pki import SERVICE_CLUSTER_IP_RANGE, Pki, make_pki
+from sloserve_dev.devcluster.podcidr import PodCidrLease, lease_pod_cidr
+from sloserve_dev.devcluster.processes import (
     ManagedProcess,
     ensure_port_free,
     free_port,
     wait_until,
 )
-from sloserve_operator.devcluster.testenv import Testenv
+from sloserve_dev.devcluster.testenv import Testenv
 
 LOOPBACK = "127.0.0.1"
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"

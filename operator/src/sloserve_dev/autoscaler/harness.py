@@ -22,10 +22,11 @@ from typing import Any, Protocol
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from .decision import Decision, PodSample, Policy
+from sloserve_operator.autoscaler.decision import Decision, PodSample, Policy
+from sloserve_operator.autoscaler.loop import Autoscaler, ServiceState
+from sloserve_operator.autoscaler.metrics_source import PodsSource
+
 from .fleet import EngineFleet
-from .loop import Autoscaler, ServiceState
-from .metrics_source import PodsSource
 
 
 @dataclass(frozen=True)

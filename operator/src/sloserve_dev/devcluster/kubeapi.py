@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import yaml
 
-from sloserve_operator.devcluster.pki import Pki
+from sloserve_dev.devcluster.pki import Pki
 
 JsonObj = dict[str, Any]
 FIELD_MANAGER = "sloserve-devcluster"

@@ -7,7 +7,7 @@ time scale = modelled seconds) with what the engine itself reports in
 event loop and a busy CPU add; it tells how far ``--time-scale`` can be pushed
 on a machine before the simulated pod stops behaving like the modelled GPU.
 
-    python -m sloserve_engine.server.pacing_bench --clients 32 --requests 256 --time-scale 1
+    python -m sloserve_engine.bench.pacing --clients 32 --requests 256 --time-scale 1
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from .supervisor import free_loopback_port
+from ..server.supervisor import free_loopback_port
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sloserve_engine.server.pacing_bench")
+    p = argparse.ArgumentParser(prog="python -m sloserve_engine.bench.pacing")
     p.add_argument("--clients", type=int, default=32, help="concurrent streaming clients")
     p.add_argument("--requests", type=int, default=256, help="requests in total")
     p.add_argument("--prompt", type=int, default=512, help="prompt tokens per request")

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .costmodel import SimProfile
-from .engine import SimConfig
-from .workload import TraceRequest
+from ..sim.costmodel import SimProfile
+from ..sim.engine import SimConfig
+from ..sim.workload import TraceRequest
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,20 +25,20 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from sloserve_operator.devcluster.cli import add_cluster_arguments, cluster_from_args
-from sloserve_operator.devcluster.cluster import DevCluster, dev_cluster
-from sloserve_operator.devcluster.kubeapi import JsonObj, KubeApi, KubeApiError
-from sloserve_operator.devcluster.kubelet import ProcessKubelet, pod_ready_condition
-from sloserve_operator.devcluster.loadgen import LoadProfile, LoadStats, drive_load
-from sloserve_operator.devcluster.nodes import default_gpu_nodes
-from sloserve_operator.devcluster.processes import (
+from sloserve_dev.devcluster.cli import add_cluster_arguments, cluster_from_args
+from sloserve_dev.devcluster.cluster import DevCluster, dev_cluster
+from sloserve_dev.devcluster.kubeapi import JsonObj, KubeApi, KubeApiError
+from sloserve_dev.devcluster.kubelet import ProcessKubelet, pod_ready_condition
+from sloserve_dev.devcluster.loadgen import LoadProfile, LoadStats, drive_load
+from sloserve_dev.devcluster.nodes import default_gpu_nodes
+from sloserve_dev.devcluster.processes import (
     ManagedProcess,
     PortInUseError,
     ProcessFailedError,
     free_port,
     interrupt_on_sigterm,
 )
-from sloserve_operator.devcluster.testenv import (
+from sloserve_dev.devcluster.testenv import (
     REPO_ROOT,
     TESTENV_SCRIPT,
     Testenv,

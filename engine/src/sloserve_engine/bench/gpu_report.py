@@ -161,11 +161,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .sim import SimConfig, load_profile
-    from .sim.capacity import capacity_bound
-    from .sim.plots import write_plots
-    from .sim.sweep import max_rates
-    from .sim.workload import WorkloadSpec, build_workload
+    from ..sim import SimConfig, load_profile
+    from ..sim.workload import WorkloadSpec, build_workload
+    from .capacity import capacity_bound
+    from .plots import write_plots
+    from .sweep import max_rates
 
     runs = merge_runs(args.data)
     if not runs:

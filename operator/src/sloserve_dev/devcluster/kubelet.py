@@ -25,9 +25,9 @@ from pathlib import Path, PurePosixPath
 
 import httpx
 
-from sloserve_operator.devcluster.kubeapi import JsonObj, KubeApi, KubeApiError
-from sloserve_operator.devcluster.pki import Pki
-from sloserve_operator.devcluster.processes import ManagedProcess
+from sloserve_dev.devcluster.kubeapi import JsonObj, KubeApi, KubeApiError
+from sloserve_dev.devcluster.pki import Pki
+from sloserve_dev.devcluster.processes import ManagedProcess
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Fit the step-time cost model to GPU step logs (``steps_*.csv``) and write the profile JSON.
 
-``python -m sloserve_engine.sim.fit --steps-dir ../shared/gpu/baseline`` (or
+``python -m sloserve_engine.bench.fit --steps-dir ../shared/gpu/baseline`` (or
 ``sloserve bench fit``) reads every ``steps_*.csv``, fits
 
 * the GPU step time ``t_update - t_sched`` linearly in prefill tokens, prefill
@@ -33,7 +33,7 @@ from ..policy.costmodel import (
     LLAMA_3_1_8B_BF16_KV_BYTES_PER_TOKEN,
     SCHEMA,
 )
-from .costmodel import DEFAULT_PROFILE, profile_path
+from ..sim.costmodel import DEFAULT_PROFILE, profile_path
 
 FEATURES = ("prefill_tokens", "prefill_ctx_sum", "n_decode", "decode_ctx_sum")
 COEFFICIENT_KEYS = ("c0_s", "prefill_token_s", "prefill_ctx_s", "decode_seq_s", "decode_ctx_s")
@@ -195,7 +195,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m sloserve_engine.sim.fit", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m sloserve_engine.bench.fit", description=__doc__
+    )
     add_arguments(parser)
     return run(parser.parse_args())
 
