@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from sloserve_dev.devcluster.demo import engine_url, render_status
+from sloserve_dev.devcluster.demo import (
+    engine_url,
+    event_line,
+    next_steps,
+    render_status,
+    status_line,
+)
 from sloserve_dev.devcluster.loadgen import LoadProfile, LoadStats, completion_body, rate_at
 
 
@@ -78,3 +85,29 @@ def test_status_view_shows_service_numbers_pods_load_and_events() -> None:
         "last load error: boom",
     ):
         assert expected in text
+
+
+def test_next_steps_are_paste_ready_and_say_where_logs_are() -> None:
+    text = next_steps(
+        Path("/w/kubeconfig"), Path("/c/bin"), "sloserve-demo", "llama-8b", Path("/w")
+    )
+    assert "  export KUBECONFIG=/w/kubeconfig PATH=/c/bin:$PATH" in text.splitlines()
+    assert "kubectl -n sloserve-demo describe llms llama-8b" in text
+    assert "/w/pods/sloserve-demo_<pod>_<uid>/container.log" in text
+    assert "Ctrl-C" in text
+
+
+def test_status_line_is_one_timestamped_line_with_the_service_numbers() -> None:
+    service = {"status": {"replicas": 2, "readyReplicas": 1, "sloAttainment": 0.987}}
+    ready_pod = {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+    stats = LoadStats(sent=10, ok=9, failed=1, rps=4.0)
+    line = status_line(0.0, service, [ready_pod, {}], stats)
+    assert line.startswith("1970-01-01T00:00:00Z status replicas=2 ready=1 pods=1/2 ")
+    assert "attainment=0.987 kv_pressure=- rps=4.0 sent=10 ok=9 failed=1" in line
+    assert "\n" not in line
+    assert status_line(0.0, None, [], LoadStats()).count("=-") == 4  # nothing known yet
+
+
+def test_event_line_names_type_reason_and_message() -> None:
+    event = {"type": "Normal", "reason": "Scaled", "message": "1 -> 2"}
+    assert event_line(60.0, event) == "1970-01-01T00:01:00Z event Normal Scaled: 1 -> 2"

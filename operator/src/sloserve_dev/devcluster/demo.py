@@ -4,6 +4,10 @@ Builds or reuses the control plane, registers simulated GPU nodes, runs engine p
 ``sloserve-engine --simulated`` processes (the process kubelet), installs the CRDs with
 kubectl, runs the operator, applies docs/examples/llmservice.yaml, drives swinging load at the
 engine pods and shows live status until Ctrl-C (or ``--duration``); then cleans up.
+
+A terminal gets a live view that redraws in place; a pipe or a log file gets plain,
+timestamped status lines at a steady interval instead, because a redrawn frame shows nothing
+until exit there. Either way the first lines are the commands to paste into another terminal.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,10 +33,11 @@ from rich.table import Table
 
 from sloserve_dev.devcluster.cli import add_cluster_arguments, cluster_from_args
 from sloserve_dev.devcluster.cluster import DevCluster, dev_cluster
+from sloserve_dev.devcluster.controlplane import ControlPlaneConfig
 from sloserve_dev.devcluster.kubeapi import JsonObj, KubeApi, KubeApiError
 from sloserve_dev.devcluster.kubelet import ProcessKubelet, pod_ready_condition
 from sloserve_dev.devcluster.loadgen import LoadProfile, LoadStats, drive_load
-from sloserve_dev.devcluster.nodes import default_gpu_nodes
+from sloserve_dev.devcluster.nodes import GpuNodeSpec, default_gpu_nodes
 from sloserve_dev.devcluster.processes import (
     ManagedProcess,
     PortInUseError,
@@ -74,6 +81,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--period", type=float, default=120.0, help="seconds per low-peak-low load cycle"
     )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=5.0,
+        help="seconds between status lines when stdout is not a terminal",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the working directory (logs, kubeconfig) after exit",
+    )
 
 
 def operator_available() -> bool:
@@ -113,6 +131,50 @@ def engine_url(pod: JsonObj) -> str | None:
         elif arg.startswith("--port="):
             port = int(arg.split("=", 1)[1])
     return f"http://{ip}:{port}"
+
+
+def next_steps(kubeconfig: Path, bin_dir: Path, namespace: str, name: str, workdir: Path) -> str:
+    """What a newcomer pastes into a second terminal, and where every log is.
+
+    Engine logs are files, not ``kubectl logs``: the process kubelet runs pods as local
+    processes and serves no kubelet API, so the API server has nothing to proxy logs from.
+    """
+    return "\n".join(
+        [
+            "The demo is running. In another terminal:",
+            f"  export KUBECONFIG={kubeconfig} PATH={bin_dir}:$PATH",
+            f"  kubectl -n {namespace} get llms",
+            f"  kubectl -n {namespace} describe llms {name}",
+            f"  kubectl -n {namespace} get events --sort-by=.lastTimestamp",
+            f"Engine logs: {workdir}/pods/{namespace}_<pod>_<uid>/container.log "
+            "(`kubectl logs` needs a kubelet API, which the local process kubelet does not serve)",
+            f"Operator and control-plane logs: {workdir}/logs/",
+            "Stop: Ctrl-C (or --duration N).",
+        ]
+    )
+
+
+def status_line(now: float, service: JsonObj | None, pods: list[JsonObj], stats: LoadStats) -> str:
+    """One plain, timestamped status line: what a pipe or a log file shows instead of the view."""
+    status = (service or {}).get("status") or {}
+    ready_pods = sum(1 for pod in pods if pod_ready_condition(pod))
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    return (
+        f"{stamp} status replicas={_fmt(status.get('replicas'), '{}')} "
+        f"ready={_fmt(status.get('readyReplicas'), '{}')} pods={ready_pods}/{len(pods)} "
+        f"attainment={_fmt(status.get('sloAttainment'))} "
+        f"kv_pressure={_fmt(status.get('kvPressure'))} rps={stats.rps:.1f} "
+        f"sent={stats.sent} ok={stats.ok} failed={stats.failed} in_flight={stats.in_flight}"
+    )
+
+
+def event_line(now: float, event: JsonObj) -> str:
+    """A new event as a timestamped line, so logs show scale and knob decisions as they happen."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    return (
+        f"{stamp} event {event.get('type', 'Normal')} {event.get('reason', '')}: "
+        f"{event.get('message', '')}"
+    )
 
 
 def _fmt(value: object, pattern: str = "{:.3f}") -> str:
@@ -258,16 +320,62 @@ async def live(
     load = asyncio.create_task(drive_load(lambda: view.targets, model, stats, stop, profile))
     deadline = time.monotonic() + args.duration if args.duration > 0 else float("inf")
     try:
-        first = render_status(None, [], stats, [])
-        with Live(first, console=console, refresh_per_second=2) as screen:
-            while time.monotonic() < deadline and not stop.is_set():
-                await asyncio.to_thread(observe, api, args.namespace, name, kubelet, view)
-                screen.update(render_status(view.service, view.pods, stats, view.events))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 1.0)
+        if console.is_terminal:
+            await _live_view(api, args, name, kubelet, view, stats, stop, deadline)
+        else:
+            await _plain_lines(api, args, name, kubelet, view, stats, stop, deadline)
     finally:
         stop.set()
         await load
+
+
+async def _live_view(
+    api: KubeApi,
+    args: argparse.Namespace,
+    name: str,
+    kubelet: ProcessKubelet,
+    view: View,
+    stats: LoadStats,
+    stop: asyncio.Event,
+    deadline: float,
+) -> None:
+    with Live(render_status(None, [], stats, []), console=console, refresh_per_second=2) as screen:
+        while time.monotonic() < deadline and not stop.is_set():
+            await asyncio.to_thread(observe, api, args.namespace, name, kubelet, view)
+            screen.update(render_status(view.service, view.pods, stats, view.events))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+
+
+async def _plain_lines(
+    api: KubeApi,
+    args: argparse.Namespace,
+    name: str,
+    kubelet: ProcessKubelet,
+    view: View,
+    stats: LoadStats,
+    stop: asyncio.Event,
+    deadline: float,
+) -> None:
+    """Status every ``--interval`` seconds and each new event once, flushed line by line."""
+    seen: set[str] = set()
+    next_line = time.monotonic()
+    while time.monotonic() < deadline and not stop.is_set():
+        await asyncio.to_thread(observe, api, args.namespace, name, kubelet, view)
+        for event in view.events:
+            uid = str(event.get("metadata", {}).get("uid", id(event)))
+            if uid not in seen:
+                seen.add(uid)
+                _plain(event_line(time.time(), event))
+        if time.monotonic() >= next_line:
+            _plain(status_line(time.time(), view.service, view.pods, stats))
+            next_line += max(args.interval, 0.5)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+
+
+def _plain(line: str) -> None:
+    print(line, flush=True)
 
 
 def _example(path: Path) -> JsonObj:
@@ -285,6 +393,33 @@ def _run_demo(args: argparse.Namespace, config_problems: list[str]) -> int:
     manifest = _example(args.example)
     testenv = ensure_testenv()
     nodes = default_gpu_nodes(args.nodes, args.gpu_type, args.gpus_per_node)
+    own_workdir = config.workdir is None
+    if own_workdir:
+        config.workdir = Path(tempfile.mkdtemp(prefix="sloserve-demo-"))
+    try:
+        return _run_cluster(args, config, manifest, testenv, nodes)
+    finally:
+        _clean_workdir(config.workdir, remove=own_workdir and not args.keep)
+
+
+def _clean_workdir(workdir: Path | None, remove: bool) -> None:
+    """Say where the logs were; remove the demo's own temp dir unless ``--keep`` was given."""
+    if workdir is None:
+        return
+    if remove:
+        shutil.rmtree(workdir, ignore_errors=True)
+        console.print(f"removed the working directory {workdir} (--keep keeps it)")
+    else:
+        console.print(f"kept the working directory {workdir} (logs, kubeconfig)")
+
+
+def _run_cluster(
+    args: argparse.Namespace,
+    config: ControlPlaneConfig,
+    manifest: JsonObj,
+    testenv: Testenv,
+    nodes: list[GpuNodeSpec],
+) -> int:
     started = time.monotonic()
     with dev_cluster(testenv, nodes, config) as cluster:
         cp = cluster.control_plane
@@ -309,6 +444,7 @@ def _run_demo(args: argparse.Namespace, config_problems: list[str]) -> int:
             with operator_process(cluster, args.namespace):
                 cluster.kubectl("apply", "-n", args.namespace, "-f", str(args.example))
                 name = manifest["metadata"]["name"]
+                _plain(next_steps(cp.kubeconfig, testenv.bin_dir, args.namespace, name, cp.workdir))
                 model = (
                     manifest["spec"]["model"].get("servedName") or manifest["spec"]["model"]["name"]
                 )
