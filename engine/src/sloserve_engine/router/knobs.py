@@ -1,0 +1,105 @@
+"""The router knob document: what the operator renders from ``spec.router`` and routers apply live.
+
+Same pattern as the engine's :mod:`sloserve_engine.knobs`: one pydantic model,
+camelCase on the wire, every field with a default and a description, unknown
+fields rejected with the field named. ``predictorConfidence`` is the engine's
+own field declaration, so router and engines estimate KV demand at the same
+confidence without a second definition.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, cast
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+from ..knobs import Knobs as EngineKnobs
+from .placement import PLACEMENT_NAMES
+
+PlacementName = Literal["random", "least-kv", "p2c", "dynamo", "slo-greedy", "sloserve"]
+
+assert set(PlacementName.__args__) == set(PLACEMENT_NAMES)  # type: ignore[attr-defined]
+
+DEFAULT_PLACEMENT: PlacementName = "slo-greedy"
+"""The shipped default: the heuristic, because the bandit did not beat it in the cluster
+simulator (docs/benchmarks.md, "Router (simulator)")."""
+
+
+class RouterKnobs(BaseModel):
+    """Knobs of one router replica. Every field has a default, so ``{}`` is valid."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+    placement: PlacementName = Field(
+        default=DEFAULT_PLACEMENT, description="Placement policy that ranks engines."
+    )
+    admission: bool = Field(
+        default=True,
+        description="Reject at once (429) requests no engine can serve within their TTFT "
+        "target; off: place every request on the best-ranked engine.",
+    )
+    queue_limit: int = Field(
+        default=1024,
+        ge=0,
+        le=1_000_000,
+        description="Requests the router may hold while no engine has KV for them; "
+        "beyond it the lowest SLO class is shed (429).",
+    )
+    queue_timeout_s: float = Field(
+        default=5.0,
+        gt=0.0,
+        le=600.0,
+        description="Longest a request is held before it is rejected (it counts as a miss).",
+    )
+    shield: bool = Field(
+        default=True,
+        description="Reserve every placement through the region shield (SROLE).",
+    )
+    lease_s: float = Field(
+        default=30.0,
+        gt=0.0,
+        le=3600.0,
+        description="Reservation lease: released at first token or completion, or when "
+        "the lease expires (a router that died loses nothing forever).",
+    )
+    max_hops: int = Field(
+        default=2,
+        ge=0,
+        le=8,
+        description="Shield alternatives a router follows before it holds the request.",
+    )
+    top_k: int = Field(
+        default=3, ge=1, le=64, description="Feasible engines the learned placement chooses among."
+    )
+    intervention_penalty: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=10.0,
+        description="Reward the learned placement loses per shield refusal of its choice.",
+    )
+    class_priority: tuple[str, ...] = Field(
+        default=("interactive", "standard", "batch"),
+        min_length=1,
+        max_length=16,
+        description="SLO classes, most important first; the full queue sheds from the end "
+        "(unknown classes rank last).",
+    )
+    # The engine's FieldInfo itself (default, bounds, description): one declaration.
+    predictor_confidence: float = cast(float, EngineKnobs.model_fields["predictor_confidence"])
+
+    @field_validator("class_priority")
+    @classmethod
+    def _classes_unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value) or any(not c for c in value):
+            raise ValueError("classPriority must list distinct, non-empty class names")
+        return value
+
+    def class_rank(self, slo_class: str) -> int:
+        """0 for the most important class; unknown classes rank after every listed one."""
+        try:
+            return self.class_priority.index(slo_class)
+        except ValueError:
+            return len(self.class_priority)

@@ -1,0 +1,326 @@
+"""Placement policies: rank the engines for one request, best first.
+
+Every policy implements :class:`PlacementPolicy` and returns all engines as
+:class:`Candidate` objects with the same predicted TTFT and KV fit, so that
+admission and the shield judge every policy's choice by one yardstick; only
+the order differs:
+
+- ``random``: what kube-proxy gives a plain Service;
+- ``least-kv``: lowest KV usage in the scraped state (llm-d's KV-utilisation scorer);
+- ``p2c``: two engines at random, the less loaded first (Mitzenmacher: robust to stale state);
+- ``dynamo``: Dynamo's KV-router cost without the prefix credit: queued prefill blocks
+  plus the request's own prefill blocks plus active decode blocks, with this router's
+  own placements since the last snapshot counted (Dynamo's ``ActiveSequences``);
+- ``slo-greedy``: engines that can meet the SLO first (predicted TTFT and KV fit),
+  then by predicted TTFT;
+- ``sloserve``: the same feasibility filter, then a LinUCB contextual bandit over the
+  top-k feasible engines (reward: SLO met minus a penalty per shield intervention).
+
+Predicted TTFT (:func:`predict_ttft`) = the engine's published queue delay, plus the
+prefill of what this router (or the shield) placed there since that snapshot and of
+the request itself, or the wait for KV when the prompts do not fit, whichever is later.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from ..policy.costmodel import StepCostModel
+from ..policy.views import SLOTarget
+from .demand import KvDemand
+from .snapshot import EngineSnapshot, kv_wait_s, prefill_time_s
+
+PLACEMENT_NAMES = ("random", "least-kv", "p2c", "dynamo", "slo-greedy", "sloserve")
+"""Placement policies in the order benchmarks compare them."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """Placements on one engine that its snapshot does not show yet."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    demand_tokens: int = 0
+
+    def plus(self, demand: KvDemand) -> Pending:
+        return Pending(
+            self.requests + 1,
+            self.prompt_tokens + demand.prompt_tokens,
+            self.demand_tokens + demand.total_tokens,
+        )
+
+
+NO_PENDING = Pending()
+
+
+@dataclass(frozen=True, slots=True)
+class EngineState:
+    """An engine as one placer sees it: a (possibly stale) snapshot plus its own pending."""
+
+    snapshot: EngineSnapshot
+    pending: Pending = NO_PENDING
+
+    @property
+    def engine_id(self) -> str:
+        return self.snapshot.engine_id
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementRequest:
+    """One request to place."""
+
+    request_id: str
+    demand: KvDemand
+    slo: SLOTarget
+    waited_s: float = 0.0
+    """Time already spent since arrival (in the router's queue); counts against the TTFT."""
+    now: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One engine, judged for one request."""
+
+    engine_id: str
+    predicted_ttft_s: float
+    """Predicted time from now to the first token on this engine."""
+    ttft_ok: bool
+    """``waited + predicted TTFT <= SLO TTFT``."""
+    kv_ok: bool
+    """Pending plus this demand fit in the headroom plus what drains before the TTFT target."""
+
+    @property
+    def feasible(self) -> bool:
+        return self.ttft_ok and self.kv_ok
+
+
+def predict_ttft(state: EngineState, demand: KvDemand, cost: StepCostModel) -> float:
+    """Predicted seconds from now to this request's first token on ``state``'s engine."""
+    s = state.snapshot
+    p = state.pending
+    running = s.running + p.requests
+    prefill = prefill_time_s(
+        cost, p.prompt_tokens + demand.prompt_tokens, running, s.max_batched_tokens
+    )
+    queued = s.predicted_queue_delay_s + prefill
+    deficit = s.waiting_prompt_tokens + p.prompt_tokens + demand.prompt_tokens - s.kv_free_tokens
+    kv = kv_wait_s(deficit, s.kv_drain_tokens_per_s) + prefill
+    return max(queued, kv)
+
+
+def kv_fits(state: EngineState, demand: KvDemand, horizon_s: float) -> bool:
+    """SROLE's KV collision test: do pending + this demand fit what is free by ``horizon_s``?"""
+    s = state.snapshot
+    room = s.kv_headroom_tokens + s.kv_drain_tokens_per_s * max(horizon_s, 0.0)
+    return state.pending.demand_tokens + demand.total_tokens <= room
+
+
+def judge(state: EngineState, request: PlacementRequest, cost: StepCostModel) -> Candidate:
+    """The one yardstick: predicted TTFT against the SLO and the KV collision test."""
+    ttft = predict_ttft(state, request.demand, cost)
+    budget = request.slo.ttft_s - request.waited_s
+    return Candidate(
+        state.engine_id,
+        ttft,
+        ttft <= budget,
+        kv_fits(state, request.demand, budget),
+    )
+
+
+class PlacementPolicy(Protocol):
+    """Ranks engines; stateful only where it learns (the bandit)."""
+
+    name: str
+
+    def rank(self, request: PlacementRequest, engines: Sequence[EngineState]) -> list[Candidate]:
+        """All engines, best first."""
+        ...
+
+    def feedback(self, request_id: str, reward: float) -> None:
+        """Outcome of a placement this policy ranked (ignored by heuristics)."""
+        ...
+
+
+class _Heuristic:
+    """Shared plumbing: judge every engine, order by :meth:`key` with random tie-breaks."""
+
+    name = "heuristic"
+
+    def __init__(self, cost: StepCostModel, seed: int = 0) -> None:
+        self.cost = cost
+        self.rng = random.Random(seed)
+
+    def key(self, state: EngineState, cand: Candidate, request: PlacementRequest) -> float:
+        raise NotImplementedError
+
+    def rank(self, request: PlacementRequest, engines: Sequence[EngineState]) -> list[Candidate]:
+        judged = [(s, judge(s, request, self.cost)) for s in engines]
+        self.rng.shuffle(judged)  # ties go to a random engine, not always the first
+        judged.sort(key=lambda sc: self.key(sc[0], sc[1], request))
+        return [c for _, c in judged]
+
+    def feedback(self, request_id: str, reward: float) -> None:
+        return None
+
+
+class RandomPlacement(_Heuristic):
+    name = "random"
+
+    def key(self, state: EngineState, cand: Candidate, request: PlacementRequest) -> float:
+        return 0.0
+
+
+class LeastKvPlacement(_Heuristic):
+    """Scraped KV usage only, as a metrics-based scorer has it (no own bookkeeping)."""
+
+    name = "least-kv"
+
+    def key(self, state: EngineState, cand: Candidate, request: PlacementRequest) -> float:
+        return state.snapshot.kv_usage
+
+
+class PowerOfTwoPlacement(_Heuristic):
+    """Two random engines, the lower KV usage (then fewer waiting) first; the rest random."""
+
+    name = "p2c"
+
+    def rank(self, request: PlacementRequest, engines: Sequence[EngineState]) -> list[Candidate]:
+        judged = [(s, judge(s, request, self.cost)) for s in engines]
+        self.rng.shuffle(judged)
+        head = sorted(judged[:2], key=lambda sc: (sc[0].snapshot.kv_usage, sc[0].snapshot.waiting))
+        return [c for _, c in head + judged[2:]]
+
+
+class DynamoCostPlacement(_Heuristic):
+    """``cost = overlap_weight · prefill blocks + decode blocks`` with no prefix overlap."""
+
+    name = "dynamo"
+    overlap_weight = 1.0
+
+    def key(self, state: EngineState, cand: Candidate, request: PlacementRequest) -> float:
+        s = state.snapshot
+        prefill = s.waiting_prompt_tokens + state.pending.prompt_tokens
+        prefill += request.demand.prompt_tokens
+        decode = s.kv_total_tokens - s.kv_free_tokens + state.pending.prompt_tokens
+        return self.overlap_weight * prefill + decode
+
+
+class SloGreedyPlacement(_Heuristic):
+    """Feasible engines first, then the shortest predicted TTFT."""
+
+    name = "slo-greedy"
+
+    def key(self, state: EngineState, cand: Candidate, request: PlacementRequest) -> float:
+        return (0.0 if cand.feasible else 1e6) + min(cand.predicted_ttft_s, 1e5)
+
+
+N_FEATURES = 6
+
+
+def features(state: EngineState, cand: Candidate, request: PlacementRequest) -> np.ndarray:
+    """Bandit context of one (request, engine) pair, each roughly in [0, 1]."""
+    s = state.snapshot
+    slo = max(request.slo.ttft_s, 1e-3)
+    return np.array(
+        [
+            1.0,
+            min(cand.predicted_ttft_s / slo, 2.0),
+            s.kv_usage,
+            min(state.pending.demand_tokens / max(s.kv_total_tokens, 1), 1.0),
+            min(s.age_s(request.now) / slo, 2.0),
+            min(request.demand.total_tokens / max(s.kv_total_tokens, 1) * 10.0, 1.0),
+        ]
+    )
+
+
+class BanditPlacement(_Heuristic):
+    """SLO-feasibility filter, then LinUCB over the top-k feasible engines.
+
+    One linear reward model shared across engines (engines are interchangeable
+    replicas; what differs is their context). The chosen engine leads the
+    ranking; the rest follow in greedy order so a shield refusal falls back sensibly.
+    """
+
+    name = "sloserve"
+
+    def __init__(
+        self,
+        cost: StepCostModel,
+        seed: int = 0,
+        top_k: int = 3,
+        alpha: float = 0.3,
+        max_outstanding: int = 100_000,
+    ) -> None:
+        super().__init__(cost, seed)
+        if top_k < 1:
+            raise ValueError("top_k must be >= 1")
+        self.top_k = top_k
+        self.alpha = alpha
+        self.max_outstanding = max_outstanding
+        self.a_inv = np.eye(N_FEATURES)
+        self.b = np.zeros(N_FEATURES)
+        self._chosen: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.updates = 0
+
+    def key(self, state: EngineState, cand: Candidate, request: PlacementRequest) -> float:
+        return (0.0 if cand.feasible else 1e6) + min(cand.predicted_ttft_s, 1e5)
+
+    def rank(self, request: PlacementRequest, engines: Sequence[EngineState]) -> list[Candidate]:
+        judged = [(s, judge(s, request, self.cost)) for s in engines]
+        self.rng.shuffle(judged)
+        judged.sort(key=lambda sc: self.key(sc[0], sc[1], request))
+        top = [sc for sc in judged[: self.top_k] if sc[1].feasible]
+        if len(top) >= 2:
+            theta = self.a_inv @ self.b
+            best_i, best_u, best_x = 0, -math.inf, None
+            for i, (s, c) in enumerate(top):
+                x = features(s, c, request)
+                u = float(theta @ x) + self.alpha * math.sqrt(float(x @ self.a_inv @ x))
+                if u > best_u:
+                    best_i, best_u, best_x = i, u, x
+            assert best_x is not None
+            judged.insert(0, judged.pop(best_i))
+            self._remember(request.request_id, best_x)
+        elif top:
+            self._remember(request.request_id, features(top[0][0], top[0][1], request))
+        return [c for _, c in judged]
+
+    def _remember(self, request_id: str, x: np.ndarray) -> None:
+        self._chosen[request_id] = x
+        while len(self._chosen) > self.max_outstanding:
+            self._chosen.popitem(last=False)  # outcomes never reported: forget the oldest
+
+    def feedback(self, request_id: str, reward: float) -> None:
+        x = self._chosen.pop(request_id, None)
+        if x is None:
+            return
+        # Sherman-Morrison update of A^-1 for A += x x^T.
+        ax = self.a_inv @ x
+        self.a_inv -= np.outer(ax, ax) / (1.0 + float(x @ ax))
+        self.b += reward * x
+        self.updates += 1
+
+
+def make_placement(
+    name: str, cost: StepCostModel, seed: int = 0, top_k: int = 3
+) -> PlacementPolicy:
+    """The named placement policy (:data:`PLACEMENT_NAMES`)."""
+    policies: dict[str, type[_Heuristic]] = {
+        "random": RandomPlacement,
+        "least-kv": LeastKvPlacement,
+        "p2c": PowerOfTwoPlacement,
+        "dynamo": DynamoCostPlacement,
+        "slo-greedy": SloGreedyPlacement,
+    }
+    if name == "sloserve":
+        return BanditPlacement(cost, seed, top_k)
+    if name not in policies:
+        raise ValueError(f"unknown placement {name!r}; choose one of {', '.join(PLACEMENT_NAMES)}")
+    return policies[name](cost, seed)

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import pytest
+from router_builders import COST, snap
+
+from sloserve_engine.policy.views import SLOTarget
+from sloserve_engine.router.admission import Action, Reason
+from sloserve_engine.router.core import RouterCore, place_through_shields
+from sloserve_engine.router.demand import KvDemand
+from sloserve_engine.router.knobs import RouterKnobs
+from sloserve_engine.router.shield import RegionShield, Reservation
+
+SLO = SLOTarget(ttft_s=1.0)
+
+
+def core(**knobs: object) -> RouterCore:
+    return RouterCore(RouterKnobs.model_validate(knobs), COST, 8192)
+
+
+def test_own_placements_count_until_a_snapshot_shows_them() -> None:
+    c = core(placement="dynamo")
+    c.observe(snap("a", free=60_000, at=0.0))
+    c.observe(snap("b", free=59_000, at=0.0))
+    first = c.submit("1", 3000, SLO, now=0.1)
+    assert first.engine_id == "a"
+    c.granted("1", "a", 0.1)
+    assert c.submit("2", 3000, SLO, now=0.1).engine_id == "b"  # a now carries request 1
+    c.granted("2", "b", 0.1)
+    c.observe(snap("a", free=55_000, at=0.2))
+    assert next(s for s in c.states() if s.engine_id == "a").pending.requests == 0
+    with pytest.raises(ValueError, match="placed"):
+        c.granted("2", "b", 0.2)
+
+
+def test_hold_then_place_on_fresher_state_or_time_out() -> None:
+    c = core(queue_timeout_s=0.5)
+    c.observe(snap("a", free=1_000, drain=3_000.0))  # TTFT fine, KV does not fit yet
+    d = c.submit("1", 3000, SLO, now=0.0)
+    assert (d.action, d.reason) == (Action.HOLD, Reason.KV_WAIT)
+    assert c.held() == 1 and c.poll(0.1) == []
+    c.observe(snap("a", free=90_000, at=0.2))
+    [(rid, placed)] = c.poll(0.2)
+    assert (rid, placed.action, placed.engine_id) == ("1", Action.PLACE, "a")
+    c.granted("1", "a", 0.2)
+    c.observe(snap("a", free=1_000, drain=3_000.0, at=0.3))
+    assert c.submit("2", 3000, SLO, now=0.3).action is Action.HOLD
+    [(rid, timed_out)] = c.poll(0.8)
+    assert (rid, timed_out.reason) == ("2", Reason.TIMEOUT)
+    assert c.outcomes == {"rejected:timeout": 1}
+
+
+def test_reject_at_once_when_no_engine_can_meet_the_ttft() -> None:
+    c = core()
+    c.observe(snap("a", delay=4.0))
+    d = c.submit("1", 100, SLO, now=0.0)
+    assert (d.action, d.reason, d.retry_after_s) == (Action.REJECT, Reason.SLO_INFEASIBLE, 4.0)
+    off = core(admission=False)
+    off.observe(snap("a", delay=4.0))
+    assert off.submit("1", 100, SLO, now=0.0).engine_id == "a"
+    assert core().submit("x", 100, SLO, now=0.0).reason is Reason.NO_REPLICA
+
+
+def test_lower_classes_are_shed_first() -> None:
+    c = core(queue_limit=1)
+    c.observe(snap("a", free=1_000, drain=3_000.0))
+    assert c.submit("b", 3000, SLOTarget(slo_class="batch"), now=0.0).action is Action.HOLD
+    assert c.submit("i", 3000, SLOTarget(slo_class="interactive"), now=0.0).action is Action.HOLD
+    assert c.outcomes == {"rejected:shed": 1}
+    late = c.submit("s", 3000, SLOTarget(slo_class="standard"), now=0.0)
+    assert late.reason is Reason.QUEUE_FULL
+
+
+def test_shield_refusal_is_followed_to_its_alternative_and_learned_from() -> None:
+    shield = RegionShield("r0", COST)
+    c = core(placement="slo-greedy")
+    for s in (snap("a", free=10_000, delay=0.2), snap("b", free=90_000)):
+        shield.observe(s)
+        c.observe(s)
+    # Another router's placement on b that this router has not seen yet.
+    assert isinstance(shield.reserve("x", "b", KvDemand(7000, 80_000, 500), SLO, 0.05), Reservation)
+    d = c.submit("1", 3000, SLO, now=0.1)
+    assert d.engine_id == "b"
+    d, res = place_through_shields(c, {"r0": shield}, "1", d, 0.1)
+    assert res is not None and res.engine_id == "a"
+    assert c.interventions("1") == 1
+    c.finished("1", 100, True, 1.0)
+    assert c.outcomes == {"finished": 1}
+    with pytest.raises(ValueError, match="outcome"):
+        c.failed("1", 1.0)
+
+
+def test_refusal_without_alternative_holds() -> None:
+    shield = RegionShield("r0", COST)
+    c = core()
+    s = snap("b", free=90_000)
+    shield.observe(s)
+    c.observe(s)
+    shield.reserve("x", "b", KvDemand(7000, 80_000, 500), SLO, 0.05)
+    d, res = place_through_shields(c, {"r0": shield}, "1", c.submit("1", 3000, SLO, now=0.1), 0.1)
+    assert res is None and (d.action, d.reason) == (Action.HOLD, Reason.KV_WAIT)
+
+
+def test_set_knobs_live() -> None:
+    c = core()
+    c.set_knobs(RouterKnobs(placement="p2c", queue_limit=7))
+    assert c.placement.name == "p2c" and c.queue.limit == 7
