@@ -78,6 +78,7 @@ def engine_series() -> dict[str, Series]:
             finish_time=1.0,
             output_tokens=9,
             predicted_output=12,
+            max_gap_s=0.1,
         ),
         now=1.0,
     )

@@ -19,6 +19,7 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from .contract.attainment import STALL_BOUND_MS_DEFAULT
 from .policy.knobs import POLICY_NAMES, PolicyKnobs
 from .policy.views import PreemptionMode, SLOTarget
 
@@ -74,6 +75,13 @@ class Knobs(_Doc):
     slo_defaults: SLODefaults = Field(
         default_factory=SLODefaults, description="SLO for requests that carry none."
     )
+    stall_bound_ms: float = Field(
+        default=STALL_BOUND_MS_DEFAULT,
+        gt=0,
+        le=60_000,
+        description="Strict attainment: the longest gap between two tokens of a request that "
+        "still counts as attained (ms). Mean TPOT alone hides a stream that froze, then caught up.",
+    )
 
     @model_validator(mode="after")
     def _chunk_bounds_ordered(self) -> Self:
@@ -103,6 +111,7 @@ class Knobs(_Doc):
                 ttft_s=self.slo_defaults.ttft_ms / 1000.0,
                 tbt_s=self.slo_defaults.tbt_ms / 1000.0,
             ),
+            stall_bound_s=self.stall_bound_ms / 1000.0,
         )
 
 

@@ -133,12 +133,17 @@ def test_record_finish_feeds_window_counter_and_predictor_error(
     registry: CollectorRegistry,
 ) -> None:
     m = EngineMetrics(registry, window_s=10.0)
-    m.record_finish(FinishedRequest(GOLD, 0.0, 0.2, 0.7, 11, predicted_output=15), now=0.7)
-    m.record_finish(FinishedRequest(GOLD, 0.0, 0.9, 0.92, 2, predicted_output=2), now=1.0)
+    m.record_finish(
+        FinishedRequest(GOLD, 0.0, 0.2, 0.7, 11, predicted_output=15, max_gap_s=0.06), now=0.7
+    )
+    m.record_finish(
+        FinishedRequest(GOLD, 0.0, 0.9, 0.92, 2, predicted_output=2, max_gap_s=0.02), now=1.0
+    )
     s = _samples(registry)
     assert s[("sloserve_slo_attainment_ratio", (("kind", "ttft"),))] == 0.5
     assert s[("sloserve_slo_attainment_ratio", (("kind", "tbt"),))] == 1.0
     assert s[("sloserve_slo_attainment_ratio", (("kind", "both"),))] == 0.5
+    assert s[("sloserve_slo_attainment_ratio", (("kind", "strict"),))] == 0.5
     assert s[("sloserve_slo_window_requests", ())] == 2
     assert (
         s[("sloserve_requests_finished_total", (("attained", "true"), ("slo_class", "gold")))] == 1
@@ -155,6 +160,23 @@ def test_record_finish_feeds_window_counter_and_predictor_error(
     s = _samples(registry)
     assert s[("sloserve_slo_attainment_ratio", (("kind", "both"),))] == 1.0
     assert s[("sloserve_slo_window_requests", ())] == 0
+
+
+def test_strict_attainment_counts_a_frozen_stream_that_met_its_mean(
+    registry: CollectorRegistry,
+) -> None:
+    m = EngineMetrics(registry, window_s=10.0)
+    # 11 tokens over 0.5 s after the first (50 ms mean) but one 0.3 s freeze: standard, not strict.
+    frozen = FinishedRequest(GOLD, 0.0, 0.2, 0.7, 11, 11, max_gap_s=0.3, stall_bound_s=0.2)
+    m.record_finish(frozen, now=0.7)
+    s = _samples(registry)
+    assert s[("sloserve_slo_attainment_ratio", (("kind", "both"),))] == 1.0
+    assert s[("sloserve_slo_attainment_ratio", (("kind", "strict"),))] == 0.0
+    # The knob decides: with a 0.5 s stall bound the same stream is steady.
+    m.record_finish(
+        FinishedRequest(GOLD, 1.0, 1.2, 1.7, 11, 11, max_gap_s=0.3, stall_bound_s=0.5), now=1.7
+    )
+    assert _samples(registry)[("sloserve_slo_attainment_ratio", (("kind", "strict"),))] == 0.5
 
 
 def test_knobs_revision_gauge(registry: CollectorRegistry) -> None:

@@ -166,6 +166,23 @@ def test_knob_change_takes_effect_at_the_next_step(base: str, token_file: Path) 
     assert 0 < metric(base, "sloserve_chunk_tokens") <= 512
 
 
+def test_strict_attainment_follows_each_stream_longest_gap_and_the_stall_knob(
+    base: str, token_file: Path
+) -> None:
+    """The engine tracks every request's longest gap: with a 1 ms stall bound no stream of
+    several tokens is steady, so strict drops to 0 while standard attainment stays 1."""
+    body = {"prompt": [1] * 50, "max_tokens": 4, "vllm_xargs": {"ttft_ms": 60000, "tbt_ms": 60000}}
+    assert httpx.post(f"{base}/v1/completions", json=body, timeout=30).status_code == 200
+    assert metric(base, "sloserve_slo_attainment_ratio", kind="strict") == 1.0
+    auth = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+    doc = {"policy": "vllm", "stallBoundMs": 1}
+    assert httpx.put(f"{base}/sloserve/knobs", json=doc, headers=auth).status_code == 200
+    for _ in range(3):
+        assert httpx.post(f"{base}/v1/completions", json=body, timeout=30).status_code == 200
+    assert metric(base, "sloserve_slo_attainment_ratio", kind="both") == 1.0
+    assert metric(base, "sloserve_slo_attainment_ratio", kind="strict") == pytest.approx(0.25)
+
+
 def test_prompt_longer_than_the_model_allows_is_400_with_explanation(base: str) -> None:
     r = httpx.post(f"{base}/v1/completions", json={"prompt": [1] * 8190, "max_tokens": 10})
     assert r.status_code == 400

@@ -86,7 +86,9 @@ class RecordingPolicy(VllmFcfsPolicy):
         return super().plan(snapshot)
 
 
-def vllm_states(asynchronous: bool, workload: list[tuple[int, int]]) -> list[State]:
+def vllm_states(
+    asynchronous: bool, workload: list[tuple[int, int]], threshold: int = 0
+) -> list[State]:
     states: list[State] = []
     spec = CpuEngineSpec(
         model_dir=TINY_MODEL,
@@ -95,6 +97,7 @@ def vllm_states(asynchronous: bool, workload: list[tuple[int, int]]) -> list[Sta
         max_num_batched_tokens=64,
         max_model_len=512,
         async_scheduling=asynchronous,
+        long_prefill_token_threshold=threshold,
     )
     base = AsyncScheduler if asynchronous else Scheduler
     sched = build_scheduler(recording(base, states), build_vllm_config(spec), spec)
@@ -110,13 +113,16 @@ def vllm_states(asynchronous: bool, workload: list[tuple[int, int]]) -> list[Sta
     return states
 
 
-def sim_states(asynchronous: bool, workload: list[tuple[int, int]]) -> list[State]:
+def sim_states(
+    asynchronous: bool, workload: list[tuple[int, int]], threshold: int = 0
+) -> list[State]:
     states: list[State] = []
     config = SimConfig(
         kv_tokens=41 * 16,
         max_num_seqs=6,
         max_num_batched_tokens=64,
         max_model_len=512,
+        long_prefill_token_threshold=threshold,
         scheduling="async" if asynchronous else "sync",
     )
     engine = SimEngine(
@@ -147,3 +153,18 @@ def test_same_state_before_every_schedule(asynchronous: bool, workload: str) -> 
     for k, (a, b) in enumerate(zip(expected, got, strict=False)):
         assert a == b, f"schedule() call {k} differs:\nvllm {a}\nsim  {b}"
     assert len(expected) == len(got)
+
+
+@pytest.mark.parametrize("workload", ["pressure", "long-prompts", "random-0"])
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_long_prefill_token_threshold_same_state_before_every_schedule(
+    asynchronous: bool, workload: str
+) -> None:
+    """The tuned-stock baseline's cap on one request's prefill chunk, as vLLM applies it."""
+    expected = drop_trailing_idle(vllm_states(asynchronous, WORKLOADS[workload], threshold=24))
+    got = drop_trailing_idle(sim_states(asynchronous, WORKLOADS[workload], threshold=24))
+    for k, (a, b) in enumerate(zip(expected, got, strict=False)):
+        assert a == b, f"schedule() call {k} differs:\nvllm {a}\nsim  {b}"
+    assert len(expected) == len(got)
+    untuned = drop_trailing_idle(vllm_states(asynchronous, WORKLOADS[workload]))
+    assert untuned != expected, "the threshold must change vLLM's schedule on this workload"

@@ -13,6 +13,7 @@ from sloserve_engine.bench.cli import add_arguments, run
 from sloserve_engine.bench.sweep import max_rates
 from sloserve_engine.policy.vllm_fcfs import VllmFcfsPolicy
 from sloserve_engine.sim import SimConfig, load_profile
+from sloserve_engine.policy.views import SLOTarget
 from sloserve_engine.sim.metrics import SLO, RequestTiming, summarize
 from sloserve_engine.sim.runner import replay
 from sloserve_engine.sim.workload import WorkloadSpec, build_workload
@@ -64,15 +65,33 @@ def test_capacity_bound_is_above_what_the_simulator_sustains() -> None:
 
 def test_attainment_counts_ttft_and_mean_tpot() -> None:
     timings = [
-        RequestTiming(0.0, 11, first_token=0.5, finish=0.5 + 10 * 0.09),  # attains
-        RequestTiming(0.0, 11, first_token=1.5, finish=1.6),  # TTFT too long
-        RequestTiming(0.0, 11, first_token=0.1, finish=0.1 + 10 * 0.11),  # TPOT too long
+        RequestTiming(0.0, 11, first_token=0.5, finish=0.5 + 10 * 0.09, tokens_seen=11),  # attains
+        RequestTiming(0.0, 11, first_token=1.5, finish=1.6, tokens_seen=11),  # TTFT too long
+        RequestTiming(0.0, 11, first_token=0.1, finish=1.2, tokens_seen=11),  # TPOT too long
         RequestTiming(0.0, 5),  # never finished: counts against attainment
+        RequestTiming(0.0, 9, first_token=0.1, finish=0.3, tokens_seen=4),  # cut off: a miss
     ]
     m = summarize(timings, np.array([0.05, 0.2]), SLO(1.0, 0.1))
-    assert m.completed == 3 and m.requests == 4
-    assert m.slo_attainment == pytest.approx(0.25)
+    assert m.completed == 3 and m.requests == 5
+    assert m.slo_attainment == pytest.approx(0.2)
     assert m.stall_rate == pytest.approx(0.5)
+    assert m.drain_s == float("inf")  # not everything finished
+    assert m.ttft_p99 == float("inf")  # the request that never started waits forever
+
+
+def test_strict_attainment_and_per_class_ratios() -> None:
+    gold = SLOTarget("interactive", ttft_s=0.25, tbt_s=0.05)
+    timings = [
+        RequestTiming(0.0, 11, first_token=0.5, finish=1.0, tokens_seen=11, max_gap=0.05),
+        RequestTiming(1.0, 11, first_token=1.5, finish=2.0, tokens_seen=11, max_gap=0.3),  # froze
+        RequestTiming(2.0, 11, first_token=2.1, finish=2.6, tokens_seen=11, slo=gold),
+        RequestTiming(3.0, 11, first_token=3.3, finish=3.8, tokens_seen=11, slo=gold),  # late
+    ]
+    m = summarize(timings, np.array([0.05]), SLO(1.0, 0.1), stall_bound_s=0.2)
+    assert (m.slo_attainment, m.strict_attainment) == (0.75, 0.5)
+    assert m.drain_s == pytest.approx(0.8)
+    assert set(m.class_attainment) == {"interactive"}  # the others carry no SLO of their own
+    assert m.class_attainment["interactive"].standard == 0.5
 
 
 def test_bench_sim_writes_json_and_plots(tmp_path: Path) -> None:

@@ -11,10 +11,10 @@ import pytest
 pytest.importorskip("vllm", reason="vLLM 0.26.0 (the [engine] extra) is not installed")
 
 from prometheus_client import CollectorRegistry
-from vllm_adapter_helpers import make_engine, pressure_workload
+from vllm_adapter_helpers import STEP_S, make_engine, pressure_workload
 
 from sloserve_engine.knobs import Knobs
-from sloserve_engine.server.metrics import EngineMetrics
+from sloserve_engine.server.metrics import EngineMetrics, FinishedRequest
 from sloserve_engine.vllm.scheduler import SLOScheduler
 
 pytestmark = pytest.mark.vllm
@@ -92,3 +92,48 @@ def test_step_reports_are_rate_limited_but_preemptions_exact(tiny_model_dir: Pat
     assert preemptions > 0, "the workload must preempt for this test to mean anything"
     got = registry.get_sample_value("sloserve_preemptions_total", {"mode": "recompute"})
     assert got == preemptions
+
+
+class FinishLog(EngineMetrics):
+    """Real metrics that also keep every finished request they were given."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        self.by_arrival: list[FinishedRequest] = []
+
+    def record_finish(self, request: FinishedRequest, now: float) -> None:
+        self.by_arrival.append(request)
+        super().record_finish(request, now)
+
+
+def test_longest_gap_per_request_matches_when_its_tokens_landed(tiny_model_dir: Path) -> None:
+    """Strict attainment needs each stream's longest gap; the adapter measures it on its clock,
+    here checked against token arrivals observed between the helper's 10 ms steps (the pressure
+    workload preempts, so some streams freeze for many steps)."""
+    engine = make_engine(SLOScheduler, tiny_model_dir, asynchronous=True, knobs={"policy": "vllm"})
+    metrics = FinishLog(CollectorRegistry())
+    engine.scheduler.use_metrics(metrics)
+    landed: dict[str, list[float]] = {}
+    seen: dict[str, int] = {}
+    steps = [0]
+
+    def observe(step: int) -> None:
+        steps[0] = step
+        for rid, tokens in engine.driver.emitted.items():
+            if len(tokens) > seen.get(rid, 0):
+                landed.setdefault(rid, []).append((step - 1) * STEP_S)
+                seen[rid] = len(tokens)
+
+    workload = pressure_workload()
+    engine.run(workload, before_step=observe)
+    observe(steps[0] + 1)  # the tokens of the last step
+    expected = {
+        rid: max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+        for rid, times in landed.items()
+    }
+    got = {
+        round(r.arrival_time / STEP_S): r.max_gap_s for r in metrics.by_arrival
+    }  # arrival step identifies the request
+    want = {a.step: expected[a.request_id] for a in workload}
+    assert got == pytest.approx(want)
+    assert max(want.values()) > 10 * STEP_S, "a preempted stream must freeze for many steps"

@@ -40,7 +40,7 @@ def _free_port() -> int:
 
 
 def _finish(m: EngineMetrics, now: float, ttft: float) -> None:
-    m.record_finish(FinishedRequest(SLO, now - 2.0, now - 2.0 + ttft, now, 11, 10), now)
+    m.record_finish(FinishedRequest(SLO, now - 2.0, now - 2.0 + ttft, now, 11, 10, 0.05), now)
 
 
 @pytest.fixture

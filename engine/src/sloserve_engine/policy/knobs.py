@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..contract.attainment import STALL_BOUND_MS_DEFAULT
 from .views import PreemptionMode, SLOTarget
 
 POLICY_NAMES = ("vllm", "ecoserve", "cacheopt", "accelgen", "sloserve")
@@ -26,3 +27,5 @@ class PolicyKnobs:
     """Force swap or recompute; ``None`` lets the policy pick by predicted latency ("auto")."""
     default_slo: SLOTarget = field(default_factory=SLOTarget)
     """SLO applied to requests that carry none."""
+    stall_bound_s: float = STALL_BOUND_MS_DEFAULT / 1000.0
+    """Longest gap between two tokens strict attainment accepts (measurement, not scheduling)."""

@@ -191,6 +191,13 @@ class StepPlan:
     """Numbers the policy wants exported (e.g. ``("chunk_tokens", 512)``) for metrics."""
 
 
+def effective_chunk_cap(configured: int, plan_cap: int) -> int:
+    """The step's prefill chunk cap: the tighter of the engine's own ``long_prefill_token_threshold``
+    and the plan's ``prefill_chunk_cap`` (0 = none), as both executors apply it."""
+    caps = [c for c in (configured, plan_cap) if c > 0]
+    return min(caps) if caps else 0
+
+
 @dataclass(frozen=True, slots=True)
 class ArrivalInfo:
     """What the policy learns when a request arrives (before it is queued)."""

@@ -1,8 +1,9 @@
 """SLO attainment of finished requests over a sliding time window.
 
 Kept free of Prometheus and clocks so the same numbers come out of the
-simulated engine, the vLLM engine core and the unit tests: callers pass the
-request's timestamps and ``now`` on whatever clock they run.
+simulated engine, the vLLM engine core and the unit tests: callers pass each
+request's verdict (:func:`sloserve_engine.contract.attainment.request_attainment`)
+and ``now`` on whatever clock they run.
 """
 
 from __future__ import annotations
@@ -10,38 +11,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from ..policy.views import SLOTarget
-
-
-@dataclass(frozen=True, slots=True)
-class Attainment:
-    """Whether one request met each half of its SLO."""
-
-    ttft: bool
-    tbt: bool
-
-    @property
-    def both(self) -> bool:
-        return self.ttft and self.tbt
-
-
-def request_attainment(
-    slo: SLOTarget,
-    arrival_time: float,
-    first_token_time: float,
-    finish_time: float,
-    output_tokens: int,
-) -> Attainment:
-    """TTFT against ``slo.ttft_s``; mean time per output token after the first against ``tbt_s``.
-
-    The mean (not the worst gap) is the TBT definition of the GPU baseline, so
-    simulated and measured attainment are comparable. A one-token answer has
-    no inter-token time and meets its TBT target by definition.
-    """
-    ttft = first_token_time - arrival_time
-    mean_tbt = (finish_time - first_token_time) / (output_tokens - 1) if output_tokens > 1 else 0.0
-    return Attainment(ttft=ttft <= slo.ttft_s, tbt=mean_tbt <= slo.tbt_s)
-
+from ..contract.attainment import Attainment
 
 @dataclass(frozen=True, slots=True)
 class WindowRatios:
@@ -50,6 +20,7 @@ class WindowRatios:
     ttft: float
     tbt: float
     both: float
+    strict: float
     requests: int
 
 
@@ -64,6 +35,7 @@ class SlidingWindowAttainment:
         self._ttft_ok = 0
         self._tbt_ok = 0
         self._both_ok = 0
+        self._strict_ok = 0
 
     def add(self, finish_time: float, attainment: Attainment) -> None:
         """Record one finished request (finish times must not go backwards)."""
@@ -78,10 +50,13 @@ class SlidingWindowAttainment:
             self._count(old, -1)
         n = len(self._entries)
         if n == 0:
-            return WindowRatios(1.0, 1.0, 1.0, 0)
-        return WindowRatios(self._ttft_ok / n, self._tbt_ok / n, self._both_ok / n, n)
+            return WindowRatios(1.0, 1.0, 1.0, 1.0, 0)
+        return WindowRatios(
+            self._ttft_ok / n, self._tbt_ok / n, self._both_ok / n, self._strict_ok / n, n
+        )
 
     def _count(self, a: Attainment, sign: int) -> None:
         self._ttft_ok += sign * a.ttft
         self._tbt_ok += sign * a.tbt
         self._both_ok += sign * a.both
+        self._strict_ok += sign * a.strict

@@ -24,9 +24,10 @@ from typing import Final, Literal
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from ..policy.views import EngineSnapshot, PreemptionMode, RequestView, SLOTarget, StepPlan
-from .attainment import SlidingWindowAttainment, request_attainment
+from ..contract.attainment import STALL_BOUND_MS_DEFAULT, request_attainment
+from .attainment import SlidingWindowAttainment
 
-ATTAINMENT_KINDS = ("ttft", "tbt", "both")
+ATTAINMENT_KINDS = ("ttft", "tbt", "both", "strict")
 QUEUES = ("waiting", "running")
 POLICY_CALLS = ("plan", "can_admit", "preemption_mode", "on_arrival", "on_finish")
 """Policy methods an executor guards; one ``sloserve_policy_errors_total`` series each."""
@@ -47,6 +48,10 @@ class FinishedRequest:
     finish_time: float
     output_tokens: int
     predicted_output: int
+    max_gap_s: float
+    """Longest gap between two of its tokens (0 for a one-token answer)."""
+    stall_bound_s: float = STALL_BOUND_MS_DEFAULT / 1e3
+    """The engine's ``stallBoundMs`` knob when it finished (strict attainment)."""
 
 
 def request_kv_demand_blocks(request: RequestView, block_size: int) -> int:
@@ -121,8 +126,9 @@ class EngineMetrics:
         self.attainment = Gauge(
             "sloserve_slo_attainment_ratio",
             f"Share of requests finished in the last {window_s:g} s that met their SLO: "
-            "kind=ttft (time to first token), tbt (mean time per output token), both. "
-            "1 when none finished.",
+            "kind=ttft (time to first token), tbt (mean time per output token), both; "
+            "strict: both and no gap between two tokens above the stall bound (knob "
+            "stallBoundMs). 1 when none finished.",
             ["kind"],
             registry=registry,
             multiprocess_mode=_MOSTRECENT,
@@ -241,6 +247,8 @@ class EngineMetrics:
             request.first_token_time,
             request.finish_time,
             request.output_tokens,
+            request.max_gap_s,
+            request.stall_bound_s,
         )
         self._ensure_class(request.slo.slo_class)
         self.window.add(request.finish_time, att)
@@ -287,4 +295,5 @@ class EngineMetrics:
         self.attainment.labels(kind="ttft").set(ratios.ttft)
         self.attainment.labels(kind="tbt").set(ratios.tbt)
         self.attainment.labels(kind="both").set(ratios.both)
+        self.attainment.labels(kind="strict").set(ratios.strict)
         self.window_requests.set(ratios.requests)

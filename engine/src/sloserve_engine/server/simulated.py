@@ -55,6 +55,9 @@ class _Stream:
         self.slo = slo
         self.predicted_output = predicted_output
         self.first_token_time: float | None = None
+        self.last_token_time: float | None = None
+        self.max_gap_s = 0.0
+        """Longest gap between two of its tokens (engine clock), for strict attainment."""
         self.produced = 0
         self.done = False
         self.queue: asyncio.Queue[int | CompletionError | None] = asyncio.Queue()
@@ -205,6 +208,9 @@ class SimulatedEngine:
                 continue
             if stream.first_token_time is None:
                 stream.first_token_time = end
+            if stream.last_token_time is not None:
+                stream.max_gap_s = max(stream.max_gap_s, end - stream.last_token_time)
+            stream.last_token_time = end
             stream.queue.put_nowait(stream.produced)
             stream.produced += 1
         for rid in result.finished:
@@ -221,6 +227,8 @@ class SimulatedEngine:
                     finish_time=end,
                     output_tokens=stream.produced,
                     predicted_output=stream.predicted_output,
+                    max_gap_s=stream.max_gap_s,
+                    stall_bound_s=self.engine.policy.knobs.stall_bound_s,
                 ),
                 now=end,
             )

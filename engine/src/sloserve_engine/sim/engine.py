@@ -30,6 +30,7 @@ from ..policy.views import (
     RequestView,
     SLOTarget,
     StepPlan,
+    effective_chunk_cap,
     make_request_view,
 )
 from .costmodel import SimProfile
@@ -47,6 +48,9 @@ class SimConfig:
     max_num_seqs: int = 256
     max_num_batched_tokens: int = 8192
     max_model_len: int = 8192
+    long_prefill_token_threshold: int = 0
+    """vLLM's cap on one request's prefill chunk per step (0 = none, vLLM's default); the
+    step applies the tighter of it and the plan's ``prefill_chunk_cap``."""
     scheduling: Scheduling = "async"
     """``async`` = vLLM's default AsyncScheduler; ``sync`` = the step-logged baseline."""
 
@@ -60,6 +64,8 @@ class SimConfig:
             raise ValueError("kv_tokens must hold at least two blocks of block_size > 0 tokens")
         if self.max_num_seqs <= 0 or self.max_num_batched_tokens <= 0:
             raise ValueError("max_num_seqs and max_num_batched_tokens must be positive")
+        if self.long_prefill_token_threshold < 0:
+            raise ValueError("long_prefill_token_threshold must be >= 0 (0 = no cap)")
         if self.scheduling not in ("async", "sync"):
             raise ValueError(f"scheduling must be 'async' or 'sync', not {self.scheduling!r}")
 
@@ -471,7 +477,7 @@ class SimEngine:
         snapshot = self.snapshot()
         plan = self.policy.plan(snapshot)
         budget = min(plan.token_budget, cfg.max_num_batched_tokens)
-        cap = plan.prefill_chunk_cap
+        cap = effective_chunk_cap(cfg.long_prefill_token_threshold, plan.prefill_chunk_cap)
         running = self._ordered_running(plan.running_order)
         self._running = running
         batch = _Batch()

@@ -54,7 +54,7 @@ def replay(
     wall0 = time.perf_counter()
     engine = SimEngine(policy, profile, config)
     target = SLOTarget(ttft_s=slo.ttft_s, tbt_s=slo.tbt_s)
-    timings = [RequestTiming(r.arrival, r.output_tokens) for r in requests]
+    timings = [RequestTiming(r.arrival, r.output_tokens, slo=r.slo) for r in requests]
     last = [0.0] * len(requests)
     gaps: list[float] = []
     kv_t: list[float] = []
@@ -67,7 +67,11 @@ def replay(
         while i < n and requests[i].arrival <= now:
             r = requests[i]
             pred = engine.add_request(
-                r.request_id, r.prompt_tokens, r.output_tokens, slo=target, arrival_time=r.arrival
+                r.request_id,
+                r.prompt_tokens,
+                r.output_tokens,
+                slo=r.slo or target,
+                arrival_time=r.arrival,
             )
             timings[i].predicted_output = pred.predicted_output
             i += 1
@@ -107,7 +111,7 @@ def replay(
     if wrong:
         raise LostTokensError(f"requests {wrong[:5]} did not get exactly their output tokens")
     stats = engine.stats()
-    metrics = summarize(timings, np.asarray(gaps), slo)
+    metrics = summarize(timings, np.asarray(gaps), slo, policy.knobs.stall_bound_s)
     return RunResult(
         metrics=metrics,
         preemptions_recompute=stats.preemptions_recompute,

@@ -4,6 +4,11 @@ Data (``sloserve_engine/data/traces``, see its ``README.md`` for attribution):
 the Azure LLM inference 2023 conversation and code traces (timestamps and
 lengths) and the ShareGPT and arXiv-summarisation length distributions, all
 from the source archive of ``vidur`` 0.0.26.
+
+Held-out evaluation: ``segment`` k replays the trace's requests
+``[k·requests, (k+1)·requests)`` (disjoint slices of the timed traces; for the
+length-only traces, an independent draw of lengths and arrivals), and
+``slo_mix`` turns any trace into a mixed-SLO workload of :data:`SLO_CLASSES`.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from typing import Literal
 
 import numpy as np
 
+from ..policy.views import SLOTarget
+
 Arrival = Literal["trace", "poisson", "gamma"]
 
 TRACES: dict[str, tuple[str, bool]] = {
@@ -25,6 +32,14 @@ TRACES: dict[str, tuple[str, bool]] = {
     "arxiv": ("arxiv_summarization_stats_llama2_tokenizer_filtered_v2.csv", False),
 }
 
+SLO_CLASSES: dict[str, SLOTarget] = {
+    "interactive": SLOTarget("interactive", ttft_s=0.25, tbt_s=0.05),
+    "batch": SLOTarget("batch", ttft_s=5.0, tbt_s=0.2),
+}
+"""The mixed-SLO workload's classes: a chat user and an offline job on one engine."""
+SEGMENT_SEED_STRIDE = 1000
+"""Seed offset per segment of a length-only trace (its draws must not overlap seeds)."""
+
 
 @dataclass(frozen=True, slots=True)
 class TraceRequest:
@@ -34,6 +49,8 @@ class TraceRequest:
     arrival: float
     prompt_tokens: int
     output_tokens: int
+    slo: SLOTarget | None = None
+    """Its own SLO (mixed-SLO workloads); ``None``: the run's default SLO."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +68,10 @@ class WorkloadSpec:
     prompt_cap: int = 7000
     output_cap: int = 1000
     seed: int = 0
+    segment: int = 0
+    """Which disjoint slice of ``requests`` requests to replay (0: the trace's start)."""
+    slo_mix: float | None = None
+    """Share of ``interactive`` requests, the rest ``batch``; ``None``: one SLO for all."""
 
     def __post_init__(self) -> None:
         if self.trace not in TRACES:
@@ -61,6 +82,15 @@ class WorkloadSpec:
             raise ValueError(f"trace {self.trace!r} has no timestamps: use poisson or gamma")
         if self.gamma_cv <= 0:
             raise ValueError("gamma_cv must be > 0")
+        if self.segment < 0:
+            raise ValueError("segment must be >= 0")
+        if self.slo_mix is not None and not 0.0 <= self.slo_mix <= 1.0:
+            raise ValueError("slo_mix must be in [0, 1]")
+
+    @property
+    def stream_seed(self) -> int:
+        """Seed of this segment's random draws (segment 0 keeps ``seed``: earlier results)."""
+        return self.seed + SEGMENT_SEED_STRIDE * self.segment
 
 
 def _read_rows(filename: str) -> tuple[list[float], list[int], list[int]]:
@@ -86,7 +116,7 @@ def arrival_times(spec: WorkloadSpec, trace_times: list[float]) -> np.ndarray:
         # Same scaling as the GPU baseline: n requests over span seconds -> n / rate seconds.
         scale = n / (spec.rate * span) if span > 0 else 1.0
         return t * scale
-    rng = np.random.default_rng(spec.seed)
+    rng = np.random.default_rng(spec.stream_seed)
     if spec.arrival == "poisson":
         gaps = rng.exponential(1.0 / spec.rate, n)
     else:
@@ -100,19 +130,35 @@ def build_workload(spec: WorkloadSpec) -> list[TraceRequest]:
     """The request list, sorted by arrival; lengths capped like the GPU baseline."""
     filename, timed = TRACES[spec.trace]
     times, prompts, outputs = _read_rows(filename)
+    n = spec.requests
     if timed:
-        idx = np.arange(min(spec.requests, len(prompts)))
+        first = spec.segment * n
+        if first + n > len(prompts):
+            raise ValueError(
+                f"trace {spec.trace!r} has {len(prompts)} requests: segment {spec.segment} "
+                f"of {n} needs {first + n}"
+            )
+        idx = np.arange(first, first + n)
     else:
-        idx = np.random.default_rng(spec.seed + 1).integers(0, len(prompts), spec.requests)
-    if len(idx) < spec.requests:
-        raise ValueError(f"trace {spec.trace!r} has only {len(prompts)} requests")
-    arrivals = arrival_times(spec, times)
+        idx = np.random.default_rng(spec.stream_seed + 1).integers(0, len(prompts), n)
+    arrivals = arrival_times(spec, [times[i] for i in idx])
+    slos = slo_classes(spec)
     return [
         TraceRequest(
             str(k),
             float(arrivals[k]),
             max(1, min(prompts[i], spec.prompt_cap)),
             max(1, min(outputs[i], spec.output_cap)),
+            slos[k] if slos else None,
         )
         for k, i in enumerate(idx)
     ]
+
+
+def slo_classes(spec: WorkloadSpec) -> list[SLOTarget]:
+    """Each request's class when ``slo_mix`` is set (independent of lengths and arrivals)."""
+    if spec.slo_mix is None:
+        return []
+    draws = np.random.default_rng(spec.stream_seed + 2).random(spec.requests)
+    interactive, batch = SLO_CLASSES["interactive"], SLO_CLASSES["batch"]
+    return [interactive if u < spec.slo_mix else batch for u in draws]

@@ -22,6 +22,11 @@ class RequestMeta:
     max_output_tokens: int
     """``max_model_len - prompt``: the only output cap a policy may see (no per-request max)."""
     first_token_time: float | None = None
+    last_token_time: float | None = None
+    tokens_seen: int = 0
+    """Output tokens counted by :attr:`last_token_time` (the next increase is a new token)."""
+    max_gap_s: float = 0.0
+    """Longest gap between two of its tokens so far (strict attainment)."""
     swapped_tokens: int = 0
     """Tokens whose KV the offload connector holds for this request after a swap preemption."""
     view: RequestView | None = None

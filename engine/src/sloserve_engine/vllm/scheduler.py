@@ -54,6 +54,7 @@ from ..policy.views import (
     PreemptionMode,
     RequestView,
     StepPlan,
+    effective_chunk_cap,
     make_request_view,
 )
 from ..policy.vllm_fcfs import VllmFcfsPolicy
@@ -95,10 +96,12 @@ def process_metrics() -> EngineMetrics:
     return EngineMetrics()
 
 
-def effective_threshold(configured: int, plan_cap: int) -> int:
-    """The step's chunk threshold: the tighter of vLLM's own and the plan's (0 = none)."""
-    caps = [c for c in (configured, plan_cap) if c > 0]
-    return min(caps) if caps else 0
+def _note_token(meta: RequestMeta, produced: int, now: float) -> None:
+    """New output tokens of one request landed at ``now``: extend its longest gap."""
+    if meta.last_token_time is not None:
+        meta.max_gap_s = max(meta.max_gap_s, now - meta.last_token_time)
+    meta.last_token_time = now
+    meta.tokens_seen = produced
 
 
 class SLOSchedulerMixin(_Base):
@@ -130,8 +133,6 @@ class SLOSchedulerMixin(_Base):
         self._sl_metrics_at = float("-inf")
         self._sl_error_log = PolicyErrorLog(log)
         self._sl_meta: dict[str, RequestMeta] = {}
-        self._sl_first_pending: dict[str, RequestMeta] = {}
-        """Live requests without a first token yet (the only ones ``update_from_output`` stamps)."""
         self._sl_recompute_ids: set[str] = set()
         self._sl_swapped_ids: set[str] = set()
         """Requests whose view carries ``swapped_tokens`` until they run again."""
@@ -395,7 +396,7 @@ class SLOSchedulerMixin(_Base):
         self._order_running(plan.running_order, tuple([v.request_id for v in snapshot.running]))
         held = None if self._queue_as_planned(snapshot, plan) else self._hold_back(plan.admit_order)
         self.max_num_scheduled_tokens = max(0, min(plan.token_budget, self._sl_base_budget))
-        self.scheduler_config.long_prefill_token_threshold = effective_threshold(
+        self.scheduler_config.long_prefill_token_threshold = effective_chunk_cap(
             self._sl_base_threshold, plan.prefill_chunk_cap
         )
         try:
@@ -626,41 +627,42 @@ class SLOSchedulerMixin(_Base):
         meta.predicted_output = prediction.predicted_output
         meta.output_bound = prediction.output_bound
         self._sl_meta[request.request_id] = meta
-        self._sl_first_pending[request.request_id] = meta
 
     def update_from_output(
         self, scheduler_output: SchedulerOutput, model_runner_output: ModelRunnerOutput
     ) -> Any:
         self._sl_now = self.sloserve_clock()
         result = super().update_from_output(scheduler_output, model_runner_output)
-        self._note_first_tokens(scheduler_output.num_scheduled_tokens)
+        self._note_tokens(scheduler_output.num_scheduled_tokens)
         return result
 
-    def _note_first_tokens(self, scheduled: Iterable[str]) -> None:
-        """Stamp ``first_token_time`` on requests whose first token arrived in this output.
+    def _note_tokens(self, scheduled: Iterable[str]) -> None:
+        """Stamp first-token times and each request's longest gap between tokens.
 
-        A pass over the step's requests after vLLM's update instead of a hook in
-        its per-token path; requests that finished in this output are stamped in
-        :meth:`_finished` (their meta is gone by now).
+        One pass over the step's requests after vLLM's update instead of a hook
+        in its per-token path; requests that finished in this output are
+        stamped in :meth:`_finished` (vLLM freed them inside the update).
         """
-        pending = self._sl_first_pending
-        if not pending:
-            return
+        now = self._sl_now
+        metas = self._sl_meta
+        requests = self.requests
         for rid in scheduled:
-            meta = pending.get(rid)
-            if meta is None:
+            meta = metas.get(rid)
+            request = requests.get(rid)
+            if meta is None or request is None:
                 continue
-            request = self.requests.get(rid)
-            if request is not None and request.num_output_tokens > 0:
-                meta.first_token_time = self._sl_now
+            produced = request.num_output_tokens
+            if produced <= meta.tokens_seen:
+                continue
+            _note_token(meta, produced, now)
+            if meta.first_token_time is None:
+                meta.first_token_time = now
                 meta.touch()
-                del pending[rid]
 
     def _free_request(
         self, request: Request, delay_free_blocks: bool = False
     ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         meta = self._sl_meta.pop(request.request_id, None)
-        self._sl_first_pending.pop(request.request_id, None)
         self._sl_recompute_ids.discard(request.request_id)
         self._sl_swapped_ids.discard(request.request_id)
         if meta is not None:
@@ -668,6 +670,8 @@ class SLOSchedulerMixin(_Base):
         return super()._free_request(request, delay_free_blocks)
 
     def _finished(self, request: Request, meta: RequestMeta) -> None:
+        if request.num_output_tokens > meta.tokens_seen:
+            _note_token(meta, request.num_output_tokens, self._sl_now)
         if meta.first_token_time is None and request.num_output_tokens > 0:
             meta.first_token_time = self._sl_now
         if request.status not in _LEARNABLE_FINISHES or meta.first_token_time is None:
@@ -697,6 +701,8 @@ class SLOSchedulerMixin(_Base):
                 finish_time=finish_time,
                 output_tokens=request.num_output_tokens,
                 predicted_output=meta.predicted_output,
+                max_gap_s=meta.max_gap_s,
+                stall_bound_s=self._sl_policy.knobs.stall_bound_s,
             ),
             self._sl_now,
         )
