@@ -50,7 +50,7 @@ def test_default_stall_bound_is_the_knob_default() -> None:
     assert Knobs().stall_bound_ms == STALL_BOUND_MS_DEFAULT == 200.0
     assert Knobs().to_policy_knobs().stall_bound_s == 0.2
     assert Knobs(stall_bound_ms=500).to_policy_knobs().stall_bound_s == 0.5
-    with pytest.raises(ValueError, match="stallBoundMs|stall_bound_ms"):
+    with pytest.raises(ValueError, match=r"stallBoundMs|stall_bound_ms"):
         Knobs.model_validate({"stallBoundMs": 0})
 
 

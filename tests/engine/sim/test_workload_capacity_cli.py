@@ -11,9 +11,9 @@ import pytest
 from sloserve_engine.bench.capacity import capacity_bound
 from sloserve_engine.bench.cli import add_arguments, run
 from sloserve_engine.bench.sweep import max_rates
+from sloserve_engine.policy.views import SLOTarget
 from sloserve_engine.policy.vllm_fcfs import VllmFcfsPolicy
 from sloserve_engine.sim import SimConfig, load_profile
-from sloserve_engine.policy.views import SLOTarget
 from sloserve_engine.sim.metrics import SLO, RequestTiming, summarize
 from sloserve_engine.sim.runner import replay
 from sloserve_engine.sim.workload import WorkloadSpec, build_workload

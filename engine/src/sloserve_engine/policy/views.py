@@ -192,7 +192,7 @@ class StepPlan:
 
 
 def effective_chunk_cap(configured: int, plan_cap: int) -> int:
-    """The step's prefill chunk cap: the tighter of the engine's own ``long_prefill_token_threshold``
+    """The step's prefill chunk cap: the tighter of the engine's ``long_prefill_token_threshold``
     and the plan's ``prefill_chunk_cap`` (0 = none), as both executors apply it."""
     caps = [c for c in (configured, plan_cap) if c > 0]
     return min(caps) if caps else 0

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from ..contract.attainment import Attainment
 
+
 @dataclass(frozen=True, slots=True)
 class WindowRatios:
     """Attainment ratios over the window; all 1.0 when the window is empty (nothing missed)."""

@@ -23,8 +23,8 @@ from typing import Final, Literal
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-from ..policy.views import EngineSnapshot, PreemptionMode, RequestView, SLOTarget, StepPlan
 from ..contract.attainment import STALL_BOUND_MS_DEFAULT, request_attainment
+from ..policy.views import EngineSnapshot, PreemptionMode, RequestView, SLOTarget, StepPlan
 from .attainment import SlidingWindowAttainment
 
 ATTAINMENT_KINDS = ("ttft", "tbt", "both", "strict")
