@@ -25,11 +25,13 @@ import uvicorn
 from fastapi import FastAPI
 
 from ..knobs import Knobs
+from ..policy.costmodel import cost_model_for
 from ..sim import SimConfig, load_profile
 from .auth import AdminAuth, AdminTokenError
 from .knobs_store import InvalidKnobsError, KnobsStore, check_policy_buildable, load_knobs_file
 from .proxy import build_proxy_app
 from .simulated_app import SimulatedOptions, build_simulated_app
+from .state import STATE_PATH_ENV
 from .supervisor import VllmProcess, free_loopback_port
 from .vllm_command import APPLIED_SUFFIX, VllmLaunch, build_vllm_command, vllm_environment
 
@@ -167,9 +169,9 @@ def run_real(args: argparse.Namespace, extra: list[str]) -> int:
             executable=args.vllm_executable,
         )
     )
-    process = VllmProcess(
-        argv, vllm_environment(os.environ, prometheus_dir, knobs_path, args.profile)
-    )
+    state_path = run_dir / "state.json"
+    env = vllm_environment(os.environ, prometheus_dir, knobs_path, args.profile)
+    process = VllmProcess(argv, {**env, STATE_PATH_ENV: str(state_path)})
     server: uvicorn.Server | None = None
 
     def vllm_exited(_: int) -> None:
@@ -192,6 +194,8 @@ def run_real(args: argparse.Namespace, extra: list[str]) -> int:
         f"http://127.0.0.1:{vllm_port}",
         lifespan,
         applied_status_file=knobs_path.with_name(knobs_path.name + APPLIED_SUFFIX),
+        state_file=state_path,
+        cost=cost_model_for(args.profile),
     )
     server = _serve(app, args)
     server.run()

@@ -8,6 +8,7 @@ vLLM's multiprocess registry, ``/v1/models``...).
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,12 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from ..knobs import KnobsState
+from ..policy.costmodel import StepCostModel, cost_model_for
 from .admin import admin_router
 from .auth import AdminAuth
 from .knobs_store import KnobsStore
+from .reservations import ArrivalMiddleware, EngineShield, reservations_router
+from .state import StateFile, state_router
 
 _HOP_BY_HOP = {
     "connection",
@@ -54,8 +58,12 @@ def build_proxy_app(
     upstream: str,
     lifespan: Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]] | None = None,
     applied_status_file: Path | None = None,
+    state_file: Path | None = None,
+    cost: StepCostModel | None = None,
 ) -> FastAPI:
-    """``applied_status_file``: where the scheduler reports what it applied (for health)."""
+    """``applied_status_file``: where the scheduler reports what it applied (for health);
+    ``state_file``: where it writes its router-facing snapshot (with ``cost``, the shield's
+    cost model, this serves ``/sloserve/state`` and ``/sloserve/reservations``)."""
     client = httpx.AsyncClient(base_url=upstream, timeout=httpx.Timeout(None, connect=5.0))
 
     @contextlib.asynccontextmanager
@@ -86,6 +94,12 @@ def build_proxy_app(
 
     app = FastAPI(title="sloserve-engine", lifespan=app_lifespan)
     app.include_router(admin_router(store, auth, health))
+    if state_file is not None:
+        state = StateFile(state_file)
+        app.include_router(state_router(state))
+        shield = EngineShield(state, cost or cost_model_for(), time.time)
+        app.include_router(reservations_router(shield, auth))
+        app.add_middleware(ArrivalMiddleware, shield=shield)
 
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
     async def forward(path: str, request: Request) -> Response:

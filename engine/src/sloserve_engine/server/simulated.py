@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable
 
 from ..knobs import Knobs
 from ..policy import make_policy
-from ..policy.views import SLOTarget
+from ..policy.views import EngineSnapshot, SLOTarget
 from ..sim import SimEngine, StepResult
 from .knobs_store import KnobsStore
 from .metrics import EngineMetrics, FinishedRequest
@@ -109,6 +109,8 @@ class SimulatedEngine:
         """Wall seconds the last step's tokens came out later than modelled (CPU too slow)."""
         self.failure: str | None = None
         """Why the engine loop stopped, once it has crashed (health then answers 503)."""
+        self.last_view: EngineSnapshot | None = None
+        """What the policy saw at the last step (the source of ``GET /sloserve/state``)."""
         store.subscribe(self._on_knobs)
 
     def now(self) -> float:
@@ -197,6 +199,7 @@ class SimulatedEngine:
     def _record_step(self, result: StepResult) -> None:
         """An idle step reports the current queues; chunk and reserve keep the last plan's."""
         snapshot = result.snapshot or self.engine.snapshot()
+        self.last_view = snapshot
         preempted = Counter(mode for _, mode in result.preempted)
         self.metrics.record_step(snapshot, result.plan, preempted, now=self.engine.now)
 

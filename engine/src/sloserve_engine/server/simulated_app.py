@@ -15,13 +15,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from ..knobs import Knobs
 from ..policy import make_policy
+from ..router.snapshot import EngineSnapshot, snapshot_from_view
 from ..sim import SimConfig, SimEngine, SimProfile
 from .admin import admin_router
 from .auth import AdminAuth
 from .knobs_store import KnobsStore
 from .metrics import EngineMetrics
 from .openai_api import completions_router
+from .reservations import ArrivalMiddleware, EngineShield, reservations_router
 from .simulated import SimulatedEngine
+from .state import engine_id, state_router
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,18 @@ def build_simulated_app(opts: SimulatedOptions) -> FastAPI:
         time_scale=opts.time_scale,
     )
     auth = AdminAuth(opts.admin_token_file)
+    name = engine_id()
+    published: list[tuple[object, EngineSnapshot]] = []
+
+    def state() -> EngineSnapshot | None:
+        """The last step's view, condensed once per step (pollers share the work)."""
+        view = engine.last_view
+        if view is None:
+            return None
+        if not published or published[0][0] is not view:
+            snap = snapshot_from_view(view, name, name, opts.profile.step)
+            published[:] = [(view, snap)]
+        return published[0][1]
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -77,6 +92,16 @@ def build_simulated_app(opts: SimulatedOptions) -> FastAPI:
     app = FastAPI(title="sloserve-engine (simulated)", lifespan=lifespan)
     app.include_router(completions_router(engine))
     app.include_router(admin_router(store, auth, health))
+    app.include_router(state_router(state))
+
+    def live_state() -> EngineSnapshot:
+        """The shield judges on the engine as it is now (requests that just arrived included)."""
+        view = engine.engine.snapshot()
+        return snapshot_from_view(view, name, name, opts.profile.step, observed_at=engine.now())
+
+    shield = EngineShield(live_state, opts.profile.step, engine.now)
+    app.include_router(reservations_router(shield, auth))
+    app.add_middleware(ArrivalMiddleware, shield=shield)
 
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:

@@ -25,6 +25,7 @@ placeholders, connector state, output construction) stays vLLM's own.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -32,6 +33,7 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from itertools import filterfalse
 from operator import attrgetter, is_
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vllm.v1.core.sched.async_scheduler import AsyncScheduler
@@ -58,7 +60,10 @@ from ..policy.views import (
     make_request_view,
 )
 from ..policy.vllm_fcfs import VllmFcfsPolicy
+from ..router.snapshot import snapshot_from_view
+from ..server.knobs_store import write_atomically
 from ..server.metrics import EngineMetrics, FinishedRequest
+from ..server.state import STATE_PATH_ENV, engine_id
 from .knobsource import KnobsFile, parse_knobs_document, resolve_knobs_config, write_status
 from .policyguard import PolicyErrorLog
 from .requests import RequestMeta
@@ -158,6 +163,9 @@ class SLOSchedulerMixin(_Base):
             cost_model_for(config.profile) if config.profile else None
         )
         self._sl_policy: Policy = self._make_policy(config.initial)
+        state_path = os.environ.get(STATE_PATH_ENV)
+        self._sl_state_path = Path(state_path) if state_path else None
+        """Where the router-facing snapshot goes (the server's ``GET /sloserve/state``)."""
         self._install_gates()
         if not self._poll_knobs_file():
             self._published(self._sl_knobs)
@@ -501,6 +509,19 @@ class SLOSchedulerMixin(_Base):
         if self._sl_step_preempted or now - self._sl_metrics_at >= self.sloserve_metrics_interval_s:
             self._sl_metrics_at = now
             self.sloserve_metrics.record_step(snapshot, plan, self._sl_step_preempted, now)
+            if self._sl_state_path is not None:
+                self._publish_state(snapshot)
+
+    def _publish_state(self, snapshot: EngineSnapshot) -> None:
+        """Write the router-facing snapshot; a failed write is logged, never fatal."""
+        assert self._sl_state_path is not None
+        name = engine_id()
+        cost = self._sl_cost_model or cost_model_for()
+        doc = snapshot_from_view(snapshot, name, name, cost).to_json()
+        try:
+            write_atomically(self._sl_state_path, json.dumps(doc))
+        except OSError as exc:
+            log.warning("cannot write engine state to %s: %s", self._sl_state_path, exc)
 
     # ---------------------------------------------------------------- gates
 
