@@ -1,0 +1,256 @@
+"""``sloserve-router`` as a real process in front of real ``sloserve-engine --simulated``
+processes, over real HTTP, with the ``openai`` package as the client."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from sloserve_engine.bench.fleet import Child, Fleet, fleet, free_port
+from sloserve_engine.router.snapshot import snapshot_from_json
+
+pytestmark = pytest.mark.slow  # each fleet starts 3-4 Python processes
+
+
+@pytest.fixture(scope="module")
+def two_by_two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """Two engines (5x real time) behind two routers."""
+    with fleet(tmp_path_factory.mktemp("fleet")) as f:
+        f.start_engine(time_scale=5.0)
+        f.start_engine(time_scale=5.0)
+        f.start_router()
+        f.start_router("--max-model-len", "100000")  # lets an engine-side 400 through
+        f.wait_ready()
+        yield f
+
+
+def _client(router: Child) -> openai.OpenAI:
+    return openai.OpenAI(base_url=router.url + "/v1", api_key="unused", max_retries=0)
+
+
+def _metric(url: str, name: str, default: float | None = None, **labels: str) -> float:
+    text = httpx.get(url + "/metrics", timeout=5).text
+    want = name + (
+        "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else ""
+    )
+    for line in text.splitlines():
+        if line.startswith(want + " "):
+            return float(line.split()[-1])
+    if default is not None:
+        return default
+    raise AssertionError(f"{want} not exported")
+
+
+def _auth(f: Fleet) -> dict[str, str]:
+    return {"Authorization": "Bearer " + f.token_file.read_text().strip()}
+
+
+def test_engines_publish_state_the_router_polls_at_10hz_or_more(two_by_two: Fleet) -> None:
+    for engine in two_by_two.engines:
+        snap = snapshot_from_json(httpx.get(engine.url + "/sloserve/state").json())
+        assert snap.kv_total_tokens == 97_472 and snap.kv_free_tokens <= snap.kv_total_tokens
+    router = two_by_two.routers[0]
+    ages = []
+    for _ in range(5):
+        ages.append(_metric(router.url, "sloserve_router_state_age_seconds"))
+        time.sleep(0.05)
+    assert max(ages) < 0.25, ages  # a 50 ms poll; loaded CPUs stretch it, 10 Hz is the floor
+    assert _metric(router.url, "sloserve_router_engines", state="live") == 2
+
+
+def test_openai_client_streams_and_completes_through_the_router(two_by_two: Fleet) -> None:
+    router = two_by_two.routers[0]
+    client = _client(router)
+    done = client.completions.create(model="sim", prompt="hello there", max_tokens=7)
+    assert done.choices[0].text == "".join(f" t{i}" for i in range(7))
+    assert done.usage is not None and done.usage.completion_tokens == 7
+    stream = client.completions.create(
+        model="sim",
+        prompt=[1, 2, 3, 4],
+        max_tokens=5,
+        stream=True,
+        extra_body={"vllm_xargs": {"slo_class": "gold", "ttft_ms": 5000}},
+    )
+    texts = [chunk.choices[0].text for chunk in stream]
+    assert texts == [f" t{i}" for i in range(5)]
+    # vllm_xargs passed through unchanged: an engine finished a request of class "gold".
+    gold = [
+        _metric(e.url, "sloserve_requests_finished_total", 0.0, slo_class="gold", attained="true")
+        for e in two_by_two.engines
+    ]
+    assert sum(gold) == 1
+    assert _metric(router.url, "sloserve_router_requests_total", outcome="finished") >= 2
+    assert _metric(router.url, "sloserve_router_decision_seconds_count") >= 2
+
+
+def test_bad_input_gets_the_engines_4xx_from_the_router(two_by_two: Fleet) -> None:
+    router, engine = two_by_two.routers[0], two_by_two.engines[0]
+    bodies = [
+        {"model": "sim", "prompt": "x", "vllm_xargs": {"ttft_ms": -5}},
+        {"model": "sim", "prompt": "x", "max_tokens": 0},
+        {"model": "other", "prompt": "x"},
+        {"model": "sim"},
+    ]
+    before = _metric(router.url, "sloserve_router_requests_total", outcome="invalid")
+    for body in bodies:
+        via_router = httpx.post(router.url + "/v1/completions", json=body)
+        direct = httpx.post(engine.url + "/v1/completions", json=body)
+        assert 400 <= via_router.status_code < 500
+        assert (via_router.status_code, via_router.json()) == (direct.status_code, direct.json())
+        assert via_router.json()["error"]["param"]
+    after = _metric(router.url, "sloserve_router_requests_total", outcome="invalid")
+    assert after - before == len(bodies)
+
+
+def test_engine_errors_come_back_unchanged(two_by_two: Fleet) -> None:
+    # This router believes in a 100k context; the engines know 8192 and say so.
+    router = two_by_two.routers[1]
+    body = {"model": "sim", "prompt": [7] * 9000, "max_tokens": 10}
+    r = httpx.post(router.url + "/v1/completions", json=body)
+    direct = httpx.post(two_by_two.engines[0].url + "/v1/completions", json=body)
+    assert r.status_code == 400
+    assert r.json() == direct.json()
+    assert "maximum context length is 8192" in r.json()["error"]["message"]
+
+
+def test_a_request_no_engine_can_serve_in_time_gets_429_with_retry_after(two_by_two: Fleet) -> None:
+    router = two_by_two.routers[0]
+    before = _metric(router.url, "sloserve_router_slo_misses_total", reason="rejected")
+    body = {"model": "sim", "prompt": [1] * 4000, "vllm_xargs": {"ttft_ms": 0.01}}
+    r = httpx.post(router.url + "/v1/completions", json=body)
+    assert r.status_code == 429
+    assert int(r.headers["retry-after"]) >= 1
+    assert "TTFT" in r.json()["error"]["message"]
+    assert _metric(router.url, "sloserve_router_slo_misses_total", reason="rejected") == before + 1
+
+
+def test_client_disconnect_aborts_the_engine_request_and_counts(two_by_two: Fleet) -> None:
+    router = two_by_two.routers[0]
+    body = {"model": "sim", "prompt": "long one", "max_tokens": 3000, "stream": True}
+    with httpx.stream("POST", router.url + "/v1/completions", json=body, timeout=30) as r:
+        chunks = r.iter_raw()
+        next(chunks)
+        next(chunks)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        running = [
+            httpx.get(e.url + "/sloserve/state").json()["running"] for e in two_by_two.engines
+        ]
+        aborted = _metric(router.url, "sloserve_router_requests_total", outcome="aborted")
+        if running == [0, 0] and aborted >= 1:
+            break
+        time.sleep(0.1)
+    assert running == [0, 0], "the engine still runs the abandoned request"
+    assert aborted >= 1
+    assert _metric(router.url, "sloserve_router_slo_misses_total", reason="aborted") >= 1
+
+
+def test_router_knobs_change_live_validated_and_authenticated(two_by_two: Fleet) -> None:
+    router = two_by_two.routers[1]
+    start = httpx.get(router.url + "/sloserve/knobs").json()
+    assert start["knobs"]["placement"] == "slo-greedy"
+    assert httpx.put(router.url + "/sloserve/knobs", json={"placement": "p2c"}).status_code == 401
+    bad = httpx.put(
+        router.url + "/sloserve/knobs", json={"queueLimit": -1}, headers=_auth(two_by_two)
+    )
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["field"] == "queueLimit"
+    assert httpx.get(router.url + "/sloserve/knobs").json() == start  # nothing changed
+    ok = httpx.put(
+        router.url + "/sloserve/knobs",
+        json={"placement": "p2c", "queueTimeoutS": 2},
+        headers=_auth(two_by_two),
+    )
+    assert ok.status_code == 200
+    new = ok.json()
+    assert new["knobs"]["placement"] == "p2c" and new["revision"] != start["revision"]
+    assert _metric(router.url, "sloserve_router_knobs_revision") == new["revision"]
+    again = httpx.put(
+        router.url + "/sloserve/knobs",
+        json={"placement": "p2c", "queueTimeoutS": 2.0},
+        headers=_auth(two_by_two),
+    )
+    assert again.json()["revision"] == new["revision"]  # content-addressed
+    done = _client(router).completions.create(model="sim", prompt="after", max_tokens=2)
+    assert done.usage is not None and done.usage.completion_tokens == 2
+
+
+def test_no_reachable_engine_gives_503_with_retry_after(tmp_path: Path) -> None:
+    with fleet(tmp_path) as f:
+        router = f.start_router(engines=[f"127.0.0.1:{free_port()}"])  # nobody listens there
+        f.wait_ready()
+        r = httpx.post(router.url + "/v1/completions", json={"model": "sim", "prompt": "x"})
+        assert r.status_code == 503
+        assert int(r.headers["retry-after"]) >= 1
+        assert r.json()["error"]["type"] == "ServiceUnavailableError"
+        assert _metric(router.url, "sloserve_router_requests_total", outcome="unavailable") == 1
+        assert _metric(router.url, "sloserve_router_engines", state="down") == 1
+
+
+def test_killed_engine_errors_the_stream_and_leaves_placement_within_2s(tmp_path: Path) -> None:
+    with fleet(tmp_path) as f:
+        doomed = f.start_engine()
+        survivor = f.start_engine()
+        router = f.start_router()
+        f.wait_ready()
+        client = _client(router)
+        stream = None
+        for _ in range(10):  # the router may pick either engine: stream until it is the doomed
+            candidate = client.completions.create(
+                model="sim", prompt="tell me", max_tokens=2000, stream=True
+            )
+            next(iter(candidate))
+            running = httpx.get(doomed.url + "/sloserve/state").json()["running"]
+            if running:
+                stream = candidate
+                break
+            candidate.close()
+        assert stream is not None, "no stream landed on the doomed engine"
+        doomed.kill()
+        killed_at = time.monotonic()
+        with pytest.raises(openai.APIError):
+            for _ in stream:
+                pass
+        assert time.monotonic() - killed_at < 10, "the client hung"
+        while time.monotonic() - killed_at < 2.0:
+            health = httpx.get(router.url + "/sloserve/health").json()
+            if health["engines"]["live"] == 1:
+                break
+            time.sleep(0.05)
+        assert health["engines"]["live"] == 1
+        assert time.monotonic() - killed_at < 2.0
+        for _ in range(4):
+            ok = client.completions.create(model="sim", prompt="still here", max_tokens=2)
+            assert ok.usage is not None and ok.usage.completion_tokens == 2
+        assert _metric(router.url, "sloserve_router_requests_total", outcome="error") == 1
+        assert survivor.alive()
+
+
+def test_engine_reservations_need_the_token_collide_and_expire(two_by_two: Fleet) -> None:
+    url = two_by_two.engines[0].url + "/sloserve/reservations"
+    auth = _auth(two_by_two)
+    lax = {"ttftMs": 600_000}
+    big = {"requestId": "t-big", "promptTokens": 60_000, "outputTokens": 30_000,
+           "predictedOutput": 1000, "slo": lax, "leaseS": 2.5}  # fmt: skip
+    small = {**big, "requestId": "t-small", "promptTokens": 20_000, "outputTokens": 1}
+    assert httpx.post(url, json=big).status_code == 401
+    bad = httpx.post(url, json={**big, "promptTokens": 0}, headers=auth)
+    assert bad.status_code == 422 and bad.json()["field"] == "promptTokens"
+    granted = httpx.post(url, json=big, headers=auth)
+    assert granted.status_code == 201, granted.text
+    assert granted.json()["granted"] is True
+    assert httpx.post(url, json=big, headers=auth).json()["reason"] == "duplicate"
+    collision = httpx.post(url, json=small, headers=auth)
+    assert collision.status_code == 409 and collision.json()["reason"] == "kv"
+    time.sleep(1.0)  # 2.5 engine-seconds at 5x real time: the lease ran out
+    again = httpx.post(url, json={**small, "requestId": "t-small-2"}, headers=auth)
+    assert again.status_code == 201, again.text
+    released = httpx.delete(url + "/t-small-2", headers=auth)
+    assert released.json() == {"released": True}
+    assert httpx.delete(url + "/t-small-2", headers=auth).json() == {"released": False}
+    assert httpx.delete(url + "/t-small-2?reason=nope", headers=auth).status_code == 422
