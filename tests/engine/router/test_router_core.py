@@ -66,6 +66,7 @@ def test_lower_classes_are_shed_first() -> None:
     assert c.submit("b", 3000, SLOTarget(slo_class="batch"), now=0.0).action is Action.HOLD
     assert c.submit("i", 3000, SLOTarget(slo_class="interactive"), now=0.0).action is Action.HOLD
     assert c.outcomes == {"rejected:shed": 1}
+    assert c.take_shed() == ["b"] and c.take_shed() == []
     late = c.submit("s", 3000, SLOTarget(slo_class="standard"), now=0.0)
     assert late.reason is Reason.QUEUE_FULL
 

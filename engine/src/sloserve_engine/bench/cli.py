@@ -6,6 +6,7 @@ Examples::
 
     sloserve bench sim --trace azure-conv --requests 1500 --kv-tokens 97488 \\
         --rates 10,16,22 --policies vllm,sloserve --json out.json --plots docs/benchmarks
+    sloserve bench cluster --engines 4 --routers 1,4 --state-delay-ms 0,500 --rates 48,56,64
     sloserve bench speed --rate 16
     sloserve bench fit --steps-dir ../shared/gpu/baseline
     sloserve bench sim-error --report docs/benchmarks/data/gpu-2026-11-21c/report.json
@@ -65,7 +66,9 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(
-        dest="bench", required=True, metavar="{sim,speed,fidelity,sim-error,fit,gpu,gpu-report}"
+        dest="bench",
+        required=True,
+        metavar="{sim,cluster,speed,fidelity,sim-error,fit,gpu,gpu-report}",
     )
     sim = sub.add_parser("sim", help="simulated rate sweep per policy")
     _add_engine_args(sim)
@@ -75,6 +78,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sim.add_argument("--slo-tbt-ms", type=float, default=100.0)
     sim.add_argument("--json", type=Path, default=None, help="write the report here")
     sim.add_argument("--plots", type=Path, default=None, help="write PNG plots into this dir")
+    from . import cluster
+
+    cluster.add_arguments(
+        sub.add_parser("cluster", help="placement policies on N simulated engines × M routers")
+    )
     speed = sub.add_parser("speed", help="replay speed and per-step policy decision cost")
     _add_engine_args(speed)
     speed.add_argument("--rate", type=float, default=16.0)
@@ -280,6 +288,10 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         return _run_fidelity(args, console)
     if args.bench == "sim":
         return _run_sim(args, console)
+    if args.bench == "cluster":
+        from . import cluster
+
+        return cluster.run(args, console)
     if args.bench == "speed":
         return _run_speed(args, console)
     if args.bench == "gpu":

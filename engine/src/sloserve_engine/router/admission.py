@@ -54,6 +54,8 @@ class Decision:
     reason: Reason | None = None
     retry_after_s: float | None = None
     """For rejections: when a retry may succeed (whole seconds, >= 1, for ``Retry-After``)."""
+    predicted_ttft_s: float | None = None
+    """For placements: the chosen engine's predicted TTFT (to measure the prediction)."""
 
 
 def retry_after(seconds: float) -> float:
@@ -76,10 +78,11 @@ def decide(
     if not candidates:
         return Decision(Action.REJECT, reason=Reason.NO_REPLICA, retry_after_s=1.0)
     if not admission:
-        return Decision(Action.PLACE, candidates[0].engine_id)
+        best = candidates[0]
+        return Decision(Action.PLACE, best.engine_id, predicted_ttft_s=best.predicted_ttft_s)
     for c in candidates:
         if c.feasible:
-            return Decision(Action.PLACE, c.engine_id)
+            return Decision(Action.PLACE, c.engine_id, predicted_ttft_s=c.predicted_ttft_s)
     soonest = min(c.predicted_ttft_s for c in candidates)
     if not any(c.ttft_ok for c in candidates):
         return Decision(

@@ -74,6 +74,7 @@ class RouterCore:
         self.knobs = knobs
         self.placement = make_placement(knobs.placement, cost, seed, knobs.top_k)
         self.queue = ServiceQueue(knobs.queue_limit, knobs.queue_timeout_s)
+        self._shed: list[str] = []
         self.outcomes: dict[str, int] = {}
         """Count of each ending (``finished``, ``failed``, ``rejected:<reason>``)."""
 
@@ -124,6 +125,11 @@ class RouterCore:
         req = self._requests[request_id]
         return req.demand, req.slo, req.arrival
 
+    def take_shed(self) -> list[str]:
+        """Held requests evicted by more important ones since the last call (answer 429)."""
+        shed, self._shed = self._shed, []
+        return shed
+
     def interventions(self, request_id: str) -> int:
         """Shield refusals this request met so far."""
         return self._requests[request_id].refusals
@@ -168,6 +174,7 @@ class RouterCore:
                 req.phase = Phase.HELD
                 if shed is not None:
                     self._end(shed, f"rejected:{Reason.SHED}")
+                    self._shed.append(shed)
             return decision
         self.queue.remove(req.request_id)
         assert decision.reason is not None

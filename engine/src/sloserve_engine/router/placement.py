@@ -241,7 +241,7 @@ def features(state: EngineState, cand: Candidate, request: PlacementRequest) -> 
 
 
 class BanditPlacement(_Heuristic):
-    """SLO-feasibility filter, then LinUCB over the top-k feasible engines.
+    """SLO-feasibility filter, then LinUCB over the top-k feasible engines that are near-equals.
 
     One linear reward model shared across engines (engines are interchangeable
     replicas; what differs is their context). The chosen engine leads the
@@ -256,6 +256,7 @@ class BanditPlacement(_Heuristic):
         seed: int = 0,
         top_k: int = 3,
         alpha: float = 0.3,
+        slack: float = 0.2,
         max_outstanding: int = 100_000,
     ) -> None:
         super().__init__(cost, seed)
@@ -263,6 +264,8 @@ class BanditPlacement(_Heuristic):
             raise ValueError("top_k must be >= 1")
         self.top_k = top_k
         self.alpha = alpha
+        self.slack = slack
+        """Largest predicted-TTFT gap to the best engine, as a share of the TTFT target."""
         self.max_outstanding = max_outstanding
         self.a_inv = np.eye(N_FEATURES)
         self.b = np.zeros(N_FEATURES)
@@ -276,7 +279,13 @@ class BanditPlacement(_Heuristic):
         judged = [(s, judge(s, request, self.cost)) for s in engines]
         self.rng.shuffle(judged)
         judged.sort(key=lambda sc: self.key(sc[0], sc[1], request))
-        top = [sc for sc in judged[: self.top_k] if sc[1].feasible]
+        # Choose only among near-equals: feasible and within ``slack`` of the best TTFT,
+        # so exploration never trades a sure SLO for information.
+        best = judged[0][1].predicted_ttft_s if judged else 0.0
+        limit = best + self.slack * request.slo.ttft_s
+        top = [
+            sc for sc in judged[: self.top_k] if sc[1].feasible and sc[1].predicted_ttft_s <= limit
+        ]
         if len(top) >= 2:
             theta = self.a_inv @ self.b
             best_i, best_u, best_x = 0, -math.inf, None

@@ -1,0 +1,387 @@
+"""``sloserve bench cluster``: placement policies × routers × state delay on simulated engines.
+
+Every combination of the swept lists is one :func:`~sloserve_engine.sim.cluster.simulate_cluster`
+replay of the same request list (per rate); runs are independent, so ``--jobs`` runs them
+in worker processes. Rejections and time-outs count as misses in both attainment rules.
+
+Example::
+
+    sloserve bench cluster --engines 4 --routers 1,4 --state-delay-ms 0,500 \\
+        --placement random,least-kv,p2c,dynamo,slo-greedy,sloserve --trace azure-conv \\
+        --rates 48,56,64 --json docs/benchmarks/data/cluster/conv.json --plots docs/benchmarks
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..router.knobs import RouterKnobs
+from ..router.placement import PLACEMENT_NAMES
+from ..sim import SimConfig, load_profile
+from ..sim.cluster import ClusterConfig, ClusterResult, met_standard, met_strict, simulate_cluster
+from ..sim.metrics import SLO
+from ..sim.workload import TRACES, WorkloadSpec, build_workload
+from .sweep import ATTAINMENT_GOAL, max_rates
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One cluster replay."""
+
+    placement: str
+    rate: float
+    routers: int = 1
+    state_delay_ms: float = 0.0
+    shield: bool = True
+    admission: bool = True
+
+    @property
+    def label(self) -> str:
+        """Series name: placement plus whatever differs from the default cluster."""
+        parts = [self.placement]
+        if not self.shield:
+            parts.append("unshielded")
+        if not self.admission:
+            parts.append("no-admission")
+        if self.routers != 1 or self.state_delay_ms:
+            parts.append(f"{self.routers}r/{self.state_delay_ms:g}ms")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Setup:
+    """What every case of one sweep shares."""
+
+    trace: str = "azure-conv"
+    requests: int = 2000
+    arrival: str = "trace"
+    gamma_cv: float = 3.0
+    seed: int = 0
+    engines: int = 4
+    regions: int = 2
+    kv_tokens: int = 97_488
+    profile: str = "h200-llama-3.1-8b"
+    slo_ttft_ms: float = 1000.0
+    slo_tbt_ms: float = 100.0
+
+    def workload(self, rate: float) -> WorkloadSpec:
+        return WorkloadSpec(
+            trace=self.trace,
+            requests=self.requests,
+            rate=rate,
+            arrival=self.arrival,  # type: ignore[arg-type]
+            gamma_cv=self.gamma_cv,
+            seed=self.seed,
+        )
+
+
+def record(case: Case, setup: Setup, result: ClusterResult) -> dict[str, Any]:
+    """One row of the report (times in seconds)."""
+    outs = result.outcomes
+    slo = result.slo
+    served = [o for o in outs if o.first_token is not None]
+    ttft = np.array([o.first_token - o.arrival for o in served if o.first_token is not None])
+    rejected: dict[str, int] = {}
+    for o in outs:
+        if o.rejected is not None:
+            rejected[o.rejected] = rejected.get(o.rejected, 0) + 1
+    half = len(outs) // 2
+    per = result.per_engine_served
+    return {
+        **asdict(case),
+        "label": case.label,
+        "policy": case.label,  # for max_rates()
+        "trace": setup.trace,
+        "arrival": setup.arrival,
+        "requests": len(outs),
+        "served": len(served),
+        "slo_attainment": float(np.mean([met_standard(o, slo) for o in outs])),
+        "strict_attainment": float(np.mean([met_strict(o, slo) for o in outs])),
+        "ttft_p50": float(np.percentile(ttft, 50)) if ttft.size else math.nan,
+        "ttft_p99": float(np.percentile(ttft, 99)) if ttft.size else math.nan,
+        "rejected": rejected,
+        "rejected_total": sum(rejected.values()),
+        "shield_refusals": result.refusals,
+        "refusals_per_1k": 1000.0 * result.refusals / len(outs),
+        "refusals_per_1k_first_half": 1000.0 * sum(o.refusals for o in outs[:half]) / max(half, 1),
+        "refusals_per_1k_second_half": 1000.0
+        * sum(o.refusals for o in outs[half:])
+        / max(len(outs) - half, 1),
+        "preemptions": result.preemptions,
+        "served_per_engine": per,
+        "imbalance": float((max(per) - min(per)) / max(float(np.mean(per)), 1.0)) if per else 0.0,
+        "wall_seconds": result.wall_seconds,
+    }
+
+
+def run_case(
+    case: Case, setup: Setup, progress: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """Replay one case (also the worker-process entry point)."""
+    profile = load_profile(setup.profile)
+    config = SimConfig(kv_tokens=setup.kv_tokens)
+    slo = SLO(ttft_s=setup.slo_ttft_ms / 1e3, tbt_s=setup.slo_tbt_ms / 1e3)
+    knobs = RouterKnobs.model_validate(
+        {"placement": case.placement, "shield": case.shield, "admission": case.admission}
+    )
+    cluster = ClusterConfig(
+        engines=setup.engines,
+        routers=case.routers,
+        state_delay_s=case.state_delay_ms / 1e3,
+        regions=min(setup.regions, setup.engines),
+        seed=setup.seed,
+    )
+    requests = build_workload(setup.workload(case.rate))
+    result = simulate_cluster(requests, knobs, profile, config, slo, cluster, progress)
+    return record(case, setup, result)
+
+
+def cases(
+    placements: Sequence[str],
+    rates: Sequence[float],
+    routers: Sequence[int],
+    delays_ms: Sequence[float],
+    shields: Sequence[bool],
+    admissions: Sequence[bool],
+) -> list[Case]:
+    return [
+        Case(p, r, m, d, s, a)
+        for r, p, m, d, s, a in itertools.product(
+            rates, placements, routers, delays_ms, shields, admissions
+        )
+    ]
+
+
+def run_cases(
+    todo: Sequence[Case],
+    setup: Setup,
+    jobs: int,
+    done: Callable[[Case, dict[str, Any]], None],
+) -> list[dict[str, Any]]:
+    """Run every case, in ``jobs`` worker processes when > 1."""
+    rows: list[dict[str, Any]] = []
+    if jobs <= 1:
+        for case in todo:
+            row = run_case(case, setup)
+            rows.append(row)
+            done(case, row)
+        return rows
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(run_case, case, setup): case for case in todo}
+        for fut in as_completed(futures):
+            row = fut.result()
+            rows.append(row)
+            done(futures[fut], row)
+    return rows
+
+
+def report(rows: list[dict[str, Any]], setup: Setup) -> dict[str, Any]:
+    rows = sorted(rows, key=lambda r: (r["label"], r["rate"]))
+    return {
+        "setup": asdict(setup),
+        "goal": ATTAINMENT_GOAL,
+        "max_rate": max_rates(rows),
+        "max_rate_strict": max_rates({**r, "slo_attainment": r["strict_attainment"]} for r in rows),
+        "runs": rows,
+    }
+
+
+def table(rep: dict[str, Any]) -> Table:
+    s = rep["setup"]
+    t = Table(
+        title=f"cluster: {s['engines']} engines, {s['trace']} ({s['arrival']}), "
+        f"{s['requests']} requests (times in s)"
+    )
+    for col in (
+        "placement",
+        "rate",
+        "attain",
+        "strict",
+        "served",
+        "rejected",
+        "TTFT p50",
+        "TTFT p99",
+        "refusals/1k",
+        "preempt",
+        "imbalance",
+    ):
+        t.add_column(col, justify="right")
+    for r in rep["runs"]:
+        t.add_row(
+            r["label"],
+            f"{r['rate']:g}",
+            f"{r['slo_attainment']:.1%}",
+            f"{r['strict_attainment']:.1%}",
+            f"{r['served']}/{r['requests']}",
+            str(r["rejected_total"]),
+            f"{r['ttft_p50']:.3f}",
+            f"{r['ttft_p99']:.3f}",
+            f"{r['refusals_per_1k']:.1f}",
+            str(r["preemptions"]),
+            f"{r['imbalance']:.2f}",
+        )
+    return t
+
+
+def write_plots(rep: dict[str, Any], out_dir: Path, prefix: str) -> list[Path]:
+    """Attainment and p99 TTFT against rate, one line per series."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    series: dict[str, list[dict[str, Any]]] = {}
+    for r in rep["runs"]:
+        series.setdefault(r["label"], []).append(r)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for label, runs in sorted(series.items()):
+        runs.sort(key=lambda r: r["rate"])
+        rates = [r["rate"] for r in runs]
+        axes[0].plot(rates, [r["slo_attainment"] for r in runs], "o-", label=label)
+        axes[1].plot(rates, [r["ttft_p99"] for r in runs], "o-", label=label)
+    axes[0].axhline(ATTAINMENT_GOAL, color="grey", lw=0.8, ls="--")
+    axes[0].set(xlabel="arrival rate (req/s)", ylabel="SLO attainment (rejections miss)")
+    axes[1].set(xlabel="arrival rate (req/s)", ylabel="p99 TTFT of served requests (s)")
+    axes[1].set_yscale("log")
+    axes[0].legend(fontsize=7)
+    s = rep["setup"]
+    fig.suptitle(f"{s['engines']} simulated engines, {s['trace']} ({s['arrival']} arrivals)")
+    fig.tight_layout()
+    path = out_dir / f"{prefix}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
+# ---------------------------------------------------------------------- CLI
+
+
+def _csv(kind: Callable[[str], Any]) -> Callable[[str], list[Any]]:
+    def parse(text: str) -> list[Any]:
+        try:
+            values = [kind(x.strip()) for x in text.split(",") if x.strip()]
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"bad list {text!r}: {exc}") from exc
+        if not values:
+            raise argparse.ArgumentTypeError("empty list")
+        return values
+
+    return parse
+
+
+def _placement(name: str) -> str:
+    if name not in PLACEMENT_NAMES:
+        raise ValueError(f"unknown placement {name!r}; choose from {', '.join(PLACEMENT_NAMES)}")
+    return name
+
+
+def _onoff(text: str) -> bool:
+    if text not in ("on", "off"):
+        raise ValueError(f"expected on or off, got {text!r}")
+    return text == "on"
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{text!r} must be a positive number")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not (value >= 0 and math.isfinite(value)):
+        raise ValueError(f"{text!r} must be >= 0")
+    return value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engines", type=int, default=4)
+    p.add_argument("--regions", type=int, default=2, help="shield regions (contiguous groups)")
+    p.add_argument("--routers", type=_csv(int), default=[1])
+    p.add_argument("--state-delay-ms", type=_csv(_non_negative), default=[0.0])
+    p.add_argument("--placement", type=_csv(_placement), default=list(PLACEMENT_NAMES))
+    p.add_argument("--shield", type=_csv(_onoff), default=[True], help="on,off")
+    p.add_argument("--admission", type=_csv(_onoff), default=[True], help="on,off")
+    p.add_argument("--rates", type=_csv(_positive), default=[48.0, 56.0, 64.0])
+    p.add_argument("--trace", default="azure-conv", choices=sorted(TRACES))
+    p.add_argument("--requests", type=int, default=2000)
+    p.add_argument("--arrival", choices=("auto", "trace", "poisson", "gamma"), default="auto")
+    p.add_argument("--gamma-cv", type=float, default=3.0)
+    p.add_argument("--kv-tokens", type=int, default=97_488)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--profile", default="h200-llama-3.1-8b")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes")
+    p.add_argument("--json", type=Path, default=None, help="write the report here")
+    p.add_argument("--plots", type=Path, default=None, help="write a PNG into this dir")
+    p.add_argument("--name", default=None, help="plot file name (default cluster_<trace>)")
+
+
+def setup_from_args(args: argparse.Namespace) -> Setup:
+    arrival = args.arrival
+    if arrival == "auto":
+        arrival = "trace" if TRACES[args.trace][1] else "poisson"
+    if args.engines < 1 or args.requests < 1:
+        raise ValueError("--engines and --requests must be >= 1")
+    return Setup(
+        trace=args.trace,
+        requests=args.requests,
+        arrival=arrival,
+        gamma_cv=args.gamma_cv,
+        seed=args.seed,
+        engines=args.engines,
+        regions=max(1, min(args.regions, args.engines)),
+        kv_tokens=args.kv_tokens,
+        profile=args.profile,
+    )
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    setup = setup_from_args(args)
+    todo = cases(
+        args.placement, args.rates, args.routers, args.state_delay_ms, args.shield, args.admission
+    )
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(f"cluster replays ({setup.trace})", total=len(todo))
+
+        def done(case: Case, row: dict[str, Any]) -> None:
+            progress.advance(task)
+            progress.console.print(
+                f"  {case.label} @ {case.rate:g}: attainment {row['slo_attainment']:.1%}",
+                highlight=False,
+            )
+
+        rows = run_cases(todo, setup, args.jobs, done)
+    rep = report(rows, setup)
+    console.print(table(rep))
+    console.print(f"max rate with >= 90% attainment: {json.dumps(rep['max_rate'])}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(rep, indent=2) + "\n")
+        console.print(f"wrote {args.json}")
+    if args.plots is not None:
+        name = args.name or f"cluster_{setup.trace}_{setup.arrival}"
+        for path in write_plots(rep, args.plots, name):
+            console.print(f"wrote {path}")
+    return 0

@@ -1,0 +1,128 @@
+"""The cluster replay: real engines, routers and shields; only time and delays are modelled."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from sloserve_engine.router.knobs import RouterKnobs
+from sloserve_engine.sim import SimConfig, load_profile
+from sloserve_engine.sim.cluster import (
+    ClusterConfig,
+    met_standard,
+    met_strict,
+    simulate_cluster,
+)
+from sloserve_engine.sim.metrics import SLO
+from sloserve_engine.sim.workload import WorkloadSpec, build_workload
+
+PROFILE = load_profile()
+SMALL = SimConfig(kv_tokens=40_000)
+
+
+def requests(rate: float, n: int = 300) -> list:
+    return build_workload(WorkloadSpec(requests=n, rate=rate, arrival="poisson", seed=3))
+
+
+def run(knobs: RouterKnobs, cluster: ClusterConfig, rate: float, n: int = 300):
+    return simulate_cluster(requests(rate, n), knobs, PROFILE, SMALL, SLO(), cluster)
+
+
+def test_every_request_ends_once_and_served_ones_get_exactly_their_tokens() -> None:
+    reqs = requests(40.0)
+    res = simulate_cluster(
+        reqs,
+        RouterKnobs(queue_timeout_s=0.5),
+        PROFILE,
+        SMALL,
+        SLO(),
+        ClusterConfig(engines=3, routers=2, state_delay_s=0.2, regions=2),
+    )
+    assert len(res.outcomes) == len(reqs)
+    for r, o in zip(reqs, res.outcomes, strict=True):
+        if o.rejected is None:
+            assert o.tokens_seen == r.output_tokens and o.finish is not None and o.engine >= 0
+        else:
+            assert o.first_token is None and o.engine == -1
+        assert not (met_strict(o, SLO()) and not met_standard(o, SLO()))
+    assert sum(res.per_engine_served) == sum(1 for o in res.outcomes if o.rejected is None)
+
+
+def test_light_load_all_policies_meet_the_slo() -> None:
+    for placement in ("random", "least-kv", "slo-greedy"):
+        res = run(RouterKnobs(placement=placement), ClusterConfig(engines=2), rate=4.0, n=120)
+        assert all(o.rejected is None for o in res.outcomes), placement
+        assert sum(met_standard(o, SLO()) for o in res.outcomes) >= 0.95 * 120
+
+
+def test_overload_with_admission_rejects_at_once_and_without_never() -> None:
+    # Whether that raises attainment is a benchmark (docs/benchmarks.md), not a unit test.
+    cluster = ClusterConfig(engines=2)
+    on = run(RouterKnobs(placement="slo-greedy"), cluster, rate=90.0, n=200)
+    off = run(RouterKnobs(placement="slo-greedy", admission=False), cluster, rate=90.0, n=200)
+    assert {o.rejected for o in on.outcomes} >= {"slo_infeasible"}
+    assert not any(o.rejected for o in off.outcomes)
+    assert all(o.placed_at == o.arrival for o in off.outcomes)
+
+
+def test_stale_state_makes_several_routers_collide_and_the_shield_refuses() -> None:
+    stale = ClusterConfig(engines=4, routers=4, state_delay_s=0.5, regions=2)
+    res = run(RouterKnobs(placement="least-kv"), stale, rate=60.0)
+    assert res.refusals > 0 and res.grants > 0
+    fresh = run(RouterKnobs(placement="least-kv", shield=False), replace(stale, routers=1), 60.0)
+    assert fresh.refusals == 0 and fresh.grants == 0
+
+
+def test_bad_cluster_config_is_named() -> None:
+    with pytest.raises(ValueError, match="regions"):
+        ClusterConfig(engines=2, regions=3)
+    with pytest.raises(ValueError, match="delays"):
+        ClusterConfig(state_delay_s=-1.0)
+
+
+def test_bench_cluster_cli_writes_table_json_and_plot(tmp_path, capsys) -> None:
+    import json
+
+    from sloserve_operator.cli import main
+
+    out = tmp_path / "c.json"
+    rc = main(
+        [
+            "bench",
+            "cluster",
+            "--engines",
+            "2",
+            "--routers",
+            "1,2",
+            "--state-delay-ms",
+            "0,500",
+            "--placement",
+            "random,slo-greedy",
+            "--rates",
+            "20",
+            "--requests",
+            "60",
+            "--kv-tokens",
+            "40000",
+            "--json",
+            str(out),
+            "--plots",
+            str(tmp_path),
+        ]
+    )
+    assert rc == 0
+    rep = json.loads(out.read_text())
+    assert len(rep["runs"]) == 8
+    assert {r["label"] for r in rep["runs"]} >= {"random", "slo-greedy 2r/500ms"}
+    assert all(r["requests"] == 60 for r in rep["runs"])
+    assert (tmp_path / "cluster_azure-conv_trace.png").stat().st_size > 0
+    assert "max rate" in capsys.readouterr().out
+
+
+def test_bench_cluster_cli_names_a_bad_placement(capsys) -> None:
+    from sloserve_operator.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["bench", "cluster", "--placement", "round-robin"])
+    assert "round-robin" in capsys.readouterr().err
