@@ -28,10 +28,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..contract.attainment import ratios
 from ..router.knobs import RouterKnobs
 from ..router.placement import PLACEMENT_NAMES
 from ..sim import SimConfig, load_profile
-from ..sim.cluster import ClusterConfig, ClusterResult, met_standard, met_strict, simulate_cluster
+from ..sim.cluster import ClusterConfig, ClusterResult, simulate_cluster, verdict
 from ..sim.metrics import SLO
 from ..sim.workload import TRACES, WorkloadSpec, build_workload
 from .sweep import ATTAINMENT_GOAL, max_rates
@@ -99,6 +100,7 @@ def record(case: Case, setup: Setup, result: ClusterResult) -> dict[str, Any]:
         if o.rejected is not None:
             rejected[o.rejected] = rejected.get(o.rejected, 0) + 1
     half = len(outs) // 2
+    att = ratios(verdict(o, slo) for o in outs)
     per = result.per_engine_served
     return {
         **asdict(case),
@@ -108,8 +110,8 @@ def record(case: Case, setup: Setup, result: ClusterResult) -> dict[str, Any]:
         "arrival": setup.arrival,
         "requests": len(outs),
         "served": len(served),
-        "slo_attainment": float(np.mean([met_standard(o, slo) for o in outs])),
-        "strict_attainment": float(np.mean([met_strict(o, slo) for o in outs])),
+        "slo_attainment": att.standard,
+        "strict_attainment": att.strict,
         "ttft_p50": float(np.percentile(ttft, 50)) if ttft.size else math.nan,
         "ttft_p99": float(np.percentile(ttft, 99)) if ttft.size else math.nan,
         "rejected": rejected,

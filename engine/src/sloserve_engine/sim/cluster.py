@@ -18,8 +18,9 @@ Time and state delay:
   old; a shield sees the newest snapshot at least ``shield_delay_s`` old;
 - arrivals go to a router at random (a Service in front of the router replicas).
 
-Honest counting: a request rejected or timed out at a router is a miss; served
-requests are measured from their arrival at the router.
+Honest counting (:mod:`sloserve_engine.contract.attainment`): a request rejected or
+timed out at a router is a miss; served requests are measured from their arrival at
+the router.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..contract.attainment import MISSED, Attainment, request_attainment
 from ..policy import make_policy
 from ..policy.knobs import PolicyKnobs
 from ..policy.views import SLOTarget
@@ -41,10 +43,9 @@ from ..router.core import RouterCore, place_through_shields
 from ..router.knobs import RouterKnobs
 from ..router.shield import RegionShield, Release
 from ..router.snapshot import EngineSnapshot, snapshot_from_view
-from ..server.attainment import request_attainment
 from .costmodel import SimProfile
 from .engine import SimConfig, SimEngine
-from .metrics import SLO, STALL_S
+from .metrics import SLO
 from .workload import TraceRequest
 
 
@@ -285,7 +286,7 @@ class _Cluster:
             o.finish = end
             assert o.first_token is not None
             self.routers[self.owner[rid]].finished(
-                rid, o.tokens_seen, met_standard(o, self.slo), end
+                rid, o.tokens_seen, verdict(o, self.slo).both, end
             )
         if not eng.has_unfinished:
             self.parked[e] = True
@@ -325,17 +326,11 @@ class _Cluster:
             raise ClusterStalledError(f"{n - done} requests have no outcome")
 
 
-def met_standard(o: RequestOutcome, slo: SLO) -> bool:
-    """TTFT and mean time per output token within the SLO; rejections and timeouts miss."""
+def verdict(o: RequestOutcome, slo: SLO) -> Attainment:
+    """The contract's rule; a rejected or unfinished request is :data:`MISSED`."""
     if o.first_token is None or o.finish is None:
-        return False
-    target = SLOTarget(ttft_s=slo.ttft_s, tbt_s=slo.tbt_s)
-    return request_attainment(target, o.arrival, o.first_token, o.finish, o.output_tokens).both
-
-
-def met_strict(o: RequestOutcome, slo: SLO) -> bool:
-    """Standard attainment and no gap between two tokens longer than the stall bound."""
-    return met_standard(o, slo) and o.max_gap <= STALL_S
+        return MISSED
+    return request_attainment(slo, o.arrival, o.first_token, o.finish, o.output_tokens, o.max_gap)
 
 
 def simulate_cluster(
