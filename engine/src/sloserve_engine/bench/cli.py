@@ -8,7 +8,7 @@ Examples::
         --rates 10,16,22 --policies vllm,sloserve --json out.json --plots docs/benchmarks
     sloserve bench cluster --engines 4 --routers 1,4 --state-delay-ms 0,500 --rates 48,56,64
     sloserve bench speed --rate 16
-    sloserve bench fit --steps-dir ../shared/gpu/baseline
+    sloserve bench fit --steps-dir DIR   # DIR: steps_*.csv from `sloserve bench gpu`
     sloserve bench sim-error --report docs/benchmarks/data/gpu-2026-11-21c/report.json
 """
 

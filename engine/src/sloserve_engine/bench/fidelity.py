@@ -1,9 +1,9 @@
 """Acceptance 1: does the ``vllm`` policy in the simulator reproduce the GPU baselines?
 
-The reference numbers are the H200 measurements in ``../shared/gpu/README.md``
-(azure-conv, first 1,500 requests, 97,488 KV tokens, SLO 1 s / 100 ms), copied
-here because TBT percentiles need every token time, which only the README's
-tables carry (the ``req_*.csv`` logs keep one maximum gap per request).
+The reference numbers are the H200 baseline measurements (docs/benchmarks.md, "Fidelity";
+azure-conv, first 1,500 requests, 97,488 KV tokens, SLO 1 s / 100 ms), copied
+here because TBT percentiles need every token time, which only the baseline's
+summary tables carry (the ``req_*.csv`` logs keep one maximum gap per request).
 """
 
 from __future__ import annotations

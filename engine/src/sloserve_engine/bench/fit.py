@@ -1,6 +1,6 @@
 """Fit the step-time cost model to GPU step logs (``steps_*.csv``) and write the profile JSON.
 
-``python -m sloserve_engine.bench.fit --steps-dir ../shared/gpu/baseline`` (or
+``python -m sloserve_engine.bench.fit --steps-dir DIR`` (or
 ``sloserve bench fit``) reads every ``steps_*.csv``, fits
 
 * the GPU step time ``t_update - t_sched`` linearly in prefill tokens, prefill
@@ -154,8 +154,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--steps-dir",
         type=Path,
-        default=Path("../shared/gpu/baseline"),
-        help="directory with steps_*.csv GPU step logs",
+        required=True,
+        help="directory with steps_*.csv GPU step logs (what `sloserve bench gpu` writes)",
     )
     parser.add_argument("--profile", default=DEFAULT_PROFILE, help="profile name (file stem)")
     parser.add_argument("--gpu", default="h200")

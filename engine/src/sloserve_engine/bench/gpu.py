@@ -5,7 +5,7 @@ Runs on the lent GPU machine only. One engine per scheduler (stock vLLM or
 scheduling, multiprocess engine core), dummy weights from a ``config.json``,
 token-id prompts, ``ignore_eos`` so every request yields exactly its trace
 length. Requests are submitted at their scaled arrival times and every output
-token is timestamped by the client, as the baseline in ``shared/gpu`` was.
+token is timestamped by the client, as the H200 baseline's was (docs/benchmarks.md).
 
 The KV budget is fixed with ``num_gpu_blocks_override`` rather than a memory
 fraction, so H100 and H200 runs get exactly the same number of KV tokens.

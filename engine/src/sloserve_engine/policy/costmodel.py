@@ -7,8 +7,8 @@ advance its clock, so a policy never plans with a different machine than the
 one it is measured on.
 
 The coefficients live in JSON data files, one per GPU × model, at
-``sloserve_engine/data/costmodels/<gpu>-<model>.json`` (the simulator engineer
-fits them from the step logs in ``/work/shared/gpu/baseline``). Schema
+``sloserve_engine/data/costmodels/<gpu>-<model>.json``, fitted from GPU step logs by
+``sloserve bench fit`` (the command and its input: docs/benchmarks.md, "Cost model"). Schema
 ``sloserve.costmodel/v1``, every coefficient in seconds::
 
     {

@@ -1,4 +1,4 @@
-"""``sloserve-engine``: the process the operator runs in every engine pod (BRIEF contract 3).
+"""``sloserve-engine``: the process the operator runs in every engine pod (docs/engine.md).
 
     sloserve-engine [--simulated] --host 0.0.0.0 --port 8000 --served-model-name NAME
         --knobs-file /etc/sloserve/knobs/knobs.json --admin-token-file /etc/sloserve/admin/token

@@ -1,4 +1,4 @@
-"""The single definition of every ``sloserve_*`` engine metric (BRIEF contract 4).
+"""The single definition of every ``sloserve_*`` engine metric (docs/engine.md, "Metrics").
 
 Both executors report through :class:`EngineMetrics` with the same two calls,
 :meth:`EngineMetrics.record_step` (once per engine step, from the policy's

@@ -40,7 +40,7 @@ Scheduling = Literal["async", "sync"]
 
 @dataclass(frozen=True, slots=True)
 class SimConfig:
-    """Engine limits; defaults match the GPU baseline (``../shared/gpu/README.md``)."""
+    """Engine limits; defaults match the H200 GPU baseline (docs/benchmarks.md)."""
 
     kv_tokens: int = 97_488
     """KV-cache size in tokens as vLLM reports it (``num_gpu_blocks × block_size``)."""

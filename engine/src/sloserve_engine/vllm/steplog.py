@@ -1,4 +1,4 @@
-"""Per-step CSV log of a vLLM scheduler, in the GPU baseline's format (``shared/gpu``).
+"""Per-step CSV log of a vLLM scheduler, in the format ``sloserve bench fit`` reads.
 
 Set ``SLOSERVE_STEP_LOG=<csv path>`` in the engine core's environment; every
 scheduler class of this package (stock timing and sloserve, sync and async)

@@ -25,7 +25,7 @@ STARTUP_BUDGET_S = 1800
 
 
 def engine_args(target: Target) -> list[str]:
-    """Command-line contract 3 (BRIEF.md): engine flags, then ``--`` and ``vllm serve`` flags."""
+    """The engine command line (docs/engine.md): engine flags, then ``--``, then vLLM's."""
     model, engine = target.spec.model, target.spec.engine
     args = ["--simulated"] if engine.simulated else []
     args += [
