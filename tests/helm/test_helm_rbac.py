@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import kopf
 import pytest
 from chartkit import one, render
+from prometheus_client import CollectorRegistry
 
 from sloserve_operator.permissions import APPLY, WATCH, operator_permissions
 from sloserve_operator.render import children, secret
@@ -88,10 +88,12 @@ def _declared_verbs() -> dict[tuple[str, str], frozenset[str]]:
 
 def test_every_resource_a_kopf_handler_follows_is_watchable() -> None:
     """Derived from the handlers the operator registers, so a new watch fails here first."""
-    import sloserve_operator.autoscaler.handlers
-    import sloserve_operator.handlers  # noqa: F401  (registers the kopf handlers)
+    from sloserve_operator.main import OperatorOptions, build_registry
+    from sloserve_operator.metrics import OperatorMetrics
+    from sloserve_operator.runtime import Runtime
 
-    registry = kopf.get_default_registry()
+    runtime = Runtime(OperatorMetrics(CollectorRegistry()))
+    registry = build_registry(OperatorOptions(autoscaler=True), runtime)
     handlers = [*registry._watching.get_all_handlers(), *registry._spawning.get_all_handlers()]
     assert handlers, "no kopf handlers registered"
     perms = _declared_verbs()

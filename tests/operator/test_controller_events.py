@@ -9,8 +9,10 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from sloserve_operator.controller import STATUS_DEBOUNCE_S, Applied, Controller, PodInfo
+from sloserve_operator.cache import PodInfo, ServiceView
+from sloserve_operator.controller import STATUS_DEBOUNCE_S, Controller
 from sloserve_operator.metrics import OperatorMetrics
+from sloserve_operator.plan import Applied
 
 
 @pytest.fixture
@@ -37,6 +39,13 @@ def child(
         meta["generation"] = generation
     meta["labels"] = {"sloserve.io/service": "s"}
     return {"kind": kind, "metadata": meta, **extra}
+
+
+def cached(c: Controller) -> ServiceView:
+    """The service's entry in the state cache the controller writes (and the autoscaler reads)."""
+    view = c.cache.get(("ns", "s"))
+    assert view is not None
+    return view
 
 
 def drain(c: Controller) -> int:
@@ -66,6 +75,7 @@ def test_recreated_object_starts_from_scratch(controller: Controller) -> None:
     assert controller.states[("ns", "s")].token is None
     controller.on_service("DELETED", service(uid="u2"))
     assert ("ns", "s") not in controller.states
+    assert ("ns", "s") not in controller.cache  # the autoscaler stops seeing it too
 
 
 def test_child_events(controller: Controller) -> None:
@@ -119,7 +129,7 @@ def pod(name: str, ready: bool, ip: str = "127.64.0.2", **meta: Any) -> dict[str
 def test_pod_events(controller: Controller) -> None:
     controller.on_service(None, service())
     drain(controller)
-    st = controller.states[("ns", "s")]
+    st = cached(controller)
     controller.on_pod("ADDED", pod("p", ready=False))
     assert drain(controller) == 1
     controller.on_pod("MODIFIED", pod("p", ready=True))
@@ -138,7 +148,7 @@ def test_unschedulable_pods_are_noted(controller: Controller) -> None:
         "conditions": [{"type": "PodScheduled", "status": "False", "message": "0/2 nodes"}],
     }
     controller.on_pod("ADDED", unsched)
-    assert controller.states[("ns", "s")].pods["q"].unschedulable == "0/2 nodes"
+    assert cached(controller).pods["q"].unschedulable == "0/2 nodes"
 
 
 def test_events_of_unknown_services_are_ignored(controller: Controller) -> None:

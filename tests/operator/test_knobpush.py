@@ -14,7 +14,7 @@ import pytest
 
 from sloserve_engine.knobs import Knobs
 from sloserve_operator import knobpush
-from sloserve_operator.knobpush import PodEndpoint
+from sloserve_operator.knobpush import AdminEndpoint
 
 TOKEN = "test-token"
 
@@ -26,7 +26,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[PodEndpoint]]:
+def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[AdminEndpoint]]:
     tmp = tmp_path_factory.mktemp("engines")
     (tmp / "knobs.json").write_text("{}")
     (tmp / "token").write_text(TOKEN)
@@ -39,7 +39,7 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[PodEndpoi
         argv += ["--admin-token-file", str(tmp / "token")]
         log = (tmp / f"engine{i}.log").open("w")
         procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
-        pods.append(PodEndpoint(f"pod-{i}", f"uid-{i}", "127.0.0.1", port))
+        pods.append(AdminEndpoint(f"pod-{i}", f"uid-{i}", "127.0.0.1", port))
     try:
         deadline = time.monotonic() + 60
         for pod in pods:
@@ -59,7 +59,7 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[PodEndpoi
             proc.wait(10)
 
 
-async def test_push_reaches_every_engine(engines: list[PodEndpoint]) -> None:
+async def test_push_reaches_every_engine(engines: list[AdminEndpoint]) -> None:
     knobs = Knobs(policy="vllm", reservation_ratio=0.2)
     async with httpx.AsyncClient() as client:
         results = await knobpush.push(client, engines, knobs, TOKEN)
@@ -71,14 +71,14 @@ async def test_push_reaches_every_engine(engines: list[PodEndpoint]) -> None:
         await knobpush.push(client, engines, Knobs(), TOKEN)
 
 
-async def test_wrong_token_is_reported_as_rejected(engines: list[PodEndpoint]) -> None:
+async def test_wrong_token_is_reported_as_rejected(engines: list[AdminEndpoint]) -> None:
     async with httpx.AsyncClient() as client:
         result = await knobpush.push_one(client, engines[0], "{}", "not-the-token")
     assert (result.revision, result.rejected, result.status) == (None, True, 401)
     assert "401" in result.message
 
 
-async def test_invalid_document_is_rejected_naming_the_field(engines: list[PodEndpoint]) -> None:
+async def test_invalid_document_is_rejected_naming_the_field(engines: list[AdminEndpoint]) -> None:
     async with httpx.AsyncClient() as client:
         result = await knobpush.push_one(client, engines[0], '{"reservationRatio": 0.9}', TOKEN)
     assert result.rejected and result.status == 422
@@ -86,7 +86,7 @@ async def test_invalid_document_is_rejected_naming_the_field(engines: list[PodEn
 
 
 async def test_unreachable_pod_is_not_a_rejection() -> None:
-    pod = PodEndpoint("gone", "uid", "127.0.0.1", free_port())
+    pod = AdminEndpoint("gone", "uid", "127.0.0.1", free_port())
     async with httpx.AsyncClient() as client:
         result = await knobpush.push_one(client, pod, "{}", TOKEN)
     assert result.revision is None and not result.rejected

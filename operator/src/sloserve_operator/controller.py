@@ -1,13 +1,14 @@
 """The reconciler: watch events in, server-side applies, knob pushes and status out.
 
-Kopf delivers events (``handlers.py``); this module keeps what they say in memory, marks the
-owning ``LLMService`` dirty and lets a pool of workers reconcile dirty services one at a time
-per service (``WorkQueue``). A reconcile is level-triggered and idempotent, so an operator
-restart mid-reconcile simply converges on the next one. It costs API calls only when something
-changed: children are re-applied when the spec changed or a watch event shows they were
-deleted or edited by someone else, status is patched only when it differs, and knob pushes go
-to pods (over HTTP), not to the API server. That is what keeps an idle operator at ~0 API
-calls per minute.
+Kopf delivers events (``handlers.py``); this module writes what they say into the operator's
+state cache (``cache.py``, which the autoscaler reads), marks the owning ``LLMService`` dirty
+and lets a pool of workers reconcile dirty services one at a time per service
+(``WorkQueue``). What a reconcile must do is decided without I/O (``plan.py``). A reconcile
+is level-triggered and idempotent, so an operator restart mid-reconcile simply converges on
+the next one. It costs API calls only when something changed: children are re-applied when
+the spec changed or a watch event shows they were deleted or edited by someone else, status
+is patched only when it differs, and knob pushes go to pods (over HTTP), not to the API
+server. That is what keeps an idle operator at ~0 API calls per minute.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -26,51 +25,29 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from . import knobpush, render, status
+from . import knobpush, plan, render, status
+from .cache import Key, ServiceView, StateCache, pod_info
 from .k8s import ApiError, Kube, object_path
-from .knobpush import PodEndpoint, PushResult
+from .knobpush import AdminEndpoint, PushResult
 from .metrics import OperatorMetrics
+from .plan import Applied
 from .render import monitor, secret
 from .render.target import ADMIN_TOKEN_KEY, SERVICE_LABEL, Target
 from .workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
-Key = tuple[str, str]
-"""(namespace, LLMService name)."""
-
 MONITOR_CHECK_S = 60.0
 MAX_BACKOFF_S = 10.0
 STATUS_DEBOUNCE_S = 0.5
 
 
-@dataclass(frozen=True)
-class Applied:
-    """What the operator last applied for one child, to skip no-op applies."""
-
-    digest: str
-    resource_version: str
-    generation: int
-
-
-@dataclass(frozen=True)
-class PodInfo:
-    name: str
-    uid: str
-    ip: str
-    ready: bool
-    unschedulable: str = ""
-    """The scheduler's reason when it cannot place the pod (PodScheduled=False)."""
-
-
 @dataclass
-class ServiceState:
-    """The operator's memory of one LLMService and its children (rebuilt from watches)."""
+class ReconcileState:
+    """The controller's own bookkeeping for one service; what the watches show of the service
+    itself lives in the shared :class:`~.cache.StateCache`."""
 
-    body: dict[str, Any]
     applied: dict[str, Applied] = field(default_factory=dict)
-    deployment: dict[str, Any] | None = None
-    pods: dict[str, PodInfo] = field(default_factory=dict)
     knobs: dict[str, tuple[str, PushResult]] = field(default_factory=dict)
     token: str | None = None
     reconciled_generation: int | None = None
@@ -91,30 +68,10 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _digest(obj: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
-
-
 def _key_of(obj: Mapping[str, Any]) -> Key | None:
     meta = obj.get("metadata", {})
     service = (meta.get("labels") or {}).get(SERVICE_LABEL)
     return (meta.get("namespace", ""), service) if service else None
-
-
-def _pod_info(obj: Mapping[str, Any]) -> PodInfo:
-    meta, st = obj["metadata"], obj.get("status", {})
-    ready = st.get("phase") == "Running" and any(
-        c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or []
-    )
-    unschedulable = next(
-        (
-            str(c.get("message") or c.get("reason") or "unschedulable")
-            for c in st.get("conditions") or []
-            if c.get("type") == "PodScheduled" and c.get("status") == "False"
-        ),
-        "",
-    )
-    return PodInfo(meta["name"], meta.get("uid", ""), st.get("podIP") or "", ready, unschedulable)
 
 
 class Controller:
@@ -124,10 +81,13 @@ class Controller:
         http: httpx.AsyncClient,
         metrics: OperatorMetrics,
         config: ControllerConfig | None = None,
+        cache: StateCache | None = None,
     ) -> None:
         self.kube, self.http, self.metrics = kube, http, metrics
         self.config = config or ControllerConfig()
-        self.states: dict[Key, ServiceState] = {}
+        self.cache = cache if cache is not None else StateCache()
+        """Written here, from the watches; read by the autoscaler."""
+        self.states: dict[Key, ReconcileState] = {}
         self.queue: WorkQueue[Key] = WorkQueue()
         self._tasks: list[asyncio.Task[None]] = []
         self._monitor_api: tuple[float, bool] | None = None
@@ -153,22 +113,26 @@ class Controller:
         meta = obj["metadata"]
         key = (meta["namespace"], meta["name"])
         if event_type == "DELETED":
+            self.cache.pop(key)
             self.states.pop(key, None)
             self.queue.cancel_retry(key)
             self.metrics.forget(*key)
             return  # children go with it: owner references, garbage collector
-        st = self.states.get(key)
-        if st is None or st.body["metadata"].get("uid") != meta.get("uid"):
-            st = self.states[key] = ServiceState(body=obj)  # new, or deleted and re-created
-        st.body = obj
-        if st.reconciled_generation != meta.get("generation"):
+        view = self.cache.get(key)
+        if view is None or view.body["metadata"].get("uid") != meta.get("uid"):
+            view = ServiceView(body=obj)  # new, or deleted and re-created
+            self.cache.put(key, view)
+            self.states[key] = ReconcileState()
+        view.body = obj
+        if self.states[key].reconciled_generation != meta.get("generation"):
             self.queue.add(key)
 
     def on_child(self, event_type: str | None, obj: dict[str, Any]) -> None:
         key = _key_of(obj)
-        st = self.states.get(key) if key else None
-        if key is None or st is None:
+        view = self.cache.get(key) if key else None
+        if key is None or view is None:
             return  # its LLMService's own event reconciles everything
+        st = self.states[key]
         kind, meta = obj.get("kind", ""), obj["metadata"]
         child = f"{kind}/{meta['name']}"
         if kind == "Secret":
@@ -180,8 +144,8 @@ class Controller:
         if kind == "Deployment":
             seen = {"metadata": {"generation": meta.get("generation", 0)}, "status": {}}
             seen["status"] = obj.get("status", {}) if event_type != "DELETED" else {}
-            status_changed = seen != st.deployment
-            st.deployment = seen if event_type != "DELETED" else None
+            status_changed = seen != view.deployment
+            view.deployment = seen if event_type != "DELETED" else None
         record = st.applied.get(child)
         if event_type == "DELETED":
             st.applied.pop(child, None)
@@ -202,18 +166,18 @@ class Controller:
 
     def on_pod(self, event_type: str | None, obj: dict[str, Any]) -> None:
         key = _key_of(obj)
-        st = self.states.get(key) if key else None
-        if key is None or st is None:
+        view = self.cache.get(key) if key else None
+        if key is None or view is None:
             return
         name = obj["metadata"]["name"]
         if event_type == "DELETED" or obj["metadata"].get("deletionTimestamp"):
-            st.knobs.pop(name, None)
-            if st.pods.pop(name, None) is not None:
+            self.states[key].knobs.pop(name, None)
+            if view.pods.pop(name, None) is not None:
                 self.queue.add(key)
             return
-        info = _pod_info(obj)
-        if st.pods.get(name) != info:
-            st.pods[name] = info
+        info = pod_info(obj)
+        if view.pods.get(name) != info:
+            view.pods[name] = info
             self.queue.add(key)
 
     # ------------------------------------------------------------------ workers
@@ -256,28 +220,27 @@ class Controller:
 
     async def reconcile(self, key: Key) -> float | None:
         """One pass for one service; returns a retry delay when not converged."""
-        st = self.states.get(key)
-        if st is None:
+        st, view = self.states.get(key), self.cache.get(key)
+        if st is None or view is None:
             return None
-        body = st.body
         try:
-            target = Target.from_body(body)
+            target = Target.from_body(view.body)
         except ValidationError as exc:  # the CRD schema should have caught it: say so, stop
             try:
-                await self._write_status(st, None, ("InvalidSpec", str(exc)[:2000]))
+                await self._write_status(view, st, None, ("InvalidSpec", str(exc)[:2000]))
             except ApiError:
                 return MAX_BACKOFF_S
             return None
         problem: tuple[str, str] | None = None
         try:
             await self._ensure_token(target, st)
-            await self._apply_children(target, st)
+            await self._apply_children(target, view, st)
         except ApiError as exc:
             problem = ("ApplyFailed", str(exc)[:2000])
             self.metrics.reconcile_errors.labels(*key).inc()
-        converged = await self._push_knobs(target, st) and problem is None
+        converged = await self._push_knobs(target, view, st) and problem is None
         try:
-            await self._write_status(st, target, problem)
+            await self._write_status(view, st, target, problem)
         except ApiError as exc:
             log.warning("status of %s/%s not written: %s", *key, exc)
             converged = False
@@ -289,7 +252,7 @@ class Controller:
         st.failures += 1
         return float(min(MAX_BACKOFF_S, 0.1 * 2**st.failures))
 
-    async def _ensure_token(self, target: Target, st: ServiceState) -> None:
+    async def _ensure_token(self, target: Target, st: ReconcileState) -> None:
         """Create the admin-token Secret once; afterwards only read it back."""
         if st.token is not None:
             return
@@ -310,75 +273,56 @@ class Controller:
             self._monitor_api = (now, present)
         return self._monitor_api[1]
 
-    async def _apply_children(self, target: Target, st: ServiceState) -> None:
+    async def _apply_children(self, target: Target, view: ServiceView, st: ReconcileState) -> None:
+        rendered = render.children(target, with_service_monitor=await self._with_monitor())
         applied: list[str] = []
-        for obj in render.children(target, with_service_monitor=await self._with_monitor()):
-            child = f"{obj['kind']}/{obj['metadata']['name']}"
-            digest = _digest(obj)
-            record = st.applied.get(child)
-            if record is not None and record.digest == digest:
-                continue
-            result = await self.kube.apply(obj)
+        for child in plan.children_to_apply(rendered, st.applied):
+            result = await self.kube.apply(child.obj)
             meta = result.get("metadata", {})
-            st.applied[child] = Applied(
-                digest, str(meta.get("resourceVersion", "")), int(meta.get("generation", 0))
+            st.applied[child.name] = Applied(
+                child.digest, str(meta.get("resourceVersion", "")), int(meta.get("generation", 0))
             )
-            if obj["kind"] == "Deployment" and st.deployment is None:
-                st.deployment = {"metadata": {"generation": meta.get("generation", 0)}}
-                st.deployment["status"] = result.get("status", {})
-            applied.append(child)
+            if child.obj["kind"] == "Deployment" and view.deployment is None:
+                view.deployment = {"metadata": {"generation": meta.get("generation", 0)}}
+                view.deployment["status"] = result.get("status", {})
+            applied.append(child.name)
         recreated = sorted(st.recreate & set(applied))
         st.recreate -= set(applied)
         if recreated:
-            await self._event(st, "Normal", "Recreated", f"recreated {', '.join(recreated)}")
+            await self._event(view, "Normal", "Recreated", f"recreated {', '.join(recreated)}")
         elif applied and st.reconciled_generation is not None:
             msg = f"generation {target.generation}: applied {', '.join(applied)}"
-            await self._event(st, "Normal", "Applied", msg)
+            await self._event(view, "Normal", "Applied", msg)
 
-    async def _push_knobs(self, target: Target, st: ServiceState) -> bool:
+    async def _push_knobs(self, target: Target, view: ServiceView, st: ReconcileState) -> bool:
         """Bring every ready pod to the spec's knob revision; True when all run it."""
         knobs = target.spec.knobs()
         revision = knobs.revision()
-        ready = [p for p in st.pods.values() if p.ready and p.ip]
-        for name in set(st.knobs) - {p.name for p in ready}:
+        todo = plan.knob_plan(view.pods.values(), st.knobs, revision)
+        for name in todo.forget:
             del st.knobs[name]
-        todo = [
-            p
-            for p in ready
-            if (known := st.knobs.get(p.name)) is None
-            or known[0] != p.uid
-            or known[1].revision != revision
-        ]
-        if todo and st.token is not None:
+        if todo.push and st.token is not None:
             started = time.perf_counter()
-            endpoints = [PodEndpoint(p.name, p.uid, p.ip) for p in todo]
+            endpoints = [AdminEndpoint(p.name, p.uid, p.ip) for p in todo.push]
             results = await knobpush.push(self.http, endpoints, knobs, st.token)
             self.metrics.knob_push_duration.observe(time.perf_counter() - started)
-            uids = {p.name: p.uid for p in todo}
+            uids = {p.name: p.uid for p in todo.push}
             for name, result in results.items():
                 st.knobs[name] = (uids[name], result)
             if any(r.status == 401 for r in results.values()):
                 st.token = None  # the Secret changed under us: read it again next pass
-        applied = sum(1 for p in ready if (k := st.knobs.get(p.name)) and k[1].revision == revision)
+        applied = plan.pods_on_revision(todo.ready, st.knobs, revision)
         self.metrics.knobs_applied_pods.labels(target.namespace, target.name).set(applied)
-        return applied == len(ready)
-
-    def _pod_states(self, st: ServiceState) -> list[status.PodKnobState]:
-        out = []
-        for pod in st.pods.values():
-            if not (pod.ready and pod.ip):
-                continue
-            known = st.knobs.get(pod.name)
-            result = known[1] if known is not None else PushResult(None, "not pushed yet")
-            out.append(
-                status.PodKnobState(pod.name, result.revision, result.message, result.rejected)
-            )
-        return out
+        return applied == len(todo.ready)
 
     async def _write_status(
-        self, st: ServiceState, target: Target | None, problem: tuple[str, str] | None
+        self,
+        view: ServiceView,
+        st: ReconcileState,
+        target: Target | None,
+        problem: tuple[str, str] | None,
     ) -> None:
-        body = st.body
+        body = view.body
         meta = body["metadata"]
         old: dict[str, Any] = body.get("status") or {}
         if target is None:  # invalid spec: only the Degraded condition is meaningful
@@ -399,10 +343,10 @@ class Controller:
                 desired_replicas=target.spec.desired_replicas(),
                 selector=target.selector_string,
                 knobs_revision=target.spec.knobs().revision(),
-                deployment=st.deployment,
-                pods=self._pod_states(st),
+                deployment=view.deployment,
+                pods=plan.pod_knob_states(view.pods.values(), st.knobs),
                 problem=problem,
-                unschedulable=[p.unschedulable for p in st.pods.values() if p.unschedulable],
+                unschedulable=[p.unschedulable for p in view.pods.values() if p.unschedulable],
             )
             new = status.operator_status(obs, old, _now(), reconciled=problem is None)
         if not status.differs(new, old):
@@ -410,15 +354,15 @@ class Controller:
         for kind, reason, message in status.transition_events(
             old.get("conditions") or [], new["conditions"]
         ):
-            await self._event(st, kind, reason, message)
+            await self._event(view, kind, reason, message)
         try:
             result = await self.kube.patch_status(meta["namespace"], meta["name"], new)
         except ApiError as exc:
             if exc.status == 404:
                 return  # deleted meanwhile
             raise
-        st.body = {**st.body, "status": result.get("status", {})}
+        view.body = {**view.body, "status": result.get("status", {})}
 
-    async def _event(self, st: ServiceState, kind: str, reason: str, message: str) -> None:
-        body = {"apiVersion": "sloserve.io/v1alpha1", "kind": "LLMService", **st.body}
+    async def _event(self, view: ServiceView, kind: str, reason: str, message: str) -> None:
+        body = {"apiVersion": "sloserve.io/v1alpha1", "kind": "LLMService", **view.body}
         await self.kube.post_event(body, kind, reason, message)

@@ -3,25 +3,20 @@
 Handlers are ``async`` on purpose: kopf runs sync handlers in a thread pool, and the
 controller's queue belongs to the event loop. Only ``@kopf.on.event`` handlers are used, so
 kopf never writes progress or diff-base state onto objects; all decisions live in
-``controller.py``. Other handlers reach the controller (and its pod/Deployment caches) as
-``memo.runtime.controller``, the metrics as ``memo.runtime.metrics``. The autoscaler registers
-its own handlers on the same (default) registry: ``main.py`` imports
-``sloserve_operator.autoscaler.handlers`` when that module exists.
+``controller.py``. :func:`register` puts them on the registry ``main.serve`` builds; the
+autoscaler registers its own (``autoscaler/handlers.py``) on the same registry, explicitly.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-import httpx
 import kopf
 
 from .api import v1alpha1 as api
-from .controller import Controller, ControllerConfig
-from .k8s import Kube
-from .metrics import OperatorMetrics
+from .controller import Controller
 from .render.target import ENGINE_NAME, MANAGER
+from .runtime import Clients, Runtime
 
 CHILD_LABELS = {"app.kubernetes.io/managed-by": MANAGER}
 CHILD_RESOURCES = (
@@ -34,21 +29,6 @@ CHILD_RESOURCES = (
 )
 
 
-@dataclass
-class Runtime:
-    """Shared by reference: kopf hands each object a shallow copy of the operator's memo."""
-
-    metrics: OperatorMetrics
-    config: ControllerConfig
-    controller: Controller | None = None
-
-    @property
-    def running(self) -> Controller:
-        assert self.controller is not None, "the startup handler creates the controller"
-        return self.controller
-
-
-@kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     """Service account in a pod, else $KUBECONFIG read *now* (kopf's default client login
     fixed the kubeconfig path when the library was imported)."""
@@ -56,38 +36,65 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return info or kopf.login_with_kubeconfig(**kwargs)
 
 
-@kopf.on.startup()
-async def start_controller(memo: kopf.Memo, **_: Any) -> None:
-    runtime: Runtime = memo.runtime
-    kube = await Kube.connect(runtime.metrics, pool_size=2 * runtime.config.workers)
-    http = httpx.AsyncClient(limits=httpx.Limits(max_connections=256))
-    runtime.controller = Controller(kube, http, runtime.metrics, runtime.config)
-    runtime.controller.start()
+def _body(event: kopf.RawEvent) -> dict[str, Any]:
+    return cast(dict[str, Any], event["object"])  # a plain JSON object, as the API sent it
 
 
-@kopf.on.cleanup()
-async def stop_controller(memo: kopf.Memo, **_: Any) -> None:
-    runtime: Runtime = memo.runtime
-    if runtime.controller is not None:
-        await runtime.controller.stop()
-        await runtime.controller.http.aclose()
-        await runtime.controller.kube.close()
+class OperatorHandlers:
+    """The controller's lifecycle and its watch inputs, bound to one :class:`Runtime`."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.controller: Controller | None = None
+
+    @property
+    def running(self) -> Controller:
+        assert self.controller is not None, "the startup handler creates the controller"
+        return self.controller
+
+    async def start(self, **_: Any) -> None:
+        rt = self.runtime
+        rt.clients = await Clients.connect(rt.metrics, rt.config.workers)
+        self.controller = Controller(
+            rt.clients.kube, rt.clients.http, rt.metrics, rt.config, rt.cache
+        )
+        self.controller.start()
+
+    async def stop(self, **_: Any) -> None:
+        if self.controller is not None:
+            await self.controller.stop()
+        if self.runtime.clients is not None:
+            await self.runtime.clients.close()
+            self.runtime.clients = None
+
+    async def llmservice_event(self, event: kopf.RawEvent, **_: Any) -> None:
+        self.running.on_service(event.get("type"), _body(event))
+
+    async def pod_event(self, event: kopf.RawEvent, **_: Any) -> None:
+        self.running.on_pod(event.get("type"), _body(event))
+
+    async def child_event(self, event: kopf.RawEvent, **_: Any) -> None:
+        self.running.on_child(event.get("type"), _body(event))
 
 
-@kopf.on.event(api.GROUP, api.VERSION, api.PLURAL, id="llmservice")
-async def llmservice_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo.runtime.running.on_service(event.get("type"), event["object"])
-
-
-@kopf.on.event("v1", "pods", labels={"app.kubernetes.io/name": ENGINE_NAME}, id="engine-pod")
-async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo.runtime.running.on_pod(event.get("type"), event["object"])
-
-
-async def _child_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo.runtime.running.on_child(event.get("type"), event["object"])
-
-
-for _group, _version, _plural in CHILD_RESOURCES:
-    _gv = f"{_group}/{_version}" if _group else _version
-    kopf.on.event(_gv, _plural, labels=CHILD_LABELS, id=f"child-{_plural}")(_child_event)
+def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> OperatorHandlers:
+    handlers = OperatorHandlers(runtime)
+    kopf.on.login(registry=registry)(login)
+    kopf.on.startup(registry=registry, id="start-controller")(handlers.start)
+    kopf.on.cleanup(registry=registry, id="stop-controller")(handlers.stop)
+    kopf.on.event(api.GROUP, api.VERSION, api.PLURAL, registry=registry, id="llmservice")(
+        handlers.llmservice_event
+    )
+    kopf.on.event(
+        "v1",
+        "pods",
+        labels={"app.kubernetes.io/name": ENGINE_NAME},
+        registry=registry,
+        id="engine-pod",
+    )(handlers.pod_event)
+    for group, version, plural in CHILD_RESOURCES:
+        gv = f"{group}/{version}" if group else version
+        kopf.on.event(gv, plural, labels=CHILD_LABELS, registry=registry, id=f"child-{plural}")(
+            handlers.child_event
+        )
+    return handlers

@@ -22,7 +22,9 @@ TIMEOUT = httpx.Timeout(2.0, connect=1.0)
 
 
 @dataclass(frozen=True)
-class PodEndpoint:
+class AdminEndpoint:
+    """One pod's admin API (knob pushes); the autoscaler's scrape target is ``MetricsEndpoint``."""
+
     name: str
     uid: str
     ip: str
@@ -56,7 +58,7 @@ def _detail(response: httpx.Response) -> str:
 
 
 async def push_one(
-    client: httpx.AsyncClient, pod: PodEndpoint, document: str, token: str
+    client: httpx.AsyncClient, pod: AdminEndpoint, document: str, token: str
 ) -> PushResult:
     try:
         response = await client.put(
@@ -79,7 +81,7 @@ async def push_one(
 
 
 async def push(
-    client: httpx.AsyncClient, pods: Iterable[PodEndpoint], knobs: Knobs, token: str
+    client: httpx.AsyncClient, pods: Iterable[AdminEndpoint], knobs: Knobs, token: str
 ) -> dict[str, PushResult]:
     """PUT ``knobs`` to every pod at once; one result per pod name."""
     document = knobs.model_dump_json(by_alias=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import logging
 import threading
 import time
@@ -22,14 +21,15 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
+from . import handlers
+from .autoscaler import handlers as autoscaler_handlers
 from .controller import ControllerConfig
 from .handlers import CHILD_LABELS, CHILD_RESOURCES
 from .metrics import OperatorMetrics, default_metrics
 from .render.target import ENGINE_NAME
+from .runtime import Runtime
 
 log = logging.getLogger(__name__)
-
-AUTOSCALER_HANDLERS = "sloserve_operator.autoscaler.handlers"
 
 
 @dataclass(frozen=True)
@@ -45,16 +45,14 @@ class OperatorOptions:
     autoscaler: bool = True
 
 
-def load_autoscaler() -> bool:
-    """Import the autoscaler's kopf handlers when that module is present (the plug-in hook)."""
-    try:
-        importlib.import_module(AUTOSCALER_HANDLERS)
-    except ModuleNotFoundError as exc:
-        if exc.name != AUTOSCALER_HANDLERS:
-            raise
-        log.warning("%s not found: running without the autoscaler", AUTOSCALER_HANDLERS)
-        return False
-    return True
+def build_registry(options: OperatorOptions, runtime: Runtime) -> kopf.OperatorRegistry:
+    """The controller's handlers, and the autoscaler's unless disabled: one registry per
+    ``serve``, so nothing depends on which modules happened to be imported."""
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, runtime)
+    if options.autoscaler:
+        autoscaler_handlers.register(registry, runtime)
+    return registry
 
 
 class NoDiffBaseStorage(kopf.DiffBaseStorage):
@@ -72,20 +70,22 @@ class NoDiffBaseStorage(kopf.DiffBaseStorage):
         return None
 
 
-def _has_change_handlers() -> bool:
-    """Whether any loaded module registered change handlers (which need the real essence)."""
-    changing = getattr(kopf.get_default_registry(), "_changing", None)
+def _has_change_handlers(registry: kopf.OperatorRegistry) -> bool:
+    """Whether change handlers are registered (they need the real essence)."""
+    changing = getattr(registry, "_changing", None)
     handlers = getattr(changing, "get_all_handlers", None)
     return handlers is None or bool(list(handlers()))
 
 
-def settings_for(options: OperatorOptions) -> kopf.OperatorSettings:
+def settings_for(
+    options: OperatorOptions, registry: kopf.OperatorRegistry
+) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     settings.posting.enabled = False  # the controller posts its own, meaningful Events
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="sloserve.io")
     settings.persistence.diffbase_storage = (
         kopf.AnnotationsDiffBaseStorage(prefix="sloserve.io", key="last-handled-configuration")
-        if _has_change_handlers()
+        if _has_change_handlers(registry)
         else NoDiffBaseStorage()
     )
     settings.watching.server_timeout = 600
@@ -106,21 +106,18 @@ async def serve(
     stop_flag: asyncio.Event | threading.Event | None = None,
     ready_flag: asyncio.Event | threading.Event | None = None,
 ) -> None:
-    from .handlers import Runtime  # importing registers the kopf handlers
-
-    if options.autoscaler:
-        load_autoscaler()
-    memo = kopf.Memo(runtime=Runtime(metrics, options.controller), options=options)
+    runtime = Runtime(metrics, options.controller)
+    registry = build_registry(options, runtime)
     liveness = f"http://0.0.0.0:{options.liveness_port}/healthz" if options.liveness_port else None
     await kopf.operator(
-        settings=settings_for(options),
+        registry=registry,
+        settings=settings_for(options, registry),
         standalone=options.standalone or not options.peering,
         peering_name=options.peering,
         priority=options.priority,
         clusterwide=not options.namespaces,
         namespaces=list(options.namespaces),
         liveness_endpoint=liveness,
-        memo=memo,
         stop_flag=stop_flag,
         ready_flag=ready_flag,
     )

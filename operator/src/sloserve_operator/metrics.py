@@ -3,7 +3,7 @@
 The autoscaler defines its own series (desired replicas, scale decisions, ...) in
 ``autoscaler/metrics.py``; both go to the process's default registry, which
 ``sloserve operator --metrics-port`` serves. Tests may pass their own registry to collect names
-without a cluster. Handlers reach the instance as ``memo.metrics``.
+without a cluster. Handlers reach the instance as ``Runtime.metrics`` (``runtime.py``).
 """
 
 from __future__ import annotations

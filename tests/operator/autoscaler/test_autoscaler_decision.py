@@ -15,12 +15,12 @@ from sloserve_operator.autoscaler.decision import (
     History,
     Observation,
     PodSample,
-    Policy,
     Reason,
+    ScalingPolicy,
     decide,
 )
 
-POLICY = Policy(
+POLICY = ScalingPolicy(
     min_replicas=1,
     max_replicas=10,
     kv_pressure_target=0.8,
@@ -49,7 +49,7 @@ class Case:
     obs: Observation
     desired: int
     reason: Reason
-    policy: Policy = POLICY
+    policy: ScalingPolicy = POLICY
 
 
 CASES = {
@@ -77,7 +77,7 @@ CASES = {
     ),
     "capped at max replicas": Case(obs(9, pods(*[2.0] * 9)), 10, Reason.TO_MAX_REPLICAS),
     "never below min replicas": Case(
-        obs(2, pods(0.0, 0.0, att=None)), 2, Reason.STEADY, Policy(min_replicas=2)
+        obs(2, pods(0.0, 0.0, att=None)), 2, Reason.STEADY, ScalingPolicy(min_replicas=2)
     ),
     "spec below min is raised": Case(obs(0, ()), 1, Reason.TO_MIN_REPLICAS),
     "spec above max is lowered": Case(obs(12, pods(0.8)), 10, Reason.TO_MAX_REPLICAS),
@@ -128,10 +128,10 @@ def test_message_carries_inputs_and_result() -> None:
 
 def test_invalid_policy_names_every_problem() -> None:
     with pytest.raises(ValueError, match=r"max_replicas.*kv_pressure_target"):
-        Policy(min_replicas=5, max_replicas=2, kv_pressure_target=1.5)
+        ScalingPolicy(min_replicas=5, max_replicas=2, kv_pressure_target=1.5)
 
 
-def run(policy: Policy, steps: list[tuple[float, Observation]]) -> list[Decision]:
+def run(policy: ScalingPolicy, steps: list[tuple[float, Observation]]) -> list[Decision]:
     history, out = History(), []
     for _, o in steps:
         d = decide(policy, o, history)
@@ -141,7 +141,7 @@ def run(policy: Policy, steps: list[tuple[float, Observation]]) -> list[Decision
 
 
 def test_scale_up_window_needs_a_sustained_recommendation() -> None:
-    policy = Policy(scale_up_stabilization_s=10, scale_down_stabilization_s=300)
+    policy = ScalingPolicy(scale_up_stabilization_s=10, scale_down_stabilization_s=300)
     seq = [pods(0.8), pods(1.6), pods(1.6), pods(1.6)]
     ds = run(
         policy, [(t, obs(1, s, now=t)) for t, s in zip((0.0, 5.0, 10.0, 15.0), seq, strict=True)]
@@ -151,7 +151,7 @@ def test_scale_up_window_needs_a_sustained_recommendation() -> None:
 
 
 def test_one_off_spike_inside_up_window_is_ignored() -> None:
-    policy = Policy(scale_up_stabilization_s=10, scale_down_stabilization_s=300)
+    policy = ScalingPolicy(scale_up_stabilization_s=10, scale_down_stabilization_s=300)
     seq = [pods(0.8), pods(1.6), pods(0.8), pods(1.6)]
     ds = run(
         policy, [(t, obs(1, s, now=t)) for t, s in zip((0.0, 5.0, 10.0, 15.0), seq, strict=True)]
@@ -160,13 +160,13 @@ def test_one_off_spike_inside_up_window_is_ignored() -> None:
 
 
 def test_fast_path_skips_the_up_window() -> None:
-    policy = Policy(scale_up_stabilization_s=60)
+    policy = ScalingPolicy(scale_up_stabilization_s=60)
     d = decide(policy, obs(1, pods(0.8, att=0.6)))
     assert (d.desired_replicas, d.reason) == (2, Reason.SCALE_UP_SLO_FAST)
 
 
 def test_scale_down_waits_for_the_down_window() -> None:
-    policy = Policy(scale_up_stabilization_s=0, scale_down_stabilization_s=60)
+    policy = ScalingPolicy(scale_up_stabilization_s=0, scale_down_stabilization_s=60)
     steps = [(0.0, obs(3, pods(0.8, 0.8, 0.8), now=0.0))]
     steps += [(t, obs(3, pods(0.1, 0.1, 0.1), now=t)) for t in range(5, 70, 5)]
     ds = run(policy, steps)
@@ -177,7 +177,7 @@ def test_scale_down_waits_for_the_down_window() -> None:
 
 def test_a_failed_scrape_does_not_pin_the_down_window() -> None:
     """One pod missing at t=20 makes that evaluation conservative, not the next 30 s."""
-    policy = Policy(scale_up_stabilization_s=0, scale_down_stabilization_s=30)
+    policy = ScalingPolicy(scale_up_stabilization_s=0, scale_down_stabilization_s=30)
     low, partial = pods(0.1, 0.1, 0.1), pods(0.1)
     steps = [(0.0, obs(3, pods(0.8, 0.8, 0.8), now=0.0))]
     steps += [(t, obs(3, partial if t == 20 else low, ready=3, now=t)) for t in range(5, 45, 5)]
@@ -189,7 +189,7 @@ def test_a_failed_scrape_does_not_pin_the_down_window() -> None:
 
 def test_slo_signal_settles_after_a_scale_up() -> None:
     """The 60 s attainment window still shows the old failures: no second SLO step at once."""
-    policy = Policy(slo_settle_s=30, scale_up_stabilization_s=0)
+    policy = ScalingPolicy(slo_settle_s=30, scale_up_stabilization_s=0)
     first = decide(policy, obs(1, pods(0.8, att=0.5), now=0.0))
     assert (first.desired_replicas, first.reason) == (2, Reason.SCALE_UP_SLO_FAST)
     again = decide(policy, obs(2, pods(0.4, 0.4, att=0.5), now=20.0), first.history)
@@ -222,7 +222,7 @@ sample = st.builds(
     age_s=st.floats(0, 60),
 )
 policies = st.builds(
-    lambda lo, span, up, down: Policy(
+    lambda lo, span, up, down: ScalingPolicy(
         min_replicas=lo,
         max_replicas=lo + span,
         scale_up_max_step=up,
@@ -263,7 +263,9 @@ def test_bounds_and_steps_are_always_respected(policy, current, samples, pending
 @given(st.integers(1, 10), st.floats(0, 3), st.floats(0, 3), st.floats(0.5, 1))
 def test_monotone_in_kv_pressure(current, p1, p2, att) -> None:
     lo, hi = sorted((p1, p2))
-    policy = Policy(max_replicas=40, scale_up_stabilization_s=0, scale_down_stabilization_s=0)
+    policy = ScalingPolicy(
+        max_replicas=40, scale_up_stabilization_s=0, scale_down_stabilization_s=0
+    )
     d_lo = decide(policy, obs(current, pods(*[lo] * current, att=att)))
     d_hi = decide(policy, obs(current, pods(*[hi] * current, att=att)))
     assert d_lo.desired_replicas <= d_hi.desired_replicas
@@ -274,7 +276,9 @@ def _flaps(sizes: list[int]) -> list[tuple[int, ...]]:
     return [w for w in zip(moves, moves[1:], moves[2:], moves[3:], strict=False) if w[:2] == w[2:]]
 
 
-def _closed_loop(policy: Policy, demand: float, capacity_at_slo: float, steps: int) -> list[int]:
+def _closed_loop(
+    policy: ScalingPolicy, demand: float, capacity_at_slo: float, steps: int
+) -> list[int]:
     """A service with constant total KV demand; attainment fails when a pod carries too much."""
     replicas, history, t, sizes = 1, History(), 0.0, []
     for _ in range(steps):
@@ -291,7 +295,9 @@ def _closed_loop(policy: Policy, demand: float, capacity_at_slo: float, steps: i
 def test_no_two_size_oscillation_under_steady_load(demand, capacity_at_slo) -> None:
     """Under constant load the loop converges and never flaps a -> b -> a -> b. One probe
     below the size that holds the SLO is allowed: that is how the pressure ceiling is learned."""
-    policy = Policy(max_replicas=20, scale_up_stabilization_s=10, scale_down_stabilization_s=30)
+    policy = ScalingPolicy(
+        max_replicas=20, scale_up_stabilization_s=10, scale_down_stabilization_s=30
+    )
     sizes = _closed_loop(policy, demand, capacity_at_slo, steps=400)
     assert len(set(sizes[200:])) == 1, f"not converged: {sorted(set(sizes[200:]))}"
     assert not _flaps(sizes), sizes
@@ -299,7 +305,7 @@ def test_no_two_size_oscillation_under_steady_load(demand, capacity_at_slo) -> N
 
 def test_without_the_pressure_ceiling_the_same_loop_flaps() -> None:
     """The property above can fail: with no ceiling memory, KV alone says 1, SLO says 2."""
-    policy = Policy(scale_up_stabilization_s=10, scale_down_stabilization_s=30)
+    policy = ScalingPolicy(scale_up_stabilization_s=10, scale_down_stabilization_s=30)
     assert not _flaps(_closed_loop(policy, 0.7, 0.5, steps=400))
     forgetful = replace(policy, slo_ceiling_memory_s=0)
     assert _flaps(_closed_loop(forgetful, 0.7, 0.5, steps=400))

@@ -1,4 +1,5 @@
-"""The operator-side loop's scheduling, over a real (unconnected) operator Controller."""
+"""The operator-side loop's scheduling, over the operator's state cache and real (unconnected)
+clients."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from prometheus_client import CollectorRegistry
 from sloserve_operator.autoscaler.handlers import AutoscalerLoop
 from sloserve_operator.autoscaler.loop import Autoscaler
 from sloserve_operator.autoscaler.metrics import AutoscalerMetrics
-from sloserve_operator.controller import Controller, ServiceState
+from sloserve_operator.cache import ServiceView, StateCache
 from sloserve_operator.k8s import Kube
 from sloserve_operator.metrics import OperatorMetrics
+from sloserve_operator.runtime import Clients
 
 
 def body(name: str, **autoscaling: object) -> dict[str, object]:
@@ -28,22 +30,23 @@ def body(name: str, **autoscaling: object) -> dict[str, object]:
 async def test_disabled_and_invalid_services_are_looked_at_rarely_and_gone_ones_forgotten() -> None:
     metrics = OperatorMetrics(CollectorRegistry())
     async with httpx.AsyncClient() as http:
-        controller = Controller(Kube(client.ApiClient(), metrics), http, metrics)
-        controller.states[("ns", "off")] = ServiceState(body=body("off", enabled=False))
-        controller.states[("ns", "bad")] = ServiceState(body=body("bad", minReplicas=0))
+        clients = Clients(Kube(client.ApiClient(), metrics), http)
+        cache = StateCache()
+        cache.put(("ns", "off"), ServiceView(body=body("off", enabled=False)))
+        cache.put(("ns", "bad"), ServiceView(body=body("bad", minReplicas=0)))
         registry = CollectorRegistry()
         loop = AutoscalerLoop(Autoscaler(AutoscalerMetrics(registry)))
-        loop.tick(controller, now=0.0)
+        loop.tick(cache, clients, now=0.0)
         await asyncio.sleep(0.1)
         assert {k: s.due > 20 for k, s in loop._services.items()} == {
             ("ns", "off"): True,
             ("ns", "bad"): True,
         }
         due = {k: s.due for k, s in loop._services.items()}
-        loop.tick(controller, now=1.0)  # nothing is due: no new evaluation
+        loop.tick(cache, clients, now=1.0)  # nothing is due: no new evaluation
         await asyncio.sleep(0.1)
         assert {k: s.due for k, s in loop._services.items()} == due
-        del controller.states[("ns", "off")]
-        loop.tick(controller, now=2.0)
+        cache.pop(("ns", "off"))
+        loop.tick(cache, clients, now=2.0)
         assert set(loop._services) == {("ns", "bad")}
         await loop.stop()

@@ -14,14 +14,14 @@ from sloserve_dev.autoscaler.harness import (
     Workload,
     run_episode,
 )
-from sloserve_operator.autoscaler.decision import Policy
+from sloserve_operator.autoscaler.decision import ScalingPolicy
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 async def test_overload_on_one_engine_adds_a_replica(tmp_path: Path) -> None:
     """Three times one engine's capacity for 40 modelled seconds (at 4x real time)."""
-    policy = Policy(max_replicas=3, scale_up_stabilization_s=5)
+    policy = ScalingPolicy(max_replicas=3, scale_up_stabilization_s=5)
     episode = await run_episode(
         lambda clock: SloAutoscaler(policy, clock),
         [Phase(10, 3.0), Phase(50, 33.0)],

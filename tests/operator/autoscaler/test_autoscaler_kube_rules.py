@@ -7,18 +7,24 @@ import datetime as dt
 import pytest
 
 from sloserve_operator.api import v1alpha1 as api
-from sloserve_operator.autoscaler.decision import Observation, PodSample, Policy, Reason, decide
+from sloserve_operator.autoscaler.decision import (
+    Observation,
+    PodSample,
+    Reason,
+    ScalingPolicy,
+    decide,
+)
 from sloserve_operator.autoscaler.kube import (
     event_body,
     event_worthy,
+    replica_state,
     rollout_in_progress,
-    service_state,
     status_due,
     status_patch,
 )
-from sloserve_operator.autoscaler.loop import Evaluation, ServiceState
-from sloserve_operator.autoscaler.metrics_source import PodEndpoint, Scrape
-from sloserve_operator.controller import PodInfo
+from sloserve_operator.autoscaler.loop import Evaluation, ReplicaState
+from sloserve_operator.autoscaler.metrics_source import MetricsEndpoint, Scrape
+from sloserve_operator.cache import PodInfo
 from sloserve_operator.render.target import Target
 
 NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
@@ -41,10 +47,10 @@ def test_service_state_from_the_watch_cache() -> None:
         PodInfo("no-ip", "u", "", True),
         PodInfo("no-gpu", "u", "", False, unschedulable="0/2 nodes: Insufficient nvidia.com/gpu"),
     ]
-    state = service_state(TARGET, pods, None)
+    state = replica_state(TARGET, pods, None)
     assert state.ready_pods == (
-        PodEndpoint("a", "http://127.0.0.2:8000"),
-        PodEndpoint("b", "http://127.0.0.3:8000"),
+        MetricsEndpoint("a", "http://127.0.0.2:8000"),
+        MetricsEndpoint("b", "http://127.0.0.3:8000"),
     )
     assert (state.current_replicas, state.pending_replicas) == (3, 1)
     assert not state.rollout_in_progress
@@ -80,10 +86,12 @@ BODY = {"metadata": {"name": "chat", "namespace": "ns", "uid": "u-1"}}
 
 def evaluation(current: int, kv: float, pending: int = 0) -> Evaluation:
     ready = current - pending
-    state = ServiceState("ns", "chat", current, (), pending_replicas=pending)
+    state = ReplicaState("ns", "chat", current, (), pending_replicas=pending)
     samples = [PodSample(f"p{i}", kv, 0.99, 5.0) for i in range(ready)]
     obs = Observation(0.0, current, ready, pending, False, samples)
-    return Evaluation(state, Scrape((), {"gone": "timed out after 2s"}), decide(Policy(), obs))
+    return Evaluation(
+        state, Scrape((), {"gone": "timed out after 2s"}), decide(ScalingPolicy(), obs)
+    )
 
 
 def test_scaling_writes_a_valid_last_scale_and_an_event() -> None:

@@ -11,9 +11,9 @@ from prometheus_client import CollectorRegistry, start_http_server
 from sloserve_engine.server.metrics import EngineMetrics
 from sloserve_operator.api import v1alpha1 as api
 from sloserve_operator.autoscaler.decision import Reason
-from sloserve_operator.autoscaler.loop import Autoscaler, ServiceState
+from sloserve_operator.autoscaler.loop import Autoscaler, ReplicaState
 from sloserve_operator.autoscaler.metrics import AutoscalerMetrics
-from sloserve_operator.autoscaler.metrics_source import PodEndpoint, PodsSource
+from sloserve_operator.autoscaler.metrics_source import MetricsEndpoint, PodsSource
 from sloserve_operator.autoscaler.spec import policy_from_spec
 
 
@@ -33,14 +33,14 @@ def test_policy_defaults_follow_the_spec_and_slo_target_falls_back() -> None:
 
 
 @pytest.fixture
-def engine() -> Iterator[tuple[EngineMetrics, PodEndpoint]]:
+def engine() -> Iterator[tuple[EngineMetrics, MetricsEndpoint]]:
     registry = CollectorRegistry()
     metrics = EngineMetrics(registry=registry)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
-    yield metrics, PodEndpoint("engine-0", f"http://127.0.0.1:{port}")
+    yield metrics, MetricsEndpoint("engine-0", f"http://127.0.0.1:{port}")
     server.shutdown()
     thread.join(5)
 
@@ -51,7 +51,7 @@ async def test_history_carries_across_evaluations(engine) -> None:
     registry = CollectorRegistry()
     autoscaler = Autoscaler(AutoscalerMetrics(registry), clock=lambda: next(clock))
     policy = policy_from_spec(spec(scaleUpStabilizationSeconds=10))
-    state = ServiceState("ns", "chat", 1, (pod,))
+    state = ReplicaState("ns", "chat", 1, (pod,))
     source = PodsSource()
     reasons = []
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from sloserve_operator.autoscaler.decision import Observation, PodSample, Policy, decide
+from sloserve_operator.autoscaler.decision import Observation, PodSample, ScalingPolicy, decide
 from sloserve_operator.autoscaler.metrics import AutoscalerMetrics
 
 NAMES = {
@@ -28,7 +28,7 @@ def test_every_metric_has_a_name_type_and_help() -> None:
 def test_record_and_forget() -> None:
     registry = CollectorRegistry()
     m = AutoscalerMetrics(registry)
-    policy = Policy(max_replicas=7, slo_attainment_target=0.9)
+    policy = ScalingPolicy(max_replicas=7, slo_attainment_target=0.9)
     d = decide(policy, Observation(0.0, 1, 1, 0, False, [PodSample("p", 2.0, 0.99, 3.0)]))
     m.record("ns", "chat", policy, d, pending=2, scrape_failures=1)
     m.record("ns", "chat", policy, d, pending=2, scrape_failures=1)

@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from sloserve_engine.policy.views import SLOTarget
 from sloserve_engine.server.metrics import EngineMetrics, FinishedRequest
 from sloserve_operator.autoscaler.metrics_source import (
-    PodEndpoint,
+    MetricsEndpoint,
     PodsSource,
     PrometheusSource,
     RecentAttainment,
@@ -44,12 +44,12 @@ def _finish(m: EngineMetrics, now: float, ttft: float) -> None:
 
 
 @pytest.fixture
-def engine_pod() -> Iterator[tuple[EngineMetrics, PodEndpoint]]:
+def engine_pod() -> Iterator[tuple[EngineMetrics, MetricsEndpoint]]:
     registry = CollectorRegistry()
     metrics = EngineMetrics(registry=registry, window_s=60.0)
     port = _free_port()
     server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
-    yield metrics, PodEndpoint("engine-0", f"http://127.0.0.1:{port}")
+    yield metrics, MetricsEndpoint("engine-0", f"http://127.0.0.1:{port}")
     server.shutdown()
     thread.join(5)
 
@@ -65,12 +65,12 @@ class _Slow(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def slow_pod() -> Iterator[PodEndpoint]:
+def slow_pod() -> Iterator[MetricsEndpoint]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
     server.daemon_threads = True  # shutdown does not wait for the sleeping handler
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield PodEndpoint("engine-slow", f"http://127.0.0.1:{server.server_address[1]}")
+    yield MetricsEndpoint("engine-slow", f"http://127.0.0.1:{server.server_address[1]}")
     server.shutdown()
 
 
@@ -111,7 +111,7 @@ def test_restarted_pod_starts_over() -> None:
 async def test_slow_and_dead_pods_fail_alone(engine_pod, slow_pod) -> None:
     metrics, pod = engine_pod
     metrics.kv_pressure.set(0.5)
-    dead = PodEndpoint("engine-dead", f"http://127.0.0.1:{_free_port()}")
+    dead = MetricsEndpoint("engine-dead", f"http://127.0.0.1:{_free_port()}")
     source = PodsSource(timeout_s=0.3)
     started = time.monotonic()
     try:
@@ -189,7 +189,7 @@ async def test_prometheus_source_joins_series_by_pod(prometheus) -> None:
         ],
         "sloserve_requests_finished_total:true": [({"pod": "a"}, now - 2, "9.6")],
     }
-    pods = [PodEndpoint(n, "") for n in ("a", "b", "c")]
+    pods = [MetricsEndpoint(n, "") for n in ("a", "b", "c")]
     source = PrometheusSource(prometheus, "ns", "chat")
     try:
         scrape = await source.scrape(pods)
@@ -210,7 +210,7 @@ async def test_prometheus_source_joins_series_by_pod(prometheus) -> None:
 async def test_prometheus_down_marks_every_pod_failed() -> None:
     source = PrometheusSource(f"http://127.0.0.1:{_free_port()}", "ns", "chat", timeout_s=0.5)
     try:
-        scrape = await source.scrape([PodEndpoint("a", "")])
+        scrape = await source.scrape([MetricsEndpoint("a", "")])
     finally:
         await source.aclose()
     assert scrape.samples == ()

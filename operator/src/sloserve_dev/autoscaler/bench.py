@@ -28,12 +28,12 @@ from sloserve_operator.api import v1alpha1 as api
 from sloserve_operator.autoscaler.spec import policy_from_spec
 
 from .harness import (
-    Controller,
     Episode,
     KvUsageBaseline,
     Phase,
     Row,
     RunConfig,
+    ScalingController,
     SloAutoscaler,
     Workload,
     run_episode,
@@ -210,7 +210,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder")
 
 
-def controllers(spec: api.LLMServiceSpec) -> dict[str, Callable[[Callable[[], float]], Controller]]:
+def controllers(
+    spec: api.LLMServiceSpec,
+) -> dict[str, Callable[[Callable[[], float]], ScalingController]]:
     policy = policy_from_spec(spec)
     return {
         "sloserve": lambda clock: SloAutoscaler(policy, clock),

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from sloserve_operator.autoscaler.metrics_source import PodEndpoint
+from sloserve_operator.autoscaler.metrics_source import MetricsEndpoint
 
 ENGINE = [
     sys.executable,
@@ -72,8 +72,8 @@ class EngineFleet:
     def ready(self) -> list[Replica]:
         return [r for r in self.replicas if r.ready and not r.draining]
 
-    def endpoints(self) -> tuple[PodEndpoint, ...]:
-        return tuple(PodEndpoint(r.name, r.url) for r in self.ready())
+    def endpoints(self) -> tuple[MetricsEndpoint, ...]:
+        return tuple(MetricsEndpoint(r.name, r.url) for r in self.ready())
 
     async def scale_to(self, n: int) -> None:
         self.desired = n

@@ -22,8 +22,8 @@ from typing import Any, Protocol
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from sloserve_operator.autoscaler.decision import Decision, PodSample, Policy
-from sloserve_operator.autoscaler.loop import Autoscaler, ServiceState
+from sloserve_operator.autoscaler.decision import Decision, PodSample, ScalingPolicy
+from sloserve_operator.autoscaler.loop import Autoscaler, ReplicaState
 from sloserve_operator.autoscaler.metrics_source import PodsSource
 
 from .fleet import EngineFleet
@@ -97,7 +97,7 @@ class Episode:
         return asdict(self)
 
 
-class Controller(Protocol):
+class ScalingController(Protocol):
     name: str
 
     async def decide(self, fleet: EngineFleet) -> Decision: ...
@@ -120,13 +120,13 @@ class SloAutoscaler:
 
     name = "sloserve"
 
-    def __init__(self, policy: Policy, clock: Callable[[], float]) -> None:
+    def __init__(self, policy: ScalingPolicy, clock: Callable[[], float]) -> None:
         self._policy = policy
         self._loop = Autoscaler(clock=clock)
         self._source = PodsSource(timeout_s=2.0)
 
     async def decide(self, fleet: EngineFleet) -> Decision:
-        state = ServiceState("bench", self.name, fleet.desired, fleet.endpoints(), fleet.pending)
+        state = ReplicaState("bench", self.name, fleet.desired, fleet.endpoints(), fleet.pending)
         return (await self._loop.evaluate(self._policy, state, self._source)).decision
 
     async def aclose(self) -> None:
@@ -143,7 +143,7 @@ class KvUsageBaseline(SloAutoscaler):
 
     def __init__(self, target: float, clock: Callable[[], float]) -> None:
         super().__init__(
-            Policy(
+            ScalingPolicy(
                 kv_pressure_target=target,
                 scale_up_stabilization_s=0,
                 scale_down_stabilization_s=300,
@@ -255,7 +255,7 @@ async def _request(
 
 
 async def run_episode(
-    make_controller: Callable[[Callable[[], float]], Controller],
+    make_controller: Callable[[Callable[[], float]], ScalingController],
     trace: Sequence[Phase],
     workload: Workload,
     config: RunConfig,

@@ -1,7 +1,7 @@
 """The autoscaling decision: a pure function from what was observed to how many replicas.
 
 Everything that makes autoscalers misbehave in practice is decided here, where it can be
-tested without a cluster (research/anchors.md):
+tested without a cluster (docs/autoscaling.md):
 
 * two signals, the larger wins: KV pressure against ``kv_pressure_target`` (HPA ratio with a
   tolerance band) and measured SLO attainment against ``slo_attainment_target``, with a fast
@@ -60,7 +60,7 @@ _CHANGING = frozenset(
 
 
 @dataclass(frozen=True)
-class Policy:
+class ScalingPolicy:
     """The tunables of the decision; ``spec.autoscaling`` maps onto these one to one."""
 
     min_replicas: int = 1
@@ -195,7 +195,7 @@ class Decision:
         )
 
 
-def decide(policy: Policy, obs: Observation, history: History = History()) -> Decision:
+def decide(policy: ScalingPolicy, obs: Observation, history: History = History()) -> Decision:
     """Desired replicas for ``obs``; pure, so the same inputs always give the same decision."""
     current = obs.current_replicas
     fresh = [s for s in obs.samples if s.age_s <= policy.metric_max_age_s]
@@ -328,7 +328,9 @@ def _kv_demand(kv: list[float], ready: int, target: float) -> float | None:
     return sum(kv) + max(0, ready - len(kv)) * target
 
 
-def _kv_desired(policy: Policy, demand: float | None, ready: int, current: int) -> int | None:
+def _kv_desired(
+    policy: ScalingPolicy, demand: float | None, ready: int, current: int
+) -> int | None:
     """HPA formula ``ceil(demand / target)`` unless the ratio is inside the tolerance band."""
     if demand is None:
         return None
@@ -338,7 +340,7 @@ def _kv_desired(policy: Policy, demand: float | None, ready: int, current: int) 
 
 
 def _slo_desired(
-    policy: Policy, attainment: float | None, ready: int, current: int, settling: bool
+    policy: ScalingPolicy, attainment: float | None, ready: int, current: int, settling: bool
 ) -> tuple[int | None, bool]:
     """``ceil(ready * target / attainment)`` while attainment is below target.
 
@@ -359,7 +361,7 @@ def _slo_desired(
 
 
 def _up_reason(
-    policy: Policy, desired: int, kv_desired: int | None, slo_desired: int | None, fast: bool
+    policy: ScalingPolicy, desired: int, kv_desired: int | None, slo_desired: int | None, fast: bool
 ) -> Reason:
     if desired == policy.max_replicas and max(kv_desired or 0, slo_desired or 0) > desired:
         return Reason.TO_MAX_REPLICAS
@@ -368,7 +370,7 @@ def _up_reason(
     return Reason.SCALE_UP_KV
 
 
-def _horizon(policy: Policy) -> float:
+def _horizon(policy: ScalingPolicy) -> float:
     return max(policy.scale_up_stabilization_s, policy.scale_down_stabilization_s)
 
 

@@ -4,9 +4,9 @@ One task, not a kopf daemon or timer per object: those make kopf put a finalizer
 ``LLMService`` (deletion would hang while the operator is down) and cost a task per object.
 Here a 1 s tick starts the evaluations that are due (``autoscaling.intervalSeconds`` after the
 previous one), at most ``MAX_CONCURRENT`` at a time, and sleeps otherwise. Services, their
-pods and Deployments come from the operator controller's watch cache
-(``memo.runtime.controller``), writes go through its ``Kube``. ``main.py`` imports this
-module, which registers the startup and cleanup handlers.
+pods and Deployments come from the operator's state cache (``cache.py``, written by the
+controller); writes go through the operator's shared ``Kube``. ``main.py`` calls
+:func:`register` unless the autoscaler is disabled.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import math
 import time
@@ -23,11 +24,12 @@ from typing import Any
 import kopf
 import pydantic
 
-from ..controller import Controller
+from ..cache import Key, StateCache
 from ..k8s import ApiError
 from ..render.target import Target
+from ..runtime import Clients, Runtime
 from .decision import Reason
-from .kube import KubeEdge, service_state, status_due, status_patch
+from .kube import KubeEdge, replica_state, status_due, status_patch
 from .loop import Autoscaler
 from .metrics import AutoscalerMetrics
 from .metrics_source import MetricsSource, PodsSource, PrometheusSource
@@ -40,8 +42,6 @@ MAX_CONCURRENT = 32
 """Evaluations in flight at once (each is one scrape per ready pod plus at most 3 writes)."""
 _IDLE_S = 30.0
 """How soon a disabled or invalid service is looked at again."""
-
-Key = tuple[str, str]
 
 
 @dataclass
@@ -63,39 +63,42 @@ class AutoscalerLoop:
         self._slots = asyncio.Semaphore(MAX_CONCURRENT)
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def run(self, memo: kopf.Memo) -> None:
+    async def run(self, runtime: Runtime) -> None:
         while True:
-            controller: Controller | None = memo.runtime.controller
-            if controller is not None:
-                self.tick(controller, time.monotonic())
+            if runtime.clients is not None:  # the operator's startup handler connected them
+                self.tick(runtime.cache, runtime.clients, time.monotonic())
             await asyncio.sleep(TICK_S)
 
-    def tick(self, controller: Controller, now: float) -> None:
-        for key in set(self._services) - set(controller.states):
+    def tick(self, cache: StateCache, clients: Clients, now: float) -> None:
+        keys = cache.keys()
+        for key in set(self._services) - set(keys):
             self._services.pop(key)
             self._autoscaler.forget(*key)
-        for key in list(controller.states):
-            svc = self._services.setdefault(key, _Service(PodsSource(client=controller.http)))
+        for key in keys:
+            svc = self._services.setdefault(key, _Service(PodsSource(client=clients.http)))
             if svc.busy or svc.due > now:
                 continue
             svc.busy = True
-            task = asyncio.create_task(self._evaluate(controller, key, svc))
+            task = asyncio.create_task(self._evaluate(cache, clients, key, svc))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _evaluate(self, controller: Controller, key: Key, svc: _Service) -> None:
+    async def _evaluate(self, cache: StateCache, clients: Clients, key: Key, svc: _Service) -> None:
         try:
             async with self._slots:
-                svc.due = time.monotonic() + await self._evaluate_once(controller, key, svc)
+                delay = await self._evaluate_once(cache, clients, key, svc)
+                svc.due = time.monotonic() + delay
         except Exception:  # one service's bug must not stop the others
             log.exception("autoscaler: evaluation of %s/%s failed", *key)
             svc.due = time.monotonic() + _IDLE_S
         finally:
             svc.busy = False
 
-    async def _evaluate_once(self, controller: Controller, key: Key, svc: _Service) -> float:
+    async def _evaluate_once(
+        self, cache: StateCache, clients: Clients, key: Key, svc: _Service
+    ) -> float:
         """One evaluation; returns the seconds until the next."""
-        cached = controller.states.get(key)
+        cached = cache.get(key)
         if cached is None:
             return _IDLE_S
         body = cached.body
@@ -107,7 +110,7 @@ class AutoscalerLoop:
         auto = target.spec.autoscaling
         if not auto.enabled:
             return _IDLE_S
-        state = service_state(target, cached.pods.values(), cached.deployment)
+        state = replica_state(target, cached.pods.values(), cached.deployment)
         source = _source(target, svc.pods)
         try:
             evaluation = await self._autoscaler.evaluate(
@@ -120,7 +123,9 @@ class AutoscalerLoop:
         patch = status_patch(evaluation, now)
         due = status_due(patch, svc.last_status, time.monotonic() - svc.last_write)
         try:
-            await KubeEdge(controller.kube).apply(body, evaluation, svc.previous, now, due)
+            await KubeEdge(clients.kube).apply(
+                body, evaluation, svc.previous, now, patch if due else None
+            )
         except ApiError as exc:
             log.warning("autoscaler: %s/%s: API error, retrying next interval: %s", *key, exc)
             return float(auto.interval_seconds)
@@ -146,22 +151,30 @@ def _source(target: Target, pods_source: PodsSource) -> MetricsSource:
     return pods_source
 
 
-_AUTOSCALER = Autoscaler(AutoscalerMetrics())
-"""One per operator process: decision histories, and the operator's registry."""
-_RUNNING: list[tuple[AutoscalerLoop, asyncio.Task[None]]] = []
+@functools.cache
+def _autoscaler() -> Autoscaler:
+    """One per operator process: its metrics go to the process's default registry, which
+    takes each series name once (and a restarted ``serve`` keeps the decision histories)."""
+    return Autoscaler(AutoscalerMetrics())
 
 
-@kopf.on.startup()
-async def start_autoscaler(memo: kopf.Memo, **_: Any) -> None:
-    loop = AutoscalerLoop(_AUTOSCALER)  # created inside the operator's event loop
-    _RUNNING.append((loop, asyncio.create_task(loop.run(memo), name="sloserve-autoscaler")))
+def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
+    """Run the loop while the operator runs (its series are registered from here on)."""
+    autoscaler = _autoscaler()
+    running: list[tuple[AutoscalerLoop, asyncio.Task[None]]] = []
 
+    async def start_autoscaler(**_: Any) -> None:
+        loop = AutoscalerLoop(autoscaler)  # created inside the operator's event loop
+        task = asyncio.create_task(loop.run(runtime), name="sloserve-autoscaler")
+        running.append((loop, task))
 
-@kopf.on.cleanup()
-async def stop_autoscaler(**_: Any) -> None:
-    while _RUNNING:
-        loop, task = _RUNNING.pop()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await loop.stop()
+    async def stop_autoscaler(**_: Any) -> None:
+        while running:
+            loop, task = running.pop()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await loop.stop()
+
+    kopf.on.startup(registry=registry, id="start-autoscaler")(start_autoscaler)
+    kopf.on.cleanup(registry=registry, id="stop-autoscaler")(stop_autoscaler)

@@ -1,7 +1,8 @@
 """The autoscaler's Kubernetes edge: read pods and rollout state, write /scale, status, Events.
 
 Reading costs no API call: the operator's controller already watches every engine pod and
-Deployment, and ``service_state`` turns its cache into the autoscaler's view (a pure function,
+Deployment into the state cache (``cache.py``), and ``replica_state`` turns a cache entry into
+the autoscaler's view (a pure function,
 unit-tested without a cluster). The autoscaler writes only ``spec.replicas`` (through the
 scale subresource, like HPA), ``status.lastScale``, ``status.sloAttainment``,
 ``status.kvPressure`` and Events; the operator owns everything else.
@@ -15,12 +16,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..api import v1alpha1 as api
-from ..controller import PodInfo
+from ..cache import PodInfo
 from ..k8s import ApiError, Kube, collection_path
 from ..render.target import HTTP_PORT, Target
 from .decision import Reason
-from .loop import Evaluation, ServiceState
-from .metrics_source import PodEndpoint
+from .loop import Evaluation, ReplicaState
+from .metrics_source import MetricsEndpoint
 
 FIELD_MANAGER = "sloserve-autoscaler"
 log = logging.getLogger(__name__)
@@ -32,21 +33,21 @@ _EXPLAINED_HOLDS = frozenset(
 _WARNINGS = frozenset({Reason.PENDING, Reason.NO_METRICS})
 
 
-def service_state(
+def replica_state(
     target: Target, pods: Iterable[PodInfo], deployment: JsonObj | None
-) -> ServiceState:
-    """The autoscaler's view from the operator's watch cache: no API call per evaluation.
+) -> ReplicaState:
+    """The autoscaler's view from the operator's state cache: no API call per evaluation.
 
     Ready pods with an IP serve and are scraped; pods the scheduler cannot place (no free
     GPU) are pending.
     """
     pods = list(pods)
     ready = sorted((p for p in pods if p.ready and p.ip), key=lambda p: p.name)
-    return ServiceState(
+    return ReplicaState(
         namespace=target.namespace,
         name=target.name,
         current_replicas=target.spec.desired_replicas(),
-        ready_pods=tuple(PodEndpoint(p.name, f"http://{p.ip}:{HTTP_PORT}") for p in ready),
+        ready_pods=tuple(MetricsEndpoint(p.name, f"http://{p.ip}:{HTTP_PORT}") for p in ready),
         pending_replicas=sum(1 for p in pods if p.unschedulable),
         rollout_in_progress=rollout_in_progress(deployment),
     )
@@ -156,16 +157,17 @@ class KubeEdge:
         evaluation: Evaluation,
         previous_reason: Reason | None,
         now: dt.datetime,
-        write_status: bool,
+        status: JsonObj | None,
     ) -> None:
-        """Only the writes that carry news: often none at all."""
+        """Only the writes that carry news: often none at all. ``status`` is the
+        :func:`status_patch` to write, or None when :func:`status_due` said it is not due."""
         meta = body["metadata"]
         path = f"{collection_path(api.API_VERSION, api.KIND, meta['namespace'])}/{meta['name']}"
         if evaluation.scales:
             replicas = {"spec": {"replicas": evaluation.decision.desired_replicas}}
             await self._merge_patch(f"{path}/scale", replicas)
-        if write_status:
-            await self._merge_patch(f"{path}/status", status_patch(evaluation, now))
+        if status is not None:
+            await self._merge_patch(f"{path}/status", status)
         if event_worthy(evaluation, previous_reason):
             try:
                 await self._kube.create(event_body(body, evaluation, now))

@@ -10,26 +10,26 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .decision import Decision, History, Observation, Policy, decide
+from .decision import Decision, History, Observation, ScalingPolicy, decide
 from .metrics import AutoscalerMetrics
-from .metrics_source import MetricsSource, PodEndpoint, Scrape
+from .metrics_source import MetricsEndpoint, MetricsSource, Scrape
 
 
 @dataclass(frozen=True)
-class ServiceState:
+class ReplicaState:
     """What the cluster says about one service at the start of an evaluation."""
 
     namespace: str
     name: str
     current_replicas: int
-    ready_pods: tuple[PodEndpoint, ...]
+    ready_pods: tuple[MetricsEndpoint, ...]
     pending_replicas: int = 0
     rollout_in_progress: bool = False
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    state: ServiceState
+    state: ReplicaState
     scrape: Scrape
     decision: Decision
 
@@ -52,7 +52,7 @@ class Autoscaler:
         self._histories: dict[tuple[str, str], History] = {}
 
     async def evaluate(
-        self, policy: Policy, state: ServiceState, source: MetricsSource
+        self, policy: ScalingPolicy, state: ReplicaState, source: MetricsSource
     ) -> Evaluation:
         scrape = await source.scrape(state.ready_pods)
         key = (state.namespace, state.name)

@@ -10,7 +10,7 @@ import contextlib
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
-from .decision import Decision, Policy
+from .decision import Decision, ScalingPolicy
 
 _SERVICE = ("namespace", "llmservice")
 
@@ -61,7 +61,7 @@ class AutoscalerMetrics:
         self,
         namespace: str,
         name: str,
-        policy: Policy,
+        policy: ScalingPolicy,
         decision: Decision,
         pending: int,
         scrape_failures: int,

@@ -29,7 +29,7 @@ ATTAINMENT_WINDOW_S = 60
 
 
 @dataclass(frozen=True)
-class PodEndpoint:
+class MetricsEndpoint:
     """A ready engine pod and the base URL of its HTTP port."""
 
     name: str
@@ -44,7 +44,7 @@ class Scrape:
 
 
 class MetricsSource(Protocol):
-    async def scrape(self, pods: Sequence[PodEndpoint]) -> Scrape: ...
+    async def scrape(self, pods: Sequence[MetricsEndpoint]) -> Scrape: ...
 
     async def aclose(self) -> None: ...
 
@@ -126,14 +126,14 @@ class PodsSource:
         if self._owns_client:
             await self._client.aclose()
 
-    async def scrape(self, pods: Sequence[PodEndpoint]) -> Scrape:
+    async def scrape(self, pods: Sequence[MetricsEndpoint]) -> Scrape:
         self._recent.keep_only([p.name for p in pods])
         results = await asyncio.gather(*(self._one(p) for p in pods))
         samples = tuple(r for r in results if isinstance(r, PodSample))
         failures = {p.name: r for p, r in zip(pods, results, strict=True) if isinstance(r, str)}
         return Scrape(samples, failures)
 
-    async def _one(self, pod: PodEndpoint) -> PodSample | str:
+    async def _one(self, pod: MetricsEndpoint) -> PodSample | str:
         try:
             response = await self._client.get(f"{pod.url}/metrics", timeout=self._timeout)
             response.raise_for_status()
@@ -173,7 +173,7 @@ class PrometheusSource:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def scrape(self, pods: Sequence[PodEndpoint]) -> Scrape:
+    async def scrape(self, pods: Sequence[MetricsEndpoint]) -> Scrape:
         """``pods`` restricts the result to ready pods; Prometheus may still list old ones."""
         finished = f"increase({FINISHED}{{{self._selector}}}[{ATTAINMENT_WINDOW_S}s])"
         attained = (

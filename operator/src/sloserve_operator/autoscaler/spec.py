@@ -1,18 +1,18 @@
-"""From the ``LLMService`` spec to the decision's :class:`Policy` (one place, one mapping)."""
+"""From the ``LLMService`` spec to the decision's :class:`ScalingPolicy` (one mapping)."""
 
 from __future__ import annotations
 
 from ..api import v1alpha1 as api
-from .decision import Policy
+from .decision import ScalingPolicy
 
 
-def policy_from_spec(spec: api.LLMServiceSpec) -> Policy:
+def policy_from_spec(spec: api.LLMServiceSpec) -> ScalingPolicy:
     """``autoscaling.sloAttainmentTarget`` falls back to ``slo.attainmentTarget``."""
     a = spec.autoscaling
     target = (
         spec.slo.attainment_target if a.slo_attainment_target is None else a.slo_attainment_target
     )
-    return Policy(
+    return ScalingPolicy(
         min_replicas=a.min_replicas,
         max_replicas=a.max_replicas,
         kv_pressure_target=a.kv_pressure_target,
