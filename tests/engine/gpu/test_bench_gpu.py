@@ -75,7 +75,7 @@ def test_summary_uses_simulator_metrics_and_json_format(tmp_path: Path) -> None:
     ):
         assert key in row
     path = tmp_path / "req.csv"
-    bench_gpu.write_requests_csv(path, [fast, slow])
+    bench_gpu.write_requests_csv(path, [fast, slow], SLO())
     rows = list(csv.DictReader(path.open()))
     assert [float(r["ttft"]) for r in rows] == pytest.approx([0.1, 2.0])
     assert [int(r["n_tokens_seen"]) for r in rows] == [3, 2]
@@ -127,3 +127,97 @@ def test_cli_takes_tag_and_offloading(tmp_path: Path) -> None:
         ]
     )
     assert (args.tag, args.kv_offloading_gib, args.rates) == ("swap", 32.0, [10, 13, 16, 19, 22])
+
+
+class SlowClock(TokenClock):
+    """Stand-in that never finishes a long request: one token per 50 ms."""
+
+    def __init__(self) -> None:
+        super().__init__(step_s=0.05)
+        self.cancelled: list[str] = []
+
+    async def generate(
+        self, prompt: object, params: object, request_id: str
+    ) -> AsyncIterator[SimpleNamespace]:
+        try:
+            async for out in super().generate(prompt, params, request_id):
+                yield out
+        except (asyncio.CancelledError, GeneratorExit):
+            self.cancelled.append(request_id)
+            raise
+
+
+def test_requests_still_running_after_the_drain_bound_are_cut_off_and_missed() -> None:
+    trace = [
+        TraceRequest("a", arrival=0.0, prompt_tokens=8, output_tokens=2),
+        TraceRequest("b", arrival=0.01, prompt_tokens=8, output_tokens=400),  # 20 s of tokens
+    ]
+    engine = SlowClock()
+    records, start, end = asyncio.run(
+        bench_gpu.replay(engine, trace, 1000.0, 100.0, seed=1, drain_s=0.3)
+    )
+    assert end - start < 2.0, "the replay waited for the endless request"
+    assert engine.cancelled == ["r1"]
+    m = bench_gpu.summarize_records(records, SLO(ttft_s=1.0, tbt_s=0.1))
+    assert (m.completed, m.requests) == (1, 2)
+    assert m.slo_attainment == m.strict_attainment == 0.5  # the cut-off request is a miss
+    assert m.drain_s == float("inf")
+
+
+def test_mixed_slo_requests_carry_their_class_to_the_engine_and_the_csv(tmp_path: Path) -> None:
+    from sloserve_engine.sim.workload import SLO_CLASSES
+
+    seen: list[dict[str, object]] = []
+
+    class Recording(TokenClock):
+        async def generate(
+            self, prompt: object, params: object, request_id: str
+        ) -> AsyncIterator[SimpleNamespace]:
+            seen.append(params.extra_args)  # type: ignore[attr-defined]
+            async for out in super().generate(prompt, params, request_id):
+                yield out
+
+    gold = SLO_CLASSES["interactive"]
+    trace = [
+        TraceRequest("a", 0.0, 8, 3, slo=gold),
+        TraceRequest("b", 0.0, 8, 3),
+    ]
+    records, _, _ = asyncio.run(bench_gpu.replay(Recording(), trace, 1000.0, 100.0, seed=1))
+    assert {"slo_class": "interactive", "ttft_ms": 250.0, "tbt_ms": 50.0} in seen
+    assert {"ttft_ms": 1000.0, "tbt_ms": 100.0} in seen
+    path = tmp_path / "req.csv"
+    bench_gpu.write_requests_csv(path, records, SLO())
+    rows = list(csv.DictReader(path.open()))
+    assert [(r["slo_class"], r["ttft_slo_s"], r["tbt_slo_s"]) for r in rows] == [
+        ("interactive", "0.25", "0.05"),
+        ("standard", "1", "0.1"),
+    ]
+    m = bench_gpu.summarize_records(records, SLO())
+    assert set(m.class_attainment) == {"interactive"}
+
+
+def test_cli_takes_workload_slices_and_stock_chunking_knobs(tmp_path: Path) -> None:
+    import argparse
+
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    parser = argparse.ArgumentParser()
+    bench_gpu.add_arguments(parser)
+    args = parser.parse_args(
+        "--schedulers stock --tag tuned --max-num-batched-tokens 2048 "
+        "--long-prefill-token-threshold 512 --segments 1,2 --workload mixed-slo --mix 0.3 "
+        f"--arrivals gamma --cv 2 --trace sharegpt --rates 16 --out {tmp_path}".split()
+    )
+    specs = bench_gpu.workload_specs(args, 16.0)
+    assert [(s.segment, s.slo_mix, s.arrival, s.gamma_cv) for s in specs] == [
+        (1, 0.3, "gamma", 2.0),
+        (2, 0.3, "gamma", 2.0),
+    ]
+    assert bench_gpu.run_label("stock", args.tag) == "stock-tuned"
+    assert bench_gpu.policy_of("stock-tuned") == "vllm-tuned"
+    ea = bench_gpu.engine_args(args, "stock", tmp_path)
+    assert isinstance(ea, AsyncEngineArgs)
+    assert (ea.max_num_batched_tokens, ea.long_prefill_token_threshold) == (2048, 512)
+    assert bench_gpu.request_file("stock-tuned", specs[0]) == (
+        "req_stock-tuned_16_sharegpt-gamma2-mixed0.3_g1_s0.csv"
+    )

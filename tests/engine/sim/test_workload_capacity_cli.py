@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from sloserve_engine.bench.capacity import capacity_bound
 from sloserve_engine.bench.cli import add_arguments, run
-from sloserve_engine.bench.sweep import max_rates
+from sloserve_engine.bench.sweep import aggregate, max_rates
 from sloserve_engine.policy.views import SLOTarget
 from sloserve_engine.policy.vllm_fcfs import VllmFcfsPolicy
 from sloserve_engine.sim import SimConfig, load_profile
@@ -134,6 +135,7 @@ def test_bench_sim_writes_json_and_plots(tmp_path: Path) -> None:
     }
     assert all(keys <= set(r) for r in report["runs"])
     assert [r["completed"] for r in report["runs"]] == [80, 80]
+    assert all(0 <= r["strict_attainment"] <= r["slo_attainment"] for r in report["runs"])
     assert report["max_rate"]["vllm"] == 4.0
     assert report["capacity_bound"] > 0
     assert sorted(p.name for p in tmp_path.glob("*.png")) == [
@@ -158,6 +160,40 @@ def test_max_rate_is_the_highest_attaining_rate() -> None:
     assert max_rates(runs) == {"a": 16, "b": None}
 
 
+def test_max_rate_cannot_be_gamed_by_starving_requests_until_arrivals_stop() -> None:
+    def row(rate: float, att: float, drain: float, p99: float, segment: int = 0) -> dict[str, Any]:
+        return {
+            "policy": "a",
+            "rate": rate,
+            "slo_attainment": att,
+            "drain_s": drain,
+            "ttft_p99": p99,
+            "segment": segment,
+        }
+
+    # 16: fine. 18: 95 % but the last requests waited 60 s after arrivals stopped. 20: 93 %
+    # with a bounded drain, but p99 TTFT of 25 s (requests deferred for the whole trace).
+    runs = [row(16, 0.95, 3.0, 2.0), row(18, 0.95, 60.0, 4.0), row(20, 0.93, 5.0, 25.0)]
+    assert max_rates(runs) == {"a": 16}
+    # Mean over segments decides, and every segment must pass the drain rule.
+    runs = [row(16, 0.95, 3.0, 2.0), row(16, 0.86, 3.0, 2.0, segment=1)]
+    assert max_rates(runs) == {"a": 16}  # mean 90.5 %
+    runs = [row(16, 0.99, 3.0, 2.0), row(16, 0.99, float("inf"), 2.0, segment=1)]
+    assert max_rates(runs) == {"a": None}
+
+
+def test_aggregate_reports_mean_and_spread_over_segments() -> None:
+    runs = [
+        {"policy": "a", "rate": 16, "requests": 10, "slo_attainment": x, "strict_attainment": y}
+        for x, y in ((0.9, 0.8), (1.0, 0.9))
+    ]
+    (row,) = aggregate(runs)
+    assert row["slices"] == 2 and row["requests"] == 20
+    assert row["slo_attainment"] == pytest.approx(0.95)
+    assert row["slo_attainment_std"] == pytest.approx(0.0707, abs=1e-4)
+    assert (row["strict_attainment_min"], row["strict_attainment_max"]) == (0.8, 0.9)
+
+
 def test_bench_reports_bad_input_without_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
     import argparse
 
@@ -166,3 +202,59 @@ def test_bench_reports_bad_input_without_a_traceback(capsys: pytest.CaptureFixtu
     args = parser.parse_args(["sim", "--trace", "sharegpt", "--arrival", "trace"])
     assert run(args) == 2
     assert "no timestamps" in capsys.readouterr().out
+
+
+def test_bench_sim_segments_and_mixed_slo_report_per_slice_and_per_class(tmp_path: Path) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    out = tmp_path / "out.json"
+    args = parser.parse_args(
+        "sim --requests 60 --rates 8 --kv-tokens 8000 --policies vllm --segments 0,2 "
+        f"--workload mixed-slo --mix 0.5 --json {out}".split()
+    )
+    assert run(args) == 0
+    report = json.loads(out.read_text())
+    assert [(r["segment"], r["workload"]) for r in report["runs"]] == [
+        (0, "azure-conv-mixed0.5"),
+        (2, "azure-conv-mixed0.5"),
+    ]
+    (summary,) = report["summary"]
+    assert summary["slices"] == 2
+    assert set(summary["class_attainment"]) == {"interactive", "batch"}
+    assert report["config"]["segments"] == [0, 2]
+
+
+def test_segments_are_disjoint_slices_and_segment_zero_is_the_tuning_set() -> None:
+    tuning = build_workload(WorkloadSpec(rate=16))
+    again = build_workload(WorkloadSpec(rate=16, segment=0))
+    assert tuning == again
+    held_out = build_workload(WorkloadSpec(rate=16, segment=3))
+    rows = build_workload(WorkloadSpec(rate=16, requests=6000))
+    shapes = [(r.prompt_tokens, r.output_tokens) for r in rows[4500:]]
+    assert [(r.prompt_tokens, r.output_tokens) for r in held_out] == shapes
+    assert held_out[0].arrival == 0.0
+    assert held_out[-1].arrival == pytest.approx(1500 / 16)  # each slice scaled to the rate
+    with pytest.raises(ValueError, match="segment 13"):
+        build_workload(WorkloadSpec(trace="azure-conv", segment=13))  # 19,366 rows
+
+
+def test_length_only_traces_draw_each_segment_independently() -> None:
+    a = build_workload(WorkloadSpec(trace="sharegpt", arrival="gamma", requests=200))
+    b = build_workload(WorkloadSpec(trace="sharegpt", arrival="gamma", requests=200, segment=1))
+    assert [r.prompt_tokens for r in a] != [r.prompt_tokens for r in b]
+    assert [r.arrival for r in a] != [r.arrival for r in b]
+
+
+def test_mixed_slo_workload_assigns_classes_by_the_mix() -> None:
+    reqs = build_workload(WorkloadSpec(rate=16, requests=1500, slo_mix=0.3))
+    share = sum(r.slo is not None and r.slo.slo_class == "interactive" for r in reqs) / 1500
+    assert share == pytest.approx(0.3, abs=0.04)
+    assert {r.slo.ttft_s for r in reqs if r.slo is not None} == {0.25, 5.0}
+    plain = build_workload(WorkloadSpec(rate=16, requests=1500))
+    assert [(r.prompt_tokens, r.arrival) for r in plain] == [
+        (r.prompt_tokens, r.arrival) for r in reqs
+    ]
+    with pytest.raises(ValueError, match="slo_mix"):
+        WorkloadSpec(slo_mix=1.5)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -49,19 +50,35 @@ def _policies(text: str) -> list[str]:
 
 
 def _add_engine_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--trace", default="azure-conv", help="azure-conv|azure-code|sharegpt|arxiv")
-    p.add_argument("--requests", type=int, default=1500)
+    from .workloads import add_workload_arguments
+
+    add_workload_arguments(p)
     p.add_argument("--kv-tokens", type=int, default=97_488)
     p.add_argument("--scheduling", choices=("async", "sync"), default="async")
     p.add_argument(
-        "--arrival",
-        choices=("auto", "trace", "poisson", "gamma"),
-        default="auto",
-        help="auto: trace timestamps for azure-*, poisson otherwise",
+        "--max-num-batched-tokens",
+        type=int,
+        default=8192,
+        help="vLLM's step token budget (chunked-prefill budget)",
     )
-    p.add_argument("--gamma-cv", type=float, default=3.0, help="burstiness of gamma arrivals")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--long-prefill-token-threshold",
+        type=int,
+        default=0,
+        help="vLLM's cap on one request's prefill chunk per step (0 = none, vLLM's default)",
+    )
     p.add_argument("--profile", default="h200-llama-3.1-8b", help="cost-model profile or JSON")
+
+
+def _sim_config(args: argparse.Namespace) -> Any:
+    from ..sim import SimConfig
+
+    return SimConfig(
+        kv_tokens=args.kv_tokens,
+        scheduling=args.scheduling,
+        max_num_batched_tokens=args.max_num_batched_tokens,
+        long_prefill_token_threshold=args.long_prefill_token_threshold,
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -111,27 +128,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     gpu_report.add_arguments(sub.add_parser("gpu-report", help="tables and plots of a GPU run"))
 
 
-def _workload(args: argparse.Namespace, rate: float) -> Any:
-    from ..sim.workload import TRACES, WorkloadSpec
-
-    arrival = args.arrival
-    if arrival == "auto":
-        arrival = "trace" if TRACES.get(args.trace, ("", False))[1] else "poisson"
-    return WorkloadSpec(
-        trace=args.trace,
-        requests=args.requests,
-        rate=rate,
-        arrival=arrival,
-        gamma_cv=args.gamma_cv,
-        seed=args.seed,
-    )
-
-
 def _table(report: dict[str, Any]) -> Table:
     table = Table(title="simulated sweep (times in seconds unless noted)")
     for col in (
         "policy",
         "rate",
+        "slice",
         "done",
         "TTFT p50",
         "TTFT p90",
@@ -139,6 +141,8 @@ def _table(report: dict[str, Any]) -> Table:
         "TBT p50 ms",
         "TBT p99 ms",
         "attain",
+        "strict",
+        "drain s",
         "gaps>SLO",
         "max-TBT p99",
         "stalls>200ms",
@@ -151,6 +155,7 @@ def _table(report: dict[str, Any]) -> Table:
         table.add_row(
             r["policy"],
             f"{r['rate']:g}",
+            f"{r['segment']}/{r['seed']}",
             f"{r['completed']}/{r['requests']}",
             f"{r['ttft_p50']:.3f}",
             f"{r['ttft_p90']:.3f}",
@@ -158,6 +163,8 @@ def _table(report: dict[str, Any]) -> Table:
             f"{r['tbt_p50'] * 1e3:.1f}",
             f"{r['tbt_p99'] * 1e3:.1f}",
             f"{r['slo_attainment']:.1%}",
+            f"{r['strict_attainment']:.1%}",
+            f"{r['drain_s']:.1f}",
             f"{r['stall_rate']:.2%}",
             f"{r['max_tbt_p99']:.3f}",
             str(r["stalls_over_200ms"]),
@@ -168,16 +175,56 @@ def _table(report: dict[str, Any]) -> Table:
     return table
 
 
+def spread(row: dict[str, Any], key: str, fmt: str) -> str:
+    """``mean ± std (min–max)`` of an aggregated row's ``key``."""
+    f = fmt.format
+    return f"{f(row[key])} ± {f(row[key + '_std'])} ({f(row[key + '_min'])}–{f(row[key + '_max'])})"
+
+
+def _summary_table(report: dict[str, Any]) -> Table:
+    """Mean ± sample standard deviation over segments and seeds, per policy and rate."""
+    table = Table(title="over segments and seeds: mean ± std (min–max)")
+    classes = sorted({c for r in report["summary"] for c in r["class_attainment"]})
+    for col in ("policy", "rate", "slices", "attain", "strict", "TTFT p99", "drain s", "counts"):
+        table.add_column(col, justify="right")
+    for c in classes:
+        table.add_column(f"{c} attain / strict", justify="right")
+    for r in report["summary"]:
+
+        def pm(key: str, pct: bool, r: dict[str, Any] = r) -> str:
+            return spread(r, key, "{:.1%}" if pct else "{:.2f}")
+
+        table.add_row(
+            r["policy"],
+            f"{r['rate']:g}",
+            str(r["slices"]),
+            pm("slo_attainment", True),
+            pm("strict_attainment", True),
+            pm("ttft_p99", False),
+            pm("drain_s", False),
+            "yes" if r["counts"] else "no",
+            *(
+                f"{r['class_attainment'][c]['standard']:.1%} / "
+                f"{r['class_attainment'][c]['strict']:.1%}"
+                if c in r["class_attainment"]
+                else "–"
+                for c in classes
+            ),
+        )
+    return table
+
+
 def _run_sim(args: argparse.Namespace, console: Console) -> int:
-    from ..sim import SimConfig, load_profile
+    from ..sim import load_profile
     from ..sim.metrics import SLO
     from .plots import write_plots
     from .sweep import run_sweep, sweep_report
+    from .workloads import workload_specs
 
     profile = load_profile(args.profile)
-    config = SimConfig(kv_tokens=args.kv_tokens, scheduling=args.scheduling)
+    config = _sim_config(args)
     slo = SLO(ttft_s=args.slo_ttft_ms / 1e3, tbt_s=args.slo_tbt_ms / 1e3)
-    workload = _workload(args, args.rates[0])
+    workloads = workload_specs(args, args.rates[0])
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -191,15 +238,21 @@ def _run_sim(args: argparse.Namespace, console: Console) -> int:
         def tick(policy: str, rate: float, finished: int) -> None:
             key = (policy, rate)
             if key not in tasks:
-                tasks[key] = progress.add_task(f"{policy} @ {rate:g} req/s", total=args.requests)
+                total = args.requests * len(workloads)
+                tasks[key] = progress.add_task(f"{policy} @ {rate:g} req/s", total=total)
             progress.advance(tasks[key], finished)
 
-        runs = run_sweep(args.policies, args.rates, workload, profile, config, slo, tick)
-    report = sweep_report(runs, workload, profile, config, slo)
+        runs = run_sweep(args.policies, args.rates, workloads, profile, config, slo, tick)
+    report = sweep_report(runs, workloads, profile, config, slo)
     console.print(_table(report))
+    if len(workloads) > 1:
+        console.print(_summary_table(report))
+    rule = report["max_rate_rule"]
     console.print(
         f"capacity bound (fluid, {args.scheduling}): {report['capacity_bound']:.2f} req/s; "
-        f"max rate with >= 90% attainment: {json.dumps(report['max_rate'])}"
+        f"max rate with >= 90% attainment (every request done <= {rule['drain_bound_s']:g} s "
+        f"after the last arrival, p99 TTFT <= {rule['ttft_p99_bound_s']:g} s): "
+        f"standard {json.dumps(report['max_rate'])}, strict {json.dumps(report['max_rate_strict'])}"
     )
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -207,18 +260,23 @@ def _run_sim(args: argparse.Namespace, console: Console) -> int:
         console.print(f"wrote {args.json}")
     if args.plots is not None:
         top = max(args.rates)
-        kv = {f"{r.policy} @ {r.rate:g}": r.result.kv_usage for r in runs if r.rate == top}
-        for path in write_plots(report, args.plots, kv):
+        kv = {
+            f"{r.policy} @ {r.rate:g}": r.result.kv_usage
+            for r in runs
+            if r.rate == top and r.workload == replace(workloads[0], rate=top)
+        }
+        for path in write_plots({**report, "runs": report["summary"]}, args.plots, kv):
             console.print(f"wrote {path}")
     return 0
 
 
 def _run_speed(args: argparse.Namespace, console: Console) -> int:
-    from ..sim import SimConfig, load_profile
+    from ..sim import load_profile
     from .speed import decision_cost, replay_speed
+    from .workloads import workload_specs
 
     profile = load_profile(args.profile)
-    config = SimConfig(kv_tokens=args.kv_tokens, scheduling=args.scheduling)
+    config = _sim_config(args)
     table = Table(title=f"simulator speed ({args.requests} requests at {args.rate:g} req/s)")
     for col in (
         "policy",
@@ -231,7 +289,8 @@ def _run_speed(args: argparse.Namespace, console: Console) -> int:
     ):
         table.add_column(col, justify="right")
     for name in args.policies:
-        speed = replay_speed(name, _workload(args, args.rate), profile, config, args.repeat)
+        workload = workload_specs(args, args.rate)[0]
+        speed = replay_speed(name, workload, profile, config, args.repeat)
         cost = decision_cost(name, profile, args.running)
         table.add_row(
             name,

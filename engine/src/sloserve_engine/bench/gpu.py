@@ -10,13 +10,21 @@ token is timestamped by the client, as the H200 baseline's was (docs/benchmarks.
 The KV budget is fixed with ``num_gpu_blocks_override`` rather than a memory
 fraction, so H100 and H200 runs get exactly the same number of KV tokens.
 
-Outputs per (scheduler, rate): ``req_<label>_<rate>.csv`` (one row per
-request), the engine-core step log ``steps_<label>_<rates>.csv`` (split by rate with
-the ``runs.json`` time windows; both clocks are ``time.perf_counter``, which is
-CLOCK_MONOTONIC and so comparable across processes), and one summary JSON in
-the format of ``sloserve bench sim``. The label is the scheduler's name, plus
-``--tag`` when one configuration of a policy is compared with another (knobs,
-KV offloading) in the same report.
+Workload options are those of ``bench sim`` (:mod:`.workloads`): disjoint trace
+segments, seeds, Poisson or gamma arrivals, the mixed-SLO workload. Requests still
+running ``--drain-s`` after the last arrival are cancelled and count as misses.
+``--max-num-batched-tokens`` and ``--long-prefill-token-threshold`` set vLLM's own
+chunked-prefill knobs (the tuned-stock baseline: ``--schedulers stock --tag tuned``).
+
+Outputs per invocation (``<stamp>`` = its start time, so several commands can
+share one folder): per replay ``req_<label>_<rate>_<workload>_g<segment>_s<seed>.csv``
+(one row per request, :data:`REQUEST_COLUMNS`); per scheduler the engine-core step
+log ``steps_<label>_<stamp>.csv`` (split per replay with the time windows of
+``runs_<stamp>.json``; both clocks are ``time.perf_counter``, which is
+CLOCK_MONOTONIC and so comparable across processes); and ``summary_<stamp>.json``
+in the format of ``sloserve bench sim``. ``gpu-report`` recomputes every table from
+the CSVs. The label is the scheduler's name, plus ``--tag`` when one configuration
+of a policy is compared with another (knobs, KV offloading) in the same report.
 
 ``--kv-offloading-gib`` attaches vLLM's CPU KV offload connector, which is what
 ``preemptionMode: swap`` needs: a swap victim's KV (output included) is reloaded
@@ -38,8 +46,15 @@ from pathlib import Path
 
 import numpy as np
 
-from sloserve_engine.bench.sweep import max_rates
-from sloserve_engine.sim.metrics import SLO, RequestTiming, RunMetrics, summarize
+from sloserve_engine.bench.sweep import DRAIN_BOUND_S, aggregate, max_rates
+from sloserve_engine.bench.workloads import (
+    add_workload_arguments,
+    workload_name,
+    workload_record,
+    workload_specs,
+)
+from sloserve_engine.policy.views import SLOTarget
+from sloserve_engine.sim.metrics import SLO, STALL_S, RequestTiming, RunMetrics, summarize
 from sloserve_engine.sim.workload import TraceRequest, WorkloadSpec, build_workload
 
 STOCK = "stock"
@@ -79,6 +94,8 @@ class RequestRecord:
     n_in: int
     n_out: int
     token_times: list[float] = field(default_factory=list)
+    slo: SLOTarget | None = None
+    """Its own SLO (mixed-SLO workloads); ``None``: the run's SLO."""
 
     @property
     def ttft(self) -> float:
@@ -124,15 +141,24 @@ def scheduler_cls(scheduler: str) -> str:
 
 
 async def replay(
-    engine: object, trace: list[TraceRequest], slo_ttft_ms: float, slo_tbt_ms: float, seed: int
+    engine: object,
+    trace: list[TraceRequest],
+    slo_ttft_ms: float,
+    slo_tbt_ms: float,
+    seed: int,
+    drain_s: float | None = None,
 ) -> tuple[list[RequestRecord], float, float]:
-    """Submit each request at its arrival time; timestamp every output token."""
+    """Submit each request at its arrival time; timestamp every output token.
+
+    With ``drain_s``, requests still streaming ``drain_s`` after the last arrival are
+    cancelled (vLLM aborts them); they count as misses, as rejected requests would.
+    """
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
     from vllm.sampling_params import RequestOutputKind
 
     rng = random.Random(seed)
-    records = [RequestRecord(t.arrival, t.prompt_tokens, t.output_tokens) for t in trace]
+    records = [RequestRecord(t.arrival, t.prompt_tokens, t.output_tokens, slo=t.slo) for t in trace]
     start = time.perf_counter()
 
     async def one(i: int, req: TraceRequest) -> None:
@@ -144,28 +170,60 @@ async def replay(
         prompt = TokensPrompt(
             prompt_token_ids=[rng.randrange(1000, 120000) for _ in range(req.prompt_tokens)]
         )
+        slo = (
+            {"slo_class": req.slo.slo_class, "ttft_ms": req.slo.ttft_s * 1e3}
+            | {"tbt_ms": req.slo.tbt_s * 1e3}
+            if req.slo is not None
+            else {"ttft_ms": slo_ttft_ms, "tbt_ms": slo_tbt_ms}
+        )
         params = SamplingParams(
             max_tokens=req.output_tokens,
             ignore_eos=True,
             detokenize=False,
             output_kind=RequestOutputKind.DELTA,
-            extra_args={"ttft_ms": slo_ttft_ms, "tbt_ms": slo_tbt_ms},
+            extra_args=slo,
         )
         async for out in engine.generate(prompt, params, request_id=f"r{i}"):  # type: ignore[attr-defined]
             now = time.perf_counter() - start
             record.token_times.extend([now] * len(out.outputs[0].token_ids))
 
-    await asyncio.gather(*(one(i, r) for i, r in enumerate(trace)))
+    tasks = [asyncio.ensure_future(one(i, r)) for i, r in enumerate(trace)]
+    if drain_s is None:
+        await asyncio.gather(*tasks)
+    else:
+        deadline = max(r.arrival for r in trace) + drain_s
+        _, pending = await asyncio.wait(tasks, timeout=deadline - (time.perf_counter() - start))
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if pending:
+            print(f"  cut off {len(pending)} requests {drain_s:g} s after the last arrival")
     end = time.perf_counter()
     return records, start, end
 
 
-def write_requests_csv(path: Path, records: list[RequestRecord]) -> None:
+REQUEST_COLUMNS = (
+    "arrival",
+    "ttft",
+    "finish",
+    "n_in",
+    "n_out",
+    "max_tbt",
+    "n_tokens_seen",
+    "slo_class",
+    "ttft_slo_s",
+    "tbt_slo_s",
+)
+"""One row per request: everything ``gpu-report`` recomputes the tables from."""
+
+
+def write_requests_csv(path: Path, records: list[RequestRecord], slo: SLO) -> None:
     with path.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["arrival", "ttft", "finish", "n_in", "n_out", "max_tbt", "n_tokens_seen"])
+        w.writerow(REQUEST_COLUMNS)
         for r in records:
             finish = r.token_times[-1] if r.token_times else float("nan")
+            own = r.slo or SLOTarget(ttft_s=slo.ttft_s, tbt_s=slo.tbt_s)
             w.writerow(
                 [
                     f"{r.arrival:.6f}",
@@ -175,11 +233,16 @@ def write_requests_csv(path: Path, records: list[RequestRecord]) -> None:
                     r.n_out,
                     f"{r.max_tbt:.6f}",
                     len(r.token_times),
+                    own.slo_class,
+                    f"{own.ttft_s:g}",
+                    f"{own.tbt_s:g}",
                 ]
             )
 
 
-def summarize_records(records: list[RequestRecord], slo: SLO) -> RunMetrics:
+def summarize_records(
+    records: list[RequestRecord], slo: SLO, stall_bound_s: float = STALL_S
+) -> RunMetrics:
     """The simulator's metric definitions applied to client-side GPU timings."""
     timings = [
         RequestTiming(
@@ -188,17 +251,25 @@ def summarize_records(records: list[RequestRecord], slo: SLO) -> RunMetrics:
             first_token=r.token_times[0] if r.token_times else None,
             finish=r.token_times[-1] if r.token_times else None,
             tokens_seen=len(r.token_times),
+            max_gap=r.max_tbt,
+            slo=r.slo,
         )
         for r in records
     ]
-    gaps = np.concatenate([np.diff(np.asarray(r.token_times)) for r in records if r.token_times])
-    return summarize(timings, gaps, slo)
+    gaps = [np.diff(np.asarray(r.token_times)) for r in records if r.token_times]
+    return summarize(timings, np.concatenate(gaps) if gaps else np.zeros(0), slo, stall_bound_s)
+
+
+def policy_of(label: str) -> str:
+    """Report name of a run label: stock vLLM is the ``vllm`` policy (``stock-tuned`` ->
+    ``vllm-tuned``), everything else keeps its label."""
+    return "vllm" + label[len(STOCK) :] if label.startswith(STOCK) else label
 
 
 def summary_row(label: str, rate: float, m: RunMetrics) -> dict[str, object]:
     """One ``runs`` entry in the JSON format of ``sloserve bench sim``."""
     return {
-        "policy": "vllm" if label == STOCK else label,
+        "policy": policy_of(label),
         "rate": rate,
         "requests": m.requests,
         "completed": m.completed,
@@ -208,6 +279,14 @@ def summary_row(label: str, rate: float, m: RunMetrics) -> dict[str, object]:
         "tbt_p50": m.tbt_p50,
         "tbt_p99": m.tbt_p99,
         "slo_attainment": m.slo_attainment,
+        "strict_attainment": m.strict_attainment,
+        "class_attainment": {
+            k: {"standard": v.standard, "strict": v.strict, "requests": v.requests}
+            for k, v in m.class_attainment.items()
+        },
+        "drain_s": m.drain_s,
+        "max_tbt_p99": m.max_tbt_p99,
+        "stalls_over_200ms": m.stalls_over_200ms,
         "goodput": m.goodput,
         "output_tok_s": m.output_tok_s,
     }
@@ -227,32 +306,52 @@ def offloading_args(gib: float | None) -> dict[str, object]:
     }
 
 
-def build_engine(args: argparse.Namespace, scheduler: str, model_dir: Path) -> object:
+def engine_args(args: argparse.Namespace, scheduler: str, model_dir: Path) -> object:
+    """vLLM's engine arguments of one run (the baseline's, plus the chunked-prefill knobs)."""
     from vllm.engine.arg_utils import AsyncEngineArgs
-    from vllm.v1.engine.async_llm import AsyncLLM
 
-    engine_args = AsyncEngineArgs(
+    return AsyncEngineArgs(
         model=str(model_dir),
         load_format="dummy",
         skip_tokenizer_init=True,
         dtype="bfloat16",
         max_model_len=8192,
         max_num_seqs=256,
-        max_num_batched_tokens=8192,
+        max_num_batched_tokens=args.max_num_batched_tokens,
+        long_prefill_token_threshold=args.long_prefill_token_threshold,
         enable_prefix_caching=False,
         num_gpu_blocks_override=args.kv_tokens // 16,
         gpu_memory_utilization=args.gpu_memory_utilization,
         scheduler_cls=scheduler_cls(scheduler),
-        seed=args.seed,
+        seed=args.seeds[0],
         **offloading_args(args.kv_offloading_gib),  # type: ignore[arg-type]
     )
-    return AsyncLLM.from_engine_args(engine_args)
+
+
+def build_engine(args: argparse.Namespace, scheduler: str, model_dir: Path) -> object:
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    return AsyncLLM.from_engine_args(engine_args(args, scheduler, model_dir))  # type: ignore[arg-type]
+
+
+def engine_settings(args: argparse.Namespace) -> dict[str, object]:
+    """The engine arguments a run row records (the tuned-stock baseline differs in these)."""
+    return {
+        "max_num_batched_tokens": args.max_num_batched_tokens,
+        "long_prefill_token_threshold": args.long_prefill_token_threshold,
+        "kv_tokens": args.kv_tokens,
+    }
+
+
+def request_file(label: str, spec: WorkloadSpec) -> str:
+    """``req_<label>_<rate>_<workload>_g<segment>_s<seed>.csv``: one file per replay."""
+    return f"req_{label}_{spec.rate:g}_{workload_name(spec)}_g{spec.segment}_s{spec.seed}.csv"
 
 
 async def run_scheduler(
-    args: argparse.Namespace, scheduler: str, out: Path
+    args: argparse.Namespace, scheduler: str, out: Path, stamp: str
 ) -> list[dict[str, object]]:
-    """One engine, every rate in turn (one event loop: AsyncLLM binds to it).
+    """One engine, every rate and workload slice in turn (one event loop: AsyncLLM binds to it).
 
     Returns the run windows for splitting the step log.
     """
@@ -264,42 +363,64 @@ async def run_scheduler(
     if scheduler != STOCK:
         knobs = Knobs.model_validate({**json.loads(args.knobs), "policy": scheduler})
         knobs_path.write_text(knobs.model_dump_json(by_alias=True))
-    rates = "-".join(f"{r:g}" for r in args.rates)
-    os.environ.update(engine_env(scheduler, out / f"steps_{label}_{rates}.csv", knobs_path))
+    steps_file = f"steps_{label}_{stamp}.csv"
+    os.environ.update(engine_env(scheduler, out / steps_file, knobs_path))
     model_dir = write_model_dir(work / "model")
+    slo = SLO(args.slo_ttft_ms / 1e3, args.slo_tbt_ms / 1e3)
     t0 = time.perf_counter()
     engine = build_engine(args, scheduler, model_dir)
     print(f"[{label}] engine up in {time.perf_counter() - t0:.1f}s", flush=True)
     windows: list[dict[str, object]] = []
     try:
         for rate in args.rates:
-            spec = WorkloadSpec(trace=args.trace, requests=args.requests, rate=rate, seed=args.seed)
-            trace = build_workload(spec)
-            records, start, end = await replay(
-                engine, trace, args.slo_ttft_ms, args.slo_tbt_ms, args.seed
-            )
-            write_requests_csv(out / f"req_{label}_{rate:g}.csv", records)
-            metrics = summarize_records(records, SLO(args.slo_ttft_ms / 1e3, args.slo_tbt_ms / 1e3))
-            windows.append(
-                {"scheduler": label, "rate": rate, "start": start, "end": end}
-                | summary_row(label, rate, metrics)
-                | ({"knobs": json.loads(args.knobs)} if scheduler != STOCK else {})
-                | ({"kv_offloading_gib": args.kv_offloading_gib} if args.kv_offloading_gib else {})
-            )
-            print(
-                f"[{label}] rate {rate:g}: {end - start:.1f}s "
-                f"attainment {metrics.slo_attainment:.3f} ttft_p99 {metrics.ttft_p99:.3f}s",
-                flush=True,
-            )
+            for spec in workload_specs(args, rate):
+                trace = build_workload(spec)
+                records, start, end = await replay(
+                    engine, trace, args.slo_ttft_ms, args.slo_tbt_ms, spec.seed, args.drain_s
+                )
+                req_file = request_file(label, spec)
+                write_requests_csv(out / req_file, records, slo)
+                metrics = summarize_records(records, slo)
+                windows.append(
+                    {"scheduler": label, "rate": rate, "start": start, "end": end}
+                    | summary_row(label, rate, metrics)
+                    | workload_record(spec)
+                    | engine_settings(args)
+                    | {
+                        "req_file": req_file,
+                        "steps_file": steps_file,
+                        "drain_cutoff_s": args.drain_s,
+                    }
+                    | {"slo_ttft_s": slo.ttft_s, "slo_tbt_s": slo.tbt_s}
+                    | ({"knobs": json.loads(args.knobs)} if scheduler != STOCK else {})
+                    | (
+                        {"kv_offloading_gib": args.kv_offloading_gib}
+                        if args.kv_offloading_gib
+                        else {}
+                    )
+                )
+                print(
+                    f"[{label}] {workload_name(spec)} segment {spec.segment} seed {spec.seed} "
+                    f"rate {rate:g}: {end - start:.1f}s attainment {metrics.slo_attainment:.3f} "
+                    f"strict {metrics.strict_attainment:.3f} ttft_p99 {metrics.ttft_p99:.3f}s "
+                    f"done {metrics.completed}/{metrics.requests}",
+                    flush=True,
+                )
     finally:
         engine.shutdown()  # type: ignore[attr-defined]
     return windows
 
 
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--schedulers", default="stock,sloserve", help="stock and/or policy names")
-    parser.add_argument("--trace", default="azure-conv")
-    parser.add_argument("--requests", type=int, default=1500)
+    add_workload_arguments(parser)
     parser.add_argument("--kv-tokens", type=int, default=97488)
     parser.add_argument(
         "--rates", type=lambda s: [float(x) for x in s.split(",")], default=[10, 13, 16, 19, 22]
@@ -307,14 +428,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slo-ttft-ms", type=float, default=1000.0)
     parser.add_argument("--slo-tbt-ms", type=float, default=100.0)
     parser.add_argument("--gpu-memory-utilization", type=float, default=0.9)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--max-num-batched-tokens",
+        type=int,
+        default=8192,
+        help="vLLM's step token budget (the chunked-prefill budget)",
+    )
+    parser.add_argument(
+        "--long-prefill-token-threshold",
+        type=int,
+        default=0,
+        help="vLLM's cap on one request's prefill chunk per step (0 = none, vLLM's default)",
+    )
+    parser.add_argument(
+        "--drain-s",
+        type=_non_negative,
+        default=DRAIN_BOUND_S,
+        help="cancel requests still running this long after the last arrival (misses)",
+    )
     parser.add_argument(
         "--knobs",
         default="{}",
         help='knob overrides for sloserve policies, e.g. {"reservationRatio":0.02}',
     )
     parser.add_argument(
-        "--tag", default="", help="suffix of the run's label, e.g. r0.05 -> sloserve-r0.05"
+        "--tag",
+        default="",
+        help="suffix of the run's label, e.g. r0.05 -> sloserve-r0.05, tuned -> stock-tuned",
     )
     parser.add_argument(
         "--kv-offloading-gib",
@@ -326,13 +466,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
+    workload_specs(args, args.rates[0])  # bad workload options fail before an engine starts
+    stamp = time.strftime("%Y%m%dT%H%M%S")
     windows: list[dict[str, object]] = []
     for scheduler in args.schedulers.split(","):
-        windows += asyncio.run(run_scheduler(args, scheduler, args.out))
-        (args.out / "runs.json").write_text(json.dumps(windows, indent=2))
+        windows += asyncio.run(run_scheduler(args, scheduler, args.out, stamp))
+        (args.out / f"runs_{stamp}.json").write_text(json.dumps(windows, indent=2))
     runs = [{k: v for k, v in w.items() if k not in ("scheduler", "start", "end")} for w in windows]
-    report = {"runs": runs, "max_rate": max_rates(runs)}
-    (args.out / "summary.json").write_text(json.dumps(report, indent=2))
+    report = {
+        "runs": runs,
+        "summary": aggregate(runs),
+        "max_rate": max_rates(runs),
+        "max_rate_strict": max_rates(runs, key="strict_attainment"),
+    }
+    (args.out / f"summary_{stamp}.json").write_text(json.dumps(report, indent=2))
     return 0
 
 

@@ -78,7 +78,11 @@ def write_plots(
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, runs in by_policy.items():
-        ax.plot([r["rate"] for r in runs], [r["slo_attainment"] for r in runs], "o-", label=name)
+        rates = [r["rate"] for r in runs]
+        (line,) = ax.plot(rates, [r["slo_attainment"] for r in runs], "o-", label=name)
+        if all("strict_attainment" in r for r in runs):
+            strict = [r["strict_attainment"] for r in runs]
+            ax.plot(rates, strict, "s:", color=line.get_color(), label=f"{name} strict")
     ax.axhline(0.9, color="grey", lw=0.8, ls=":")
     ax.axvline(bound, color="red", lw=0.8, ls="--", label=f"capacity bound {bound:.1f}")
     ax.set(xlabel="rate (req/s)", ylabel="SLO attainment", ylim=(0, 1.02), title=title)

@@ -1,10 +1,21 @@
-"""A rate × policy sweep of simulated replays and its JSON report (pure apart from the runs)."""
+"""A rate × policy × segment sweep of simulated replays and its JSON report (pure apart from
+the runs), and the rules every report (simulated or GPU) aggregates runs by.
+
+**Max rate** is the highest swept rate whose attainment (mean over segments and seeds)
+reaches :data:`ATTAINMENT_GOAL` *and* that cannot be gamed by starving requests until the
+trace ends: every request of every slice finished within :data:`DRAIN_BOUND_S` of the last
+arrival, and p99 TTFT is at most :data:`TTFT_P99_BOUND_FACTOR` × the TTFT SLO.
+"""
 
 from __future__ import annotations
 
+import math
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
+
+import numpy as np
 
 from ..policy import make_policy
 from ..policy.knobs import PolicyKnobs
@@ -15,9 +26,16 @@ from ..sim.metrics import SLO
 from ..sim.runner import RunResult, replay
 from ..sim.workload import WorkloadSpec, build_workload
 from .capacity import CapacityBound, capacity_bound
+from .workloads import workload_record
 
 ATTAINMENT_GOAL = 0.9
 """``max_rate`` is the highest swept rate whose SLO attainment reaches this."""
+DRAIN_BOUND_S = 30.0
+"""A rate counts only if every request finished within this long after the last arrival: a
+policy that defers late requests until arrivals stop cannot pass (a fixed 30 s, a third of
+a 1,500-request azure-conv slice at 16 req/s)."""
+TTFT_P99_BOUND_FACTOR = 10.0
+"""... and only if p99 TTFT is at most this many times the TTFT SLO (10 s for 1 s)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,34 +43,38 @@ class SweepRun:
     policy: str
     rate: float
     result: RunResult
+    workload: WorkloadSpec | None = None
+    """What was replayed (segment, seed, SLO mix); ``None``: not recorded."""
 
 
 def run_sweep(
     policies: Sequence[str],
     rates: Sequence[float],
-    workload: WorkloadSpec,
+    workloads: Sequence[WorkloadSpec],
     profile: SimProfile,
     config: SimConfig,
     slo: SLO,
     progress: Callable[[str, float, int], None] | None = None,
 ) -> list[SweepRun]:
-    """Replay the workload at every rate under every policy (same requests per rate).
+    """Replay every workload slice at every rate under every policy (same requests per rate).
 
     ``progress(policy, rate, finished_now)`` is called as requests finish.
     """
     knobs = PolicyKnobs(default_slo=SLOTarget(ttft_s=slo.ttft_s, tbt_s=slo.tbt_s))
     runs: list[SweepRun] = []
     for rate in rates:
-        requests = build_workload(replace(workload, rate=rate))
-        for name in policies:
-            policy = make_policy(name, knobs, profile.step)
+        for workload in workloads:
+            spec = replace(workload, rate=rate)
+            requests = build_workload(spec)
+            for name in policies:
+                policy = make_policy(name, knobs, profile.step)
 
-            def tick(k: int, name: str = name, rate: float = rate) -> None:
-                if progress is not None:
-                    progress(name, rate, k)
+                def tick(k: int, name: str = name, rate: float = rate) -> None:
+                    if progress is not None:
+                        progress(name, rate, k)
 
-            result = replay(requests, policy, profile, config, slo, tick)
-            runs.append(SweepRun(name, rate, result))
+                result = replay(requests, policy, profile, config, slo, tick)
+                runs.append(SweepRun(name, rate, result, spec))
     return runs
 
 
@@ -63,6 +85,7 @@ def run_record(run: SweepRun) -> dict[str, Any]:
     return {
         "policy": run.policy,
         "rate": run.rate,
+        **(workload_record(run.workload) if run.workload is not None else {}),
         "requests": m.requests,
         "completed": m.completed,
         "ttft_p50": m.ttft_p50,
@@ -72,6 +95,12 @@ def run_record(run: SweepRun) -> dict[str, Any]:
         "tbt_p90": m.tbt_p90,
         "tbt_p99": m.tbt_p99,
         "slo_attainment": m.slo_attainment,
+        "strict_attainment": m.strict_attainment,
+        "class_attainment": {
+            k: {"standard": v.standard, "strict": v.strict, "requests": v.requests}
+            for k, v in m.class_attainment.items()
+        },
+        "drain_s": m.drain_s,
         "stall_rate": m.stall_rate,
         "goodput": m.goodput,
         "output_tok_s": m.output_tok_s,
@@ -93,44 +122,140 @@ def run_record(run: SweepRun) -> dict[str, Any]:
     }
 
 
-def max_rates(
-    records: Iterable[Mapping[str, Any]], goal: float = ATTAINMENT_GOAL
-) -> dict[str, float | None]:
-    """Per policy, the highest swept rate with attainment >= ``goal`` (None if none).
+def rate_counts(row: Mapping[str, Any], slo_ttft_s: float = 1.0) -> bool:
+    """The run cannot have been gamed: everything finished soon after the last arrival and
+    the TTFT tail is bounded. Rows without ``drain_s`` (older reports) are not checked."""
+    drain = row.get("drain_s")
+    if drain is None:
+        return True
+    ttft_p99 = float(row["ttft_p99"])
+    return (
+        math.isfinite(float(drain))
+        and float(drain) <= DRAIN_BOUND_S
+        and ttft_p99 <= TTFT_P99_BOUND_FACTOR * slo_ttft_s
+    )
 
-    ``records`` are run rows (``policy``, ``rate``, ``slo_attainment``), simulated or
-    measured on a GPU, so both reports agree on what "max rate" means.
+
+def max_rates(
+    records: Iterable[Mapping[str, Any]],
+    goal: float = ATTAINMENT_GOAL,
+    key: str = "slo_attainment",
+    slo_ttft_s: float = 1.0,
+) -> dict[str, float | None]:
+    """Per policy, the highest swept rate whose mean ``key`` over its rows (segments, seeds)
+    is >= ``goal`` and whose every row passes :func:`rate_counts`; None if no rate does.
+
+    ``records`` are run rows (``policy``, ``rate``, ``key``), simulated or measured on a GPU,
+    so both reports agree on what "max rate" means.
     """
-    out: dict[str, float | None] = {}
+    groups: dict[tuple[str, float], list[Mapping[str, Any]]] = defaultdict(list)
     for row in records:
-        policy, rate = str(row["policy"]), float(row["rate"])
+        groups[(str(row["policy"]), float(row["rate"]))].append(row)
+    out: dict[str, float | None] = {}
+    for (policy, rate), rows in sorted(groups.items()):
+        values = [float(r[key]) for r in rows if r.get(key) is not None]
+        ok = (
+            bool(values)
+            and sum(values) / len(values) >= goal
+            and all(rate_counts(r, slo_ttft_s) for r in rows)
+        )
         best = out.get(policy)
-        if float(row["slo_attainment"]) >= goal and (best is None or rate > best):
+        if ok and (best is None or rate > best):
             out[policy] = rate
         else:
             out.setdefault(policy, None)
     return out
 
 
+SPREAD_KEYS = (
+    "slo_attainment",
+    "strict_attainment",
+    "ttft_p50",
+    "ttft_p90",
+    "ttft_p99",
+    "tbt_p50",
+    "tbt_p99",
+    "drain_s",
+    "stalls_over_200ms",
+    "preemptions",
+)
+"""Numbers :func:`aggregate` reports as mean and spread over segments and seeds."""
+
+
+def aggregate(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (workload, policy, rate): for each of :data:`SPREAD_KEYS`, the mean and
+    the sample standard deviation, minimum and maximum over its segments and seeds; and per
+    SLO class, the mean standard and strict attainment."""
+    groups: dict[tuple[str, str, float], list[Mapping[str, Any]]] = defaultdict(list)
+    for row in records:
+        groups[(str(row.get("workload", "")), str(row["policy"]), float(row["rate"]))].append(row)
+    out: list[dict[str, Any]] = []
+    for (workload, policy, rate), rows in sorted(groups.items()):
+        agg: dict[str, Any] = {
+            "workload": workload,
+            "policy": policy,
+            "rate": rate,
+            "slices": len(rows),
+            "requests": sum(int(r["requests"]) for r in rows),
+            "counts": all(rate_counts(r) for r in rows),
+        }
+        for key in SPREAD_KEYS:
+            values = np.array([float(r[key]) for r in rows if r.get(key) is not None])
+            if not values.size:
+                continue
+            agg[key] = float(values.mean())
+            agg[f"{key}_std"] = float(values.std(ddof=1)) if values.size > 1 else 0.0
+            agg[f"{key}_min"] = float(values.min())
+            agg[f"{key}_max"] = float(values.max())
+        classes: dict[str, list[Mapping[str, float]]] = defaultdict(list)
+        for r in rows:
+            for name, ratios in (r.get("class_attainment") or {}).items():
+                classes[name].append(ratios)
+        agg["class_attainment"] = {
+            name: {
+                "standard": float(np.mean([v["standard"] for v in values])),
+                "strict": float(np.mean([v["strict"] for v in values])),
+            }
+            for name, values in sorted(classes.items())
+        }
+        out.append(agg)
+    return out
+
+
 def sweep_report(
     runs: Sequence[SweepRun],
-    workload: WorkloadSpec,
+    workloads: Sequence[WorkloadSpec],
     profile: SimProfile,
     config: SimConfig,
     slo: SLO,
 ) -> dict[str, Any]:
-    bound: CapacityBound = capacity_bound(build_workload(workload), profile, config)
+    bound: CapacityBound = capacity_bound(
+        [r for w in workloads for r in build_workload(w)], profile, config
+    )
     records = [run_record(r) for r in runs]
+    first = workloads[0]
     return {
         "runs": records,
-        "max_rate": max_rates(records),
+        "summary": aggregate(records),
+        "max_rate": max_rates(records, slo_ttft_s=slo.ttft_s),
+        "max_rate_strict": max_rates(records, key="strict_attainment", slo_ttft_s=slo.ttft_s),
+        "max_rate_rule": {
+            "goal": ATTAINMENT_GOAL,
+            "drain_bound_s": DRAIN_BOUND_S,
+            "ttft_p99_bound_s": TTFT_P99_BOUND_FACTOR * slo.ttft_s,
+        },
         "capacity_bound": bound.rate,
         "capacity": bound.as_dict(),
         "config": {
-            "trace": workload.trace,
-            "requests": workload.requests,
-            "arrival": workload.arrival,
+            "trace": first.trace,
+            "workload": workload_record(first)["workload"],
+            "requests": first.requests,
+            "segments": sorted({w.segment for w in workloads}),
+            "seeds": sorted({w.seed for w in workloads}),
+            "arrival": first.arrival,
             "kv_tokens": config.kv_tokens,
+            "max_num_batched_tokens": config.max_num_batched_tokens,
+            "long_prefill_token_threshold": config.long_prefill_token_threshold,
             "scheduling": config.scheduling,
             "profile": profile.name,
             "slo_ttft_s": slo.ttft_s,
