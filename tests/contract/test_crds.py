@@ -82,7 +82,9 @@ def test_cel_rules_and_subresources_present() -> None:
     assert "self.minReplicas <= self.maxReplicas" in rules
     assert "self.chunkMinTokens <= self.chunkMaxTokens" in rules
     names = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert names[:5] == ["Ready", "Replicas", "SLO", "KV-Pressure", "Policy"]
+    assert names[:7] == ["Ready", "Replicas", "Routers", "Activity", "SLO", "KV-Pressure", "Policy"]
+    assert {"Endpoint", "Last-Request"} <= set(names)
+    assert "self.autoscaling.minReplicas > 0 || self.router.replicas > 0" in rules
     assert names[-1] == "Age"
 
 
@@ -122,6 +124,26 @@ BAD_SPECS = [
     pytest.param({"engine": {"tensorParallelSize": 2}}, "gpu.count", id="tp>gpus"),
     pytest.param({"autoscaling": {"metricsSource": "prometheus"}}, "prometheusUrl", id="prom-url"),
     pytest.param({"engine": {"gpuCount": 2}}, "gpuCount", id="unknown-field"),
+    pytest.param(
+        {"autoscaling": {"minReplicas": 0}, "router": {"replicas": 0}},
+        "router.replicas",
+        id="zero-without-router",
+    ),
+    pytest.param(
+        {"autoscaling": {"minReplicas": 0, "enabled": False}}, "enabled", id="zero-no-autoscaler"
+    ),
+    pytest.param(
+        {"autoscaling": {"minReplicas": 0, "scaleToZeroAfterS": 60}},
+        "scaleToZeroAfterS",
+        id="idle-window<down-window",
+    ),
+    pytest.param({"autoscaling": {"scaleToZeroAfterS": 5}}, "scaleToZeroAfterS", id="idle-5s"),
+    pytest.param({"router": {"replicas": -1}}, "replicas", id="router-replicas"),
+    pytest.param({"router": {"placement": "fastest"}}, "placement", id="router-placement"),
+    pytest.param({"router": {"queueLimit": -1}}, "queueLimit", id="queue-limit"),
+    pytest.param({"router": {"queueTimeoutS": 0}}, "queueTimeoutS", id="queue-timeout"),
+    pytest.param({"router": {"coldStartTimeoutS": 0}}, "coldStartTimeoutS", id="cold-timeout"),
+    pytest.param({"router": {"resources": {"cpu": "lots"}}}, "cpu", id="router-cpu"),
 ]
 
 
@@ -144,7 +166,20 @@ def test_scheduler_bounds_and_defaults_are_the_knob_documents() -> None:
         assert info.default == knob_fields[name].default, name
 
 
-@pytest.mark.parametrize("name", ["9lives", "Upper", "a" * 58, "trailing-"])
+def test_router_and_scale_to_zero_defaults() -> None:
+    spec = api.LLMServiceSpec.model_validate({"model": {"name": "m"}})
+    r = spec.router
+    assert (r.replicas, r.placement, r.queue_limit, r.queue_timeout_s) == (2, "sloserve", 256, 30)
+    assert (r.cold_start_timeout_s, r.admission) == (300, True)
+    assert (r.resources.cpu, r.resources.memory) == ("1", "1Gi")
+    assert spec.autoscaling.scale_to_zero_after_s == 900
+    zero = api.LLMServiceSpec.model_validate(
+        {"model": {"name": "m"}, "autoscaling": {"minReplicas": 0}}
+    )
+    assert zero.desired_replicas() == 0
+
+
+@pytest.mark.parametrize("name", ["9lives", "Upper", "a" * 56, "trailing-"])
 def test_object_name_must_fit_child_names(name: str) -> None:
     with pytest.raises(ValidationError, match=r"metadata\.name"):
         api.LLMService.model_validate(

@@ -56,7 +56,79 @@ def test_service_monitor_only_when_asked() -> None:
     kinds = [
         o["kind"] for o in render.children(target_for("llmservice"), with_service_monitor=False)
     ]
-    assert kinds == ["ConfigMap", "Deployment", "Service", "PodDisruptionBudget"]
+    assert kinds == [
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "Service",
+        "PodDisruptionBudget",
+        "Deployment",
+        "PodDisruptionBudget",
+    ]
+
+
+def _by_name(objs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o for o in objs if o["kind"] == kind}
+
+
+def test_service_selects_routers_and_engines_get_a_headless_service() -> None:
+    t = target_for("llmservice")
+    services = _by_name(render.children(t, with_service_monitor=False), "Service")
+    assert services["llama-8b"]["spec"]["selector"] == {
+        "app.kubernetes.io/name": "sloserve-router",
+        "sloserve.io/service": "llama-8b",
+    }
+    headless = services["llama-8b-engines"]["spec"]
+    assert headless["clusterIP"] == "None"
+    assert headless["selector"] == t.selector
+    assert t.endpoint == "http://llama-8b.default.svc:8000"
+
+
+def test_without_routers_the_service_selects_the_engines() -> None:
+    t = target_for("llmservice", router={"replicas": 0})
+    objs = render.children(t, with_service_monitor=False)
+    assert _by_name(objs, "Service")["llama-8b"]["spec"]["selector"] == t.selector
+    assert _by_name(objs, "Deployment")["llama-8b-router"]["spec"]["replicas"] == 0
+
+
+@pytest.mark.parametrize("routers", [0, 2])
+def test_service_monitor_scrapes_every_pod_once(routers: int) -> None:
+    t = target_for("llmservice", router={"replicas": routers})
+    objs = render.children(t, with_service_monitor=True)
+    (mon,) = [o for o in objs if o["kind"] == "ServiceMonitor"]
+    sel = mon["spec"]["selector"]
+    (expr,) = sel["matchExpressions"]
+    assert expr["operator"] == "Exists"
+
+    def matched(svc: dict[str, Any]) -> bool:
+        labels = svc["metadata"]["labels"]
+        return expr["key"] in labels and sel["matchLabels"].items() <= labels.items()
+
+    scraped = [
+        tuple(sorted(o["spec"]["selector"].items()))
+        for o in objs
+        if o["kind"] == "Service" and matched(o)
+    ]
+    assert len(scraped) == len(set(scraped)) == (2 if routers else 1)
+    assert tuple(sorted(t.selector.items())) in scraped
+
+
+def test_router_deployment_runs_the_router_without_gpus() -> None:
+    t = target_for("llmservice", router={"replicas": 3, "resources": {"cpu": "2"}})
+    dep = _by_name(render.children(t, with_service_monitor=False), "Deployment")["llama-8b-router"]
+    assert dep["spec"]["replicas"] == 3
+    assert dep["spec"]["selector"]["matchLabels"] == t.router_selector
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["command"] == ["sloserve-router"]
+    assert c["image"] == t.spec.engine.image
+    assert c["resources"]["requests"] == {"cpu": "2", "memory": "1Gi"}
+    assert not any("gpu" in k for k in c["resources"]["limits"])
+    assert "tolerations" not in pod
+    args = c["args"]
+    assert args[args.index("--engines-dns") + 1] == "llama-8b-engines.default.svc:8000"
+    assert args[args.index("--admin-token-file") + 1] == "/etc/sloserve/admin/token"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/sloserve/health"
 
 
 def _template(t: Target) -> dict[str, Any]:

@@ -260,13 +260,34 @@ class AutoscalingSpec(_Model):
             field_path=".prometheusUrl",
             check=lambda a: a.metrics_source != "prometheus" or a.prometheus_url is not None,
         ),
+        Rule(
+            cel="self.minReplicas > 0 || self.enabled",
+            message="minReplicas 0 needs enabled: only the autoscaler wakes a service from zero",
+            field_path=".minReplicas",
+            check=lambda a: a.min_replicas > 0 or a.enabled,
+        ),
+        Rule(
+            cel="self.minReplicas > 0 || self.scaleToZeroAfterS >= self.scaleDownStabilizationSeconds",
+            message="scaleToZeroAfterS must be at least scaleDownStabilizationSeconds: a service "
+            "must not go to zero sooner than it may drop one replica",
+            field_path=".scaleToZeroAfterS",
+            check=lambda a: a.min_replicas > 0
+            or a.scale_to_zero_after_s >= a.scale_down_stabilization_seconds,
+        ),
     )
 
     enabled: bool = Field(
         default=True,
         description="Let the autoscaler set `spec.replicas`; when false only users do.",
     )
-    min_replicas: int = Field(default=1, ge=1, le=1000, description="Fewest replicas.")
+    min_replicas: int = Field(
+        default=1,
+        ge=0,
+        le=1000,
+        description="Fewest replicas. 0 allows scale to zero after `scaleToZeroAfterS` without "
+        "traffic; the router then holds new requests while an engine starts (needs "
+        "`router.replicas` >= 1).",
+    )
     max_replicas: int = Field(default=10, ge=1, le=1000, description="Most replicas.")
     kv_pressure_target: float = Field(
         default=0.8,
@@ -320,10 +341,95 @@ class AutoscalingSpec(_Model):
     metrics_timeout_seconds: float = Field(
         default=2.0, gt=0.0, le=60.0, description="Timeout of one metrics read."
     )
+    scale_to_zero_after_s: int = Field(
+        default=900,
+        ge=30,
+        le=604_800,
+        description="With minReplicas 0: scale to zero once no request arrived and none was "
+        "queued or running for this long. Long enough that a request every few minutes keeps "
+        "one replica warm instead of paying a cold start each time.",
+    )
+
+
+PlacementName = Literal["sloserve", "least-kv", "p2c", "random"]
+"""Router placement policies (see docs/router.md)."""
+
+
+class RouterResourcesSpec(_Model):
+    """CPU and memory of each router pod (no GPU)."""
+
+    cpu: str = Field(
+        default="1",
+        pattern=r"^[0-9]+(\.[0-9]+)?m?$",
+        description="CPU request, a Kubernetes quantity: one core relays one busy engine's tokens.",
+    )
+    memory: str = Field(
+        default="1Gi",
+        pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$",
+        description="Memory request and limit, a Kubernetes quantity.",
+    )
+
+
+class RouterSpec(_Model):
+    """The router tier in front of the engines: SLO-aware placement, a bounded queue and
+    admission control. Knobs (all but `replicas` and `resources`) apply live to running routers,
+    without a restart."""
+
+    replicas: int = Field(
+        default=2,
+        ge=0,
+        le=100,
+        description="Router pods, all active. 0 removes the tier: the Service then selects the "
+        "engines directly and kube-proxy places requests at random.",
+    )
+    placement: PlacementName = Field(
+        default="sloserve",
+        description="How a router picks an engine: `sloserve` (SLO-aware with shielded "
+        "reservations), `least-kv`, `p2c` (power of two choices) or `random`.",
+    )
+    queue_limit: int = Field(
+        default=256,
+        ge=0,
+        le=100_000,
+        description="Requests one router holds while no engine can meet their SLO; a full "
+        "queue answers 429. 0 disables queueing.",
+    )
+    queue_timeout_s: float = Field(
+        default=30.0,
+        gt=0.0,
+        le=3600.0,
+        description="Longest a request waits in the router queue while engines run; then 503 "
+        "with Retry-After.",
+    )
+    cold_start_timeout_s: float = Field(
+        default=300.0,
+        gt=0.0,
+        le=3600.0,
+        description="Longest a request waits while the service wakes from zero replicas (an "
+        "engine start takes minutes); then 503 with Retry-After.",
+    )
+    admission: bool = Field(
+        default=True,
+        description="Reject at once (429 with Retry-After) a request no engine can serve "
+        "within its SLO, lowest SLO class first, instead of letting it wait and miss.",
+    )
+    resources: RouterResourcesSpec = Field(
+        default_factory=RouterResourcesSpec, description="CPU and memory per router pod."
+    )
 
 
 class LLMServiceSpec(_Model):
     """Desired state of an LLM service."""
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self.autoscaling.minReplicas > 0 || self.router.replicas > 0",
+            message="autoscaling.minReplicas 0 needs router.replicas >= 1: the router holds "
+            "requests while an engine starts",
+            field_path=".autoscaling.minReplicas",
+            check=lambda s: s.autoscaling.min_replicas > 0 or s.router.replicas > 0,
+        ),
+    )
 
     model: ModelSpec = Field(description="Model served.")
     replicas: int | None = Field(
@@ -341,6 +447,9 @@ class LLMServiceSpec(_Model):
     )
     autoscaling: AutoscalingSpec = Field(
         default_factory=AutoscalingSpec, description="Autoscaling bounds and targets."
+    )
+    router: RouterSpec = Field(
+        default_factory=RouterSpec, description="Router tier in front of the engines (live knobs)."
     )
 
     def desired_replicas(self) -> int:
@@ -367,6 +476,7 @@ class LLMServiceSpec(_Model):
 # -------------------------------------------------------------------------------------- status
 
 ConditionType = Literal["Available", "Progressing", "Degraded", "KnobsApplied"]
+Activity = Literal["Active", "Idle", "Waking"]
 
 
 class Condition(_Model):
@@ -410,8 +520,8 @@ class LastScale(_Model):
 
 
 class LLMServiceStatus(_Model):
-    """Observed state, written by the operator (and `lastScale`, sloAttainment, kvPressure
-    by the autoscaler)."""
+    """Observed state, written by the operator (and `lastScale`, sloAttainment, kvPressure,
+    activity, lastRequestTime, lastColdStartSeconds by the autoscaler)."""
 
     observed_generation: int = Field(
         default=0, ge=0, description="metadata.generation the operator last reconciled."
@@ -438,6 +548,28 @@ class LLMServiceStatus(_Model):
         default=None, ge=0.0, description="Mean KV-cache demand over capacity across ready pods."
     )
     last_scale: LastScale | None = Field(default=None, description="Latest scaling decision.")
+    routers: int = Field(default=0, ge=0, description="Router pods that exist.")
+    ready_routers: int = Field(default=0, ge=0, description="Router pods that are ready.")
+    endpoint: str = Field(
+        default="",
+        max_length=1024,
+        description="URL clients send OpenAI requests to (the Service, in-cluster DNS).",
+    )
+    activity: Activity | None = Field(
+        default=None,
+        description="`Active`; `Idle` once scaled to zero for lack of traffic; `Waking` from "
+        "a scale-up at zero until the first token is served.",
+    )
+    last_request_time: str | None = Field(
+        default=None,
+        json_schema_extra={"format": "date-time"},
+        description="When a router last saw a request arrive (RFC 3339); the idle clock.",
+    )
+    last_cold_start_seconds: float | None = Field(
+        default=None,
+        ge=0.0,
+        description="Latest wake from zero: seconds from the scale-up to the first token served.",
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
@@ -446,8 +578,9 @@ class LLMServiceStatus(_Model):
 
 
 NAME_PATTERN = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
-MAX_NAME_LENGTH = 57
-"""Children are named NAME, NAME-knobs and NAME-admin; Services need DNS-1035 labels (63)."""
+MAX_NAME_LENGTH = 55
+"""Children are named NAME, NAME-knobs, NAME-admin, NAME-router and NAME-engines (the engines'
+headless Service); Services need DNS-1035 labels (63)."""
 
 
 def _name_ok(obj: Any) -> bool:
@@ -495,6 +628,18 @@ PRINTER_COLUMNS: tuple[dict[str, Any], ...] = (
         "description": "Ready engine pods.",
     },
     {
+        "name": "Routers",
+        "type": "integer",
+        "jsonPath": ".status.readyRouters",
+        "description": "Ready router pods.",
+    },
+    {
+        "name": "Activity",
+        "type": "string",
+        "jsonPath": ".status.activity",
+        "description": "Active, Idle (scaled to zero) or Waking.",
+    },
+    {
         "name": "SLO",
         "type": "number",
         "jsonPath": ".status.sloAttainment",
@@ -517,6 +662,20 @@ PRINTER_COLUMNS: tuple[dict[str, Any], ...] = (
         "type": "string",
         "jsonPath": '.status.conditions[?(@.type=="KnobsApplied")].status',
         "description": "All pods run the spec's knobs.",
+        "priority": 1,
+    },
+    {
+        "name": "Endpoint",
+        "type": "string",
+        "jsonPath": ".status.endpoint",
+        "description": "URL clients send requests to.",
+        "priority": 1,
+    },
+    {
+        "name": "Last-Request",
+        "type": "date",
+        "jsonPath": ".status.lastRequestTime",
+        "description": "Time since a router last saw a request.",
         "priority": 1,
     },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

@@ -8,19 +8,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import configmap, deployment, monitor, pdb, service
+from . import configmap, deployment, monitor, pdb, router, service
 from .target import Target
 
 Manifest = dict[str, Any]
 
 
 def children(target: Target, *, with_service_monitor: bool) -> list[Manifest]:
-    """Every object applied on each reconcile (the admin Secret is created once, elsewhere)."""
+    """Every object applied on each reconcile (the admin Secret is created once, elsewhere).
+
+    The router Deployment and its budget are rendered even at ``router.replicas: 0`` (then with
+    no pods), so turning the tier off scales it away instead of leaving it running.
+    """
     objs = [
         configmap.render(target),
         deployment.render(target),
+        service.render_engines(target),
         service.render(target),
         pdb.render(target),
+        router.render(target),
+        pdb.render_router(target),
     ]
     if with_service_monitor:
         objs.append(monitor.render(target))

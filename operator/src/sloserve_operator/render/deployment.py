@@ -58,7 +58,7 @@ def engine_args(target: Target) -> list[str]:
     return args + list(engine.extra_args)
 
 
-def _probe(period_s: int, failures: int) -> dict[str, Any]:
+def probe(period_s: int, failures: int) -> dict[str, Any]:
     return {
         "httpGet": {"path": HEALTH_PATH, "port": "http"},
         "periodSeconds": period_s,
@@ -81,9 +81,9 @@ def _container(target: Target) -> dict[str, Any]:
             "requests": {"cpu": engine.resources.cpu, "memory": engine.resources.memory, **gpus},
             "limits": {"memory": engine.resources.memory, **gpus},
         },
-        "startupProbe": _probe(10, STARTUP_BUDGET_S // 10),
-        "readinessProbe": _probe(5, 3),
-        "livenessProbe": _probe(10, 6),
+        "startupProbe": probe(10, STARTUP_BUDGET_S // 10),
+        "readinessProbe": probe(5, 3),
+        "livenessProbe": probe(10, 6),
         "volumeMounts": [
             {"name": "knobs", "mountPath": KNOBS_DIR, "readOnly": True},
             {"name": "admin", "mountPath": ADMIN_DIR, "readOnly": True},

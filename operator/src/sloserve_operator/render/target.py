@@ -10,11 +10,17 @@ from ..api import v1alpha1 as api
 
 MANAGER = "sloserve-operator"
 ENGINE_NAME = "sloserve-engine"
+ROUTER_NAME = "sloserve-router"
+"""Console script and ``app.kubernetes.io/name`` of router pods (same image as the engine)."""
 SERVICE_LABEL = "sloserve.io/service"
+METRICS_LABEL = "sloserve.io/metrics"
+"""On the Services whose endpoints the ServiceMonitor scrapes: ``engine`` or ``router``."""
 KNOBS_REVISION_ANNOTATION = "sloserve.io/knobs-revision"
 HTTP_PORT = 8000
 KNOBS_DIR = "/etc/sloserve/knobs"
 KNOBS_FILE = "knobs.json"
+ROUTER_KNOBS_FILE = "router.json"
+"""The router knob document, in the same ConfigMap as the engines' (one object, one push)."""
 ADMIN_DIR = "/etc/sloserve/admin"
 ADMIN_TOKEN_KEY = "token"
 
@@ -60,6 +66,38 @@ class Target:
         }
 
     @property
+    def routed(self) -> bool:
+        """Whether a router tier fronts the engines (``spec.router.replicas`` > 0)."""
+        return self.spec.router.replicas > 0
+
+    @property
+    def router_selector(self) -> dict[str, str]:
+        return {"app.kubernetes.io/name": ROUTER_NAME, SERVICE_LABEL: self.name}
+
+    @property
+    def router_labels(self) -> dict[str, str]:
+        return {
+            **self.router_selector,
+            "app.kubernetes.io/instance": self.name,
+            "app.kubernetes.io/component": "router",
+            "app.kubernetes.io/managed-by": MANAGER,
+        }
+
+    @property
+    def router_deployment(self) -> str:
+        return f"{self.name}-router"
+
+    @property
+    def engines_service(self) -> str:
+        """The engines' headless Service: routers discover engine pods through its DNS."""
+        return f"{self.name}-engines"
+
+    @property
+    def endpoint(self) -> str:
+        """Where clients send requests: the LLMService's own Service."""
+        return f"http://{self.name}.{self.namespace}.svc:{HTTP_PORT}"
+
+    @property
     def knobs_configmap(self) -> str:
         return f"{self.name}-knobs"
 
@@ -67,12 +105,15 @@ class Target:
     def admin_secret(self) -> str:
         return f"{self.name}-admin"
 
-    def metadata(self, name: str, **extra: Any) -> dict[str, Any]:
-        """Child metadata: our labels and a controller owner reference (garbage collection)."""
+    def metadata(
+        self, name: str, labels: Mapping[str, str] | None = None, **extra: Any
+    ) -> dict[str, Any]:
+        """Child metadata: our labels (the engines' unless given) and a controller owner
+        reference (garbage collection)."""
         return {
             "name": name,
             "namespace": self.namespace,
-            "labels": dict(self.labels),
+            "labels": dict(self.labels if labels is None else labels),
             "ownerReferences": [
                 {
                     "apiVersion": api.API_VERSION,
