@@ -34,10 +34,12 @@ def test_apply_creates_children_and_becomes_available(
 
     dep = api.get(f"/apis/apps/v1{base}/deployments/sim")
     svc = api.get(f"/api/v1{base}/services/sim")
+    headless = api.get(f"/api/v1{base}/services/sim-engines")
+    router = api.get(f"/apis/apps/v1{base}/deployments/sim-router")
     cm = api.get(f"/api/v1{base}/configmaps/sim-knobs")
     pdb = api.get(f"/apis/policy/v1{base}/poddisruptionbudgets/sim")
     secret = api.get(f"/api/v1{base}/secrets/sim-admin")
-    for child in (dep, svc, cm, pdb, secret):
+    for child in (dep, svc, headless, router, cm, pdb, secret):
         (owner,) = child["metadata"]["ownerReferences"]
         assert (owner["kind"], owner["uid"], owner["controller"]) == ("LLMService", uid, True)
         managers = {m["manager"] for m in child["metadata"]["managedFields"]}
@@ -47,7 +49,11 @@ def test_apply_creates_children_and_becomes_available(
     container = dep["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["sloserve-engine"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    # Clients reach the routers; routers find the engines through the headless Service.
+    assert svc["spec"]["selector"] == router["spec"]["selector"]["matchLabels"]
+    assert headless["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    assert headless["spec"]["clusterIP"] == "None"
+    assert router["spec"]["template"]["spec"]["containers"][0]["command"] == ["sloserve-router"]
     assert pdb["spec"]["maxUnavailable"] == 1
     knobs = Knobs.model_validate_json(cm["data"]["knobs.json"])
     assert knobs.policy == "accelgen" and knobs.slo_defaults.ttft_ms == 500
@@ -71,7 +77,7 @@ def test_apply_creates_children_and_becomes_available(
 
     table = k8s.kubectl("get", "llms", "-n", namespace, "-o", "wide").stdout
     header, row = table.splitlines()[:2]
-    assert header.split()[:5] == ["NAME", "READY", "REPLICAS", "SLO", "KV-PRESSURE"]
+    assert header.split()[:6] == ["NAME", "READY", "REPLICAS", "ROUTERS", "ACTIVITY", "SLO"]
     assert row.split()[1:3] == ["True", "2"]
     assert "accelgen" in row
 

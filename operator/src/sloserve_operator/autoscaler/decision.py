@@ -13,7 +13,14 @@ tested without a cluster (docs/autoscaling.md):
   PR #9294 found necessary);
 * pods that are not ready or whose metrics are stale are left out instead of stalling the loop
   (AIBrix #593/#617); with no traffic KV pressure is 0, so a service still scales down
-  (Dynamo #6985); pending pods (no free GPU) block further scale-up instead of looping.
+  (Dynamo #6985); pending pods (no free GPU) block further scale-up instead of looping;
+* with a router tier, its view counts: a request it turned away (rejected, timed out, no
+  engine) is a miss in the attainment, a window in which nothing finished while requests
+  wait in its queue reads as attainment 0, not 100 %, and a queue that does not shrink asks
+  for the replicas it needs;
+* scale to zero (``min_replicas`` 0) only after ``scale_to_zero_after_s`` without any request
+  arriving, queued or running, and back to ``max(1, what the queue needs)`` at once, without
+  the up-window, as soon as the routers hold a request.
 
 The caller keeps ``History`` between calls; this module does no I/O and reads no clock.
 """
@@ -41,6 +48,10 @@ class Reason(StrEnum):
     ROLLOUT = "HoldRolloutInProgress"
     PENDING = "HoldPendingPods"
     NO_METRICS = "HoldNoMetrics"
+    SCALE_UP_QUEUE = "ScaleUpRouterQueue"
+    SCALE_TO_ZERO = "ScaleToZero"
+    SCALE_FROM_ZERO = "ScaleFromZero"
+    IDLE = "Idle"
 
     @property
     def changes_replicas(self) -> bool:
@@ -55,6 +66,9 @@ _CHANGING = frozenset(
         Reason.SCALE_DOWN_KV,
         Reason.TO_MIN_REPLICAS,
         Reason.TO_MAX_REPLICAS,
+        Reason.SCALE_UP_QUEUE,
+        Reason.SCALE_TO_ZERO,
+        Reason.SCALE_FROM_ZERO,
     }
 )
 
@@ -64,7 +78,8 @@ class ScalingPolicy:
     """The tunables of the decision; ``spec.autoscaling`` maps onto these one to one."""
 
     min_replicas: int = 1
-    """Never fewer replicas than this (scale-to-zero is not offered: nothing holds requests)."""
+    """Never fewer replicas than this. 0 allows scale to zero, which only the idle rule does:
+    every other signal keeps at least one replica (the routers hold requests meanwhile)."""
     max_replicas: int = 10
     """Never more replicas than this, whatever the signals say."""
     kv_pressure_target: float = 0.8
@@ -97,11 +112,16 @@ class ScalingPolicy:
 
     Refreshed while it is what blocks a scale-down, so under steady load it never expires; it
     lapses only once the load has changed enough that nothing consults it."""
+    scale_to_zero_after_s: float = 900.0
+    """With ``min_replicas`` 0: idle this long (no request arrived, queued or running) before
+    scaling to zero. Longer than the gap between occasional requests, so they never cycle."""
 
     def __post_init__(self) -> None:
         problems = []
-        if self.min_replicas < 1:
-            problems.append("min_replicas must be >= 1")
+        if self.min_replicas < 0:
+            problems.append("min_replicas must be >= 0")
+        if self.scale_to_zero_after_s <= 0:
+            problems.append("scale_to_zero_after_s must be > 0")
         if self.max_replicas < self.min_replicas:
             problems.append("max_replicas must be >= min_replicas")
         if not 0.0 < self.kv_pressure_target <= 1.0:
@@ -129,6 +149,24 @@ class PodSample:
     finished_requests: float
     """Requests finished since the previous sample: the weight of ``attainment``."""
     age_s: float = 0.0
+    busy: float | None = None
+    """Requests running or waiting on the pod now (activity; per-replica capacity)."""
+    started: float = 0.0
+    """Requests the pod has begun serving since it started (finished + running): above 0 once
+    it has served a first token, give or take one step."""
+
+
+@dataclass(frozen=True)
+class RouterSample:
+    """The router tier's view, summed over the router pods that answered."""
+
+    queued: float
+    """Requests waiting in router queues now: no engine can take them within their SLO."""
+    outcomes: float
+    """Requests that got any outcome since the previous read: arrivals, for the idle clock."""
+    missed: float
+    """Of those, the ones turned away for lack of capacity (rejected, timed out in the queue,
+    no engine): SLO misses that no engine ever counted."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +181,8 @@ class Observation:
     """Pods that cannot be scheduled (no free GPU): more replicas would only add to these."""
     rollout_in_progress: bool = False
     samples: Sequence[PodSample] = ()
+    router: RouterSample | None = None
+    """``None`` without a router tier, or when no router answered (then never idle)."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +193,15 @@ class History:
     slo_ceilings: tuple[tuple[float, float], ...] = ()
     """(time, mean per-pod KV pressure) observed while attainment was below target."""
     last_scale_up: float | None = None
+    last_activity: float | None = None
+    """When a request was last seen arriving, queued or running (the idle clock)."""
+    woke_at: float | None = None
+    """When the service was last scaled up from zero, until its first request is served."""
+    last_queued: float = 0.0
+    """Router queue depth at the previous decision: a queue that does not shrink needs more."""
+    replica_capacity: float | None = None
+    """Most requests one replica held (running + waiting) while near the KV target and within
+    SLO: how many queued requests one more replica takes."""
 
 
 @dataclass(frozen=True)
@@ -170,6 +219,11 @@ class Signals:
     fast_path: bool = False
     recommendation: int = 0
     slo_ceiling: float | None = None
+    router_queued: float | None = None
+    router_missed: float = 0.0
+    queue_desired: int | None = None
+    idle_s: float = 0.0
+    """Seconds since a request was last seen arriving, queued or running."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +232,16 @@ class Decision:
     reason: Reason
     signals: Signals
     history: History = field(repr=False, default_factory=History)
+    cold_start_s: float | None = None
+    """Set once, at the decision that first sees a request served after a wake from zero:
+    seconds from that scale-up (resolution: the evaluation interval)."""
+
+    @property
+    def activity(self) -> str:
+        """``Idle`` at zero, ``Waking`` from a scale-up at zero until a request is served."""
+        if self.desired_replicas == 0:
+            return "Idle"
+        return "Waking" if self.history.woke_at is not None else "Active"
 
     @property
     def message(self) -> str:
@@ -192,12 +256,18 @@ class Decision:
             f" (finished={s.finished_requests:g}) sloDesired={s.slo_desired}"
             f" fastPath={s.fast_path} pods={s.pods_with_metrics}"
             + ("" if s.slo_ceiling is None else f" sloPressureCeiling={s.slo_ceiling:.3f}")
+            + (
+                ""
+                if s.router_queued is None
+                else f" routerQueued={s.router_queued:g} routerMissed={s.router_missed:g}"
+                f" queueDesired={s.queue_desired} idleSeconds={s.idle_s:.0f}"
+            )
         )
 
 
 def decide(policy: ScalingPolicy, obs: Observation, history: History = History()) -> Decision:
     """Desired replicas for ``obs``; pure, so the same inputs always give the same decision."""
-    current = obs.current_replicas
+    current, now, router = obs.current_replicas, obs.now, obs.router
     fresh = [s for s in obs.samples if s.age_s <= policy.metric_max_age_s]
     kv = [
         min(s.kv_pressure, policy.kv_pressure_cap)
@@ -210,24 +280,39 @@ def decide(policy: ScalingPolicy, obs: Observation, history: History = History()
         if s.attainment is not None and math.isfinite(s.attainment) and s.finished_requests > 0
     ]
     kv_mean = sum(kv) / len(kv) if kv else None
-    finished = sum(w for _, w in weighted)
-    attainment = sum(a * w for a, w in weighted) / finished if weighted else None
+    missed = router.missed if router is not None else 0.0
+    finished = sum(w for _, w in weighted) + missed
+    attainment = sum(a * w for a, w in weighted) / finished if finished > 0 else None
+    if attainment is None and router is not None and router.queued > 0:
+        attainment = 0.0  # requests wait and nothing finished: that is not 100 %
     ready = max(obs.ready_replicas, len(fresh))
+    floor = max(1, policy.min_replicas)  # only the idle rule goes below one replica
+
+    busy = [s.busy for s in fresh if s.busy is not None]
+    active = router is None or router.outcomes > 0 or router.queued > 0 or any(busy)
+    last_activity = now if active or history.last_activity is None else history.last_activity
+    queued = router.queued if router is not None else 0.0
+    capacity = _learn_capacity(policy, history.replica_capacity, busy, kv_mean, attainment, queued)
+    woke_at, cold_start = history.woke_at, None
+    if woke_at is not None and any(s.started > 0 for s in fresh):
+        woke_at, cold_start = None, now - woke_at
 
     kv_demand = _kv_demand(kv, ready, policy.kv_pressure_target)
     kv_desired = _kv_desired(policy, kv_demand, ready, current)
     last_up = history.last_scale_up
-    settling = last_up is not None and obs.now - last_up < policy.slo_settle_s
+    waking = woke_at is not None  # woken replicas have not served yet: judge them once they do
+    settling = waking or (last_up is not None and now - last_up < policy.slo_settle_s)
     slo_desired, fast = _slo_desired(policy, attainment, ready, current, settling)
-    candidates = [d for d in (kv_desired, slo_desired) if d is not None]
+    queue_desired = _queue_desired(router, history.last_queued, capacity, ready, current, waking)
+    candidates = [d for d in (kv_desired, slo_desired, queue_desired) if d is not None]
 
     ceilings = tuple(
-        (t, p) for t, p in history.slo_ceilings if obs.now - t <= policy.slo_ceiling_memory_s
+        (t, p) for t, p in history.slo_ceilings if now - t <= policy.slo_ceiling_memory_s
     )
     if slo_desired is not None and slo_desired > current and kv_mean:
         # Only when the SLO signal itself asks for more (all replicas serving, not settling):
         # a lagging window right after a scale-up would teach a needlessly low ceiling.
-        ceilings = _remember(ceilings, obs.now, kv_mean)
+        ceilings = _remember(ceilings, now, kv_mean)
     ceiling = min((p for _, p in ceilings), default=None)
 
     signals = Signals(
@@ -240,45 +325,60 @@ def decide(policy: ScalingPolicy, obs: Observation, history: History = History()
         slo_desired=slo_desired,
         fast_path=fast,
         slo_ceiling=ceiling,
+        router_queued=None if router is None else router.queued,
+        router_missed=missed,
+        queue_desired=queue_desired,
+        idle_s=now - last_activity,
     )
+    kept = _window(history.recommendations, now, _horizon(policy))
 
-    if not (policy.min_replicas <= current <= policy.max_replicas):
-        target = min(max(current, policy.min_replicas), policy.max_replicas)
+    def hold(
+        desired: int, reason: Reason, sig: Signals, recs: tuple[tuple[float, int], ...]
+    ) -> Decision:
+        memory = History(recs, ceilings, last_up, last_activity, woke_at, queued, capacity)
+        return Decision(desired, reason, sig, memory, cold_start)
+
+    if current == 0 and policy.min_replicas == 0:
+        if router is not None and (router.queued > 0 or router.outcomes > 0):
+            # Wake at once, no up-window: every second here is a held request's latency.
+            need = math.ceil(router.queued / capacity - 1e-9) if capacity else 1
+            target = min(policy.max_replicas, max(1, need))
+            last_up, woke_at, cold_start = now, now, None
+            return hold(target, Reason.SCALE_FROM_ZERO, replace(signals, recommendation=target), ())
+        return hold(0, Reason.IDLE, replace(signals, recommendation=0), ())
+    if (
+        policy.min_replicas == 0
+        and router is not None
+        and now - last_activity >= policy.scale_to_zero_after_s
+    ):
+        woke_at = None
+        return hold(0, Reason.SCALE_TO_ZERO, replace(signals, recommendation=0), ())
+
+    if not (floor <= current <= policy.max_replicas):
+        target = min(max(current, floor), policy.max_replicas)
         reason = Reason.TO_MIN_REPLICAS if target > current else Reason.TO_MAX_REPLICAS
-        recs = (*_window(history.recommendations, obs.now, _horizon(policy)), (obs.now, target))
-        return _hold(
-            target, reason, replace(signals, recommendation=target), recs, ceilings, last_up
-        )
+        return hold(target, reason, replace(signals, recommendation=target), (*kept, (now, target)))
     if not candidates:
-        recs = _window(history.recommendations, obs.now, _horizon(policy))
-        return _hold(
-            current,
-            Reason.NO_METRICS,
-            replace(signals, recommendation=current),
-            recs,
-            ceilings,
-            last_up,
-        )
+        return hold(current, Reason.NO_METRICS, replace(signals, recommendation=current), kept)
 
     raw = max(candidates)
     blocked_by_ceiling = False
     if raw < current and ceiling is not None and kv_demand is not None:
         # Consolidation check: the pods left after a scale-down must stay below the pressure
         # at which attainment failed, or the next SLO scale-up undoes it (2<->1 flapping).
-        floor = math.floor(kv_demand / (ceiling * (1.0 - policy.tolerance))) + 1
-        if floor > raw:
-            raw, blocked_by_ceiling = min(floor, current), True
+        bound = math.floor(kv_demand / (ceiling * (1.0 - policy.tolerance))) + 1
+        if bound > raw:
+            raw, blocked_by_ceiling = min(bound, current), True
             # While the ceiling is what keeps the size, it must not expire under steady load.
-            ceilings = _remember(ceilings, obs.now, ceiling)
-    raw = min(max(raw, policy.min_replicas), policy.max_replicas)
+            ceilings = _remember(ceilings, now, ceiling)
+    raw = min(max(raw, floor), policy.max_replicas)
 
-    kept = _window(history.recommendations, obs.now, _horizon(policy))
-    recs = (*kept, (obs.now, raw))
+    recs = (*kept, (now, raw))
     # When a ready pod gave no sample this recommendation leans on imputed numbers, so it
     # steers this decision only: kept, one slow scrape would pin the down window for 300 s.
     stored = kept if len(fresh) < obs.ready_replicas else recs
-    up_window = [r for t, r in recs if obs.now - t <= policy.scale_up_stabilization_s]
-    down_window = [r for t, r in recs if obs.now - t <= policy.scale_down_stabilization_s]
+    up_window = [r for t, r in recs if now - t <= policy.scale_up_stabilization_s]
+    down_window = [r for t, r in recs if now - t <= policy.scale_down_stabilization_s]
     stabilized = current
     if raw > current:
         stabilized = max(current, raw if fast else min(up_window))
@@ -290,14 +390,14 @@ def decide(policy: ScalingPolicy, obs: Observation, history: History = History()
     signals = replace(signals, recommendation=raw)
 
     if obs.rollout_in_progress and desired != current:
-        return _hold(current, Reason.ROLLOUT, signals, stored, ceilings, last_up)
+        return hold(current, Reason.ROLLOUT, signals, stored)
     if obs.pending_replicas > 0 and desired >= current and raw >= current:
         # The replicas asked for do not all fit: say so rather than "Steady", and never ask
         # for more (a scale-down still goes ahead and removes pending pods first).
-        return _hold(current, Reason.PENDING, signals, stored, ceilings, last_up)
+        return hold(current, Reason.PENDING, signals, stored)
     if desired > current:
-        reason = _up_reason(policy, desired, kv_desired, slo_desired, fast)
-        last_up = obs.now
+        reason = _up_reason(policy, desired, kv_desired, slo_desired, queue_desired, fast)
+        last_up = now
     elif desired < current:
         reason = Reason.SCALE_DOWN_KV
     elif blocked_by_ceiling:
@@ -306,7 +406,46 @@ def decide(policy: ScalingPolicy, obs: Observation, history: History = History()
         reason = Reason.STABILIZING
     else:
         reason = Reason.STEADY
-    return _hold(desired, reason, signals, stored, ceilings, last_up)
+    return hold(desired, reason, signals, stored)
+
+
+def _learn_capacity(
+    policy: ScalingPolicy,
+    known: float | None,
+    busy: Sequence[float],
+    kv_mean: float | None,
+    attainment: float | None,
+    queued: float,
+) -> float | None:
+    """Requests one replica holds when near its KV target and within SLO: learned only then,
+    because at light load the per-pod count says nothing about what a replica can take."""
+    near_target = kv_mean is not None and kv_mean >= policy.kv_pressure_target * (
+        1.0 - policy.tolerance
+    )
+    meeting = attainment is not None and attainment >= policy.slo_attainment_target
+    if not (busy and near_target and meeting and queued == 0):
+        return known
+    return max(known or 0.0, sum(busy) / len(busy))
+
+
+def _queue_desired(
+    router: RouterSample | None,
+    last_queued: float,
+    capacity: float | None,
+    ready: int,
+    current: int,
+    waking: bool,
+) -> int | None:
+    """A router queue that did not shrink since the last decision: the replicas serving now
+    cannot take it, so add what it needs (one replica per learned capacity, else one)."""
+    if router is None or router.queued <= 0 or router.queued < last_queued or current == 0:
+        return None
+    if ready < current or waking:
+        # Replicas asked for are starting, or have not served yet after a wake from zero
+        # (routers find them within a DNS refresh): they take the queue first.
+        return current
+    need = math.ceil(router.queued / capacity - 1e-9) if capacity else 1
+    return ready + max(1, need)
 
 
 def _remember(
@@ -361,12 +500,20 @@ def _slo_desired(
 
 
 def _up_reason(
-    policy: ScalingPolicy, desired: int, kv_desired: int | None, slo_desired: int | None, fast: bool
+    policy: ScalingPolicy,
+    desired: int,
+    kv_desired: int | None,
+    slo_desired: int | None,
+    queue_desired: int | None,
+    fast: bool,
 ) -> Reason:
-    if desired == policy.max_replicas and max(kv_desired or 0, slo_desired or 0) > desired:
+    wanted = max(kv_desired or 0, slo_desired or 0, queue_desired or 0)
+    if desired == policy.max_replicas and wanted > desired:
         return Reason.TO_MAX_REPLICAS
-    if slo_desired is not None and slo_desired >= (kv_desired or 0):
+    if slo_desired is not None and slo_desired >= max(kv_desired or 0, queue_desired or 0):
         return Reason.SCALE_UP_SLO_FAST if fast else Reason.SCALE_UP_SLO
+    if queue_desired is not None and queue_desired >= (kv_desired or 0):
+        return Reason.SCALE_UP_QUEUE
     return Reason.SCALE_UP_KV
 
 
@@ -378,14 +525,3 @@ def _window(
     recs: tuple[tuple[float, int], ...], now: float, horizon: float
 ) -> tuple[tuple[float, int], ...]:
     return tuple((t, r) for t, r in recs if now - t <= horizon)
-
-
-def _hold(
-    desired: int,
-    reason: Reason,
-    signals: Signals,
-    recs: tuple[tuple[float, int], ...],
-    ceilings: tuple[tuple[float, float], ...],
-    last_up: float | None,
-) -> Decision:
-    return Decision(desired, reason, signals, History(recs, ceilings, last_up))

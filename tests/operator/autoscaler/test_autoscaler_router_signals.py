@@ -1,0 +1,209 @@
+"""The router tier's view in the decision, and scale to zero and back (pure, no clock)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from sloserve_operator.autoscaler.decision import (
+    Decision,
+    History,
+    Observation,
+    PodSample,
+    Reason,
+    RouterSample,
+    ScalingPolicy,
+    decide,
+)
+
+POLICY = ScalingPolicy(
+    min_replicas=1,
+    max_replicas=10,
+    slo_attainment_target=0.9,
+    scale_up_stabilization_s=0.0,
+    scale_down_stabilization_s=300.0,
+)
+ZERO = replace(POLICY, min_replicas=0, scale_to_zero_after_s=900.0)
+IDLE_ROUTER = RouterSample(queued=0, outcomes=0, missed=0)
+
+
+def pod(
+    name: str = "p0",
+    kv: float = 0.5,
+    att: float | None = 1.0,
+    done: float = 10.0,
+    busy: float | None = 0.0,
+    started: float = 10.0,
+) -> PodSample:
+    return PodSample(name, kv, att, done, busy=busy, started=started)
+
+
+def observe(current: int, *samples: PodSample, now: float = 100.0, **kw) -> Observation:
+    return Observation(
+        now=now, current_replicas=current, ready_replicas=len(samples), samples=samples, **kw
+    )
+
+
+def test_router_rejections_count_as_misses_and_scale_up() -> None:
+    # Engines met the SLO for all 10 they finished, but the routers turned 10 more away.
+    d = decide(POLICY, observe(2, pod(), pod("p1"), router=RouterSample(0, 30, 10)))
+    assert d.signals.attainment == pytest.approx(20 / 30)
+    assert d.desired_replicas > 2
+    assert d.reason in {Reason.SCALE_UP_SLO, Reason.SCALE_UP_SLO_FAST}
+
+
+def test_nothing_finished_while_requests_wait_reads_zero_not_full() -> None:
+    busy = pod(att=None, done=0.0, busy=8.0)
+    d = decide(POLICY, observe(1, busy, router=RouterSample(queued=5, outcomes=0, missed=0)))
+    assert d.signals.attainment == 0.0
+    assert d.desired_replicas > 1
+    # Without a queue the same window is unknown, never 100 %.
+    d = decide(POLICY, observe(1, busy, router=IDLE_ROUTER))
+    assert d.signals.attainment is None
+
+
+def test_a_queue_that_does_not_shrink_asks_for_replicas() -> None:
+    router = RouterSample(queued=6, outcomes=20, missed=0)
+    d = decide(POLICY, observe(2, pod(), pod("p1"), router=router), History(last_queued=4))
+    assert (d.desired_replicas, d.reason) == (3, Reason.SCALE_UP_QUEUE)
+    assert d.signals.queue_desired == 3
+    # With a learned capacity of 3 requests per replica, 6 queued need 2 more.
+    d = decide(
+        POLICY,
+        observe(2, pod(), pod("p1"), router=router),
+        History(last_queued=4, replica_capacity=3.0),
+    )
+    assert d.desired_replicas == 4
+    # A shrinking queue is being drained by the replicas there are.
+    d = decide(POLICY, observe(2, pod(), pod("p1"), router=router), History(last_queued=9))
+    assert d.signals.queue_desired is None
+
+
+def test_capacity_is_learned_only_near_the_kv_target_within_slo() -> None:
+    light = decide(POLICY, observe(1, pod(kv=0.1, busy=2.0), router=IDLE_ROUTER))
+    assert light.history.replica_capacity is None
+    full = decide(POLICY, observe(1, pod(kv=0.8, busy=12.0), router=IDLE_ROUTER))
+    assert full.history.replica_capacity == 12.0
+
+
+def test_idle_service_goes_to_zero_after_the_window_and_not_before() -> None:
+    history = History()
+    t = 0.0
+    d = decide(ZERO, observe(1, pod(busy=0.0), now=t, router=IDLE_ROUTER), history)
+    while t < 2000 and d.desired_replicas > 0:
+        t += 5.0
+        d = decide(
+            ZERO,
+            observe(1, pod(busy=0.0, done=0.0, att=None), now=t, router=IDLE_ROUTER),
+            d.history,
+        )
+    assert d.reason is Reason.SCALE_TO_ZERO
+    assert t == pytest.approx(ZERO.scale_to_zero_after_s)
+    assert d.activity == "Idle"
+
+
+def test_never_zero_without_the_router_view_or_with_min_one() -> None:
+    d = decide(ZERO, observe(1, pod(), now=0.0, router=None), History(last_activity=None))
+    for t in range(5, 3000, 5):
+        d = decide(ZERO, observe(1, pod(busy=0.0), now=float(t), router=None), d.history)
+    assert d.desired_replicas == 1  # no router answered: activity unknown, never idle
+    d = decide(
+        POLICY,
+        observe(1, pod(busy=0.0), now=5000.0, router=IDLE_ROUTER),
+        History(last_activity=0.0),
+    )
+    assert d.desired_replicas == 1
+    # Normal signals never take a min-0 service below one replica either.
+    d = decide(
+        ZERO,
+        observe(2, pod(kv=0.0), pod("p1", kv=0.0), now=500.0, router=IDLE_ROUTER),
+        History(last_activity=450.0),
+    )
+    assert d.desired_replicas >= 1
+
+
+def test_no_flapping_a_request_every_few_minutes_keeps_one_replica() -> None:
+    """One request every 4 minutes for 3 hours: never a scale to zero, never a wake."""
+    d = decide(ZERO, observe(1, pod(busy=0.0), now=0.0, router=IDLE_ROUTER))
+    reasons = []
+    for t in range(5, 3 * 3600, 5):
+        arrived = 1 if t % 240 == 0 else 0
+        router = RouterSample(queued=0, outcomes=arrived, missed=0)
+        d = decide(
+            ZERO, observe(d.desired_replicas, pod(busy=0.0), now=float(t), router=router), d.history
+        )
+        reasons.append(d.reason)
+    assert Reason.SCALE_TO_ZERO not in reasons and Reason.SCALE_FROM_ZERO not in reasons
+    assert d.desired_replicas == 1
+
+
+def test_a_long_running_request_keeps_the_service_awake() -> None:
+    d = decide(ZERO, observe(1, pod(), now=0.0, router=IDLE_ROUTER))
+    for t in range(5, 2000, 5):
+        d = decide(ZERO, observe(1, pod(busy=1.0), now=float(t), router=IDLE_ROUTER), d.history)
+    assert d.desired_replicas == 1
+
+
+def _at_zero(queued: float, capacity: float | None = None, outcomes: float = 0) -> Decision:
+    history = History(last_activity=0.0, replica_capacity=capacity)
+    router = RouterSample(queued=queued, outcomes=outcomes, missed=0)
+    return decide(ZERO, observe(0, now=5000.0, router=router), history)
+
+
+def test_at_zero_without_requests_stays_idle() -> None:
+    d = _at_zero(0)
+    assert (d.desired_replicas, d.reason, d.activity) == (0, Reason.IDLE, "Idle")
+    assert d.signals.idle_s == 5000.0
+
+
+def test_a_held_request_wakes_at_once_to_what_the_queue_needs() -> None:
+    d = _at_zero(1)
+    assert (d.desired_replicas, d.reason, d.activity) == (1, Reason.SCALE_FROM_ZERO, "Waking")
+    assert d.history.woke_at == 5000.0
+    # 50 held requests and a learned capacity of 12 per replica: 5 replicas, no up-window.
+    slow = replace(ZERO, scale_up_stabilization_s=600.0)
+    d = decide(
+        slow, observe(0, now=1.0, router=RouterSample(50, 0, 0)), History(replica_capacity=12.0)
+    )
+    assert d.desired_replicas == 5
+    assert _at_zero(500, capacity=1.0).desired_replicas == ZERO.max_replicas
+    # A request that already timed out at zero also wakes it.
+    assert _at_zero(0, outcomes=1).desired_replicas == 1
+
+
+def test_cold_start_is_measured_from_the_wake_to_the_first_request_served() -> None:
+    d = _at_zero(3)
+    starting = observe(1, now=5010.0, router=RouterSample(3, 0, 0))
+    d = decide(ZERO, replace(starting, ready_replicas=0), d.history)
+    assert d.cold_start_s is None and d.activity == "Waking"
+    # Ready but nothing served yet: still waking; the held queue does not ask for more.
+    d = decide(
+        ZERO,
+        observe(
+            1,
+            pod(started=0.0, busy=0.0, att=None, done=0.0),
+            now=5030.0,
+            router=RouterSample(3, 0, 0),
+        ),
+        d.history,
+    )
+    assert d.cold_start_s is None and d.activity == "Waking"
+    assert d.desired_replicas == 1
+    d = decide(
+        ZERO,
+        observe(1, pod(started=1.0, busy=3.0, att=None, done=0.0), now=5042.0, router=IDLE_ROUTER),
+        d.history,
+    )
+    assert d.cold_start_s == pytest.approx(42.0)
+    assert d.activity == "Active"
+    d = decide(ZERO, observe(1, pod(started=4.0), now=5047.0, router=IDLE_ROUTER), d.history)
+    assert d.cold_start_s is None  # reported once
+
+
+def test_policy_accepts_zero_minimum_but_not_negative() -> None:
+    assert ScalingPolicy(min_replicas=0).min_replicas == 0
+    with pytest.raises(ValueError, match="min_replicas"):
+        ScalingPolicy(min_replicas=-1)
+    with pytest.raises(ValueError, match="scale_to_zero_after_s"):
+        ScalingPolicy(min_replicas=0, scale_to_zero_after_s=0)
