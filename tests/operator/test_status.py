@@ -140,3 +140,34 @@ def test_unschedulable_pods_degrade_with_the_schedulers_message() -> None:
     c = by_type(observed(desired_replicas=3, unschedulable=[msg]))["Degraded"]
     assert (c["status"], c["reason"]) == ("True", "InsufficientCapacity")
     assert c["message"] == f"{msg}; 1 of 3 replicas pending"
+
+
+@pytest.mark.parametrize(
+    ("engines", "desired", "routers", "available", "reason"),
+    [
+        pytest.param(2, 2, 2, "True", "MinimumReplicasReady", id="serving"),
+        pytest.param(2, 2, 0, "False", "NoReadyRouters", id="no-router"),
+        pytest.param(0, 0, 1, "True", "ScaledToZero", id="idle-at-zero"),
+        pytest.param(0, 1, 1, "False", "NoReadyReplicas", id="waking"),
+    ],
+)
+def test_with_routers_available_needs_a_router(
+    engines: int, desired: int, routers: int, available: str, reason: str
+) -> None:
+    obs = observed(
+        deployment=deployment(engines, engines, engines),
+        desired_replicas=desired,
+        router_deployment=deployment(routers, routers, 2),
+        endpoint="http://chat.ns.svc:8000",
+    )
+    cond = by_type(obs)["Available"]
+    assert (cond["status"], cond["reason"]) == (available, reason)
+    assert f"{routers} routers ready" in cond["message"]
+    out = status.operator_status(obs, {}, "2026-01-01T00:00:00Z", reconciled=True)
+    assert (out["routers"], out["readyRouters"]) == (2, routers)
+    assert out["endpoint"] == "http://chat.ns.svc:8000"
+
+
+def test_without_routers_status_reports_none() -> None:
+    out = status.operator_status(observed(), {}, "2026-01-01T00:00:00Z", reconciled=True)
+    assert (out["routers"], out["readyRouters"]) == (0, 0)

@@ -11,6 +11,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .render.target import ROUTER_NAME
+
 Key = tuple[str, str]
 """(namespace, LLMService name)."""
 
@@ -45,14 +47,24 @@ def pod_info(obj: Mapping[str, Any]) -> PodInfo:
     return PodInfo(meta["name"], meta.get("uid", ""), st.get("podIP") or "", ready, unschedulable)
 
 
+def is_router(obj: Mapping[str, Any]) -> bool:
+    """Router pods and the router Deployment carry the router's ``app.kubernetes.io/name``."""
+    labels = obj.get("metadata", {}).get("labels") or {}
+    return bool(labels.get("app.kubernetes.io/name") == ROUTER_NAME)
+
+
 @dataclass
 class ServiceView:
-    """One LLMService, its engine pods and its Deployment's generation and status."""
+    """One LLMService, its engine and router pods and its Deployments' generation and status."""
 
     body: dict[str, Any]
     pods: dict[str, PodInfo] = field(default_factory=dict)
     deployment: dict[str, Any] | None = None
     """``{"metadata": {"generation": g}, "status": {...}}``; None until seen or once deleted."""
+    routers: dict[str, PodInfo] = field(default_factory=dict)
+    """Router pods (``app.kubernetes.io/name=sloserve-router``), apart from the engines."""
+    router_deployment: dict[str, Any] | None = None
+    """The router Deployment, in the shape of ``deployment``."""
 
 
 class StateCache:

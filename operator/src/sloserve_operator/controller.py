@@ -25,8 +25,11 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from sloserve_engine.knobs import Knobs
+from sloserve_engine.router.knobs import RouterKnobs
+
 from . import knobpush, plan, render, status
-from .cache import Key, ServiceView, StateCache, pod_info
+from .cache import Key, PodInfo, ServiceView, StateCache, is_router, pod_info
 from .k8s import ApiError, Kube, object_path
 from .knobpush import AdminEndpoint, PushResult
 from .metrics import OperatorMetrics
@@ -49,6 +52,7 @@ class ReconcileState:
 
     applied: dict[str, Applied] = field(default_factory=dict)
     knobs: dict[str, tuple[str, PushResult]] = field(default_factory=dict)
+    router_knobs: dict[str, tuple[str, PushResult]] = field(default_factory=dict)
     token: str | None = None
     reconciled_generation: int | None = None
     recreate: set[str] = field(default_factory=set)
@@ -144,8 +148,13 @@ class Controller:
         if kind == "Deployment":
             seen = {"metadata": {"generation": meta.get("generation", 0)}, "status": {}}
             seen["status"] = obj.get("status", {}) if event_type != "DELETED" else {}
-            status_changed = seen != view.deployment
-            view.deployment = seen if event_type != "DELETED" else None
+            after = seen if event_type != "DELETED" else None
+            if is_router(obj):
+                status_changed = seen != view.router_deployment
+                view.router_deployment = after
+            else:
+                status_changed = seen != view.deployment
+                view.deployment = after
         record = st.applied.get(child)
         if event_type == "DELETED":
             st.applied.pop(child, None)
@@ -170,14 +179,17 @@ class Controller:
         if key is None or view is None:
             return
         name = obj["metadata"]["name"]
+        router = is_router(obj)
+        pods = view.routers if router else view.pods
         if event_type == "DELETED" or obj["metadata"].get("deletionTimestamp"):
-            self.states[key].knobs.pop(name, None)
-            if view.pods.pop(name, None) is not None:
+            st = self.states[key]
+            (st.router_knobs if router else st.knobs).pop(name, None)
+            if pods.pop(name, None) is not None:
                 self.queue.add(key)
             return
         info = pod_info(obj)
-        if view.pods.get(name) != info:
-            view.pods[name] = info
+        if pods.get(name) != info:
+            pods[name] = info
             self.queue.add(key)
 
     # ------------------------------------------------------------------ workers
@@ -212,6 +224,7 @@ class Controller:
                 last_full = time.monotonic()
             for key, st in list(self.states.items()):
                 st.knobs.clear()
+                st.router_knobs.clear()
                 if full:
                     st.applied.clear()
                 self.queue.add(key)
@@ -282,9 +295,13 @@ class Controller:
             st.applied[child.name] = Applied(
                 child.digest, str(meta.get("resourceVersion", "")), int(meta.get("generation", 0))
             )
-            if child.obj["kind"] == "Deployment" and view.deployment is None:
-                view.deployment = {"metadata": {"generation": meta.get("generation", 0)}}
-                view.deployment["status"] = result.get("status", {})
+            if child.obj["kind"] == "Deployment":
+                seen = {"metadata": {"generation": meta.get("generation", 0)}}
+                seen["status"] = result.get("status", {})
+                if is_router(child.obj):
+                    view.router_deployment = view.router_deployment or seen
+                else:
+                    view.deployment = view.deployment or seen
             applied.append(child.name)
         recreated = sorted(st.recreate & set(applied))
         st.recreate -= set(applied)
@@ -295,12 +312,29 @@ class Controller:
             await self._event(view, "Normal", "Applied", msg)
 
     async def _push_knobs(self, target: Target, view: ServiceView, st: ReconcileState) -> bool:
-        """Bring every ready pod to the spec's knob revision; True when all run it."""
-        knobs = target.spec.knobs()
+        """Bring every ready engine, and router, to the spec's knob revisions; True when all
+        run them."""
+        applied, ready = await self._push(st, view.pods, st.knobs, target.spec.knobs())
+        self.metrics.knobs_applied_pods.labels(target.namespace, target.name).set(applied)
+        if not target.routed:
+            return applied == ready
+        on, routers = await self._push(
+            st, view.routers, st.router_knobs, target.spec.router_knobs()
+        )
+        return applied == ready and on == routers
+
+    async def _push(
+        self,
+        st: ReconcileState,
+        pods: Mapping[str, PodInfo],
+        pushed: dict[str, tuple[str, PushResult]],
+        knobs: Knobs | RouterKnobs,
+    ) -> tuple[int, int]:
+        """Push ``knobs`` to the ready ``pods`` not known to run them; (on revision, ready)."""
         revision = knobs.revision()
-        todo = plan.knob_plan(view.pods.values(), st.knobs, revision)
+        todo = plan.knob_plan(pods.values(), pushed, revision)
         for name in todo.forget:
-            del st.knobs[name]
+            del pushed[name]
         if todo.push and st.token is not None:
             started = time.perf_counter()
             endpoints = [AdminEndpoint(p.name, p.uid, p.ip) for p in todo.push]
@@ -308,12 +342,10 @@ class Controller:
             self.metrics.knob_push_duration.observe(time.perf_counter() - started)
             uids = {p.name: p.uid for p in todo.push}
             for name, result in results.items():
-                st.knobs[name] = (uids[name], result)
+                pushed[name] = (uids[name], result)
             if any(r.status == 401 for r in results.values()):
                 st.token = None  # the Secret changed under us: read it again next pass
-        applied = plan.pods_on_revision(todo.ready, st.knobs, revision)
-        self.metrics.knobs_applied_pods.labels(target.namespace, target.name).set(applied)
-        return applied == len(todo.ready)
+        return plan.pods_on_revision(todo.ready, pushed, revision), len(todo.ready)
 
     async def _write_status(
         self,
@@ -338,13 +370,22 @@ class Controller:
                 c for c in old.get("conditions") or [] if c.get("type") != "Degraded"
             ]
         else:
+            router_revision = target.spec.router_knobs().revision() if target.routed else None
             obs = status.Observed(
                 generation=target.generation,
                 desired_replicas=target.spec.desired_replicas(),
                 selector=target.selector_string,
                 knobs_revision=target.spec.knobs().revision(),
                 deployment=view.deployment,
-                pods=plan.pod_knob_states(view.pods.values(), st.knobs),
+                router_deployment=view.router_deployment if target.routed else None,
+                endpoint=target.endpoint,
+                router_knobs_revision=router_revision,
+                pods=plan.pod_knob_states(view.pods.values(), st.knobs)
+                + (
+                    plan.pod_knob_states(view.routers.values(), st.router_knobs, router_revision)
+                    if target.routed
+                    else []
+                ),
                 problem=problem,
                 unschedulable=[p.unschedulable for p in view.pods.values() if p.unschedulable],
             )

@@ -15,7 +15,7 @@ import kopf
 
 from .api import v1alpha1 as api
 from .controller import Controller
-from .render.target import ENGINE_NAME, MANAGER
+from .render.target import ENGINE_NAME, MANAGER, ROUTER_NAME
 from .runtime import Clients, Runtime
 
 CHILD_LABELS = {"app.kubernetes.io/managed-by": MANAGER}
@@ -27,6 +27,15 @@ CHILD_RESOURCES = (
     ("policy", "v1", "poddisruptionbudgets"),
     ("monitoring.coreos.com", "v1", "servicemonitors"),
 )
+
+
+POD_NAMES = (ENGINE_NAME, ROUTER_NAME)
+"""Pods the operator follows: engines (knobs, metrics, status) and routers (knobs, status)."""
+POD_SELECTOR = f"app.kubernetes.io/name in ({','.join(POD_NAMES)})"
+
+
+def _ours(value: str | None, **_: Any) -> bool:
+    return value in POD_NAMES
 
 
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -88,7 +97,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> OperatorHandl
     kopf.on.event(
         "v1",
         "pods",
-        labels={"app.kubernetes.io/name": ENGINE_NAME},
+        labels={"app.kubernetes.io/name": _ours},
         registry=registry,
         id="engine-pod",
     )(handlers.pod_event)

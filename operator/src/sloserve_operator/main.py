@@ -24,9 +24,8 @@ from prometheus_client import start_http_server
 from . import handlers
 from .autoscaler import handlers as autoscaler_handlers
 from .controller import ControllerConfig
-from .handlers import CHILD_LABELS, CHILD_RESOURCES
+from .handlers import CHILD_LABELS, CHILD_RESOURCES, POD_SELECTOR
 from .metrics import OperatorMetrics, default_metrics
-from .render.target import ENGINE_NAME
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -93,7 +92,7 @@ def settings_for(
     selector = ",".join(f"{k}={v}" for k, v in CHILD_LABELS.items())
     for group, version, plural in CHILD_RESOURCES:
         settings.watching.label_selectors[(group, version, plural)] = selector
-    settings.watching.label_selectors[("", "v1", "pods")] = f"app.kubernetes.io/name={ENGINE_NAME}"
+    settings.watching.label_selectors[("", "v1", "pods")] = POD_SELECTOR
     if options.peering:
         settings.peering.name = options.peering
     return settings

@@ -86,13 +86,18 @@ def pods_on_revision(ready: Iterable[PodInfo], pushed: Pushed, revision: int) ->
     return sum(1 for p in ready if (k := pushed.get(p.name)) and k[1].revision == revision)
 
 
-def pod_knob_states(pods: Iterable[PodInfo], pushed: Pushed) -> list[status.PodKnobState]:
-    """Per serving pod, for the status: the revision it runs, or why not."""
+def pod_knob_states(
+    pods: Iterable[PodInfo], pushed: Pushed, wanted: int | None = None
+) -> list[status.PodKnobState]:
+    """Per serving pod, for the status: the revision it runs, or why not. ``wanted``: the
+    revision these pods should run when it is not the engines' (routers)."""
     out = []
     for pod in pods:
         if not (pod.ready and pod.ip):
             continue
         known = pushed.get(pod.name)
         result = known[1] if known is not None else PushResult(None, "not pushed yet")
-        out.append(status.PodKnobState(pod.name, result.revision, result.message, result.rejected))
+        out.append(
+            status.PodKnobState(pod.name, result.revision, result.message, result.rejected, wanted)
+        )
     return out

@@ -39,6 +39,10 @@ class Observed:
     """(reason, message) when rendering or applying failed."""
     unschedulable: Sequence[str] = ()
     """The scheduler's message for each engine pod it cannot place (e.g. no free GPU)."""
+    router_deployment: Mapping[str, Any] | None = None
+    """The router Deployment's generation and status; None without a router tier."""
+    endpoint: str = ""
+    """Where clients send requests (the LLMService's Service)."""
 
 
 def condition(type_: str, ok: bool | None, reason: str, message: str, gen: int) -> dict[str, Any]:
@@ -85,13 +89,7 @@ def conditions(obs: Observed) -> list[dict[str, Any]]:
     rolled = dep is not None and int(dstatus.get("observedGeneration", 0)) >= int(
         dep.get("metadata", {}).get("generation", 0)
     )
-    available = condition(
-        "Available",
-        ready >= 1,
-        "MinimumReplicasReady" if ready >= 1 else "NoReadyReplicas",
-        f"{ready}/{obs.desired_replicas} replicas ready",
-        gen,
-    )
+    available = _available(obs, ready)
     settled = rolled and ready == updated == total == obs.desired_replicas
     progressing = condition(
         "Progressing",
@@ -115,6 +113,25 @@ def conditions(obs: Observed) -> list[dict[str, Any]]:
         gen,
     )
     return [available, progressing, degraded, knobs_condition(obs)]
+
+
+def _available(obs: Observed, ready: int) -> dict[str, Any]:
+    """Serving needs a ready engine, or, scaled to zero, a ready router to hold and wake."""
+    gen, text = obs.generation, f"{ready}/{obs.desired_replicas} replicas ready"
+    if obs.router_deployment is None:
+        ok = ready >= 1
+        return condition(
+            "Available", ok, "MinimumReplicasReady" if ok else "NoReadyReplicas", text, gen
+        )
+    routers = int(obs.router_deployment.get("status", {}).get("readyReplicas", 0))
+    text += f", {routers} routers ready"
+    if routers < 1:
+        return condition("Available", False, "NoReadyRouters", text, gen)
+    if ready >= 1:
+        return condition("Available", True, "MinimumReplicasReady", text, gen)
+    if obs.desired_replicas == 0:
+        return condition("Available", True, "ScaledToZero", text + "; routers wake it", gen)
+    return condition("Available", False, "NoReadyReplicas", text, gen)
 
 
 def with_transition_times(
@@ -143,12 +160,16 @@ def operator_status(
 ) -> dict[str, Any]:
     """The ``status`` fields the operator owns (merge-patched; the autoscaler owns the rest)."""
     dstatus: Mapping[str, Any] = (obs.deployment or {}).get("status", {})
+    rstatus: Mapping[str, Any] = (obs.router_deployment or {}).get("status", {})
     status = {
         "observedGeneration": obs.generation
         if reconciled
         else int(old_status.get("observedGeneration", 0)),
         "replicas": int(dstatus.get("replicas", 0)),
         "readyReplicas": int(dstatus.get("readyReplicas", 0)),
+        "routers": int(rstatus.get("replicas", 0)),
+        "readyRouters": int(rstatus.get("readyReplicas", 0)),
+        "endpoint": obs.endpoint,
         "selector": obs.selector,
         "knobsRevision": obs.knobs_revision,
         "pods": [_pod_entry(p) for p in sorted(obs.pods, key=lambda p: p.name)],

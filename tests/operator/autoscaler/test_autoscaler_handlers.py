@@ -33,7 +33,7 @@ async def test_disabled_and_invalid_services_are_looked_at_rarely_and_gone_ones_
         clients = Clients(Kube(client.ApiClient(), metrics), http)
         cache = StateCache()
         cache.put(("ns", "off"), ServiceView(body=body("off", enabled=False)))
-        cache.put(("ns", "bad"), ServiceView(body=body("bad", minReplicas=0)))
+        cache.put(("ns", "bad"), ServiceView(body=body("bad", minReplicas=5, maxReplicas=2)))
         registry = CollectorRegistry()
         loop = AutoscalerLoop(Autoscaler(AutoscalerMetrics(registry)))
         loop.tick(cache, clients, now=0.0)

@@ -8,9 +8,11 @@ import pytest
 
 from sloserve_operator.api import v1alpha1 as api
 from sloserve_operator.autoscaler.decision import (
+    History,
     Observation,
     PodSample,
     Reason,
+    RouterSample,
     ScalingPolicy,
     decide,
 )
@@ -54,6 +56,42 @@ def test_service_state_from_the_watch_cache() -> None:
     )
     assert (state.current_replicas, state.pending_replicas) == (3, 1)
     assert not state.rollout_in_progress
+    routers = [PodInfo("r", "u", "127.0.0.9", True), PodInfo("r2", "u", "", False)]
+    state = replica_state(TARGET, pods, None, routers)
+    assert state.ready_routers == (MetricsEndpoint("r", "http://127.0.0.9:8000"),)
+    untiered = Target(
+        "chat",
+        "ns",
+        "u-1",
+        1,
+        TARGET.spec.model_copy(update={"router": api.RouterSpec(replicas=0)}),
+    )
+    assert replica_state(untiered, pods, None, routers).ready_routers == ()
+
+
+def test_status_reports_idle_time_and_cold_start() -> None:
+    policy = ScalingPolicy(min_replicas=0, scale_to_zero_after_s=900)
+    idle = Observation(1000.0, 0, 0, router=RouterSample(0, 0, 0))
+    decision = decide(policy, idle, History(last_activity=100.0))
+    state = ReplicaState("ns", "chat", 0, ())
+    patch = status_patch(Evaluation(state, Scrape(()), decision), NOW)["status"]
+    api.LLMServiceStatus.model_validate(patch)
+    assert patch["activity"] == "Idle"
+    assert patch["lastRequestTime"] == "2026-01-02T02:49:05Z"  # 900 s before NOW
+    assert "lastColdStartSeconds" not in patch
+    served = Observation(
+        1042.0,
+        1,
+        1,
+        samples=[PodSample("p", 0.1, None, 0.0, started=1.0)],
+        router=RouterSample(0, 1, 0),
+    )
+    decision = decide(policy, served, History(last_activity=1000.0, woke_at=1000.0))
+    patch = status_patch(Evaluation(ReplicaState("ns", "chat", 1, ()), Scrape(()), decision), NOW)
+    assert patch["status"]["lastColdStartSeconds"] == 42.0
+    assert patch["status"]["activity"] == "Active"
+    no_router = status_patch(evaluation(2, 0.8), NOW)["status"]
+    assert "lastRequestTime" not in no_router and no_router["activity"] == "Active"
 
 
 def deployment(generation=2, observed=2, updated=3, current=3) -> dict:
@@ -135,6 +173,11 @@ def test_steady_state_posts_no_event() -> None:
         pytest.param({"kvPressure": 0.41}, {"kvPressure": 0.4}, 61, True, id="refresh"),
         pytest.param(
             {"lastScale": {}, "kvPressure": 0.4}, {"kvPressure": 0.4}, 1, True, id="scale"
+        ),
+        pytest.param({"activity": "Idle"}, {"activity": "Active"}, 1, True, id="went idle"),
+        pytest.param({"activity": "Idle"}, {"activity": "Idle"}, 1, False, id="still idle"),
+        pytest.param(
+            {"lastColdStartSeconds": 40.0}, {"activity": "Waking"}, 1, True, id="cold start"
         ),
     ],
 )

@@ -14,6 +14,8 @@ NAMES = {
     "sloserve_operator_metrics_scrape_failures": "counter",
     "sloserve_operator_slo_target_ratio": "gauge",
     "sloserve_operator_max_replicas": "gauge",
+    "sloserve_operator_last_cold_start_seconds": "gauge",
+    "sloserve_operator_idle_seconds": "gauge",
 }
 
 
@@ -40,6 +42,11 @@ def test_record_and_forget() -> None:
     assert get("sloserve_operator_metrics_scrape_failures_total", labels) == 2
     assert get("sloserve_operator_slo_target_ratio", labels) == 0.9
     assert get("sloserve_operator_max_replicas", labels) == 7
+    assert get("sloserve_operator_idle_seconds", labels) == 0
+    assert get("sloserve_operator_last_cold_start_seconds", labels) is None  # no wake yet
+    m.record("ns", "chat", policy, d, pending=0, scrape_failures=0, cold_start_s=41.5)
+    assert get("sloserve_operator_last_cold_start_seconds", labels) == 41.5
     m.forget("ns", "chat")
     assert get("sloserve_operator_desired_replicas", labels) is None
+    assert get("sloserve_operator_last_cold_start_seconds", labels) is None
     assert get("sloserve_operator_scale_decisions_total", {**labels, "reason": d.reason}) is None

@@ -97,6 +97,19 @@ async def test_attainment_of_requests_finished_since_the_last_read(engine_pod) -
     assert (idle.attainment, idle.finished_requests) == (None, 0)
 
 
+async def test_requests_held_and_started_for_idle_and_cold_start(engine_pod) -> None:
+    metrics, pod = engine_pod
+    _finish(metrics, time.time(), 0.1)
+    metrics.queue_length.labels(queue="waiting", slo_class=SLO.slo_class).set(2)
+    metrics.queue_length.labels(queue="running", slo_class=SLO.slo_class).set(3)
+    source = PodsSource(timeout_s=2.0)
+    try:
+        (sample,) = (await source.scrape([pod])).samples
+    finally:
+        await source.aclose()
+    assert (sample.busy, sample.started) == (5.0, 4.0)
+
+
 def test_restarted_pod_starts_over() -> None:
     recent = RecentAttainment()
     text = 'sloserve_requests_finished_total{{slo_class="s",attained="{a}"}} {n}\n'
@@ -188,6 +201,7 @@ async def test_prometheus_source_joins_series_by_pod(prometheus) -> None:
             ({"pod": "b"}, now - 100, "0"),
         ],
         "sloserve_requests_finished_total:true": [({"pod": "a"}, now - 2, "9.6")],
+        "sloserve_queue_length": [({"pod": "a"}, now - 2, "3")],
     }
     pods = [MetricsEndpoint(n, "") for n in ("a", "b", "c")]
     source = PrometheusSource(prometheus, "ns", "chat")
@@ -200,6 +214,7 @@ async def test_prometheus_source_joins_series_by_pod(prometheus) -> None:
     assert a.attainment == pytest.approx(0.8)
     assert a.age_s == pytest.approx(2, abs=1)
     assert (b.attainment, b.age_s > 90) == (None, True)
+    assert (a.busy, a.started, b.busy) == (3.0, 15.0, None)
     assert scrape.failures == {"c": "no series in prometheus"}
     assert (
         'sum by (pod) (increase(sloserve_requests_finished_total{namespace="ns",'

@@ -267,12 +267,14 @@ class AutoscalingSpec(_Model):
             check=lambda a: a.min_replicas > 0 or a.enabled,
         ),
         Rule(
-            cel="self.minReplicas > 0 || self.scaleToZeroAfterS >= self.scaleDownStabilizationSeconds",
+            cel="self.minReplicas > 0 || "
+            "self.scaleToZeroAfterS >= self.scaleDownStabilizationSeconds",
             message="scaleToZeroAfterS must be at least scaleDownStabilizationSeconds: a service "
             "must not go to zero sooner than it may drop one replica",
             field_path=".scaleToZeroAfterS",
-            check=lambda a: a.min_replicas > 0
-            or a.scale_to_zero_after_s >= a.scale_down_stabilization_seconds,
+            check=lambda a: (
+                a.min_replicas > 0 or a.scale_to_zero_after_s >= a.scale_down_stabilization_seconds
+            ),
         ),
     )
 

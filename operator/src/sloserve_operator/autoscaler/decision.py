@@ -288,14 +288,14 @@ def decide(policy: ScalingPolicy, obs: Observation, history: History = History()
     ready = max(obs.ready_replicas, len(fresh))
     floor = max(1, policy.min_replicas)  # only the idle rule goes below one replica
 
-    busy = [s.busy for s in fresh if s.busy is not None]
+    busy: list[float] = [s.busy for s in fresh if s.busy is not None]
     active = router is None or router.outcomes > 0 or router.queued > 0 or any(busy)
     last_activity = now if active or history.last_activity is None else history.last_activity
     queued = router.queued if router is not None else 0.0
     capacity = _learn_capacity(policy, history.replica_capacity, busy, kv_mean, attainment, queued)
     woke_at, cold_start = history.woke_at, None
     if woke_at is not None and any(s.started > 0 for s in fresh):
-        woke_at, cold_start = None, now - woke_at
+        cold_start, woke_at = now - woke_at, None
 
     kv_demand = _kv_demand(kv, ready, policy.kv_pressure_target)
     kv_desired = _kv_desired(policy, kv_demand, ready, current)

@@ -33,6 +33,7 @@ from .kube import KubeEdge, replica_state, status_due, status_patch
 from .loop import Autoscaler
 from .metrics import AutoscalerMetrics
 from .metrics_source import MetricsSource, PodsSource, PrometheusSource
+from .router_source import RouterView
 from .spec import policy_from_spec
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class _Service:
     """What the loop remembers between evaluations of one service."""
 
     pods: PodsSource
+    routers: RouterView
     due: float = 0.0
     busy: bool = False
     previous: Reason | None = None
@@ -75,7 +77,9 @@ class AutoscalerLoop:
             self._services.pop(key)
             self._autoscaler.forget(*key)
         for key in keys:
-            svc = self._services.setdefault(key, _Service(PodsSource(client=clients.http)))
+            svc = self._services.get(key) or self._services.setdefault(
+                key, _Service(PodsSource(client=clients.http), RouterView(clients.http))
+            )
             if svc.busy or svc.due > now:
                 continue
             svc.busy = True
@@ -110,11 +114,13 @@ class AutoscalerLoop:
         auto = target.spec.autoscaling
         if not auto.enabled:
             return _IDLE_S
-        state = replica_state(target, cached.pods.values(), cached.deployment)
+        state = replica_state(
+            target, cached.pods.values(), cached.deployment, cached.routers.values()
+        )
         source = _source(target, svc.pods)
         try:
             evaluation = await self._autoscaler.evaluate(
-                policy_from_spec(target.spec), state, source
+                policy_from_spec(target.spec), state, source, svc.routers
             )
         finally:
             if source is not svc.pods:
@@ -134,6 +140,8 @@ class AutoscalerLoop:
         svc.previous = evaluation.decision.reason
         if evaluation.scales:
             log.info("autoscaler: %s/%s %s", *key, evaluation.decision.message)
+        if evaluation.decision.activity != "Active":
+            return TICK_S  # at zero or waking: a held request must not wait an interval
         return float(auto.interval_seconds)
 
     async def stop(self) -> None:

@@ -5,7 +5,8 @@ Deployment into the state cache (``cache.py``), and ``replica_state`` turns a ca
 the autoscaler's view (a pure function,
 unit-tested without a cluster). The autoscaler writes only ``spec.replicas`` (through the
 scale subresource, like HPA), ``status.lastScale``, ``status.sloAttainment``,
-``status.kvPressure`` and Events; the operator owns everything else.
+``status.kvPressure``, ``status.activity``, ``status.lastRequestTime``,
+``status.lastColdStartSeconds`` and Events; the operator owns everything else.
 """
 
 from __future__ import annotations
@@ -33,23 +34,31 @@ _EXPLAINED_HOLDS = frozenset(
 _WARNINGS = frozenset({Reason.PENDING, Reason.NO_METRICS})
 
 
+def _endpoints(pods: Iterable[PodInfo]) -> tuple[MetricsEndpoint, ...]:
+    ready = sorted((p for p in pods if p.ready and p.ip), key=lambda p: p.name)
+    return tuple(MetricsEndpoint(p.name, f"http://{p.ip}:{HTTP_PORT}") for p in ready)
+
+
 def replica_state(
-    target: Target, pods: Iterable[PodInfo], deployment: JsonObj | None
+    target: Target,
+    pods: Iterable[PodInfo],
+    deployment: JsonObj | None,
+    routers: Iterable[PodInfo] = (),
 ) -> ReplicaState:
     """The autoscaler's view from the operator's state cache: no API call per evaluation.
 
     Ready pods with an IP serve and are scraped; pods the scheduler cannot place (no free
-    GPU) are pending.
+    GPU) are pending. Ready routers are read for the router view when the tier is on.
     """
     pods = list(pods)
-    ready = sorted((p for p in pods if p.ready and p.ip), key=lambda p: p.name)
     return ReplicaState(
         namespace=target.namespace,
         name=target.name,
         current_replicas=target.spec.desired_replicas(),
-        ready_pods=tuple(MetricsEndpoint(p.name, f"http://{p.ip}:{HTTP_PORT}") for p in ready),
+        ready_pods=_endpoints(pods),
         pending_replicas=sum(1 for p in pods if p.unschedulable),
         rollout_in_progress=rollout_in_progress(deployment),
+        ready_routers=_endpoints(routers) if target.routed else (),
     )
 
 
@@ -108,15 +117,26 @@ def event_body(body: JsonObj, evaluation: Evaluation, now: dt.datetime) -> dict[
     }
 
 
+def _stamp(when: dt.datetime) -> str:
+    return when.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
 def status_patch(evaluation: Evaluation, now: dt.datetime) -> dict[str, Any]:
-    """Measured signals always; ``lastScale`` only when the replicas change."""
-    signals = evaluation.decision.signals
+    """Measured signals and activity always; ``lastRequestTime`` with a router view;
+    ``lastScale`` only when the replicas change, ``lastColdStartSeconds`` after a wake."""
+    decision = evaluation.decision
+    signals = decision.signals
     status: dict[str, Any] = {
         "sloAttainment": None if signals.attainment is None else round(signals.attainment, 2),
         "kvPressure": None
         if signals.kv_pressure_mean is None
         else round(signals.kv_pressure_mean, 2),
+        "activity": decision.activity,
     }
+    if signals.router_queued is not None:
+        status["lastRequestTime"] = _stamp(now - dt.timedelta(seconds=signals.idle_s))
+    if decision.cold_start_s is not None:
+        status["lastColdStartSeconds"] = round(decision.cold_start_s, 1)
     if evaluation.scales:
         status["lastScale"] = api.LastScale(
             time=now.isoformat().replace("+00:00", "Z"),
@@ -133,9 +153,14 @@ STATUS_REFRESH_S = 60.0
 
 
 def status_due(new: JsonObj, old: JsonObj | None, since_last_s: float) -> bool:
-    """Whether a status patch is worth an API write: a scale, a signal that moved by
-    ``STATUS_STEP``, one that appeared or vanished, or ``STATUS_REFRESH_S`` without a write."""
-    if old is None or "lastScale" in new["status"] or since_last_s >= STATUS_REFRESH_S:
+    """Whether a status patch is worth an API write: a scale, a cold start, a change of
+    activity, a signal that moved by ``STATUS_STEP``, one that appeared or vanished, or
+    ``STATUS_REFRESH_S`` without a write (which also refreshes ``lastRequestTime``)."""
+    if old is None or since_last_s >= STATUS_REFRESH_S:
+        return True
+    if "lastScale" in new["status"] or "lastColdStartSeconds" in new["status"]:
+        return True
+    if new["status"].get("activity") != old["status"].get("activity"):
         return True
     for key in ("sloAttainment", "kvPressure"):
         a, b = new["status"].get(key), old["status"].get(key)

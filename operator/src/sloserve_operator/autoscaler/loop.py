@@ -6,13 +6,15 @@ same loop drives the closed-loop harness with plain engine processes and the ope
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .decision import Decision, History, Observation, ScalingPolicy, decide
+from .decision import Decision, History, Observation, RouterSample, ScalingPolicy, decide
 from .metrics import AutoscalerMetrics
 from .metrics_source import MetricsEndpoint, MetricsSource, Scrape
+from .router_source import RouterView
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,8 @@ class ReplicaState:
     ready_pods: tuple[MetricsEndpoint, ...]
     pending_replicas: int = 0
     rollout_in_progress: bool = False
+    ready_routers: tuple[MetricsEndpoint, ...] = ()
+    """Ready router pods; empty without a router tier (then the decision has no router view)."""
 
 
 @dataclass(frozen=True)
@@ -52,9 +56,16 @@ class Autoscaler:
         self._histories: dict[tuple[str, str], History] = {}
 
     async def evaluate(
-        self, policy: ScalingPolicy, state: ReplicaState, source: MetricsSource
+        self,
+        policy: ScalingPolicy,
+        state: ReplicaState,
+        source: MetricsSource,
+        routers: RouterView | None = None,
     ) -> Evaluation:
-        scrape = await source.scrape(state.ready_pods)
+        scrape, router = await asyncio.gather(
+            source.scrape(state.ready_pods),
+            routers.read(state.ready_routers) if routers and state.ready_routers else _none(),
+        )
         key = (state.namespace, state.name)
         observation = Observation(
             now=self._clock(),
@@ -63,6 +74,7 @@ class Autoscaler:
             pending_replicas=state.pending_replicas,
             rollout_in_progress=state.rollout_in_progress,
             samples=scrape.samples,
+            router=router,
         )
         decision = decide(policy, observation, self._histories.get(key, History()))
         self._histories[key] = decision.history
@@ -74,6 +86,7 @@ class Autoscaler:
                 decision,
                 state.pending_replicas,
                 len(scrape.failures),
+                decision.cold_start_s,
             )
         return Evaluation(state, scrape, decision)
 
@@ -81,3 +94,7 @@ class Autoscaler:
         self._histories.pop((namespace, name), None)
         if self._metrics is not None:
             self._metrics.forget(namespace, name)
+
+
+async def _none() -> RouterSample | None:
+    return None

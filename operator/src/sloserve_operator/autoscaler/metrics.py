@@ -56,6 +56,20 @@ class AutoscalerMetrics:
             _SERVICE,
             registry=registry,
         )
+        self.cold_start = Gauge(
+            "sloserve_operator_last_cold_start_seconds",
+            "Latest wake from zero replicas: seconds from the scale-up to the first request "
+            "served (resolution: one evaluation, 1 s while waking).",
+            _SERVICE,
+            registry=registry,
+        )
+        self.idle = Gauge(
+            "sloserve_operator_idle_seconds",
+            "Seconds since a router last saw a request arrive, queued or running (the scale-to-"
+            "zero clock); 0 while requests are in flight.",
+            _SERVICE,
+            registry=registry,
+        )
 
     def record(
         self,
@@ -65,6 +79,7 @@ class AutoscalerMetrics:
         decision: Decision,
         pending: int,
         scrape_failures: int,
+        cold_start_s: float | None = None,
     ) -> None:
         self.desired.labels(namespace, name).set(decision.desired_replicas)
         self.decisions.labels(namespace, name, decision.reason.value).inc()
@@ -73,6 +88,9 @@ class AutoscalerMetrics:
         self.scrape_failures.labels(namespace, name).inc(scrape_failures)
         self.slo_target.labels(namespace, name).set(policy.slo_attainment_target)
         self.max_replicas.labels(namespace, name).set(policy.max_replicas)
+        self.idle.labels(namespace, name).set(decision.signals.idle_s)
+        if cold_start_s is not None:
+            self.cold_start.labels(namespace, name).set(cold_start_s)
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop a deleted service's series so dashboards do not show it forever."""
@@ -82,6 +100,8 @@ class AutoscalerMetrics:
             self.scrape_failures,
             self.slo_target,
             self.max_replicas,
+            self.cold_start,
+            self.idle,
         ):
             with contextlib.suppress(KeyError):
                 metric.remove(namespace, name)

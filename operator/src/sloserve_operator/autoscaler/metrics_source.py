@@ -24,6 +24,8 @@ from .decision import PodSample
 KV_PRESSURE = "sloserve_kv_pressure_ratio"
 FINISHED = "sloserve_requests_finished_total"
 """Finished requests by ``attained="true|false"``: attainment of what finished *recently*."""
+QUEUE_LENGTH = "sloserve_queue_length"
+"""Requests by ``queue="waiting|running"``: whether a pod is busy, and how much it holds."""
 ATTAINMENT_WINDOW_S = 60
 """Prometheus source: ``increase()`` range for the attainment ratio."""
 
@@ -56,12 +58,14 @@ class PodReading:
     kv_pressure: float | None
     attained: float
     finished: float
+    waiting: float = 0.0
+    running: float = 0.0
 
 
 def read_exposition(text: str) -> PodReading:
     """Parse one pod's Prometheus text exposition; raises ``ValueError`` if it does not parse."""
     kv: float | None = None
-    attained = finished = 0.0
+    attained = finished = waiting = running = 0.0
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             if s.name == KV_PRESSURE:
@@ -69,7 +73,12 @@ def read_exposition(text: str) -> PodReading:
             elif s.name == FINISHED and math.isfinite(s.value):
                 finished += s.value
                 attained += s.value if s.labels.get("attained") == "true" else 0.0
-    return PodReading(kv, attained, finished)
+            elif s.name == QUEUE_LENGTH and math.isfinite(s.value):
+                if s.labels.get("queue") == "running":
+                    running += s.value
+                else:
+                    waiting += s.value
+    return PodReading(kv, attained, finished, waiting, running)
 
 
 class RecentAttainment:
@@ -90,11 +99,13 @@ class RecentAttainment:
         reading = read_exposition(text)
         previous = self._last.get(pod)
         self._last[pod] = (reading.attained, reading.finished)
+        busy = reading.waiting + reading.running
+        started = reading.finished + reading.running
         if previous is None or reading.finished < previous[1]:
-            return PodSample(pod, reading.kv_pressure, None, 0.0)
+            return PodSample(pod, reading.kv_pressure, None, 0.0, busy=busy, started=started)
         done = reading.finished - previous[1]
-        attained = reading.attained - previous[0]
-        return PodSample(pod, reading.kv_pressure, attained / done if done > 0 else None, done)
+        attainment = (reading.attained - previous[0]) / done if done > 0 else None
+        return PodSample(pod, reading.kv_pressure, attainment, done, busy=busy, started=started)
 
     def keep_only(self, pods: Sequence[str]) -> None:
         """Forget pods that are gone, so a long-lived source does not grow without bound."""
@@ -149,8 +160,9 @@ class PodsSource:
 
 
 class PrometheusSource:
-    """Instant queries against the Prometheus HTTP API, joined by pod: KV pressure, and
-    attainment as ``increase()`` of the finished-request counters over the last minute.
+    """Instant queries against the Prometheus HTTP API, joined by pod: KV pressure, requests
+    held, and attainment as ``increase()`` of the finished-request counters over the last
+    minute.
 
     Series are selected by the labels the chart's ServiceMonitor attaches (``namespace``,
     ``llmservice``, ``pod``). A sample's age is ``now`` minus its timestamp, so a target
@@ -183,13 +195,14 @@ class PrometheusSource:
             f"{KV_PRESSURE}{{{self._selector}}}",
             f"sum by (pod) ({attained})",
             f"sum by (pod) ({finished})",
+            f"sum by (pod) ({QUEUE_LENGTH}{{{self._selector}}})",
         )
         try:
             answers = await asyncio.gather(*(self._query(q) for q in queries))
         except (httpx.HTTPError, ValueError, KeyError) as exc:
             reason = f"prometheus query failed: {type(exc).__name__}: {exc}"
             return Scrape((), {p.name: reason for p in pods})
-        kv, ok, done = answers
+        kv, ok, done, queues = answers
         now = time.time()
         samples, failures = [], {}
         for pod in pods:
@@ -200,6 +213,7 @@ class PrometheusSource:
             weight = done.get(pod.name, (0.0, 0.0))[1]
             met = ok.get(pod.name, (0.0, 0.0))[1]
             attainment = min(1.0, met / weight) if weight > 0 else None
+            busy = queues[pod.name][1] if pod.name in queues else None
             samples.append(
                 PodSample(
                     pod.name,
@@ -207,6 +221,8 @@ class PrometheusSource:
                     attainment,
                     weight,
                     age_s=max(0.0, now - min(stamps)),
+                    busy=busy,
+                    started=weight + (busy or 0.0),
                 )
             )
         return Scrape(tuple(samples), failures)

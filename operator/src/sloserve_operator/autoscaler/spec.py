@@ -24,4 +24,5 @@ def policy_from_spec(spec: api.LLMServiceSpec) -> ScalingPolicy:
         scale_up_max_step=a.scale_up_max_step,
         scale_down_max_step=a.scale_down_max_step,
         metric_max_age_s=max(30.0, 3.0 * a.interval_seconds),
+        scale_to_zero_after_s=a.scale_to_zero_after_s,
     )
