@@ -140,6 +140,7 @@ BAD_SPECS = [
     pytest.param({"autoscaling": {"scaleToZeroAfterS": 5}}, "scaleToZeroAfterS", id="idle-5s"),
     pytest.param({"router": {"replicas": -1}}, "replicas", id="router-replicas"),
     pytest.param({"router": {"placement": "fastest"}}, "placement", id="router-placement"),
+    pytest.param({"router": {"queueTimeoutS": 5000}}, "queueTimeoutS", id="queue-timeout-max"),
     pytest.param({"router": {"queueLimit": -1}}, "queueLimit", id="queue-limit"),
     pytest.param({"router": {"queueTimeoutS": 0}}, "queueTimeoutS", id="queue-timeout"),
     pytest.param({"router": {"coldStartTimeoutS": 0}}, "coldStartTimeoutS", id="cold-timeout"),
@@ -169,14 +170,31 @@ def test_scheduler_bounds_and_defaults_are_the_knob_documents() -> None:
 def test_router_and_scale_to_zero_defaults() -> None:
     spec = api.LLMServiceSpec.model_validate({"model": {"name": "m"}})
     r = spec.router
-    assert (r.replicas, r.placement, r.queue_limit, r.queue_timeout_s) == (2, "sloserve", 256, 30)
-    assert (r.cold_start_timeout_s, r.admission) == (300, True)
+    assert (r.replicas, r.cold_start_timeout_s) == (2, 300)
     assert (r.resources.cpu, r.resources.memory) == ("1", "1Gi")
     assert spec.autoscaling.scale_to_zero_after_s == 900
     zero = api.LLMServiceSpec.model_validate(
         {"model": {"name": "m"}, "autoscaling": {"minReplicas": 0}}
     )
     assert zero.desired_replicas() == 0
+
+
+def test_router_bounds_and_defaults_are_the_router_knob_document() -> None:
+    from sloserve_engine.router.knobs import RouterKnobs
+
+    spec = api.LLMServiceSpec.model_validate({"model": {"name": "m"}})
+    assert spec.router_knobs() == RouterKnobs()
+    for name in ("placement", "queue_limit", "queue_timeout_s", "cold_start_timeout_s"):
+        info, knob = api.RouterSpec.model_fields[name], RouterKnobs.model_fields[name]
+        assert (info.metadata, info.default) == (knob.metadata, knob.default), name
+    tuned = api.LLMServiceSpec.model_validate(
+        {
+            "model": {"name": "m"},
+            "router": {"queueLimit": 7},
+            "scheduler": {"predictorConfidence": 0.5},
+        }
+    ).router_knobs()
+    assert (tuned.queue_limit, tuned.predictor_confidence) == (7, 0.5)
 
 
 @pytest.mark.parametrize("name", ["9lives", "Upper", "a" * 56, "trailing-"])

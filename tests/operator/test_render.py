@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from sloserve_engine.knobs import Knobs
+from sloserve_engine.router.knobs import RouterKnobs
 from sloserve_operator import render
-from sloserve_operator.render import deployment, secret
+from sloserve_operator.render import deployment, router, secret
 from sloserve_operator.render.target import Target
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -204,3 +205,24 @@ def test_admin_secret_carries_the_token() -> None:
     obj = secret.render(target_for("llmservice"), "s3cret")
     assert obj["stringData"] == {"token": "s3cret"}
     assert secret.new_token() != secret.new_token()
+
+
+ROUTER_KNOB_CHANGES = [
+    pytest.param({"router": {"placement": "p2c"}}, id="placement"),
+    pytest.param({"router": {"queueLimit": 10, "queueTimeoutS": 2}}, id="queue"),
+    pytest.param({"router": {"admission": False}}, id="admission"),
+    pytest.param({"router": {"coldStartTimeoutS": 60}}, id="cold-start"),
+]
+
+
+@pytest.mark.parametrize("patch", ROUTER_KNOB_CHANGES)
+def test_router_knob_changes_roll_nothing(patch: dict[str, Any]) -> None:
+    before, after = target_for("llmservice"), target_for("llmservice", **patch)
+    assert router.render(before)["spec"]["template"] == router.render(after)["spec"]["template"]
+    assert _template(before) == _template(after)
+    old_cm, new_cm = (render.configmap.render(t) for t in (before, after))
+    assert old_cm["data"]["knobs.json"] == new_cm["data"]["knobs.json"]
+    doc = RouterKnobs.model_validate_json(new_cm["data"]["router.json"])
+    assert doc == after.spec.router_knobs() != before.spec.router_knobs()
+    annotation = new_cm["metadata"]["annotations"]["sloserve.io/router-knobs-revision"]
+    assert annotation == str(doc.revision())

@@ -171,3 +171,13 @@ def test_with_routers_available_needs_a_router(
 def test_without_routers_status_reports_none() -> None:
     out = status.operator_status(observed(), {}, "2026-01-01T00:00:00Z", reconciled=True)
     assert (out["routers"], out["readyRouters"]) == (0, 0)
+
+
+def test_routers_are_judged_against_the_router_document() -> None:
+    pods = [PodKnobState("engine", REV), PodKnobState("router", 7, wanted=7)]
+    cond = by_type(observed(pods=pods, router_knobs_revision=7))["KnobsApplied"]
+    assert (cond["status"], cond["message"]) == ("True", f"engines run revision {REV}, routers 7")
+    behind = [PodKnobState("engine", REV), PodKnobState("router", REV, wanted=7)]
+    cond = by_type(observed(pods=behind, router_knobs_revision=7))["KnobsApplied"]
+    assert (cond["status"], cond["reason"]) == ("False", "Pending")
+    assert "router" in cond["message"]

@@ -1,4 +1,7 @@
-"""Push a knob document to engine pods over their admin API, all pods in parallel.
+"""Push a knob document to engine or router pods over their admin API, all pods in parallel.
+
+Engines and routers speak the same contract: ``PUT /sloserve/knobs`` with the bearer token,
+answered by ``{"revision": <content hash>, "knobs": {...}}``.
 
 Short timeouts: a pod that does not answer within a second is reported and retried by the
 reconciler's backoff; it must never hold up the others or the reconcile loop.
@@ -11,9 +14,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import httpx
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
-from sloserve_engine.knobs import Knobs, KnobsState
+from sloserve_engine.knobs import Knobs
+from sloserve_engine.router.knobs import RouterKnobs
 
 from .render.target import HTTP_PORT
 
@@ -71,7 +75,7 @@ async def push_one(
         return PushResult(None, f"unreachable: {type(exc).__name__}: {exc}".rstrip(": "))
     if response.status_code == 200:
         try:
-            state = KnobsState.model_validate_json(response.content)
+            state = _Answer.model_validate_json(response.content)
         except ValidationError as exc:
             return PushResult(None, f"unexpected answer: {exc.errors()[0]['msg']}", status=200)
         return PushResult(state.revision, status=200)
@@ -80,8 +84,17 @@ async def push_one(
     return PushResult(None, message, rejected=400 <= code < 500, status=code)
 
 
+class _Answer(BaseModel):
+    """The part of an admin API answer the operator needs (engines and routers alike)."""
+
+    revision: int = Field(ge=0, description="Content hash of the document in force.")
+
+
 async def push(
-    client: httpx.AsyncClient, pods: Iterable[AdminEndpoint], knobs: Knobs, token: str
+    client: httpx.AsyncClient,
+    pods: Iterable[AdminEndpoint],
+    knobs: Knobs | RouterKnobs,
+    token: str,
 ) -> dict[str, PushResult]:
     """PUT ``knobs`` to every pod at once; one result per pod name."""
     document = knobs.model_dump_json(by_alias=True)

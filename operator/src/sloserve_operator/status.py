@@ -22,6 +22,9 @@ class PodKnobState:
     revision: int | None
     message: str = ""
     rejected: bool = False
+    wanted: int | None = None
+    """The revision this pod should run (routers run the router document); None: the
+    engines' ``knobs_revision``."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class Observed:
     """The router Deployment's generation and status; None without a router tier."""
     endpoint: str = ""
     """Where clients send requests (the LLMService's Service)."""
+    router_knobs_revision: int | None = None
+    """Revision of the router knob document; None without a router tier."""
 
 
 def condition(type_: str, ok: bool | None, reason: str, message: str, gen: int) -> dict[str, Any]:
@@ -73,11 +78,14 @@ def knobs_condition(obs: Observed) -> dict[str, Any]:
     if rejected:
         text = "; ".join(f"{p.name}: {p.message}" for p in rejected)
         return condition("KnobsApplied", False, "KnobsRejected", text, gen)
-    behind = [p for p in obs.pods if p.revision != rev]
+    behind = [p for p in obs.pods if p.revision != (rev if p.wanted is None else p.wanted)]
     if behind:
         text = "; ".join(f"{p.name}: {p.message or f'runs revision {p.revision}'}" for p in behind)
         return condition("KnobsApplied", False, "Pending", f"revision {rev} not yet on {text}", gen)
-    return condition("KnobsApplied", True, "AllPodsApplied", f"all pods run revision {rev}", gen)
+    text = f"all pods run revision {rev}"
+    if obs.router_knobs_revision is not None:
+        text = f"engines run revision {rev}, routers {obs.router_knobs_revision}"
+    return condition("KnobsApplied", True, "AllPodsApplied", text, gen)
 
 
 def conditions(obs: Observed) -> list[dict[str, Any]]:
@@ -172,6 +180,7 @@ def operator_status(
         "endpoint": obs.endpoint,
         "selector": obs.selector,
         "knobsRevision": obs.knobs_revision,
+        "routerKnobsRevision": obs.router_knobs_revision,
         "pods": [_pod_entry(p) for p in sorted(obs.pods, key=lambda p: p.name)],
         "conditions": with_transition_times(
             conditions(obs), old_status.get("conditions") or [], now

@@ -9,17 +9,18 @@ confidence without a second definition.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from ..knobs import Knobs as EngineKnobs
-from .placement import PLACEMENT_NAMES
 
 PlacementName = Literal["random", "least-kv", "p2c", "dynamo", "slo-greedy", "sloserve"]
-
-assert set(PlacementName.__args__) == set(PLACEMENT_NAMES)  # type: ignore[attr-defined]
+"""Spelled out rather than imported from :mod:`.placement` (numpy): the operator reads this
+document too. ``tests/engine/router/test_router_knobs.py`` keeps the two in step."""
 
 DEFAULT_PLACEMENT: PlacementName = "slo-greedy"
 """The shipped default: the heuristic, because the bandit did not beat it in the cluster
@@ -53,6 +54,14 @@ class RouterKnobs(BaseModel):
         gt=0.0,
         le=600.0,
         description="Longest a request is held before it is rejected (it counts as a miss).",
+    )
+    cold_start_timeout_s: float = Field(
+        default=300.0,
+        gt=0.0,
+        le=3600.0,
+        description="Longest a request is held while no engine exists (the service is "
+        "scaled to zero and waking: an engine start takes minutes); then 503 with "
+        "Retry-After.",
     )
     shield: bool = Field(
         default=True,
@@ -89,6 +98,17 @@ class RouterKnobs(BaseModel):
     )
     # The engine's FieldInfo itself (default, bounds, description): one declaration.
     predictor_confidence: float = cast(float, EngineKnobs.model_fields["predictor_confidence"])
+
+    def canonical_json(self) -> str:
+        """Stable serialisation: the input of :meth:`revision`."""
+        return json.dumps(
+            self.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":")
+        )
+
+    def revision(self) -> int:
+        """Content hash as a 32-bit integer, like the engine knobs': the operator and every
+        router agree on it without shared state."""
+        return int(hashlib.sha256(self.canonical_json().encode()).hexdigest()[:8], 16)
 
     @field_validator("class_priority")
     @classmethod

@@ -7,7 +7,8 @@ becomes a CEL ``x-kubernetes-validations`` entry for the API server and a pydant
 the operator and the tests, so both reject the same specs with the same message.
 
 Scheduler bounds and defaults are copied from the engine's live-knob document
-(``sloserve_engine.knobs``): a spec the API server accepts is a document every engine accepts.
+(``sloserve_engine.knobs``), router ones from the router's (``sloserve_engine.router.knobs``):
+a spec the API server accepts is a document every engine and router accepts.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from sloserve_engine.knobs import Knobs, PolicyName, PreemptionModeName, SLODefaults
+from sloserve_engine.router.knobs import PlacementName, RouterKnobs
 
 GROUP = "sloserve.io"
 VERSION = "v1alpha1"
@@ -353,10 +355,6 @@ class AutoscalingSpec(_Model):
     )
 
 
-PlacementName = Literal["sloserve", "least-kv", "p2c", "random"]
-"""Router placement policies (see docs/router.md)."""
-
-
 class RouterResourcesSpec(_Model):
     """CPU and memory of each router pod (no GPU)."""
 
@@ -384,37 +382,16 @@ class RouterSpec(_Model):
         description="Router pods, all active. 0 removes the tier: the Service then selects the "
         "engines directly and kube-proxy places requests at random.",
     )
-    placement: PlacementName = Field(
-        default="sloserve",
-        description="How a router picks an engine: `sloserve` (SLO-aware with shielded "
-        "reservations), `least-kv`, `p2c` (power of two choices) or `random`.",
+    placement: PlacementName = _knob(
+        "placement",
+        "How a router picks an engine: `slo-greedy` (default: the best heuristic in the "
+        "cluster simulator), `sloserve` (learned), `least-kv`, `p2c`, `dynamo` or `random`.",
+        RouterKnobs,
     )
-    queue_limit: int = Field(
-        default=256,
-        ge=0,
-        le=100_000,
-        description="Requests one router holds while no engine can meet their SLO; a full "
-        "queue answers 429. 0 disables queueing.",
-    )
-    queue_timeout_s: float = Field(
-        default=30.0,
-        gt=0.0,
-        le=3600.0,
-        description="Longest a request waits in the router queue while engines run; then 503 "
-        "with Retry-After.",
-    )
-    cold_start_timeout_s: float = Field(
-        default=300.0,
-        gt=0.0,
-        le=3600.0,
-        description="Longest a request waits while the service wakes from zero replicas (an "
-        "engine start takes minutes); then 503 with Retry-After.",
-    )
-    admission: bool = Field(
-        default=True,
-        description="Reject at once (429 with Retry-After) a request no engine can serve "
-        "within its SLO, lowest SLO class first, instead of letting it wait and miss.",
-    )
+    queue_limit: int = _knob("queue_limit", model=RouterKnobs)
+    queue_timeout_s: float = _knob("queue_timeout_s", model=RouterKnobs)
+    cold_start_timeout_s: float = _knob("cold_start_timeout_s", model=RouterKnobs)
+    admission: bool = _knob("admission", model=RouterKnobs)
     resources: RouterResourcesSpec = Field(
         default_factory=RouterResourcesSpec, description="CPU and memory per router pod."
     )
@@ -458,6 +435,19 @@ class LLMServiceSpec(_Model):
         """What the Deployment runs: ``spec.replicas`` within the autoscaling bounds."""
         wanted = self.autoscaling.min_replicas if self.replicas is None else self.replicas
         return max(self.autoscaling.min_replicas, min(self.autoscaling.max_replicas, wanted))
+
+    def router_knobs(self) -> RouterKnobs:
+        """The live-knob document routers run: ``router`` plus the scheduler's predictor
+        confidence (routers and engines estimate KV demand alike)."""
+        r = self.router
+        return RouterKnobs(
+            placement=r.placement,
+            admission=r.admission,
+            queue_limit=r.queue_limit,
+            queue_timeout_s=r.queue_timeout_s,
+            cold_start_timeout_s=r.cold_start_timeout_s,
+            predictor_confidence=self.scheduler.predictor_confidence,
+        )
 
     def knobs(self) -> Knobs:
         """The live-knob document engines run: ``scheduler`` plus the SLO defaults."""
@@ -538,10 +528,16 @@ class LLMServiceStatus(_Model):
         json_schema_extra={"format": "int64"},
         description="Revision of the knob document the spec asks for.",
     )
+    router_knobs_revision: int | None = Field(
+        default=None,
+        json_schema_extra={"format": "int64"},
+        description="Revision of the router knob document the spec asks for.",
+    )
     pods: list[PodKnobs] = Field(
         default_factory=list,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
-        description="Knob revision applied on each ready pod.",
+        description="Knob revision applied on each ready pod: engines run `knobsRevision`, "
+        "routers `routerKnobsRevision`.",
     )
     slo_attainment: float | None = Field(
         default=None, ge=0.0, le=1.0, description="Measured share of requests meeting the SLO."

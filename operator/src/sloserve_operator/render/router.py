@@ -17,6 +17,7 @@ from .target import (
     ADMIN_TOKEN_KEY,
     HTTP_PORT,
     KNOBS_DIR,
+    KNOBS_FILE,
     ROUTER_KNOBS_FILE,
     ROUTER_NAME,
     Target,
@@ -27,19 +28,31 @@ TERMINATION_GRACE_S = 30
 
 
 def router_args(target: Target) -> list[str]:
-    """The router's command line: where engines are found, its knobs and its admin token."""
-    return [
+    """The router's command line: where engines are found, the model name clients send, its
+    knobs, the engines' knobs (the SLO of requests without one) and the shared admin token
+    (its own admin API and the engines' reservation API)."""
+    model, engine = target.spec.model, target.spec.engine
+    args = [
         "--host",
         "0.0.0.0",
         "--port",
         str(HTTP_PORT),
         "--engines-dns",
         f"{target.engines_service}.{target.namespace}.svc:{HTTP_PORT}",
+        "--served-model-name",
+        model.served_name or model.name,
         "--knobs-file",
         f"{KNOBS_DIR}/{ROUTER_KNOBS_FILE}",
+        "--engine-knobs-file",
+        f"{KNOBS_DIR}/{KNOBS_FILE}",
         "--admin-token-file",
         f"{ADMIN_DIR}/{ADMIN_TOKEN_KEY}",
     ]
+    if engine.profile:
+        args += ["--profile", engine.profile]
+    if engine.max_model_len:
+        args += ["--max-model-len", str(engine.max_model_len)]
+    return args
 
 
 def _container(target: Target) -> dict[str, Any]:

@@ -16,6 +16,7 @@ SERVICE_LABEL = "sloserve.io/service"
 METRICS_LABEL = "sloserve.io/metrics"
 """On the Services whose endpoints the ServiceMonitor scrapes: ``engine`` or ``router``."""
 KNOBS_REVISION_ANNOTATION = "sloserve.io/knobs-revision"
+ROUTER_KNOBS_REVISION_ANNOTATION = "sloserve.io/router-knobs-revision"
 HTTP_PORT = 8000
 KNOBS_DIR = "/etc/sloserve/knobs"
 KNOBS_FILE = "knobs.json"
