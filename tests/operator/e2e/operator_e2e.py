@@ -68,6 +68,9 @@ def sample(name: str = "sim-8b", *, replicas: int = 2, **spec: Any) -> dict[str,
     body["metadata"] = {"name": name}
     body["spec"]["autoscaling"] = {"enabled": False, "minReplicas": 1, "maxReplicas": 8}
     body["spec"]["replicas"] = replicas
+    # No router tier unless a test asks for one: the process kubelet runs engine pods only,
+    # so kwok's always-ready router pods would have nothing behind them.
+    body["spec"]["router"] = {"replicas": 0}
     for key, value in spec.items():
         body["spec"][key] = {**body["spec"].get(key, {}), **value}
     return body

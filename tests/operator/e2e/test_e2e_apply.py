@@ -49,10 +49,12 @@ def test_apply_creates_children_and_becomes_available(
     container = dep["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["sloserve-engine"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    # Clients reach the routers; routers find the engines through the headless Service.
-    assert svc["spec"]["selector"] == router["spec"]["selector"]["matchLabels"]
+    # Without a router tier the Service selects the engines; the router Deployment exists
+    # with no pods, and the engines' headless Service is there for routers to come.
+    assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
     assert headless["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
     assert headless["spec"]["clusterIP"] == "None"
+    assert router["spec"]["replicas"] == 0
     assert router["spec"]["template"]["spec"]["containers"][0]["command"] == ["sloserve-router"]
     assert pdb["spec"]["maxUnavailable"] == 1
     knobs = Knobs.model_validate_json(cm["data"]["knobs.json"])
