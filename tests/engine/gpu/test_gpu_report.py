@@ -8,15 +8,22 @@ from pathlib import Path
 
 import pytest
 
-from sloserve_engine import gpu_report
+from sloserve_engine.bench import gpu_report
 
 STEP_COLUMNS = ["t_sched", "kv_usage", "preempt_total", "sched_s"]
 
 
 def write_run(
-    folder: Path, label: str, rate: float, attainment: float, max_tbt: list[float]
+    folder: Path,
+    label: str,
+    rate: float,
+    attainment: float,
+    max_tbt: list[float],
+    window_extra: dict[str, object] | None = None,
 ) -> None:
-    """One run as ``bench gpu`` writes it: window, per-request CSV and step log."""
+    """One run as ``bench gpu`` wrote it before workloads were recorded (legacy names):
+    window, per-request CSV and step log. A request attains (TTFT 0.1 s, 50 ms per token)
+    when its index is below ``attainment`` × the number of requests."""
     folder.mkdir(parents=True, exist_ok=True)
     window = {
         "scheduler": label,
@@ -25,13 +32,18 @@ def write_run(
         "end": 110.0,
         "policy": label,
         "slo_attainment": attainment,
-    }
-    runs_file = folder / f"runs_{label}_{rate:g}.json"
+        "tbt_p50": 0.01,
+        "tbt_p99": 0.09,
+    } | (window_extra or {})
+    runs_file = folder / f"runs_{label}_{rate:g}_{window.get('segment', 0)}.json"
     runs_file.write_text(json.dumps([window]))
-    with (folder / f"req_{label}_{rate:g}.csv").open("w", newline="") as f:
+    req = str(window.get("req_file", f"req_{label}_{rate:g}.csv"))
+    with (folder / req).open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["arrival", "max_tbt"])
-        w.writerows([0.0, g] for g in max_tbt)
+        w.writerow(["arrival", "ttft", "finish", "n_in", "n_out", "max_tbt", "n_tokens_seen"])
+        for i, g in enumerate(max_tbt):
+            ttft = 0.1 if i < attainment * len(max_tbt) else 2.0
+            w.writerow([float(i), ttft, i + ttft + 0.5, 10, 11, g, 11])
     with (folder / f"steps_{label}_{rate:g}.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(STEP_COLUMNS)
@@ -44,6 +56,9 @@ def test_load_runs_derives_stalls_preemptions_and_overhead(tmp_path: Path) -> No
     write_run(tmp_path, "sloserve", 16.0, 0.97, [0.05, 0.25, 0.5, 0.1])
     (run,) = gpu_report.load_runs(tmp_path)
     assert run["stalls_over_200ms"] == 2
+    assert run["slo_attainment"] == 1.0  # recomputed from the CSV, not the window's 0.97
+    assert run["strict_attainment"] == 0.5  # two streams froze for more than 200 ms
+    assert (run["workload"], run["segment"]) == ("azure-conv", 0)
     assert run["preemptions"] == 3
     assert run["steps"] == 11
     assert run["mean_step_interval_ms"] == pytest.approx(10.0)
@@ -64,11 +79,11 @@ def test_a_later_folder_replaces_the_same_policy_and_rate(tmp_path: Path) -> Non
     write_run(second, "sloserve", 16.0, 0.98, [0.1])
     write_run(second, "sloserve-r0.05", 16.0, 0.97, [0.1])
     runs = gpu_report.merge_runs([first, second])
-    got = {(r["policy"], r["rate"]): (r["slo_attainment"], r["data"]) for r in runs}
+    got = {(r["policy"], r["rate"]): (r["strict_attainment"], r["data"]) for r in runs}
     assert got == {
-        ("sloserve", 16.0): (0.98, "b"),
-        ("sloserve-r0.05", 16.0): (0.97, "b"),
-        ("vllm", 16.0): (0.85, "a"),
+        ("sloserve", 16.0): (1.0, "b"),
+        ("sloserve-r0.05", 16.0): (1.0, "b"),
+        ("vllm", 16.0): (1.0, "a"),
     }
 
 
@@ -79,4 +94,46 @@ def test_markdown_table_has_a_row_per_run(tmp_path: Path) -> None:
         runs[0][key] = 0.1
     table = gpu_report.markdown_table(runs)
     assert table.count("\n") == 3
-    assert "| vllm | 13 | 100.0% |" in table
+    assert "| azure-conv | vllm | 13 | g0 s0 | 100.0% | 100.0% |" in table
+
+
+def test_segments_workloads_and_stock_tuned_make_one_report_with_spread(tmp_path: Path) -> None:
+    """New-format windows name their workload, slice and files; gpu-report aggregates slices,
+    finds the better baseline, and cut-off requests (fewer tokens than asked) are misses."""
+    for label, segment, att in (
+        ("stock", 0, 0.5),
+        ("stock", 1, 0.7),
+        ("stock-tuned", 0, 0.9),
+        ("stock-tuned", 1, 0.9),
+        ("sloserve", 0, 1.0),
+        ("sloserve", 1, 0.9),
+    ):
+        extra = {
+            "workload": "azure-conv",
+            "trace": "azure-conv",
+            "segment": segment,
+            "req_file": f"req_{label}_16_azure-conv_g{segment}_s0.csv",
+            "steps_file": f"steps_{label}_x.csv",
+        }
+        write_run(tmp_path, label, 16.0, att, [0.05] * 10, extra)
+    runs = gpu_report.merge_runs([tmp_path])
+    assert len(runs) == 6
+    report = gpu_report.build_report(runs, "h200-llama-3.1-8b")
+    by = {(s["policy"], s["rate"]): s for s in report["summary"]}
+    assert by[("vllm", 16.0)]["slo_attainment"] == pytest.approx(0.6)
+    assert by[("vllm", 16.0)]["slo_attainment_min"] == 0.5
+    assert by[("sloserve", 16.0)]["slices"] == 2
+    vs = report["by_workload"]["azure-conv"]["versus_baseline"]["strict_attainment"]
+    assert vs["better_baseline"] == "vllm-tuned"
+    text = gpu_report.report_markdown(report)
+    assert "| azure-conv | vllm | 16 | 2 | 60.0% ± 14.1% (50.0%–70.0%) |" in text
+
+
+def test_a_request_cut_off_before_its_last_token_is_a_miss(tmp_path: Path) -> None:
+    write_run(tmp_path, "vllm", 13.0, 1.0, [0.05, 0.05])
+    req = tmp_path / "req_vllm_13.csv"
+    rows = req.read_text().splitlines()
+    rows[2] = rows[2].rsplit(",", 1)[0] + ",4"  # 4 of 11 tokens: cut off at the drain bound
+    req.write_text("\n".join(rows) + "\n")
+    (run,) = gpu_report.load_runs(tmp_path)
+    assert (run["completed"], run["slo_attainment"], run["drain_s"]) == (1, 0.5, float("inf"))

@@ -175,14 +175,10 @@ def _table(report: dict[str, Any]) -> Table:
     return table
 
 
-def spread(row: dict[str, Any], key: str, fmt: str) -> str:
-    """``mean ± std (min–max)`` of an aggregated row's ``key``."""
-    f = fmt.format
-    return f"{f(row[key])} ± {f(row[key + '_std'])} ({f(row[key + '_min'])}–{f(row[key + '_max'])})"
-
-
 def _summary_table(report: dict[str, Any]) -> Table:
     """Mean ± sample standard deviation over segments and seeds, per policy and rate."""
+    from .sweep import format_spread
+
     table = Table(title="over segments and seeds: mean ± std (min–max)")
     classes = sorted({c for r in report["summary"] for c in r["class_attainment"]})
     for col in ("policy", "rate", "slices", "attain", "strict", "TTFT p99", "drain s", "counts"):
@@ -192,7 +188,7 @@ def _summary_table(report: dict[str, Any]) -> Table:
     for r in report["summary"]:
 
         def pm(key: str, pct: bool, r: dict[str, Any] = r) -> str:
-            return spread(r, key, "{:.1%}" if pct else "{:.2f}")
+            return format_spread(r, key, "{:.1%}" if pct else "{:.2f}")
 
         table.add_row(
             r["policy"],

@@ -111,6 +111,7 @@ def workload_record(spec: WorkloadSpec) -> dict[str, object]:
         "workload": workload_name(spec),
         "trace": spec.trace,
         "arrival": spec.arrival,
+        "gamma_cv": spec.gamma_cv,
         "segment": spec.segment,
         "seed": spec.seed,
         "slo_mix": spec.slo_mix,
