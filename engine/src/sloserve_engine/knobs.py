@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal, Self
+from collections.abc import Collection
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
 from .contract.attainment import STALL_BOUND_MS_DEFAULT
@@ -35,8 +36,22 @@ class _Doc(BaseModel):
     )
 
 
+OTHER_SLO_CLASS = "other"
+"""The class of every request that names an SLO class the knobs do not declare."""
+MAX_SLO_CLASSES = 16
+"""At most this many declared classes: each is a label value of several metric families."""
+DEFAULT_SLO_CLASSES = ("interactive", "standard", "batch")
+
+SLOClassName = Annotated[str, StringConstraints(min_length=1, max_length=63)]
+
+
+def slo_class_label(name: str, declared: Collection[str]) -> str:
+    """``name`` if declared, else ``other``: the bound on per-class state and metric labels."""
+    return name if name in declared else OTHER_SLO_CLASS
+
+
 class SLODefaults(_Doc):
-    """SLO applied to requests that carry none in ``vllm_xargs``."""
+    """SLO applied to requests that carry none in ``vllm_xargs``, and the declared classes."""
 
     slo_class: str = Field(
         default="standard", min_length=1, max_length=63, description="SLO class name."
@@ -45,6 +60,25 @@ class SLODefaults(_Doc):
     tbt_ms: float = Field(
         default=100.0, gt=0, description="Mean time-per-output-token target (ms)."
     )
+    slo_classes: list[SLOClassName] = Field(
+        default_factory=lambda: list(DEFAULT_SLO_CLASSES),
+        max_length=MAX_SLO_CLASSES,
+        description="SLO classes requests may name in `vllm_xargs.slo_class` (the default "
+        "class is always one); any other name is served with its targets but scheduled and "
+        "counted as class `other`, so per-class state and metric labels stay bounded.",
+    )
+
+    @model_validator(mode="after")
+    def _classes_distinct(self) -> Self:
+        if len(set(self.slo_classes)) != len(self.slo_classes):
+            raise ValueError("sloClasses must not repeat a name")
+        if OTHER_SLO_CLASS in self.slo_classes or self.slo_class == OTHER_SLO_CLASS:
+            raise ValueError(f"{OTHER_SLO_CLASS!r} is reserved for undeclared classes")
+        return self
+
+    def declared_classes(self) -> frozenset[str]:
+        """The classes with their own label: ``sloClasses`` plus the default class."""
+        return frozenset((*self.slo_classes, self.slo_class))
 
 
 class Knobs(_Doc):

@@ -36,6 +36,7 @@ CONTRACT_METRICS = {
     "sloserve_chunk_tokens": "gauge",
     "sloserve_knobs_revision": "gauge",
     "sloserve_requests_finished": "counter",
+    "sloserve_requests": "counter",
 }
 GOLD = SLOTarget("gold", ttft_s=0.5, tbt_s=0.05)
 
@@ -96,7 +97,7 @@ def test_every_contract_metric_exists_with_type_and_help(registry: CollectorRegi
 def test_record_step_reports_kv_queues_chunk_reserve_and_preemptions(
     registry: CollectorRegistry,
 ) -> None:
-    m = EngineMetrics(registry)
+    m = EngineMetrics(registry, slo_classes=("gold", "bronze"))
     bronze = SLOTarget("bronze", 5.0, 0.2)
     snap = _snapshot(
         running=(_req("a", 40, out=5, held=3), _req("b", 10, out=1, held=1, slo=bronze)),
@@ -132,7 +133,7 @@ def test_kv_pressure_of_an_empty_engine_is_zero() -> None:
 def test_record_finish_feeds_window_counter_and_predictor_error(
     registry: CollectorRegistry,
 ) -> None:
-    m = EngineMetrics(registry, window_s=10.0)
+    m = EngineMetrics(registry, window_s=10.0, slo_classes=("gold",))
     m.record_finish(
         FinishedRequest(GOLD, 0.0, 0.2, 0.7, 11, predicted_output=15, max_gap_s=0.06), now=0.7
     )

@@ -136,13 +136,16 @@ def test_attainment_reflects_per_request_slos_from_vllm_xargs(base: str) -> None
         assert httpx.post(f"{base}/v1/completions", json=body, timeout=30).status_code == 200
 
     for _ in range(3):
-        send({"slo_class": "gold", "ttft_ms": 0.001, "tbt_ms": 10000})  # impossible TTFT
-        send({"slo_class": "gold", "ttft_ms": 60000, "tbt_ms": 60000})
+        send({"slo_class": "interactive", "ttft_ms": 0.001, "tbt_ms": 10000})  # impossible TTFT
+        send({"slo_class": "interactive", "ttft_ms": 60000, "tbt_ms": 60000})
     assert metric(base, "sloserve_slo_attainment_ratio", kind="ttft") == pytest.approx(0.5)
     assert metric(base, "sloserve_slo_attainment_ratio", kind="tbt") == 1.0
     assert metric(base, "sloserve_slo_attainment_ratio", kind="both") == pytest.approx(0.5)
-    assert metric(base, "sloserve_requests_finished_total", slo_class="gold", attained="false") == 3
-    assert metric(base, "sloserve_ttft_seconds_count", slo_class="gold") == 6
+    assert (
+        metric(base, "sloserve_requests_finished_total", slo_class="interactive", attained="false")
+        == 3
+    )
+    assert metric(base, "sloserve_ttft_seconds_count", slo_class="interactive") == 6
 
 
 def test_knob_change_takes_effect_at_the_next_step(base: str, token_file: Path) -> None:

@@ -8,10 +8,12 @@ import pytest
 
 pytest.importorskip("vllm", reason="vLLM 0.26.0 (the [engine] extra) is not installed")
 
+from prometheus_client import CollectorRegistry
 from vllm.v1.request import RequestStatus
 from vllm_adapter_helpers import FAKE_TOKEN_BASE, make_engine, pressure_workload
 
 from sloserve_engine.policy.knobs import POLICY_NAMES
+from sloserve_engine.server.metrics import EngineMetrics
 from sloserve_engine.vllm.scheduler import SLOScheduler
 
 pytestmark = pytest.mark.vllm
@@ -23,6 +25,8 @@ def test_aborted_requests_free_everything_and_teach_nothing(
 ) -> None:
     engine = make_engine(SLOScheduler, tiny_model_dir, asynchronous=True, knobs={"policy": policy})
     sched = engine.scheduler
+    registry = CollectorRegistry()
+    sched.use_metrics(EngineMetrics(registry))
     workload = pressure_workload()
     aborted: list[str] = []
     states: set[RequestStatus] = set()
@@ -38,6 +42,20 @@ def test_aborted_requests_free_everything_and_teach_nothing(
     assert {RequestStatus.RUNNING, RequestStatus.WAITING} <= states, "aborted in both queues"
     stats = sched.sloserve_stats
     assert stats.aborted == len(aborted) and stats.finished == len(workload) - len(aborted)
+
+    def outcomes(outcome: str) -> float:
+        return sum(
+            registry.get_sample_value(
+                "sloserve_requests_total", {"slo_class": c, "outcome": outcome}
+            )
+            or 0.0
+            for c in ("interactive", "batch", "standard", "other")
+        )
+
+    assert outcomes("aborted") == len(aborted)  # counted, with the outcome label
+    assert outcomes("finished") == len(workload) - len(aborted)
+    window = registry.get_sample_value("sloserve_slo_window_requests")
+    assert window is not None and window >= len(aborted)  # aborts are misses in the window
     assert not sched.requests and not sched._sl_meta and not sched._sl_recompute_ids
     assert sched.kv_cache_manager.block_pool.get_num_free_blocks() == engine.spec.num_blocks - 1
     for a in workload:

@@ -36,7 +36,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from ..policy.costmodel import StepCostModel
 from ..server.auth import AdminAuth
-from ..server.openai_api import CompletionError, error_response
+from ..server.errors import APIError, error_response
 from ..server.reservations import RESERVATION_HEADER, RESERVATIONS_PATH
 from .admission import Action, Decision, Reason
 from .core import RouterCore
@@ -83,7 +83,7 @@ class RejectedError(Exception):
         self.retry_after_s = retry_after_s
 
     def response(self) -> JSONResponse:
-        exc = CompletionError(str(self), None, status=self.status)
+        exc = APIError(str(self), None, status=self.status)
         return _with_retry(error_response(exc), self.retry_after_s)
 
 
@@ -316,7 +316,7 @@ class Router:
         try:
             body = await _read_limited(request, self.opts.max_body_bytes)
             routed = parse_request(path, body, self.opts.limits)
-        except CompletionError as exc:
+        except APIError as exc:
             self.metrics.outcome(Outcome.INVALID)
             return error_response(exc)
         headers = dict(request.headers)
@@ -345,7 +345,7 @@ class Router:
             return await self._answer(routed, placement, upstream, arrival)
         self.metrics.outcome(Outcome.UNAVAILABLE)
         return _with_retry(
-            error_response(CompletionError("no engine is reachable", None, status=503)), 1.0
+            error_response(APIError("no engine is reachable", None, status=503)), 1.0
         )
 
     async def _answer(
@@ -360,7 +360,7 @@ class Router:
                 self.core.failed(rid, self.clock())
                 self.metrics.outcome(Outcome.ERROR)
                 message = f"the engine failed mid-response: {type(exc).__name__}"
-                return error_response(CompletionError(message, None, status=502))
+                return error_response(APIError(message, None, status=502))
             ok = upstream.status < 400
             self.release(placement, Release.COMPLETED if ok else Release.FAILED)
             produced = _usage_tokens(content)
@@ -403,7 +403,7 @@ class Router:
                 r = await self.client.get(engine.url + "/v1/models", timeout=2.0)
                 return Response(r.content, status_code=r.status_code, media_type="application/json")
         return _with_retry(
-            error_response(CompletionError("no engine is reachable", None, status=503)), 1.0
+            error_response(APIError("no engine is reachable", None, status=503)), 1.0
         )
 
 
@@ -432,7 +432,7 @@ def _usage_tokens(content: bytes) -> int | None:
 async def _read_limited(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise CompletionError(
+        raise APIError(
             f"request body exceeds the router's limit of {limit} bytes", None, status=413
         )
     chunks: list[bytes] = []
@@ -440,7 +440,7 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     async for chunk in request.stream():
         total += len(chunk)
         if total > limit:
-            raise CompletionError(
+            raise APIError(
                 f"request body exceeds the router's limit of {limit} bytes", None, status=413
             )
         chunks.append(chunk)

@@ -14,11 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..policy.views import SLOTarget
-from ..server.openai_api import CompletionError, prepare
+from ..server.chat import prepare_chat
+from ..server.completions import prepare_completion
+from ..server.errors import APIError
 
 COMPLETIONS_PATH = "/v1/completions"
 CHAT_PATH = "/v1/chat/completions"
 PATHS = (COMPLETIONS_PATH, CHAT_PATH)
+_PARSERS = {COMPLETIONS_PATH: prepare_completion, CHAT_PATH: prepare_chat}
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +48,9 @@ class Routed:
 
 
 def parse_request(path: str, body: bytes, limits: ServiceLimits) -> Routed:
-    """Check ``body`` as the engine would; raises ``CompletionError`` (a 4xx) otherwise."""
-    if path != COMPLETIONS_PATH:
-        raise CompletionError(f"{path} is not served", None, status=404)
-    p = prepare(body, limits)  # type: ignore[arg-type]
+    """Check ``body`` as the engine would; raises ``APIError`` (a 4xx) otherwise."""
+    parse = _PARSERS.get(path)
+    if parse is None:
+        raise APIError(f"{path} is not served", None, status=404)
+    p = parse(body, limits)
     return Routed(p.prompt_tokens, p.max_tokens, p.slo, p.stream)

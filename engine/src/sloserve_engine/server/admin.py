@@ -15,6 +15,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from .auth import AdminAuth
+from .body import CLIENT_CLOSED_REQUEST, ClientGoneError, read_body
+from .errors import APIError, error_body, error_response
 from .knobs_store import InvalidKnobsError, KnobsStore, knobs_json, parse_knobs
 
 log = logging.getLogger(__name__)
@@ -23,7 +25,14 @@ HealthProbe = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
 """Returns (healthy, details) for ``GET /sloserve/health``."""
 
 
-def admin_router(store: KnobsStore, auth: AdminAuth, health: HealthProbe) -> APIRouter:
+def _refusal(message: str, status: int, **extra: Any) -> dict[str, Any]:
+    """OpenAI's error shape, plus ``detail`` (and ``errors``) that the operator reads."""
+    return {**error_body(message, status), "detail": message, **extra}
+
+
+def admin_router(
+    store: KnobsStore, auth: AdminAuth, health: HealthProbe, max_body_bytes: int
+) -> APIRouter:
     router = APIRouter(prefix="/sloserve")
 
     @router.get("/knobs")
@@ -32,22 +41,35 @@ def admin_router(store: KnobsStore, auth: AdminAuth, health: HealthProbe) -> API
 
     @router.put("/knobs")
     async def put_knobs(request: Request) -> JSONResponse:
+        if request.url.query:
+            return error_response(
+                APIError(
+                    "query parameters are not accepted here; send the token in the "
+                    "Authorization header",
+                    "query",
+                )
+            )
         decision = auth.check(request.headers.get("authorization"))
         if not decision.allowed:
             log.warning("PUT /sloserve/knobs refused (%d): %s", decision.status, decision.message)
             headers = {"WWW-Authenticate": "Bearer"} if decision.status == 401 else None
             return JSONResponse(
-                {"detail": decision.message}, status_code=decision.status, headers=headers
+                _refusal(decision.message, decision.status),
+                status_code=decision.status,
+                headers=headers,
             )
         try:
-            state = store.replace(parse_knobs(await request.body()))
+            state = store.replace(parse_knobs(await read_body(request, max_body_bytes)))
+        except APIError as exc:
+            return error_response(exc)
+        except ClientGoneError:
+            return JSONResponse({}, status_code=CLIENT_CLOSED_REQUEST)
         except InvalidKnobsError as exc:
             log.warning("PUT /sloserve/knobs rejected: %s", exc)
             return JSONResponse(
-                {
-                    "detail": f"invalid knobs document: {exc}",
-                    "errors": [e.to_json() for e in exc.errors],
-                },
+                _refusal(
+                    f"invalid knobs document: {exc}", 422, errors=[e.to_json() for e in exc.errors]
+                ),
                 status_code=422,
             )
         log.info("knobs in force: revision %d policy %s", state.revision, state.knobs.policy)

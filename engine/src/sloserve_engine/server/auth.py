@@ -10,8 +10,14 @@ production engine schedules.
 from __future__ import annotations
 
 import hmac
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+UNAVAILABLE = "the admin token is unavailable on this engine; see the engine's log"
+"""What a caller learns when the token file broke: not its path, not why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,17 +33,25 @@ class AuthDecision:
 
 
 class AdminTokenError(ValueError):
-    """The configured token file cannot be used (missing, unreadable or empty)."""
+    """The configured token file cannot be used (missing, unreadable, empty or not one line)."""
 
 
 def read_token(path: Path) -> str:
-    """The token in ``path`` without surrounding whitespace; never echoes the content."""
+    """The token in ``path`` without surrounding whitespace; never echoes the content.
+
+    Whitespace inside (an inner line break) is refused: an HTTP header carries one
+    line, so such a token could never authenticate a PUT."""
     try:
         token = path.read_text().strip()
     except OSError as exc:
         raise AdminTokenError(f"admin token file {path} is unreadable: {exc.strerror}") from None
     if not token:
         raise AdminTokenError(f"admin token file {path} is empty")
+    if any(c.isspace() for c in token):
+        raise AdminTokenError(
+            f"admin token file {path} has whitespace inside the token (a line break?); "
+            "a bearer token is a single word"
+        )
     return token
 
 
@@ -59,7 +73,8 @@ class AdminAuth:
         try:
             expected = self._token()
         except AdminTokenError as exc:
-            return AuthDecision(503, str(exc))
+            log.error("admin write refused: %s", exc)
+            return AuthDecision(503, UNAVAILABLE)
         scheme, _, presented = (authorization or "").partition(" ")
         ok = hmac.compare_digest(presented.strip().encode(), expected.encode())
         if scheme.lower() != "bearer" or not ok:

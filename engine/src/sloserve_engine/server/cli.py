@@ -28,7 +28,9 @@ from ..knobs import Knobs
 from ..policy.costmodel import cost_model_for
 from ..sim import SimConfig, load_profile
 from .auth import AdminAuth, AdminTokenError
+from .body import DEFAULT_MAX_BODY_BYTES
 from .knobs_store import InvalidKnobsError, KnobsStore, check_policy_buildable, load_knobs_file
+from .logscrub import install_access_log_scrubber
 from .proxy import build_proxy_app
 from .simulated_app import SimulatedOptions, build_simulated_app
 from .state import STATE_PATH_ENV
@@ -85,10 +87,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         help="sliding window of sloserve_slo_attainment_ratio, seconds (default 60)",
     )
+    p.add_argument(
+        "--max-body-bytes",
+        type=_positive_int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        help=f"largest request body accepted, larger ones get 413 (default "
+        f"{DEFAULT_MAX_BODY_BYTES}: a 128K-token prompt as text or token ids)",
+    )
     p.add_argument("--vllm-port", type=int, default=0, help="real mode: vLLM's loopback port")
     p.add_argument("--vllm-executable", default="vllm", help="real mode: the vllm CLI to run")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def split_extra(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -133,6 +149,7 @@ def _serve(app: FastAPI, args: argparse.Namespace) -> uvicorn.Server:
         log_level=args.log_level,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
+    install_access_log_scrubber()  # after uvicorn's logging set-up, which Config runs
     return uvicorn.Server(config)
 
 
@@ -145,6 +162,7 @@ def run_simulated(args: argparse.Namespace, extra: list[str]) -> int:
         admin_token_file=args.admin_token_file,
         time_scale=args.time_scale,
         attainment_window_s=args.attainment_window_s,
+        max_body_bytes=args.max_body_bytes,
     )
     _serve(build_simulated_app(opts), args).run()
     return 0
@@ -196,6 +214,7 @@ def run_real(args: argparse.Namespace, extra: list[str]) -> int:
         applied_status_file=knobs_path.with_name(knobs_path.name + APPLIED_SUFFIX),
         state_file=state_path,
         cost=cost_model_for(args.profile),
+        max_body_bytes=args.max_body_bytes,
     )
     server = _serve(app, args)
     server.run()

@@ -17,15 +17,22 @@ single-process use.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-from ..contract.attainment import STALL_BOUND_MS_DEFAULT, request_attainment
+from ..contract.attainment import MISSED, STALL_BOUND_MS_DEFAULT, request_attainment
+from ..knobs import OTHER_SLO_CLASS, SLODefaults, slo_class_label
 from ..policy.views import EngineSnapshot, PreemptionMode, RequestView, SLOTarget, StepPlan
-from .attainment import SlidingWindowAttainment
+from .attainment import (
+    Outcome,
+    SlidingWindowAttainment,
+    counts_as_miss,
+    overdue_count,
+)
 
 ATTAINMENT_KINDS = ("ttft", "tbt", "both", "strict")
 QUEUES = ("waiting", "running")
@@ -83,26 +90,41 @@ def chunk_tokens(plan: StepPlan) -> float:
     return float(plan.prefill_chunk_cap or plan.token_budget)
 
 
-def queue_lengths(snapshot: EngineSnapshot) -> dict[tuple[str, str], int]:
-    """Request counts by (queue, SLO class)."""
+def queue_lengths(snapshot: EngineSnapshot, declared: frozenset[str]) -> dict[tuple[str, str], int]:
+    """Request counts by (queue, SLO class label)."""
     counts: dict[tuple[str, str], int] = {}
     for queue, requests in (("waiting", snapshot.waiting), ("running", snapshot.running)):
         for r in requests:
-            key = (queue, r.slo.slo_class)
+            key = (queue, slo_class_label(r.slo.slo_class, declared))
             counts[key] = counts.get(key, 0) + 1
     return counts
 
 
+def first_token_deadlines(snapshot: EngineSnapshot) -> list[float]:
+    """Arrival + TTFT target of every open request still waiting for its first token."""
+    return [
+        r.arrival_time + r.slo.ttft_s
+        for r in (*snapshot.waiting, *snapshot.running)
+        if r.first_token_time is None
+    ]
+
+
 class EngineMetrics:
-    """All ``sloserve_*`` metrics of one engine, plus the sliding attainment window."""
+    """All ``sloserve_*`` metrics of one engine, plus the sliding attainment window.
+
+    ``slo_classes`` are the declared SLO classes (the knobs' ``sloDefaults``); any other
+    class is reported as ``other``, so every ``slo_class`` label has at most
+    ``MAX_SLO_CLASSES`` + 2 values (declared, the default class, ``other``).
+    """
 
     def __init__(
         self,
         registry: CollectorRegistry | None = REGISTRY,
         window_s: float = 60.0,
-        slo_classes: Iterable[str] = (),
+        slo_classes: Iterable[str] = SLODefaults().declared_classes(),
     ) -> None:
         self.window = SlidingWindowAttainment(window_s)
+        self._deadlines: list[float] = []
         self.kv_usage = Gauge(
             "sloserve_kv_usage_ratio",
             "Share of usable KV-cache blocks held by requests at the last step (0-1).",
@@ -125,17 +147,19 @@ class EngineMetrics:
         )
         self.attainment = Gauge(
             "sloserve_slo_attainment_ratio",
-            f"Share of requests finished in the last {window_s:g} s that met their SLO: "
+            f"Share of requests ended in the last {window_s:g} s that met their SLO: "
             "kind=ttft (time to first token), tbt (mean time per output token), both; "
             "strict: both and no gap between two tokens above the stall bound (knob "
-            "stallBoundMs). 1 when none finished.",
+            "stallBoundMs). Aborted and failed requests, and open ones past their TTFT "
+            "target, count as misses. 1 when there are none.",
             ["kind"],
             registry=registry,
             multiprocess_mode=_MOSTRECENT,
         )
         self.window_requests = Gauge(
             "sloserve_slo_window_requests",
-            f"Requests finished in the last {window_s:g} s (the attainment ratios' denominator).",
+            f"Requests finished, aborted or failed in the last {window_s:g} s plus open ones "
+            "past their TTFT target (the attainment ratios' denominator).",
             registry=registry,
             multiprocess_mode=_MOSTRECENT,
         )
@@ -192,6 +216,13 @@ class EngineMetrics:
             ["slo_class", "attained"],
             registry=registry,
         )
+        self.requests = Counter(
+            "sloserve_requests_total",
+            "Requests by SLO class and outcome: finished, aborted (client went away), "
+            "rejected (4xx before queueing), error (the engine failed it).",
+            ["slo_class", "outcome"],
+            registry=registry,
+        )
         self.policy_errors = Counter(
             "sloserve_policy_errors_total",
             "Policy calls that raised, by method (plan, can_admit, preemption_mode, on_arrival, "
@@ -203,9 +234,9 @@ class EngineMetrics:
             self.preemptions.labels(mode=mode.value)
         for call in POLICY_CALLS:
             self.policy_errors.labels(call=call)
+        self._declared: frozenset[str] = frozenset()
         self._classes: set[str] = set()
-        for slo_class in slo_classes:
-            self._ensure_class(slo_class)
+        self.set_slo_classes(slo_classes)
         self._publish_window(0.0)
 
     def record_step(
@@ -229,9 +260,8 @@ class EngineMetrics:
         for mode, count in preempted.items():
             if count:
                 self.preemptions.labels(mode=PreemptionMode(mode).value).inc(count)
-        counts = queue_lengths(snapshot)
-        for _, slo_class in counts:
-            self._ensure_class(slo_class)
+        counts = queue_lengths(snapshot, self._declared)
+        self._deadlines = first_token_deadlines(snapshot)
         for slo_class in self._classes:
             for queue in QUEUES:
                 self.queue_length.labels(queue=queue, slo_class=slo_class).set(
@@ -250,13 +280,11 @@ class EngineMetrics:
             request.max_gap_s,
             request.stall_bound_s,
         )
-        self._ensure_class(request.slo.slo_class)
+        slo_class = self.label(request.slo.slo_class)
         self.window.add(request.finish_time, att)
-        self.finished.labels(
-            slo_class=request.slo.slo_class, attained="true" if att.both else "false"
-        ).inc()
+        self.finished.labels(slo_class=slo_class, attained="true" if att.both else "false").inc()
+        self.requests.labels(slo_class=slo_class, outcome=Outcome.FINISHED.value).inc()
         self.predictor_error.observe(abs(request.predicted_output - request.output_tokens))
-        slo_class = request.slo.slo_class
         self.ttft.labels(slo_class=slo_class).observe(
             request.first_token_time - request.arrival_time
         )
@@ -266,6 +294,27 @@ class EngineMetrics:
             )
             self.tbt.labels(slo_class=slo_class).observe(mean_tbt)
         self._publish_window(now)
+
+    def record_ended(self, slo_class: str, outcome: Outcome, now: float) -> None:
+        """A request that did not finish (aborted, rejected, error); misses enter the window."""
+        if outcome is Outcome.FINISHED:
+            raise ValueError("finished requests go through record_finish")
+        self.requests.labels(slo_class=self.label(slo_class), outcome=outcome.value).inc()
+        if counts_as_miss(outcome):
+            self.window.add(now, MISSED)
+            self._publish_window(now)
+
+    def label(self, slo_class: str) -> str:
+        """The ``slo_class`` label value of a class: itself if declared, else ``other``."""
+        return slo_class_label(slo_class, self._declared)
+
+    def set_slo_classes(self, slo_classes: Iterable[str]) -> None:
+        """Declare the classes with their own series (a knobs change); drop the others'."""
+        self._declared = frozenset(slo_classes)
+        for gone in self._classes - self._declared - {OTHER_SLO_CLASS}:
+            self._drop_class(gone)
+        for slo_class in (*self._declared, OTHER_SLO_CLASS):
+            self._ensure_class(slo_class)
 
     def refresh(self, now: float) -> None:
         """Age the attainment window while no step runs (an idle engine)."""
@@ -289,9 +338,23 @@ class EngineMetrics:
             self.queue_length.labels(queue=queue, slo_class=slo_class).set(0)
         for attained in ("true", "false"):
             self.finished.labels(slo_class=slo_class, attained=attained)
+        for outcome in Outcome:
+            self.requests.labels(slo_class=slo_class, outcome=outcome.value)
+
+    def _drop_class(self, slo_class: str) -> None:
+        self._classes.discard(slo_class)
+        for queue in QUEUES:
+            self.queue_length.remove(queue, slo_class)
+        for attained in ("true", "false"):
+            self.finished.remove(slo_class, attained)
+        for outcome in Outcome:
+            self.requests.remove(slo_class, outcome.value)
+        for histogram in (self.ttft, self.tbt):
+            with contextlib.suppress(KeyError):  # only classes that finished a request have one
+                histogram.remove(slo_class)
 
     def _publish_window(self, now: float) -> None:
-        ratios = self.window.ratios(now)
+        ratios = self.window.ratios(now, overdue_count(self._deadlines, now))
         self.attainment.labels(kind="ttft").set(ratios.ttft)
         self.attainment.labels(kind="tbt").set(ratios.tbt)
         self.attainment.labels(kind="both").set(ratios.both)

@@ -3,10 +3,16 @@
 Everything that is not ``/sloserve/*`` goes to vLLM unchanged and streamed
 (completions SSE, ``/metrics`` with the engine-core metrics aggregated by
 vLLM's multiprocess registry, ``/v1/models``...).
+
+Bodies are read under the same size limit as in simulated mode before they are
+forwarded. A client that goes away closes the upstream connection at once, also
+while a non-streaming answer is still being computed: vLLM's server then aborts
+the request, and the sloserve scheduler counts it as ``aborted``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
@@ -22,7 +28,16 @@ from ..knobs import KnobsState
 from ..policy.costmodel import StepCostModel, cost_model_for
 from .admin import admin_router
 from .auth import AdminAuth
+from .body import (
+    CLIENT_CLOSED_REQUEST,
+    DEFAULT_MAX_BODY_BYTES,
+    ClientGoneError,
+    read_body,
+    wait_for_disconnect,
+)
+from .errors import APIError, error_body, error_response, install_error_handlers
 from .knobs_store import KnobsStore
+from .openapi_doc import document_bodies
 from .reservations import ArrivalMiddleware, EngineShield, reservations_router
 from .state import StateFile, state_router
 
@@ -60,6 +75,7 @@ def build_proxy_app(
     applied_status_file: Path | None = None,
     state_file: Path | None = None,
     cost: StepCostModel | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
     """``applied_status_file``: where the scheduler reports what it applied (for health);
     ``state_file``: where it writes its router-facing snapshot (with ``cost``, the shield's
@@ -93,35 +109,60 @@ def build_proxy_app(
         return status == 200, details
 
     app = FastAPI(title="sloserve-engine", lifespan=app_lifespan)
-    app.include_router(admin_router(store, auth, health))
+    install_error_handlers(app)
+    app.include_router(admin_router(store, auth, health, max_body_bytes))
     if state_file is not None:
         state = StateFile(state_file)
         app.include_router(state_router(state))
         shield = EngineShield(state, cost or cost_model_for(), time.time)
         app.include_router(reservations_router(shield, auth))
         app.add_middleware(ArrivalMiddleware, shield=shield)
+    document_bodies(app)
 
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
     async def forward(path: str, request: Request) -> Response:
+        try:
+            body = await read_body(request, max_body_bytes)
+        except APIError as exc:
+            return error_response(exc)
+        except ClientGoneError:
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
         upstream_request = client.build_request(
             request.method,
             "/" + path,
             params=request.query_params,
             headers=forwardable_headers(request.headers),
-            content=request.stream(),
+            content=body,
         )
+        sending = asyncio.ensure_future(client.send(upstream_request, stream=True))
+        gone = asyncio.ensure_future(wait_for_disconnect(request))
         try:
-            response = await client.send(upstream_request, stream=True)
+            await asyncio.wait({sending, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if not sending.done():  # client left while vLLM computes a non-streaming answer
+            sending.cancel()  # closes the upstream connection: vLLM aborts the request
+            await asyncio.gather(sending, return_exceptions=True)
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
+        try:
+            response = sending.result()
         except httpx.HTTPError as exc:
-            return JSONResponse(
-                {"error": {"message": f"vLLM is not reachable: {type(exc).__name__}"}},
-                status_code=503,
-            )
+            message = f"vLLM is not reachable: {type(exc).__name__}"
+            return JSONResponse(error_body(message, 503), status_code=503)
         return StreamingResponse(
-            response.aiter_raw(),
+            _relay(response),
             status_code=response.status_code,
             headers=forwardable_headers(response.headers),
             background=BackgroundTask(response.aclose),
         )
 
     return app
+
+
+async def _relay(response: httpx.Response) -> AsyncIterator[bytes]:
+    """Upstream bytes as they come; closing (client gone, cancelled) closes the upstream."""
+    try:
+        async for chunk in response.aiter_raw():
+            yield chunk
+    finally:
+        await response.aclose()

@@ -21,14 +21,16 @@ import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 
-from ..knobs import Knobs
+from ..knobs import Knobs, slo_class_label
 from ..policy import make_policy
 from ..policy.views import EngineSnapshot, SLOTarget
 from ..sim import SimEngine, StepResult
+from .attainment import Outcome
+from .errors import APIError
 from .knobs_store import KnobsStore
 from .metrics import EngineMetrics, FinishedRequest
-from .openai_api import CompletionError
 
 log = logging.getLogger(__name__)
 
@@ -60,19 +62,19 @@ class _Stream:
         """Longest gap between two of its tokens (engine clock), for strict attainment."""
         self.produced = 0
         self.done = False
-        self.queue: asyncio.Queue[int | CompletionError | None] = asyncio.Queue()
+        self.queue: asyncio.Queue[int | APIError | None] = asyncio.Queue()
 
     async def tokens(self) -> AsyncIterator[int]:
         while True:
             item = await self.queue.get()
             if item is None:
                 return
-            if isinstance(item, CompletionError):
+            if isinstance(item, APIError):
                 raise item
             yield item
 
     def cancel(self) -> None:
-        """Client gone (or response complete): free the request's KV if it is still running."""
+        """Client gone (or response complete): abort the request if it is still running."""
         if not self.done:
             self.done = True
             self._engine.abort(self.request_id)
@@ -124,22 +126,31 @@ class SimulatedEngine:
         self, request_id: str, prompt_tokens: int, max_tokens: int, slo: SLOTarget
     ) -> _Stream:
         if self.failure is not None:
-            raise CompletionError(f"engine failed: {self.failure}", status=503)
+            raise APIError(f"engine failed: {self.failure}", status=503)
         arrival = self.now()
+        declared = self.store.knobs.slo_defaults.declared_classes()
+        slo = replace(slo, slo_class=slo_class_label(slo.slo_class, declared))
         try:
             prediction = self.engine.add_request(
                 request_id, prompt_tokens, max_tokens, slo=slo, arrival_time=arrival
             )
         except ValueError as exc:
-            raise CompletionError(str(exc), "prompt") from None
+            raise APIError(str(exc), "prompt") from None
         stream = _Stream(self, request_id, arrival, slo, prediction.predicted_output)
         self._streams[request_id] = stream
         self._wake.set()
         return stream
 
     def abort(self, request_id: str) -> None:
-        if self._streams.pop(request_id, None) is not None:
+        """The client went away: drop the request and count it as aborted (an SLO miss)."""
+        stream = self._streams.pop(request_id, None)
+        if stream is not None:
             self.engine.abort_request(request_id)
+            self.metrics.record_ended(stream.slo.slo_class, Outcome.ABORTED, self.now())
+
+    def record_refused(self, slo_class: str | None, status: int) -> None:
+        outcome = Outcome.ERROR if status >= 500 else Outcome.REJECTED
+        self.metrics.record_ended(slo_class or self.default_slo().slo_class, outcome, self.now())
 
     @property
     def open_requests(self) -> int:
@@ -158,6 +169,7 @@ class SimulatedEngine:
             self.engine.policy.set_knobs(policy_knobs)
         else:
             self.engine.policy = make_policy(knobs.policy, policy_knobs, self.engine.profile.step)
+        self.metrics.set_slo_classes(knobs.slo_defaults.declared_classes())
         self.metrics.set_knobs_revision(knobs.revision())
         log.info("applied knobs revision %d (policy %s)", knobs.revision(), knobs.policy)
 
@@ -168,9 +180,11 @@ class SimulatedEngine:
         except Exception as exc:
             log.exception("simulated engine loop crashed")
             self.failure = f"{type(exc).__name__}: {exc}"
-            error = CompletionError(f"engine failed: {self.failure}", status=503)
+            error = APIError(f"engine failed: {self.failure}", status=503)
             for stream in self._streams.values():
+                stream.done = True
                 stream.queue.put_nowait(error)
+                self.metrics.record_ended(stream.slo.slo_class, Outcome.ERROR, self.now())
             self._streams.clear()
             raise
 

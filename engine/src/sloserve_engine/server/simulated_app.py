@@ -19,9 +19,12 @@ from ..router.snapshot import EngineSnapshot, snapshot_from_view
 from ..sim import SimConfig, SimEngine, SimProfile
 from .admin import admin_router
 from .auth import AdminAuth
+from .body import DEFAULT_MAX_BODY_BYTES
+from .errors import install_error_handlers
 from .knobs_store import KnobsStore
 from .metrics import EngineMetrics
-from .openai_api import completions_router
+from .openai_api import openai_router
+from .openapi_doc import document_bodies
 from .reservations import ArrivalMiddleware, EngineShield, reservations_router
 from .simulated import SimulatedEngine
 from .state import engine_id, state_router
@@ -36,6 +39,7 @@ class SimulatedOptions:
     admin_token_file: Path | None = None
     time_scale: float = 1.0
     attainment_window_s: float = 60.0
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
 
 def build_simulated_app(opts: SimulatedOptions) -> FastAPI:
@@ -43,7 +47,9 @@ def build_simulated_app(opts: SimulatedOptions) -> FastAPI:
     registry = CollectorRegistry()
     store = KnobsStore(opts.knobs)
     metrics = EngineMetrics(
-        registry, window_s=opts.attainment_window_s, slo_classes=[opts.knobs.slo_defaults.slo_class]
+        registry,
+        window_s=opts.attainment_window_s,
+        slo_classes=opts.knobs.slo_defaults.declared_classes(),
     )
     policy = make_policy(opts.knobs.policy, opts.knobs.to_policy_knobs(), opts.profile.step)
     sim = SimEngine(policy, opts.profile, opts.sim_config)
@@ -90,8 +96,9 @@ def build_simulated_app(opts: SimulatedOptions) -> FastAPI:
         return engine.failure is None, details
 
     app = FastAPI(title="sloserve-engine (simulated)", lifespan=lifespan)
-    app.include_router(completions_router(engine))
-    app.include_router(admin_router(store, auth, health))
+    install_error_handlers(app)
+    app.include_router(openai_router(engine, opts.max_body_bytes))
+    app.include_router(admin_router(store, auth, health, opts.max_body_bytes))
     app.include_router(state_router(state))
 
     def live_state() -> EngineSnapshot:
@@ -102,6 +109,7 @@ def build_simulated_app(opts: SimulatedOptions) -> FastAPI:
     shield = EngineShield(live_state, opts.profile.step, engine.now)
     app.include_router(reservations_router(shield, auth))
     app.add_middleware(ArrivalMiddleware, shield=shield)
+    document_bodies(app)
 
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:

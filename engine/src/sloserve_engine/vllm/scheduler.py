@@ -30,6 +30,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from functools import cache
 from itertools import filterfalse
 from operator import attrgetter, is_
@@ -44,7 +45,7 @@ from vllm.v1.engine.core import EngineCore
 from vllm.v1.outputs import ModelRunnerOutput
 from vllm.v1.request import Request, RequestStatus
 
-from ..knobs import Knobs, KnobsState
+from ..knobs import Knobs, KnobsState, slo_class_label
 from ..policy import make_policy
 from ..policy.base import Policy
 from ..policy.costmodel import StepCostModel, cost_model_for
@@ -61,6 +62,7 @@ from ..policy.views import (
 )
 from ..policy.vllm_fcfs import VllmFcfsPolicy
 from ..router.snapshot import snapshot_from_view
+from ..server.attainment import Outcome
 from ..server.knobs_store import write_atomically
 from ..server.metrics import EngineMetrics, FinishedRequest
 from ..server.state import STATE_PATH_ENV, engine_id
@@ -82,6 +84,12 @@ _meta_view = attrgetter("view")
 _LEARNABLE_FINISHES = frozenset(
     {RequestStatus.FINISHED_STOPPED, RequestStatus.FINISHED_LENGTH_CAPPED}
 )
+_OUTCOMES = {
+    RequestStatus.FINISHED_ABORTED: Outcome.ABORTED,  # the client went away (or was cut off)
+    RequestStatus.FINISHED_IGNORED: Outcome.REJECTED,  # vLLM refused to schedule it
+    RequestStatus.FINISHED_ERROR: Outcome.ERROR,
+}
+"""How a request ended, by vLLM's final status; any other final status is ``finished``."""
 
 STOCK_POLICY = VllmFcfsPolicy()
 """Stock vLLM's decisions (the identity plan): the fallback when the policy raises."""
@@ -202,6 +210,7 @@ class SLOSchedulerMixin(_Base):
     def use_metrics(self, metrics: EngineMetrics) -> None:
         """Report to ``metrics`` from now on (tests and embedders with their own registry)."""
         self.sloserve_metrics = metrics
+        metrics.set_slo_classes(self._sl_knobs.slo_defaults.declared_classes())
         metrics.set_knobs_revision(self._sl_knobs.revision())
 
     def _make_policy(self, knobs: Knobs) -> Policy:
@@ -225,6 +234,7 @@ class SLOSchedulerMixin(_Base):
     def _published(self, knobs: Knobs) -> None:
         revision = knobs.revision()
         self.sloserve_stats.knobs_revision = revision
+        self.sloserve_metrics.set_slo_classes(knobs.slo_defaults.declared_classes())
         self.sloserve_metrics.set_knobs_revision(revision)
         if self._sl_status_file is not None:
             try:
@@ -638,6 +648,8 @@ class SLOSchedulerMixin(_Base):
             self.sloserve_stats.invalid_slo += 1
             log.warning("sloserve: request %s: %s; using defaults", request.request_id, exc)
             slo = default
+        declared = self._sl_knobs.slo_defaults.declared_classes()
+        slo = replace(slo, slo_class=slo_class_label(slo.slo_class, declared))
         meta = RequestMeta(
             slo=slo,
             predicted_output=0,
@@ -695,25 +707,29 @@ class SLOSchedulerMixin(_Base):
             _note_token(meta, request.num_output_tokens, self._sl_now)
         if meta.first_token_time is None and request.num_output_tokens > 0:
             meta.first_token_time = self._sl_now
-        if request.status not in _LEARNABLE_FINISHES or meta.first_token_time is None:
+        outcome = _OUTCOMES.get(request.status, Outcome.FINISHED)
+        if outcome is not Outcome.FINISHED or meta.first_token_time is None:
             self.sloserve_stats.aborted += 1
+            ended = Outcome.ERROR if outcome is Outcome.FINISHED else outcome  # no token at all
+            self.sloserve_metrics.record_ended(meta.slo.slo_class, ended, self._sl_now)
             return
         # A stopped request is freed inside the update that delivered its last token.
         finish_time = self._sl_now
         self.sloserve_stats.finished += 1
-        try:
-            self._sl_policy.on_finish(
-                FinishedInfo(
-                    request_id=request.request_id,
-                    prompt_tokens=request.num_prompt_tokens,
-                    output_tokens=request.num_output_tokens,
-                    slo=meta.slo,
-                    predicted_output=meta.predicted_output,
-                    finish_time=finish_time,
+        if request.status in _LEARNABLE_FINISHES:
+            try:
+                self._sl_policy.on_finish(
+                    FinishedInfo(
+                        request_id=request.request_id,
+                        prompt_tokens=request.num_prompt_tokens,
+                        output_tokens=request.num_output_tokens,
+                        slo=meta.slo,
+                        predicted_output=meta.predicted_output,
+                        finish_time=finish_time,
+                    )
                 )
-            )
-        except Exception as exc:
-            self._policy_failed("on_finish", exc)
+            except Exception as exc:
+                self._policy_failed("on_finish", exc)
         self.sloserve_metrics.record_finish(
             FinishedRequest(
                 slo=meta.slo,

@@ -22,7 +22,15 @@ import annotated_types
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from sloserve_engine.knobs import Knobs, PolicyName, PreemptionModeName, SLODefaults
+from sloserve_engine.knobs import (
+    MAX_SLO_CLASSES,
+    OTHER_SLO_CLASS,
+    Knobs,
+    PolicyName,
+    PreemptionModeName,
+    SLOClassName,
+    SLODefaults,
+)
 from sloserve_engine.router.knobs import PlacementName, RouterKnobs
 
 GROUP = "sloserve.io"
@@ -209,9 +217,30 @@ class EngineSpec(_Model):
 class SLOSpec(_Model):
     """Service-level objective: per-request defaults and the attainment goal."""
 
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel=f"self.sloClass != '{OTHER_SLO_CLASS}' && "
+            f"!self.sloClasses.exists(c, c == '{OTHER_SLO_CLASS}')",
+            message=f"'{OTHER_SLO_CLASS}' is reserved for undeclared SLO classes",
+            field_path=".sloClasses",
+            check=lambda s: OTHER_SLO_CLASS not in (s.slo_class, *s.slo_classes),
+        ),
+        Rule(
+            cel="self.sloClasses.all(c, self.sloClasses.filter(x, x == c).size() == 1)",
+            message="sloClasses must not repeat a name",
+            field_path=".sloClasses",
+            check=lambda s: len(set(s.slo_classes)) == len(s.slo_classes),
+        ),
+    )
+
     slo_class: str = _knob("slo_class", "SLO class of requests that carry none.", SLODefaults)
     ttft_ms: float = _knob("ttft_ms", "Time-to-first-token target in milliseconds.", SLODefaults)
     tbt_ms: float = _knob("tbt_ms", "Mean time-between-tokens target in milliseconds.", SLODefaults)
+    slo_classes: list[SLOClassName] = Field(
+        default_factory=lambda: list(SLODefaults().slo_classes),
+        max_length=MAX_SLO_CLASSES,
+        description=SLODefaults.model_fields["slo_classes"].description,
+    )
     attainment_target: float = Field(
         default=0.9,
         ge=0.0,
@@ -460,7 +489,10 @@ class LLMServiceSpec(_Model):
             chunk_max_tokens=s.chunk_max_tokens,
             preemption_mode=s.preemption_mode,
             slo_defaults=SLODefaults(
-                slo_class=self.slo.slo_class, ttft_ms=self.slo.ttft_ms, tbt_ms=self.slo.tbt_ms
+                slo_class=self.slo.slo_class,
+                ttft_ms=self.slo.ttft_ms,
+                tbt_ms=self.slo.tbt_ms,
+                slo_classes=self.slo.slo_classes,
             ),
         )
 
