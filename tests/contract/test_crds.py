@@ -139,6 +139,9 @@ BAD_SPECS = [
     ),
     pytest.param({"autoscaling": {"scaleToZeroAfterS": 5}}, "scaleToZeroAfterS", id="idle-5s"),
     pytest.param({"router": {"replicas": -1}}, "replicas", id="router-replicas"),
+    pytest.param(
+        {"engine": {"simulatedStartupDelayS": 5}}, "simulatedStartupDelayS", id="delay-real"
+    ),
     pytest.param({"router": {"placement": "fastest"}}, "placement", id="router-placement"),
     pytest.param({"router": {"queueTimeoutS": 5000}}, "queueTimeoutS", id="queue-timeout-max"),
     pytest.param({"router": {"queueLimit": -1}}, "queueLimit", id="queue-limit"),

@@ -169,6 +169,13 @@ def test_engine_args_follow_contract_3() -> None:
     assert "--max-model-len" in tail
 
 
+def test_simulated_startup_delay_reaches_the_engine() -> None:
+    t = target_for("llmservice", engine={"simulated": True, "simulatedStartupDelayS": 12.5})
+    args = deployment.engine_args(t)
+    assert args[:3] == ["--simulated", "--startup-delay-s", "12.5"]
+    assert "--startup-delay-s" not in deployment.engine_args(target_for("llmservice"))
+
+
 def test_simulated_flag_and_extra_args() -> None:
     t = target_for("llmservice", engine={"simulated": True, "extraArgs": ["--enforce-eager"]})
     args = deployment.engine_args(t)

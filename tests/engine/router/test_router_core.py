@@ -105,3 +105,44 @@ def test_set_knobs_live() -> None:
     c = core()
     c.set_knobs(RouterKnobs(placement="p2c", queue_limit=7))
     assert c.placement.name == "p2c" and c.queue.limit == 7
+
+
+def test_at_zero_engines_requests_wait_for_the_first_one_then_get_503() -> None:
+    """Scale to zero: held, not 503; placed on the first engine whatever its predicted TTFT
+    (the wait already spent the budget); past ``coldStartTimeoutS`` 503 (reason cold_start)."""
+    c = core(cold_start_timeout_s=30.0, queue_timeout_s=0.5)
+    c.scaled_to_zero = True
+    first = c.submit("1", 100, SLO, now=0.0)
+    assert (first.action, first.reason) == (Action.HOLD, Reason.COLD_START)
+    c.submit("2", 100, SLO, now=20.0)
+    assert c.poll(10.0) == []  # far past queueTimeoutS: cold holds use coldStartTimeoutS
+    # The first engine is discovered but not polled yet: still held, not 503.
+    c.scaled_to_zero = False
+    assert c.poll(12.0) == []
+    c.observe(snap("a", delay=4.0, at=12.5))  # would fail admission for a fresh request
+    placed = c.poll(13.0)
+    assert [(r, d.action, d.engine_id) for r, d in placed] == [
+        ("1", Action.PLACE, "a"),
+        ("2", Action.PLACE, "a"),
+    ]
+    c.forget("a")
+    c.scaled_to_zero = True
+    assert c.submit("3", 100, SLO, now=14.0).reason is Reason.COLD_START
+    assert c.poll(43.9) == []
+    [(rid, gone)] = c.poll(44.0)
+    assert (rid, gone.action, gone.reason) == ("3", Action.REJECT, Reason.COLD_START)
+    assert c.outcomes == {"rejected:cold_start": 1}
+
+
+def test_without_scale_to_zero_no_engine_is_503_at_once() -> None:
+    c = core()
+    assert c.submit("x", 100, SLO, now=0.0).reason is Reason.NO_REPLICA
+
+
+async def test_a_name_without_addresses_is_no_engine_not_a_failure() -> None:
+    """A headless Service with no ready pod has no DNS records: that is zero engines (held for
+    a cold start), not a resolver failure (which keeps the engines the router knows)."""
+    from sloserve_engine.router.engines import dns_discovery
+
+    discover = dns_discovery("no-such-service.invalid:8000")  # RFC 6761: never resolves
+    assert await discover() == []

@@ -223,6 +223,30 @@ def test_bad_knobs_file_exits_2_naming_the_field(tmp_path: Path) -> None:
     assert "reservationRatio" in err.decode()
 
 
+def test_startup_delay_holds_the_port_closed_like_a_model_load() -> None:
+    port = free_loopback_port()
+    url = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    proc = _engine(
+        ["--simulated", "--host", "127.0.0.1", "--port", str(port), "--startup-delay-s", "3"]
+    )
+    try:
+        time.sleep(1.0)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/sloserve/health", timeout=1)
+        _wait_healthy(url, proc)
+        assert time.monotonic() - started >= 3.0
+    finally:
+        _stop(proc)
+
+
+def test_negative_startup_delay_exits_2() -> None:
+    proc = _engine(["--simulated", "--port", "1", "--startup-delay-s", "-1"])
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "--startup-delay-s" in err.decode()
+
+
 def test_empty_admin_token_file_refuses_to_start(tmp_path: Path) -> None:
     empty = tmp_path / "token"
     empty.write_text("\n")

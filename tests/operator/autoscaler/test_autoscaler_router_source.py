@@ -1,4 +1,5 @@
-"""The routers' view, read over real HTTP from real prometheus_client registries."""
+"""The routers' view, read over real HTTP from the router's own ``RouterMetrics`` (the single
+definition of the series: a rename breaks this test, not scale to zero)."""
 
 from __future__ import annotations
 
@@ -7,32 +8,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, start_http_server
 
+from sloserve_engine.router.metrics import Outcome, RouterMetrics
 from sloserve_operator.autoscaler.metrics_source import MetricsEndpoint
-from sloserve_operator.autoscaler.router_source import (
-    MISSES,
-    QUEUE_DEPTH,
-    REQUESTS,
-    RouterView,
-    read_router_exposition,
-)
-
-
-class FakeRouterMetrics:
-    """The three router series the autoscaler reads, under their real names."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.queue = Gauge(QUEUE_DEPTH, "queue", registry=registry)
-        self.requests = Counter(
-            REQUESTS.removesuffix("_total"), "r", ["outcome"], registry=registry
-        )
-        self.misses = Counter(MISSES.removesuffix("_total"), "m", ["reason"], registry=registry)
-
-    def outcome(self, outcome: str, miss: bool = False) -> None:
-        self.requests.labels(outcome=outcome).inc()
-        if miss:
-            self.misses.labels(reason=outcome).inc()
+from sloserve_operator.autoscaler.router_source import RouterView, read_router_exposition
 
 
 def _free_port() -> int:
@@ -42,16 +22,14 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def routers() -> Iterator[list[tuple[FakeRouterMetrics, MetricsEndpoint]]]:
+def routers() -> Iterator[list[tuple[RouterMetrics, MetricsEndpoint]]]:
     out, servers = [], []
     for i in range(2):
         registry = CollectorRegistry()
         port = _free_port()
         server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
         servers.append((server, thread))
-        out.append(
-            (FakeRouterMetrics(registry), MetricsEndpoint(f"r{i}", f"http://127.0.0.1:{port}"))
-        )
+        out.append((RouterMetrics(registry), MetricsEndpoint(f"r{i}", f"http://127.0.0.1:{port}")))
     yield out
     for server, thread in servers:
         server.shutdown()
@@ -60,16 +38,16 @@ def routers() -> Iterator[list[tuple[FakeRouterMetrics, MetricsEndpoint]]]:
 
 async def test_queues_add_up_and_counts_are_since_the_last_read(routers) -> None:
     (m0, r0), (m1, r1) = routers
-    m0.outcome("finished")  # before the first read: history, not news
-    m0.queue.set(2)
+    m0.outcome(Outcome.FINISHED)  # before the first read: history, not news
+    m0.queue_depth.set(2)
     async with httpx.AsyncClient() as client:
         view = RouterView(client)
         first = await view.read([r0, r1])
-        m0.outcome("finished")
-        m1.outcome("rejected", miss=True)
-        m1.outcome("timed_out", miss=True)
-        m1.outcome("aborted", miss=True)  # a miss, but not one more replicas would avoid
-        m1.queue.set(3)
+        m0.outcome(Outcome.FINISHED)
+        m1.outcome(Outcome.REJECTED)
+        m1.outcome(Outcome.TIMED_OUT)
+        m1.outcome(Outcome.ABORTED)  # a miss, but not one more replicas would avoid
+        m1.queue_depth.set(3)
         second = await view.read([r0, r1])
         third = await view.read([r0, r1])
     assert first is not None and (first.queued, first.outcomes, first.missed) == (2, 0, 0)
@@ -80,7 +58,7 @@ async def test_queues_add_up_and_counts_are_since_the_last_read(routers) -> None
 async def test_no_router_answering_is_no_view(routers) -> None:
     dead = MetricsEndpoint("gone", f"http://127.0.0.1:{_free_port()}")
     (m0, r0), _ = routers
-    m0.queue.set(1)
+    m0.queue_depth.set(1)
     async with httpx.AsyncClient() as client:
         view = RouterView(client, timeout_s=0.5)
         assert await view.read([dead]) is None

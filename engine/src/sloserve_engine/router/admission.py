@@ -43,6 +43,9 @@ class Reason(StrEnum):
     """Evicted from the queue by a more important request (429)."""
     TIMEOUT = "timeout"
     """Held longer than ``queueTimeoutS`` (429)."""
+    COLD_START = "cold_start"
+    """Held because no engine exists yet (scaled to zero, waking); 503 after
+    ``coldStartTimeoutS``."""
     KV_WAIT = "kv_wait"
     """Held: some engine can meet the TTFT but none has the KV yet."""
 
@@ -70,12 +73,17 @@ def decide(
     ttft_budget_s: float,
     admission: bool,
     queue_has_room: bool,
+    waking: bool = False,
 ) -> Decision:
     """Place, hold or reject one request given every engine judged for it (best first).
 
-    ``ttft_budget_s`` is the TTFT target minus the time already waited.
+    ``ttft_budget_s`` is the TTFT target minus the time already waited. ``waking``: no engine
+    exists yet (scale to zero), so a request without candidates waits for the first one
+    instead of getting 503 at once.
     """
     if not candidates:
+        if waking and queue_has_room:
+            return Decision(Action.HOLD, reason=Reason.COLD_START)
         return Decision(Action.REJECT, reason=Reason.NO_REPLICA, retry_after_s=1.0)
     if not admission:
         best = candidates[0]
@@ -101,6 +109,7 @@ class _Entry:
     seq: int
     request_id: str = field(compare=False)
     enqueued_at: float = field(compare=False)
+    timeout_s: float | None = field(compare=False, default=None)
 
 
 class ServiceQueue:
@@ -127,8 +136,11 @@ class ServiceQueue:
             return True
         return any(e.rank > rank for e in self._live.values())
 
-    def push(self, request_id: str, rank: int, now: float) -> str | None:
+    def push(
+        self, request_id: str, rank: int, now: float, timeout_s: float | None = None
+    ) -> str | None:
         """Hold a request; returns the id it shed (lower class) if the queue was full.
+        ``timeout_s`` replaces the queue's timeout for this request (cold starts).
 
         Raises ``ValueError`` if there is no room (call :meth:`has_room` first) or the id
         is already held.
@@ -142,7 +154,7 @@ class ServiceQueue:
                 raise ValueError("queue is full of requests at least as important")
             del self._live[victim.request_id]
             shed = victim.request_id
-        entry = _Entry(rank, next(self._seq), request_id, now)
+        entry = _Entry(rank, next(self._seq), request_id, now, timeout_s)
         self._live[request_id] = entry
         heapq.heappush(self._heap, entry)
         return shed
@@ -158,8 +170,12 @@ class ServiceQueue:
         return [e.request_id for e in sorted(self._heap)]
 
     def expired(self, now: float) -> list[str]:
-        """Remove and return the requests held longer than ``timeout_s``."""
-        out = [rid for rid, e in self._live.items() if now - e.enqueued_at >= self.timeout_s]
+        """Remove and return the requests held longer than their (or the queue's) timeout."""
+        out = [
+            rid
+            for rid, e in self._live.items()
+            if now - e.enqueued_at >= (self.timeout_s if e.timeout_s is None else e.timeout_s)
+        ]
         for rid in out:
             del self._live[rid]
         return out

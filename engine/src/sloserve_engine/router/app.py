@@ -146,7 +146,9 @@ class Router:
     # ------------------------------------------------------------------ state
 
     def sync(self) -> None:
-        """Hand the core every new snapshot; engines that are down or stale leave it."""
+        """Hand the core every new snapshot; engines that are down or stale leave it. With no
+        engine discovered at all (scaled to zero) the core holds requests for the first."""
+        self.core.scaled_to_zero = not self.pool.engines
         live = self.pool.live()
         urls = {e.url for e in live}
         for url in list(self._observed):
@@ -235,6 +237,14 @@ class Router:
         reason = decision.reason
         if reason is Reason.NO_REPLICA:
             return RejectedError(Outcome.UNAVAILABLE, 503, "no engine is reachable", retry)
+        if reason is Reason.COLD_START:
+            return RejectedError(
+                Outcome.UNAVAILABLE,
+                503,
+                "no engine started within the router's cold-start timeout "
+                f"({self.knobs.cold_start_timeout_s:g} s)",
+                retry,
+            )
         if reason is Reason.TIMEOUT:
             return RejectedError(
                 Outcome.TIMED_OUT,

@@ -53,6 +53,9 @@ class _Request:
     engine_id: str | None = None
     hops: int = 0
     refusals: int = 0
+    cold: bool = False
+    """Held while no engine existed: placed on the first engine that appears, whatever its
+    predicted TTFT (the wait already spent it), until ``coldStartTimeoutS``."""
 
 
 class RouterCore:
@@ -75,6 +78,9 @@ class RouterCore:
         self.placement = make_placement(knobs.placement, cost, seed, knobs.top_k)
         self.queue = ServiceQueue(knobs.queue_limit, knobs.queue_timeout_s)
         self._shed: list[str] = []
+        self.scaled_to_zero = False
+        """Set by the host while discovery finds no engine at all: requests are held for the
+        first engine (``coldStartTimeoutS``) instead of answered 503."""
         self.outcomes: dict[str, int] = {}
         """Count of each ending (``finished``, ``failed``, ``rejected:<reason>``)."""
 
@@ -158,7 +164,9 @@ class RouterCore:
         candidates = self.placement.rank(request, self.states())
         held = req.phase is Phase.HELD
         room = held or self.queue.has_room(req.rank)
-        decision = decide(candidates, req.slo.ttft_s - waited, self.knobs.admission, room)
+        admission = self.knobs.admission and not req.cold
+        waking = self.scaled_to_zero or req.cold
+        decision = decide(candidates, req.slo.ttft_s - waited, admission, room, waking)
         return self._apply(req, decision, now)
 
     def _apply(self, req: _Request, decision: Decision, now: float) -> Decision:
@@ -170,7 +178,9 @@ class RouterCore:
             return decision
         if decision.action is Action.HOLD:
             if req.phase is not Phase.HELD:
-                shed = self.queue.push(req.request_id, req.rank, now)
+                req.cold = decision.reason is Reason.COLD_START
+                timeout = self.knobs.cold_start_timeout_s if req.cold else None
+                shed = self.queue.push(req.request_id, req.rank, now, timeout)
                 req.phase = Phase.HELD
                 if shed is not None:
                     self._end(shed, f"rejected:{Reason.SHED}")
@@ -219,8 +229,9 @@ class RouterCore:
         """Judge held requests again (most important first); reject those timed out."""
         out: list[tuple[str, Decision]] = []
         for rid in self.queue.expired(now):
-            self._end(rid, f"rejected:{Reason.TIMEOUT}")
-            out.append((rid, Decision(Action.REJECT, reason=Reason.TIMEOUT, retry_after_s=1.0)))
+            reason = Reason.COLD_START if self._requests[rid].cold else Reason.TIMEOUT
+            self._end(rid, f"rejected:{reason}")
+            out.append((rid, Decision(Action.REJECT, reason=reason, retry_after_s=1.0)))
         for rid in self.queue.in_order():
             req = self._requests[rid]
             req.hops = 0

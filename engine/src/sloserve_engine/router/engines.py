@@ -59,13 +59,27 @@ def static_discovery(spec: str) -> Discover:
     return discover
 
 
+NO_ADDRESS_ERRORS = frozenset(
+    code
+    for code in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None))
+    if code is not None
+)
+"""Resolver answers that mean "this name has no address" (a headless Service without ready
+pods), as opposed to a resolver that could not answer."""
+
+
 def dns_discovery(spec: str) -> Discover:
     """``--engines-dns engines.ns.svc:8000``: every A/AAAA record of a headless Service."""
     host, port = parse_hostport(spec, "--engines-dns")
 
     async def discover() -> list[str]:
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            if exc.errno in NO_ADDRESS_ERRORS:
+                return []  # the Service has no ready engine: scaled to zero, or all starting
+            raise  # a transient failure: the pool keeps the engines it knows
         return sorted({base_url(str(info[4][0]), port) for info in infos})
 
     return discover

@@ -18,6 +18,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -80,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=1.0,
         help="simulated: modelled seconds per wall second (>1 runs faster than real time)",
+    )
+    p.add_argument(
+        "--startup-delay-s",
+        type=float,
+        default=0.0,
+        help="simulated: seconds before the server listens, like a model load (makes cold "
+        "starts from zero replicas visible; default 0)",
     )
     p.add_argument(
         "--attainment-window-s",
@@ -154,6 +162,8 @@ def _serve(app: FastAPI, args: argparse.Namespace) -> uvicorn.Server:
 
 
 def run_simulated(args: argparse.Namespace, extra: list[str]) -> int:
+    if not 0.0 <= args.startup_delay_s <= 3600.0:
+        raise ValueError("--startup-delay-s must be within [0, 3600]")
     opts = SimulatedOptions(
         served_model_name=args.served_model_name,
         knobs=initial_knobs(args.knobs_file),
@@ -164,6 +174,9 @@ def run_simulated(args: argparse.Namespace, extra: list[str]) -> int:
         attainment_window_s=args.attainment_window_s,
         max_body_bytes=args.max_body_bytes,
     )
+    if args.startup_delay_s:
+        log.info("simulated model load: listening in %g s", args.startup_delay_s)
+        time.sleep(args.startup_delay_s)
     _serve(build_simulated_app(opts), args).run()
     return 0
 

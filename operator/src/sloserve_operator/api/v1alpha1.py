@@ -164,6 +164,12 @@ class EngineSpec(_Model):
             field_path=".gpu.count",
             check=lambda e: e.gpu.count >= e.tensor_parallel_size,
         ),
+        Rule(
+            cel="self.simulated || self.simulatedStartupDelayS == 0.0",
+            message="simulatedStartupDelayS applies to simulated engines only",
+            field_path=".simulatedStartupDelayS",
+            check=lambda e: e.simulated or e.simulated_startup_delay_s == 0.0,
+        ),
     )
 
     image: str = Field(
@@ -203,6 +209,13 @@ class EngineSpec(_Model):
     simulated: bool = Field(
         default=False,
         description="Run the simulator instead of vLLM (no GPU work): demos and tests.",
+    )
+    simulated_startup_delay_s: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=3600.0,
+        description="Simulated engines wait this long before serving, like a model load, so "
+        "that a cold start from zero replicas is visible in demos and tests.",
     )
     extra_args: list[str] = Field(
         default_factory=list,

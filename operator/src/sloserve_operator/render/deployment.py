@@ -28,6 +28,8 @@ def engine_args(target: Target) -> list[str]:
     """The engine command line (docs/engine.md): engine flags, then ``--``, then vLLM's."""
     model, engine = target.spec.model, target.spec.engine
     args = ["--simulated"] if engine.simulated else []
+    if engine.simulated_startup_delay_s:
+        args += ["--startup-delay-s", f"{engine.simulated_startup_delay_s:g}"]
     args += [
         "--host",
         "0.0.0.0",
