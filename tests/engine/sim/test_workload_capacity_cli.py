@@ -258,3 +258,14 @@ def test_mixed_slo_workload_assigns_classes_by_the_mix() -> None:
     ]
     with pytest.raises(ValueError, match="slo_mix"):
         WorkloadSpec(slo_mix=1.5)
+
+
+def test_tuned_stock_runs_the_vllm_policy_with_the_tuned_engine_settings() -> None:
+    from sloserve_engine.bench.sweep import TUNED_STOCK, TUNED_STOCK_NAME, engine_for
+
+    base = SimConfig()
+    name, config = engine_for(TUNED_STOCK_NAME, base)
+    assert name == "vllm"
+    assert config.max_num_batched_tokens == TUNED_STOCK["max_num_batched_tokens"]
+    assert config.long_prefill_token_threshold == TUNED_STOCK["long_prefill_token_threshold"]
+    assert engine_for("sloserve", base) == ("sloserve", base)

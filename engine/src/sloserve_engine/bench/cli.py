@@ -38,15 +38,21 @@ def _floats(text: str) -> list[float]:
     return values
 
 
-def _policies(text: str) -> list[str]:
+def _policies(text: str, known: tuple[str, ...] = POLICY_NAMES) -> list[str]:
     names = [x.strip() for x in text.split(",") if x.strip()]
-    unknown = [n for n in names if n not in POLICY_NAMES]
+    unknown = [n for n in names if n not in known]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
-            f"unknown policy {', '.join(unknown) or '(none)'}; "
-            f"choose from {', '.join(POLICY_NAMES)}"
+            f"unknown policy {', '.join(unknown) or '(none)'}; choose from {', '.join(known)}"
         )
     return names
+
+
+def _sim_policies(text: str) -> list[str]:
+    """Policies, plus ``vllm-tuned``: stock vLLM with the tuned-stock engine settings."""
+    from .sweep import TUNED_STOCK_NAME
+
+    return _policies(text, (*POLICY_NAMES, TUNED_STOCK_NAME))
 
 
 def _add_engine_args(p: argparse.ArgumentParser) -> None:
@@ -90,7 +96,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sim = sub.add_parser("sim", help="simulated rate sweep per policy")
     _add_engine_args(sim)
     sim.add_argument("--rates", type=_floats, default=[10.0, 16.0, 22.0])
-    sim.add_argument("--policies", type=_policies, default=list(POLICY_NAMES))
+    sim.add_argument(
+        "--policies",
+        type=_sim_policies,
+        default=list(POLICY_NAMES),
+        help="named policies and vllm-tuned (stock vLLM with the tuned chunked-prefill knobs)",
+    )
     sim.add_argument("--slo-ttft-ms", type=float, default=1000.0)
     sim.add_argument("--slo-tbt-ms", type=float, default=100.0)
     sim.add_argument("--json", type=Path, default=None, help="write the report here")
