@@ -1,6 +1,7 @@
-"""The series the engine and the operator really export, read from their metric definitions.
+"""The series the engine, the router and the operator really export, read from their metric
+definitions.
 
-Instantiating ``EngineMetrics`` and ``OperatorMetrics`` into fresh registries (instead of
+Instantiating ``EngineMetrics``, ``RouterMetrics`` and ``OperatorMetrics`` into fresh registries (instead of
 listing names here) is the point: when a definition is renamed, the alert and dashboard tests
 fail.
 """
@@ -14,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
 from sloserve_engine.policy.views import SLOTarget
+from sloserve_engine.router.metrics import RouterMetrics
 from sloserve_engine.server.metrics import EngineMetrics, FinishedRequest
 from sloserve_operator.autoscaler.metrics import AutoscalerMetrics
 from sloserve_operator.metrics import OperatorMetrics
@@ -87,6 +89,14 @@ def engine_series() -> dict[str, Series]:
     return series
 
 
+def router_series() -> dict[str, Series]:
+    """Every router sample name (outcome, reason and state labels are pre-created)."""
+    registry = CollectorRegistry()
+    series = _series_of(RouterMetrics(registry))
+    _observe_values(registry, series)
+    return series
+
+
 def operator_registry() -> tuple[CollectorRegistry, OperatorMetrics, AutoscalerMetrics]:
     """The operator's and the autoscaler's metrics in one registry, as `--metrics-port` serves
     them; prometheus_client raises here if both define the same series."""
@@ -100,7 +110,7 @@ def operator_series() -> dict[str, Series]:
 
 
 def all_series() -> dict[str, Series]:
-    engine, operator = engine_series(), operator_series()
-    clash = engine.keys() & operator.keys()
-    assert not clash, f"engine and operator define the same series: {sorted(clash)}"
-    return engine | operator
+    engine, operator, router = engine_series(), operator_series(), router_series()
+    clash = (engine.keys() & operator.keys()) | ((engine | operator).keys() & router.keys())
+    assert not clash, f"engine, operator and router define the same series: {sorted(clash)}"
+    return engine | operator | router

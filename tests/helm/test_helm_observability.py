@@ -22,6 +22,8 @@ ALERTS = {
     "SchedulerKnobsNotApplied",
     "AutoscalerAtMaxReplicasSLOFailing",
     "OperatorReconcileErrors",
+    "RouterRejectionRateHigh",
+    "RouterStateStale",
 }
 
 
@@ -108,6 +110,13 @@ def test_dashboard_covers_every_concern_of_an_llmservice() -> None:
         "replicas": {"sloserve_operator_desired_replicas"},
         "scale events": {"sloserve_operator_scale_decisions_total"},
         "knob revision": {"sloserve_knobs_revision", "sloserve_operator_knobs_applied_pods"},
+        "router outcomes": {"sloserve_router_requests_total"},
+        "router queue": {"sloserve_router_queue_depth"},
+        "router state age": {"sloserve_router_state_age_seconds"},
+        "scale to zero": {
+            "sloserve_operator_idle_seconds",
+            "sloserve_operator_last_cold_start_seconds",
+        },
     }
     for concern, metrics in concerns.items():
         assert metrics <= used, f"dashboard lacks {concern}: {sorted(metrics - used)}"
