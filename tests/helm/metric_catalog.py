@@ -1,9 +1,9 @@
 """The series the engine, the router and the operator really export, read from their metric
 definitions.
 
-Instantiating ``EngineMetrics``, ``RouterMetrics`` and ``OperatorMetrics`` into fresh registries (instead of
-listing names here) is the point: when a definition is renamed, the alert and dashboard tests
-fail.
+Instantiating ``EngineMetrics``, ``RouterMetrics`` and ``OperatorMetrics`` into fresh
+registries (instead of listing names here) is the point: when a definition is renamed, the
+alert and dashboard tests fail.
 """
 
 from __future__ import annotations
