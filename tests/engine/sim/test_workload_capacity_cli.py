@@ -211,16 +211,22 @@ def test_bench_sim_segments_and_mixed_slo_report_per_slice_and_per_class(tmp_pat
     add_arguments(parser)
     out = tmp_path / "out.json"
     args = parser.parse_args(
-        "sim --requests 60 --rates 8 --kv-tokens 8000 --policies vllm --segments 0,2 "
-        f"--workload mixed-slo --mix 0.5 --json {out}".split()
+        "sim --requests 60 --rates 8 --kv-tokens 8000 --policies vllm,vllm-tuned,sloserve "
+        f"--segments 0,2 --workload mixed-slo --mix 0.5 --json {out} "
+        f"--markdown {tmp_path / 'out.md'}".split()
     )
     assert run(args) == 0
     report = json.loads(out.read_text())
-    assert [(r["segment"], r["workload"]) for r in report["runs"]] == [
-        (0, "azure-conv-mixed0.5"),
-        (2, "azure-conv-mixed0.5"),
+    assert [(r["segment"], r["policy"]) for r in report["runs"]][:3] == [
+        (0, "vllm"),
+        (0, "vllm-tuned"),
+        (0, "sloserve"),
     ]
-    (summary,) = report["summary"]
+    assert {r["workload"] for r in report["runs"]} == {"azure-conv-mixed0.5"}
+    summary = next(s for s in report["summary"] if s["policy"] == "vllm")
+    text = (tmp_path / "out.md").read_text()
+    assert "| azure-conv-mixed0.5 | vllm-tuned | 8 | 2 |" in text
+    assert "| strict |" in text  # sloserve against the better baseline
     assert summary["slices"] == 2
     assert set(summary["class_attainment"]) == {"interactive", "batch"}
     assert report["config"]["segments"] == [0, 2]

@@ -106,6 +106,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sim.add_argument("--slo-tbt-ms", type=float, default=100.0)
     sim.add_argument("--json", type=Path, default=None, help="write the report here")
     sim.add_argument("--plots", type=Path, default=None, help="write PNG plots into this dir")
+    sim.add_argument(
+        "--markdown", type=Path, default=None, help="write the over-slices table and verdicts here"
+    )
     from . import cluster
 
     cluster.add_arguments(
@@ -221,6 +224,46 @@ def _summary_table(report: dict[str, Any]) -> Table:
     return table
 
 
+def sim_markdown(report: dict[str, Any]) -> str:
+    """The over-slices table, max rates under the drain/p99 rule, and sloserve against the
+    better of stock and tuned stock, as ``gpu-report`` prints them for GPU runs."""
+    from .gpu_report import summary_table
+    from .sweep import versus_baseline
+
+    rule = report["max_rate_rule"]
+    lines = [
+        summary_table(report["summary"]),
+        f"\nMax rate at >= {rule['goal']:.0%} (every request done <= {rule['drain_bound_s']:g} s "
+        f"after the last arrival, p99 TTFT <= {rule['ttft_p99_bound_s']:g} s): standard "
+        f"{json.dumps(report['max_rate'])}, strict {json.dumps(report['max_rate_strict'])}; "
+        f"capacity bound {report['capacity_bound']:.2f} req/s.\n",
+    ]
+    lines.append(
+        "\n| metric | better baseline | its max rate | sloserve max rate | ratio "
+        "| baseline < 90 % first at | baseline there | sloserve there |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+    )
+    for key in ("slo_attainment", "strict_attainment"):
+        vs = versus_baseline(report["summary"], key=key)
+        if not vs:
+            continue
+        better = vs["better_baseline"]
+
+        def cell(x: Any, fmt: str) -> str:
+            return "–" if x is None else fmt.format(x)
+
+        name = "strict" if key == "strict_attainment" else "standard"
+        lines.append(
+            f"| {name} | {better} | {cell(vs['max_rate'][better], '{:g}')} "
+            f"| {cell(vs['max_rate']['sloserve'], '{:g}')} "
+            f"| {cell(vs['max_rate_ratio'], '{:.2f} ×')} "
+            f"| {cell(vs['baseline_below_goal_at'], '{:g}')} "
+            f"| {cell(vs['baseline_at_that_rate'], '{:.1%}')} "
+            f"| {cell(vs['policy_at_that_rate'], '{:.1%}')} |\n"
+        )
+    return "".join(lines)
+
+
 def _run_sim(args: argparse.Namespace, console: Console) -> int:
     from ..sim import load_profile
     from ..sim.metrics import SLO
@@ -265,6 +308,9 @@ def _run_sim(args: argparse.Namespace, console: Console) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         console.print(f"wrote {args.json}")
+    if args.markdown is not None:
+        args.markdown.write_text(sim_markdown(report))
+        console.print(f"wrote {args.markdown}")
     if args.plots is not None:
         top = max(args.rates)
         kv = {
