@@ -146,3 +146,16 @@ async def test_a_name_without_addresses_is_no_engine_not_a_failure() -> None:
 
     discover = dns_discovery("no-such-service.invalid:8000")  # RFC 6761: never resolves
     assert await discover() == []
+
+
+async def test_engines_file_is_read_again_at_every_resolution(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from sloserve_engine.router.engines import file_discovery
+
+    path = tmp_path / "engines"
+    discover = file_discovery(path)
+    assert await discover() == []  # no file yet: no engine (held for a cold start)
+    path.write_text("127.0.0.1:9001\n\n[::1]:9002\n")
+    assert await discover() == ["http://127.0.0.1:9001", "http://[::1]:9002"]
+    path.write_text("nonsense\n")
+    with pytest.raises(OSError, match="--engines-file"):
+        await discover()

@@ -35,10 +35,15 @@ def test_violation_minutes_count_buckets_below_target() -> None:
         row(0, 1, None, ok=10),  # bucket 0: 100 %
         row(10, 1, None, ok=5, miss=5),  # bucket 1: 50 %
         row(15, 1, None, ok=4, miss=0),  # bucket 1 now 9/14 = 64 %
-        row(20, 1, None),  # bucket 2: nothing finished, not a violation
+        row(20, 1, None),  # bucket 2: nothing finished, nothing waiting: not a violation
         row(30, 1, None, ok=9, miss=1),  # bucket 3: exactly 90 %
     ]
     assert violation_minutes(rows, 0.9) == pytest.approx(10 / 60)
+
+
+def test_nothing_finished_while_requests_wait_is_a_violation() -> None:
+    waiting = Row(40, 1.0, 1, 1, 0, 0.5, 0.5, None, 0, 0, outstanding=12)
+    assert violation_minutes([waiting], 0.9) == pytest.approx(10 / 60)
 
 
 def test_flaps_are_repeated_two_size_alternations() -> None:

@@ -1,6 +1,7 @@
 """``sloserve-router``: the OpenAI-compatible front of one LLMService's engines.
 
-    sloserve-router --port 8000 (--engines host:port,... | --engines-dns name:port)
+    sloserve-router --port 8000 (--engines host:port,... | --engines-dns name:port
+                                 | --engines-file path)
         [--served-model-name NAME] [--max-model-len 8192]
         [--knobs-file router-knobs.json] [--engine-knobs-file knobs.json]
         [--admin-token-file /etc/sloserve/admin/token] [--profile h200-llama-3.1-8b]
@@ -25,7 +26,7 @@ from ..policy.costmodel import CostModelError, cost_model_for, load_cost_model
 from ..server.auth import AdminAuth, AdminTokenError
 from ..server.knobs_store import InvalidKnobsError, load_knobs_file
 from .app import DEFAULT_MAX_BODY_BYTES, RouterOptions, build_router_app
-from .engines import dns_discovery, static_discovery
+from .engines import dns_discovery, file_discovery, static_discovery
 from .knobs import RouterKnobs
 from .requests import ServiceLimits
 
@@ -42,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--engines", help="static engine list: host:port,host:port,...")
+    where.add_argument(
+        "--engines-file",
+        type=Path,
+        help="file with one host:port per line, re-read every --resolve-interval-s "
+        "(engines kept outside Kubernetes)",
+    )
     where.add_argument(
         "--engines-dns",
         help="engines' headless Service as name:port; every address it resolves to is an "
@@ -97,7 +104,12 @@ def options_from(args: argparse.Namespace) -> RouterOptions:
             raise ValueError(f"--{flag.replace('_', '-')} must be > 0")
     if args.max_model_len < 2 or args.max_body_bytes < 1:
         raise ValueError("--max-model-len must be >= 2 and --max-body-bytes >= 1")
-    discover = static_discovery(args.engines) if args.engines else dns_discovery(args.engines_dns)
+    if args.engines:
+        discover = static_discovery(args.engines)
+    elif args.engines_file:
+        discover = file_discovery(args.engines_file)
+    else:
+        discover = dns_discovery(args.engines_dns)
     knobs = RouterKnobs()
     if args.knobs_file is not None:
         try:

@@ -22,6 +22,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
@@ -55,6 +56,25 @@ def static_discovery(spec: str) -> Discover:
 
     async def discover() -> list[str]:
         return list(urls)
+
+    return discover
+
+
+def file_discovery(path: Path) -> Discover:
+    """``--engines-file F``: one ``host:port`` per line, read again at every resolution, for
+    whatever keeps the list outside Kubernetes (the autoscaler bench's engine fleet). An
+    absent file is no engine; a malformed line is an error (the pool keeps what it knows)."""
+
+    async def discover() -> list[str]:
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return []
+        items = [line.strip() for line in text.splitlines() if line.strip()]
+        try:
+            return sorted({base_url(*parse_hostport(i, "--engines-file")) for i in items})
+        except ValueError as exc:
+            raise OSError(str(exc)) from None
 
     return discover
 

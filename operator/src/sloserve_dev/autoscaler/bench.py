@@ -75,12 +75,20 @@ def step_trace(capacity_rps: float, low: float, high: float, times: Sequence[flo
 
 
 def violation_minutes(rows: Sequence[Row], target: float) -> float:
+    """Buckets whose finished (and turned-away) requests attained less than ``target``; a
+    bucket in which nothing finished while requests were outstanding is a violation too (it
+    must not read as 100 %)."""
     buckets: dict[int, list[float]] = {}
     for row in rows:
-        acc = buckets.setdefault(int(row.t // BUCKET_S), [0.0, 0.0])
+        acc = buckets.setdefault(int(row.t // BUCKET_S), [0.0, 0.0, 0.0])
         acc[0] += row.attained
         acc[1] += row.missed
-    bad = sum(1 for ok, miss in buckets.values() if ok + miss > 0 and ok / (ok + miss) < target)
+        acc[2] = max(acc[2], row.outstanding)
+    bad = sum(
+        1
+        for ok, miss, waiting in buckets.values()
+        if (ok + miss > 0 and ok / (ok + miss) < target) or (ok + miss == 0 and waiting > 0)
+    )
     return bad * BUCKET_S / 60.0
 
 
@@ -206,6 +214,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--controllers", nargs="+", default=["sloserve", "hpa-kv-usage"], help="which to run"
     )
     parser.add_argument("--gpu-limit", type=int, default=1000, help="replicas that fit")
+    parser.add_argument(
+        "--routers",
+        type=int,
+        default=0,
+        help="real sloserve-router processes in front of the engines (0: the load generator "
+        "places requests on the least-loaded engine itself)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, required=True, help="output folder")
 
@@ -236,6 +251,7 @@ def run(args: argparse.Namespace) -> int:
         engine_args=("--kv-tokens", str(args.kv_tokens), "--served-model-name", "m"),
         gpu_limit=args.gpu_limit,
         seed=args.seed,
+        routers=args.routers,
     )
     makers = controllers(spec)
     episodes = []

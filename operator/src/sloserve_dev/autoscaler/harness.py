@@ -2,7 +2,8 @@
 
 An :class:`~.fleet.EngineFleet` of ``sloserve-engine --simulated`` processes plays the
 Deployment, an open-loop Poisson load generator plays the clients (least-in-flight routing, as
-a gateway would), and a controller (our autoscaler, or the HPA-style KV-usage baseline) decides
+a gateway would, or, with ``RunConfig.routers``, real ``sloserve-router`` processes in front:
+``routers.py``), and a controller (our autoscaler, or the HPA-style KV-usage baseline) decides
 the replica count every interval. A recorder scrapes every engine's ``/metrics`` to log the
 episode. Engines run with ``--time-scale S`` (S modelled seconds per wall second); every time
 here, the trace and the controllers' windows included, is in modelled seconds.
@@ -24,9 +25,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sloserve_operator.autoscaler.decision import Decision, PodSample, ScalingPolicy
 from sloserve_operator.autoscaler.loop import Autoscaler, ReplicaState
-from sloserve_operator.autoscaler.metrics_source import PodsSource
+from sloserve_operator.autoscaler.metrics_source import MetricsEndpoint, PodsSource
+from sloserve_operator.autoscaler.router_source import RouterView, read_router_exposition
 
 from .fleet import EngineFleet
+from .routers import RouterTier
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,9 @@ class RunConfig:
     gpu_limit: int = 1000
     initial_replicas: int = 1
     seed: int = 7
+    routers: int = 0
+    """Real ``sloserve-router`` processes in front of the engines (0: least-in-flight client)."""
+    router_args: tuple[str, ...] = ("--served-model-name", "m")
 
 
 @dataclass
@@ -71,7 +77,12 @@ class Row:
     """Fleet attainment over the engines' sliding window, weighted by finished requests."""
     attained: float
     missed: float
-    """Requests finished since the previous sample that met / missed their SLO."""
+    """Requests finished since the previous sample that met / missed their SLO, plus the
+    requests the routers turned away meanwhile (``turned_away``): misses no engine counted."""
+    turned_away: float = 0.0
+    """Rejected, timed out in the router queue, or no engine (router outcomes)."""
+    outstanding: int = 0
+    """Requests sent and not yet answered at the sample."""
 
 
 @dataclass
@@ -100,7 +111,9 @@ class Episode:
 class ScalingController(Protocol):
     name: str
 
-    async def decide(self, fleet: EngineFleet) -> Decision: ...
+    async def decide(
+        self, fleet: EngineFleet, routers: tuple[MetricsEndpoint, ...]
+    ) -> Decision: ...
 
     async def aclose(self) -> None: ...
 
@@ -119,18 +132,32 @@ class SloAutoscaler:
     """Our autoscaler, exactly as the operator runs it (same loop, same pods source)."""
 
     name = "sloserve"
+    reads_routers = True
+    """With a router tier: the routers' view (queue, requests turned away) as the operator
+    reads it."""
 
     def __init__(self, policy: ScalingPolicy, clock: Callable[[], float]) -> None:
         self._policy = policy
         self._loop = Autoscaler(clock=clock)
         self._source = PodsSource(timeout_s=2.0)
+        self._client = httpx.AsyncClient()
+        self._routers = RouterView(self._client)
 
-    async def decide(self, fleet: EngineFleet) -> Decision:
-        state = ReplicaState("bench", self.name, fleet.desired, fleet.endpoints(), fleet.pending)
-        return (await self._loop.evaluate(self._policy, state, self._source)).decision
+    async def decide(self, fleet: EngineFleet, routers: tuple[MetricsEndpoint, ...]) -> Decision:
+        state = ReplicaState(
+            "bench",
+            self.name,
+            fleet.desired,
+            fleet.endpoints(),
+            fleet.pending,
+            ready_routers=routers if self.reads_routers else (),
+        )
+        evaluation = await self._loop.evaluate(self._policy, state, self._source, self._routers)
+        return evaluation.decision
 
     async def aclose(self) -> None:
         await self._source.aclose()
+        await self._client.aclose()
 
 
 class KvUsageBaseline(SloAutoscaler):
@@ -140,6 +167,7 @@ class KvUsageBaseline(SloAutoscaler):
     place of pressure, so the two differ only in their signals."""
 
     name = "hpa-kv-usage"
+    reads_routers = False
 
     def __init__(self, target: float, clock: Callable[[], float]) -> None:
         super().__init__(
@@ -178,8 +206,30 @@ class Recorder:
     def __init__(self) -> None:
         self._client = httpx.AsyncClient(timeout=2.0)
         self._last: dict[str, tuple[float, float]] = {}
+        self._turned_away: dict[str, float] = {}
 
-    async def sample(self, fleet: EngineFleet, now: float, rps: float) -> Row:
+    async def _turned_away_since(self, routers: Sequence[str]) -> float:
+        """Requests the routers rejected, timed out or found no engine for since last time."""
+        texts = await asyncio.gather(
+            *(self._client.get(f"{u}/metrics") for u in routers), return_exceptions=True
+        )
+        total = 0.0
+        for url, resp in zip(routers, texts, strict=True):
+            if isinstance(resp, BaseException) or resp.status_code != 200:
+                continue
+            now = read_router_exposition(resp.text).missed
+            total += now - self._turned_away.get(url, 0.0)
+            self._turned_away[url] = now
+        return total
+
+    async def sample(
+        self,
+        fleet: EngineFleet,
+        now: float,
+        rps: float,
+        routers: Sequence[str] = (),
+        outstanding: int = 0,
+    ) -> Row:
         replicas = [r for r in fleet.replicas if r.ready]
         texts = await asyncio.gather(
             *(self._client.get(f"{r.url}/metrics") for r in replicas), return_exceptions=True
@@ -196,6 +246,7 @@ class Recorder:
             attained += ok - prev_ok
             missed += bad - prev_bad
             self._last[replica.name] = (ok, bad)
+        turned_away = await self._turned_away_since(routers)
         serving = [v for draining, v in values if not draining]
         weight = sum(v.get("sloserve_slo_window_requests", 0.0) for _, v in values)
         return Row(
@@ -216,7 +267,9 @@ class Recorder:
                 else None
             ),
             attained=attained,
-            missed=missed,
+            missed=missed + turned_away,
+            turned_away=turned_away,
+            outstanding=outstanding,
         )
 
     async def aclose(self) -> None:
@@ -236,8 +289,20 @@ def rate_at(trace: Sequence[Phase], t: float) -> float:
 
 
 async def _request(
-    client: httpx.AsyncClient, fleet: EngineFleet, body: dict[str, Any], episode: Episode
+    client: httpx.AsyncClient,
+    fleet: EngineFleet,
+    body: dict[str, Any],
+    episode: Episode,
+    routers: RouterTier | None,
 ) -> None:
+    if routers is not None:
+        try:
+            response = await client.post(f"{routers.pick()}/v1/completions", json=body)
+            if response.status_code != 200:
+                episode.failed += 1  # turned away (429/503): counted as missed by the recorder
+        except httpx.HTTPError:
+            episode.failed += 1
+        return
     ready = fleet.ready()
     if not ready:
         episode.failed += 1
@@ -282,6 +347,11 @@ async def run_episode(
         drain_grace_s=wall(60.0),
     )
     recorder = Recorder()
+    tier = (
+        RouterTier(config.routers, config.base_port + 500, log_dir, list(config.router_args))
+        if config.routers
+        else None
+    )
     rng = random.Random(config.seed)
     end = trace[-1].until_s
     tasks: set[asyncio.Task[None]] = set()
@@ -289,12 +359,16 @@ async def run_episode(
         await fleet.scale_to(config.initial_replicas)
         while len(fleet.ready()) < config.initial_replicas:
             await asyncio.sleep(0.2)
+        if tier is not None:
+            await tier.start(fleet)
+        routers = tier.endpoints() if tier is not None else ()
+        router_urls = tier.urls if tier is not None else []
         start = loop.time()  # the trace starts once the initial replicas serve
 
         async def control() -> None:
             while clock() < end:
                 now = clock()
-                decision = await controller.decide(fleet)
+                decision = await controller.decide(fleet, routers)
                 if decision.desired_replicas != fleet.desired:
                     episode.decisions.append(
                         DecisionLog(
@@ -311,13 +385,25 @@ async def run_episode(
         async def record() -> None:
             while clock() < end:
                 now = clock()
-                row = await recorder.sample(fleet, now, rate_at(trace, now))
+                row = await recorder.sample(
+                    fleet, now, rate_at(trace, now), router_urls, len(tasks)
+                )
                 episode.rows.append(row)
                 if progress:
                     progress(now, row)
                 await asyncio.sleep(max(0.0, wall(now + config.sample_s - clock())))
 
-        side = [asyncio.create_task(control()), asyncio.create_task(record())]
+        async def publish() -> None:
+            """What a headless Service does: ready engines appear to the routers."""
+            while tier is not None and clock() < end:
+                tier.publish(fleet)
+                await asyncio.sleep(0.25)
+
+        side = [
+            asyncio.create_task(control()),
+            asyncio.create_task(record()),
+            asyncio.create_task(publish()),
+        ]
         timeout = httpx.Timeout(wall(600.0) + 30.0, connect=2.0)
         async with httpx.AsyncClient(timeout=timeout) as client:
             t = 0.0
@@ -336,7 +422,7 @@ async def run_episode(
                     "max_tokens": rng.randint(*workload.output_tokens),
                 }
                 episode.sent += 1
-                task = asyncio.create_task(_request(client, fleet, body, episode))
+                task = asyncio.create_task(_request(client, fleet, body, episode, tier))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             await asyncio.gather(*side)
@@ -349,5 +435,7 @@ async def run_episode(
         with contextlib.suppress(Exception):
             await controller.aclose()
         await recorder.aclose()
+        if tier is not None:
+            await tier.close()
         await fleet.close()
     return episode
