@@ -16,6 +16,7 @@ from sloserve_engine.policy.costmodel import (
     SCHEMA,
     CostModelError,
     StepCostModel,
+    attention_pairs,
     cost_model_for,
     cost_model_from_json,
     load_cost_model,
@@ -129,3 +130,59 @@ def test_max_prefill_tokens_is_the_exact_inverse(
     if c > 0:
         assert step(c) <= limit + 1e-12
     assert step(c + 1) > limit - 1e-12
+
+
+QUADRATIC = StepCostModel(
+    c0_s=0.006,
+    prefill_token_s=1.8e-5,
+    prefill_ctx_s=1.3e-6,
+    decode_seq_s=1.7e-5,
+    decode_ctx_s=3.4e-8,
+    prefill_attn_s=1.4e-9,
+)
+
+
+@pytest.mark.parametrize(
+    ("chunk", "prior", "pairs"),
+    [(0, 100, 0), (1, 0, 1), (4, 0, 10), (4, 6, 34), (8000, 0, 32_004_000)],
+)
+def test_attention_pairs_of_a_causal_chunk(chunk: int, prior: int, pairs: int) -> None:
+    assert attention_pairs(chunk, prior) == pairs
+
+
+def test_attention_term_makes_long_prefills_cost_more_than_linear() -> None:
+    # H200 prefill sweep (gpu/README.md): 4,096 tokens 99.6 ms, 8,000 tokens 211 ms.
+    linear = StepCostModel(c0_s=0.006, prefill_token_s=1.8e-5, prefill_ctx_s=1.3e-6)
+    assert QUADRATIC.prefill_s(8000) - linear.prefill_s(8000) == pytest.approx(
+        1.4e-9 * attention_pairs(8000, 0)
+    )
+    assert QUADRATIC.prefill_s(8000) > 2 * QUADRATIC.prefill_s(4000)
+
+
+@given(
+    limit=st.floats(0.0, 0.5),
+    decodes=st.integers(0, 256),
+    ctx=st.integers(0, 500_000),
+    prior=st.integers(0, 8000),
+)
+def test_max_prefill_tokens_is_the_exact_inverse_with_attention(
+    limit: float, decodes: int, ctx: int, prior: int
+) -> None:
+    c = QUADRATIC.max_prefill_tokens(limit, decodes, ctx, prior)
+
+    def step(n: int) -> float:
+        if not n and not decodes:
+            return QUADRATIC.c0_s
+        return QUADRATIC.gpu_step_s(n, prior + n, decodes, ctx, attention_pairs(n, prior))
+
+    assert c >= 0
+    if c > 0:
+        assert step(c) <= limit + 1e-12
+    assert step(c + 1) > limit - 1e-12
+
+
+def test_schema_reads_and_writes_the_attention_coefficient() -> None:
+    model = cost_model_from_json(_doc(prefill_attn_s=1.4e-9))
+    assert model.prefill_attn_s == 1.4e-9
+    assert cost_model_from_json(QUADRATIC.to_json()) == QUADRATIC
+    assert cost_model_from_json(_doc()).prefill_attn_s == 0.0  # older files stay linear

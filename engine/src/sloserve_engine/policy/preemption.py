@@ -54,6 +54,7 @@ def victim_scorer(
     )
     c0 = model.c0_s
     prefill_per_token = model.prefill_token_s + model.prefill_ctx_s
+    attn = model.prefill_attn_s
 
     def score(r: RequestView) -> float:
         out = r.output_tokens
@@ -66,7 +67,11 @@ def victim_scorer(
         left = reserved - out
         remaining = max(r.prompt_tokens - computed, 0) + (left if left > 1 else 1)
         swap = computed * swap_per_token
-        recompute = c0 + prefill_per_token * computed if computed > 0 else 0.0
+        recompute = (
+            c0 + prefill_per_token * computed + attn * (computed * (computed + 1) // 2)
+            if computed > 0
+            else 0.0
+        )
         return r.slo.tbt_s * remaining / ((swap if swap < recompute else recompute) + 1e-6)
 
     return score

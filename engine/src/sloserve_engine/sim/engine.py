@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..policy.base import Policy
+from ..policy.costmodel import attention_pairs
 from ..policy.views import (
     ArrivalInfo,
     EngineSnapshot,
@@ -176,6 +177,7 @@ class _Batch:
         "decode_ctx",
         "decodes",
         "plan",
+        "prefill_attn",
         "prefill_ctx",
         "prefill_tokens",
         "reqs",
@@ -186,6 +188,7 @@ class _Batch:
         self.reqs: list[tuple[_Req, bool]] = []  # (request, samples a token at the end)
         self.prefill_tokens = 0
         self.prefill_ctx = 0
+        self.prefill_attn = 0
         self.decodes = 0
         self.decode_ctx = 0
         self.snapshot: EngineSnapshot | None = None
@@ -379,7 +382,11 @@ class SimEngine:
             return StepResult(start, start, preempted=self._step_preempted)
         profile = self.profile
         gpu = profile.step.gpu_step_s(
-            batch.prefill_tokens, batch.prefill_ctx, batch.decodes, batch.decode_ctx
+            batch.prefill_tokens,
+            batch.prefill_ctx,
+            batch.decodes,
+            batch.decode_ctx,
+            batch.prefill_attn,
         )
         if self._async:
             # The next batch is scheduled now, while this one runs (placeholders).
@@ -551,6 +558,7 @@ class SimEngine:
         else:
             batch.prefill_tokens += n
             batch.prefill_ctx += r.computed
+            batch.prefill_attn += attention_pairs(n, r.computed - n)
         batch.reqs.append((r, samples))
 
     def _admit(self, admit_order: tuple[str, ...], cap: int, budget: int, batch: _Batch) -> None:
