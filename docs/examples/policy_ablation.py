@@ -52,11 +52,11 @@ ABLATIONS: dict[str, tuple[PolicySpec, PolicyKnobs]] = {
         PolicyKnobs(),
     ),
     "no hopeless ageing delay": (
-        replace(SLOSERVE, ordering=OrderingConfig(AdmitRule.SLACK, hopeless_delay_s=0.0)),
+        replace(SLOSERVE, ordering=replace(SLOSERVE.ordering, hopeless_delay_s=0.0)),
         PolicyKnobs(),
     ),
     "hopeless ageing delay 10 s": (
-        replace(SLOSERVE, ordering=OrderingConfig(AdmitRule.SLACK, hopeless_delay_s=10.0)),
+        replace(SLOSERVE, ordering=replace(SLOSERVE.ordering, hopeless_delay_s=10.0)),
         PolicyKnobs(),
     ),
     "batching: head-of-line": (replace(SLOSERVE, batching=Batching.HEAD), PolicyKnobs()),

@@ -9,7 +9,7 @@ from policy_builders import req, snapshot
 
 from sloserve_engine.policy import POLICY_NAMES, make_policy
 from sloserve_engine.policy.composed import ComposedPolicy
-from sloserve_engine.policy.costmodel import StepCostModel
+from sloserve_engine.policy.costmodel import StepCostModel, attention_pairs
 from sloserve_engine.policy.knobs import PolicyKnobs
 from sloserve_engine.policy.views import (
     ArrivalInfo,
@@ -88,6 +88,9 @@ def test_confidence_drops_as_arrivals_speed_up() -> None:
     policy = _composed("cacheopt")
     for k in range(10):
         policy.on_arrival(ArrivalInfo(f"a{k}", k * 1.0, 100, SLOTarget(), 4000))
+    assert policy.capacity.rate is None  # the capacity needs the engine's KV size
+    policy.plan(snapshot())  # ... which the first plan brings (issue 14: no 17 req/s)
+    assert policy.capacity.rate is not None
     slow = policy.confidence(10.0)
     for k in range(600):
         policy.on_arrival(ArrivalInfo(f"b{k}", 10.0 + k * 0.05, 100, SLOTarget(), 4000))
@@ -223,3 +226,27 @@ def test_predictor_confidence_knob_moves_the_bound() -> None:
         policy.set_knobs(PolicyKnobs(predictor_confidence=p))
         bounds.append(policy.on_arrival(ArrivalInfo("a", 0.0, 100, SLOTarget(), 4000)).output_bound)
     assert bounds[0] < bounds[1]
+
+
+def test_chunks_are_sized_for_the_context_they_attend_to() -> None:
+    # Issue 14: on azure-code the GPU ran sloserve's chunk steps at 100-114 ms against a
+    # 95 ms target, because chunks were priced as if they started a prompt; 71 requests
+    # with short outputs missed the 100 ms TPOT on that alone. A chunk 6,000 tokens into
+    # a prompt attends to those 6,000: the step must still fit the target.
+    model = StepCostModel(
+        c0_s=0.006,
+        prefill_token_s=1.8e-5,
+        prefill_ctx_s=1.3e-6,
+        decode_seq_s=1.7e-5,
+        decode_ctx_s=3.4e-8,
+        prefill_attn_s=1.4e-9,
+    )
+    decode = req("d", prompt=500, out=1, first_token=9.95)  # no banked time
+    mid = req("mid", prompt=7000, out=0, computed=6000)
+    snap = snapshot((decode, mid))
+    fresh = snapshot((decode,), (req("w", prompt=7000, arrival=9.9),))
+    for name in ("sloserve", "accelgen"):
+        chunk = make_policy(name, None, model).plan(snap).prefill_chunk_cap
+        step = model.gpu_step_s(chunk, 6000 + chunk, 1, 500, attention_pairs(chunk, 6000))
+        assert step <= 0.095 + 1e-9
+        assert chunk < make_policy(name, None, model).plan(fresh).prefill_chunk_cap

@@ -12,10 +12,12 @@ from sloserve_engine.policy.ordering import (
     AdmitRule,
     OrderingConfig,
     admit_key,
+    hopeless_delay,
     order_running,
     order_waiting,
     split_phases,
 )
+from sloserve_engine.policy.slack import latest_start
 from sloserve_engine.policy.views import RequestView, SLOTarget
 
 MODEL = StepCostModel(c0_s=0.006, prefill_token_s=2e-5)
@@ -149,3 +151,56 @@ def test_order_waiting_limits_to_the_best() -> None:
         "r2",
     ]
     assert order_waiting(waiting, key, 0) == []
+
+
+@pytest.mark.parametrize(
+    ("load", "exponent", "expected"),
+    [
+        pytest.param(0.3, 0.0, 5.0, id="exponent-0-is-constant"),
+        pytest.param(0.3, 2.0, 5.0 * 0.09, id="burst-on-a-lightly-loaded-engine"),
+        pytest.param(0.9, 2.0, 5.0 * 0.81, id="sustained-near-capacity"),
+        pytest.param(1.7, 2.0, 5.0, id="overload-caps-at-the-full-delay"),
+        pytest.param(-1.0, 2.0, 0.0, id="no-negative-delay"),
+    ],
+)
+def test_hopeless_delay_scales_with_sustained_load(
+    load: float, exponent: float, expected: float
+) -> None:
+    config = OrderingConfig(hopeless_delay_s=5.0, hopeless_load_exponent=exponent)
+    assert hopeless_delay(config, load) == pytest.approx(expected)
+
+
+def test_hopeless_request_overtakes_newer_work_sooner_at_light_load() -> None:
+    # Issue 14 (azure-code on the GPU): a 15-token prompt that missed its deadline in a
+    # burst went behind every request of the burst (TTFT 3.96 s; stock 0.93 s).
+    late = req("late", prompt=15, arrival=8.5)  # TTFT deadline 9.5 s < NOW: hopeless
+    newer = [req(f"n{k}", prompt=2000, arrival=9.2 + 0.2 * k) for k in range(4)]
+    config = OrderingConfig(admit_rule=AdmitRule.SLACK, hopeless_load_exponent=2.0)
+
+    def order(load: float) -> list[str]:
+        key = admit_key(config, NOW, MODEL, 0.02, load)
+        return [r.request_id for r in order_waiting([late, *newer], key, 5)]
+
+    assert order(1.0)[-1] == "late"  # sustained overload: deferred by the full 5 s
+    assert order(0.3)[0] == "late"  # a burst: deferred by 0.45 s, still first
+
+
+def test_slack_rule_start_lead_moves_new_requests_earlier() -> None:
+    # With vLLM's async batch queue a planned prefill ends ~2 steps after the plan, so
+    # a request is due start_lead_steps token intervals before its prefill-only deadline.
+    a = req("a", prompt=100, arrival=9.0)
+    assert latest_start(a, MODEL, 0.05, 2 * 0.05) == pytest.approx(
+        latest_start(a, MODEL, 0.05) - 0.1
+    )
+    # A's prefill-only latest start is 10.05 s, B's 10.2 s; NOW is 10 s and a token
+    # interval 50 ms. With the lead A is already hopeless and yields to B.
+    a_due = req("A", prompt=10, arrival=9.0562)
+    b_due = req("B", prompt=10, arrival=9.2062)
+
+    def order(lead_steps: float) -> list[str]:
+        config = OrderingConfig(admit_rule=AdmitRule.SLACK, start_lead_steps=lead_steps)
+        key = admit_key(config, NOW, MODEL, 0.05)
+        return [r.request_id for r in order_waiting([b_due, a_due], key, 2)]
+
+    assert order(0.0) == ["A", "B"]
+    assert order(2.0) == ["B", "A"]

@@ -1,28 +1,16 @@
-"""A fluid upper bound on the sustainable request rate for a GPU profile, KV budget and workload.
+"""The fluid capacity bound of :mod:`sloserve_engine.policy.capacity` for a whole trace.
 
-No scheduler can beat it: it assumes perfect packing (every KV token in use,
-no preemption, no fragmentation beyond the last block of each request, every
-prefill done in one chunk) and only counts the work the trace demands.
-
-* **KV bound on concurrency.** A decoding request holds its prompt plus the
-  output so far; averaged over its decode steps that is ``P + (O - 1) / 2``
-  tokens (rounded up to a block, half a block on average). The cache then holds
-  at most ``C = min(max_num_seqs, kv_tokens / F)`` decoding requests, where
-  ``F`` is the decode-step-weighted mean footprint.
-* **Compute bound.** Serving ``λ`` requests/s takes, per second of GPU time,
-  ``λ·E[P]·(prefill_token_s + prefill_ctx_s)`` for prefills,
-  ``λ·E[O]·(decode_seq_s + decode_ctx_s·F)`` for decode tokens, and, since one
-  step decodes at most ``C`` requests, at least ``λ·E[O] / C`` steps of fixed
-  cost (``c0_s`` plus, when scheduling is synchronous, the CPU gap; minus the
-  host time asynchronous scheduling hides).
-
-Setting the total to one second gives ``λ_max``.
+The policies estimate it online from running means; here it is computed from
+the trace itself: the decode-step-weighted mean footprint and the exact mean
+attention pairs of the prompts.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..policy.capacity import fluid_capacity
+from ..policy.costmodel import attention_pairs
 from ..sim.costmodel import SimProfile
 from ..sim.engine import SimConfig
 from ..sim.workload import TraceRequest
@@ -61,22 +49,22 @@ def capacity_bound(
         + bs / 2
     )
     usable_tokens = config.usable_blocks * bs
-    concurrency = min(float(config.max_num_seqs), usable_tokens / footprint)
     if config.scheduling == "sync":
         fixed = m.c0_s + m.cpu_per_step_s
-        per_decode = m.decode_seq_s + m.cpu_per_request_s
+        extra = m.cpu_per_request_s
     else:
         fixed = m.c0_s - profile.async_hidden_step_s
-        per_decode = m.decode_seq_s
-    prefill = mean_p * (m.prefill_token_s + m.prefill_ctx_s)
-    decode = mean_o * (per_decode + m.decode_ctx_s * footprint)
-    fixed_per_request = mean_o * fixed / concurrency
+        extra = 0.0
+    attention = sum(attention_pairs(r.prompt_tokens, 0) for r in requests) / n
+    bound = fluid_capacity(
+        m, mean_p, mean_o, footprint, usable_tokens, config.max_num_seqs, fixed, attention, extra
+    )
     return CapacityBound(
-        rate=1.0 / (prefill + decode + fixed_per_request),
-        max_concurrency=concurrency,
+        rate=bound.rate,
+        max_concurrency=bound.max_concurrency,
         mean_footprint_tokens=footprint,
         step_fixed_s=fixed,
-        prefill_s_per_request=prefill,
-        decode_s_per_request=decode,
-        fixed_s_per_request=fixed_per_request,
+        prefill_s_per_request=bound.prefill_s_per_request,
+        decode_s_per_request=bound.decode_s_per_request,
+        fixed_s_per_request=bound.fixed_s_per_request,
     )

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from .batching import Batching, StepResources, select_admissions
+from .capacity import CapacityEstimate
 from .chunking import decode_load, slo_prefill_budget
 from .costmodel import StepCostModel
 from .knobs import PolicyKnobs
@@ -73,6 +74,10 @@ class PolicySpec:
     """AccelGen's ε: steps aim at ``(1 - margin)`` of the TBT target."""
     chunk_bank_cap: float = 1.0
     """Steps may spend banked TPOT time up to this multiple of the TBT SLO (1 = never)."""
+    chunk_prior_context: bool = True
+    """Size chunks for the longest prompt already in prefill: a chunk attends to
+    everything computed before it (``False``: as if every chunk started a prompt,
+    the code before issue 14, whose steps overran the TBT target on long prompts)."""
     auto_swap: bool = True
     """Pick swap or recompute by predicted latency; ``False`` recomputes (vLLM V1)."""
     scan_limit: int = 32
@@ -93,6 +98,8 @@ class ComposedPolicy:
         self.cost_model = cost_model
         self.predictor = LengthPredictor(spec.predictor) if spec.predictor is not None else None
         self.arrivals = ArrivalRate(spec.predictor.rate_tau_s if spec.predictor else 30.0)
+        prior = spec.predictor.prior_output if spec.predictor else PredictorConfig().prior_output
+        self.capacity = CapacityEstimate(cost_model, prior_output=prior)
         self._gate = self._gate_config(knobs)
         self.token_interval = TokenInterval()
 
@@ -109,10 +116,21 @@ class ComposedPolicy:
         if self.spec.fixed_confidence is not None:
             return self.spec.fixed_confidence
         config = self.spec.predictor or PredictorConfig()
-        return confidence_for_rate(self.knobs.predictor_confidence, self.arrivals.rate(now), config)
+        return confidence_for_rate(
+            self.knobs.predictor_confidence,
+            self.arrivals.rate(now),
+            config,
+            self.capacity.rate,
+        )
+
+    def load(self, now: float) -> float:
+        """Arrival-rate EWMA over the estimated capacity (0 before the first plan)."""
+        cap = self.capacity.rate
+        return self.arrivals.rate(now) / cap if cap else 0.0
 
     def on_arrival(self, info: ArrivalInfo) -> Prediction:
         self.arrivals.observe(info.arrival_time)
+        self.capacity.observe_arrival(info.prompt_tokens)
         if self.predictor is None:
             return Prediction(info.max_output_tokens, info.max_output_tokens)
         return self.predictor.predict(
@@ -123,6 +141,7 @@ class ComposedPolicy:
         )
 
     def on_finish(self, info: FinishedInfo) -> None:
+        self.capacity.observe_finish(info.output_tokens)
         if self.predictor is not None:
             self.predictor.observe(info)
 
@@ -131,6 +150,11 @@ class ComposedPolicy:
         knobs = self.knobs
         running = snapshot.running
         self.token_interval.observe(snapshot.now, bool(running))
+        self.capacity.update(
+            snapshot.total_blocks * snapshot.block_size,
+            snapshot.block_size,
+            snapshot.max_num_seqs,
+        )
         budget = min(snapshot.max_num_batched_tokens, knobs.chunk_max_tokens)
         decodes, prefills = split_phases(running)
         load = decode_load(decodes, snapshot.now if spec.chunk_bank_cap > 1.0 else None)
@@ -142,6 +166,11 @@ class ComposedPolicy:
                 knobs.chunk_min_tokens,
                 knobs.chunk_max_tokens,
                 spec.chunk_margin,
+                prior_prefill_ctx=(
+                    max((r.computed_tokens for r in prefills), default=0)
+                    if spec.chunk_prior_context
+                    else 0
+                ),
                 bank_cap=spec.chunk_bank_cap,
             )
             budget = max(min(budget, load.count + chunk), 1)
@@ -221,7 +250,13 @@ class ComposedPolicy:
             waiting = tuple([r for r in waiting if r.output_tokens > 0])
             if not waiting:
                 return ()
-        key = admit_key(spec.ordering, snapshot.now, self.cost_model, self.token_interval.value)
+        key = admit_key(
+            spec.ordering,
+            snapshot.now,
+            self.cost_model,
+            self.token_interval.value,
+            self.load(snapshot.now),
+        )
         if key is None and spec.batching is Batching.HEAD and spec.gate.gate is Gate.NONE:
             return tuple(r.request_id for r in waiting)
         candidates = order_waiting(waiting, key, min(spec.scan_limit, len(waiting)))

@@ -11,7 +11,8 @@ with back-off to coarser keys while a key has too few samples:
   CacheOPT summaries mention. Hoeffding bounds the *mean*, not one request, so
   it under-reserves for heavy-tailed outputs; docs/algorithms.md has the numbers;
 - ``p`` comes from the knob ``predictor_confidence`` and moves with an EWMA of
-  the arrival rate (:class:`ArrivalRate`, :func:`confidence_for_rate`).
+  the arrival rate relative to the engine's capacity (:class:`ArrivalRate`,
+  :func:`confidence_for_rate`, :mod:`.capacity`).
 """
 
 from __future__ import annotations
@@ -61,21 +62,29 @@ class PredictorConfig:
     rate_direction: RateDirection = RateDirection.DOWN
     rate_gain: float = 0.3
     """How far p moves between an idle engine and one at ``rate_capacity`` (CacheOPT's k)."""
-    rate_capacity: float = 17.0
-    """Sustainable arrival rate (req/s) of the engine; the README capacity bound for H200/8B."""
+    rate_capacity: float | None = None
+    """Sustainable arrival rate (req/s); ``None``: the policy's estimate from the cost
+    model, KV size and traffic seen (:class:`~.capacity.CapacityEstimate`)."""
     confidence_min: float = 0.5
     confidence_max: float = 0.995
     rate_tau_s: float = 30.0
     """Time constant of the arrival-rate EWMA."""
 
 
-def confidence_for_rate(base: float, rate: float, config: PredictorConfig) -> float:
-    """``p(λ) = clip(base ∓ k·(λ/λ_cap − 0.5))``; CacheOPT's adjustment, direction configurable."""
-    if config.rate_direction is RateDirection.OFF or config.rate_capacity <= 0:
+def confidence_for_rate(
+    base: float, rate: float, config: PredictorConfig, capacity: float | None = None
+) -> float:
+    """``p(λ) = clip(base ∓ k·(λ/λ_cap − 0.5))``; CacheOPT's adjustment, direction configurable.
+
+    ``λ_cap`` is ``config.rate_capacity`` when set, else ``capacity`` (the policy's
+    estimate); with neither, ``p`` is ``base``.
+    """
+    cap = config.rate_capacity if config.rate_capacity is not None else capacity
+    if config.rate_direction is RateDirection.OFF or cap is None or cap <= 0:
         shifted = base
     else:
         sign = -1.0 if config.rate_direction is RateDirection.DOWN else 1.0
-        shifted = base + sign * config.rate_gain * (rate / config.rate_capacity - 0.5)
+        shifted = base + sign * config.rate_gain * (rate / cap - 0.5)
     return min(max(shifted, config.confidence_min), config.confidence_max)
 
 

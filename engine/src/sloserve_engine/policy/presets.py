@@ -71,7 +71,9 @@ SLOSERVE = PolicySpec(
     predictor=PredictorConfig(rate_direction=RateDirection.DOWN),
     gate=GateConfig(gate=Gate.WATERMARK),
     use_reserve=True,
-    ordering=OrderingConfig(admit_rule=AdmitRule.SLACK),
+    ordering=OrderingConfig(
+        admit_rule=AdmitRule.SLACK, hopeless_load_exponent=2.0, start_lead_steps=2.0
+    ),
     batching=Batching.BACKFILL,
     decodes_first=True,
     victims=VictimRule.SCORE,

@@ -14,16 +14,22 @@ from .costmodel import StepCostModel
 from .views import RequestView
 
 
-def latest_start(r: RequestView, model: StepCostModel, token_step_s: float) -> float:
+def latest_start(
+    r: RequestView, model: StepCostModel, token_step_s: float, lead_s: float = 0.0
+) -> float:
     """Latest time ``r`` can (re)start and still meet its SLO, on the executor clock.
 
-    Before the first token: the TTFT deadline minus the prefill still to do.
+    Before the first token: the TTFT deadline minus the prefill still to do and
+    minus ``lead_s``, the time between a plan and the end of the step it plans
+    that the prefill alone does not account for (with vLLM's asynchronous batch
+    queue a planned batch starts after the one in flight, and its step carries
+    other requests' tokens too).
     After it: the time at which the mean TPOT over the predicted output would
     reach the target if the remaining tokens then come every ``token_step_s``,
     minus the cost of restoring its KV (recompute; swap when cheaper).
     """
     if r.first_token_time is None:
-        return r.arrival_time + r.slo.ttft_s - model.prefill_s(r.remaining_tokens)
+        return r.arrival_time + r.slo.ttft_s - model.prefill_s(r.remaining_tokens) - lead_s
     total = max(r.predicted_output, r.output_tokens + 1)
     left = total - r.output_tokens
     restore = min(model.prefill_s(r.computed_tokens), model.swap_s(r.computed_tokens))
