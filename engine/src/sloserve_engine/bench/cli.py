@@ -120,13 +120,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     speed.add_argument("--policies", type=_policies, default=list(POLICY_NAMES))
     speed.add_argument("--running", type=int, default=256, help="running requests for decisions")
     speed.add_argument("--repeat", type=int, default=3, help="replays per policy (best counts)")
-    fidelity = sub.add_parser("fidelity", help="simulated vllm policy vs the GPU baselines")
+    fidelity = sub.add_parser("fidelity", help="simulated replays vs the GPU runs")
     fidelity.add_argument("--profile", default="h200-llama-3.1-8b")
     fidelity.add_argument(
         "--reference",
-        choices=("gpu-readme", "gpu-2026-11-21"),
+        choices=("gpu-readme", "gpu-2026-11-21", "gpu-2026-12-03"),
         default="gpu-readme",
-        help="GPU numbers to compare with: the shared baseline or the same-day re-run",
+        help="GPU runs to compare with: the shared baseline, the 2026-11-21 re-run, "
+        "or the 2026-12-03 session (azure-code and azure-conv, stock and sloserve)",
     )
     from . import fit, gpu_error
 
@@ -363,23 +364,23 @@ def _run_fidelity(args: argparse.Namespace, console: Console) -> int:
     from .fidelity import REFERENCES, compare
 
     profile = load_profile(args.profile)
-    table = Table(title=f"simulated vllm policy vs H200 runs ({args.reference})")
-    for col in ("scheduling", "rate", "metric", "GPU", "sim", "error", "tolerance", ""):
+    table = Table(title=f"simulated replays vs H200 runs ({args.reference})")
+    for col in ("run", "metric", "GPU", "sim", "error", "tolerance", ""):
         table.add_column(col, justify="right")
     failed = 0
-    for scheduling, rate in sorted(REFERENCES[args.reference]):
-        for c in compare(scheduling, rate, profile, args.reference):
+    for case in sorted(REFERENCES[args.reference]):
+        for c in compare(case, profile, args.reference):
             failed += not c.ok
-            tol = "-" if math.isinf(c.tolerance) else f"{c.tolerance:.0%}"
+            if c.metric == "slo_attainment":
+                gpu = f"{c.gpu:.1%}"
+                if c.spread:
+                    gpu += f" (runs {c.spread[0]:.1%}-{c.spread[1]:.1%})"
+                sim, err, tol = f"{c.sim:.1%}", f"{100 * (c.sim - c.gpu):+.1f} pt", "3 pt"
+            else:
+                gpu, sim, err = f"{c.gpu:.4g}", f"{c.sim:.4g}", f"{c.rel_error:+.1%}"
+                tol = f"{c.tolerance:.0%}"
             table.add_row(
-                scheduling,
-                f"{rate:g}",
-                c.metric,
-                f"{c.gpu:.4g}",
-                f"{c.sim:.4g}",
-                f"{c.rel_error:+.1%}",
-                tol,
-                "ok" if c.ok else "[red]off[/red]",
+                case.label, c.metric, gpu, sim, err, tol, "ok" if c.ok else "[red]off[/red]"
             )
     console.print(table)
     console.print(f"{failed} comparisons outside tolerance")

@@ -32,7 +32,7 @@ from ..sim.engine import SimConfig
 from ..sim.metrics import SLO
 from ..sim.runner import replay
 from ..sim.workload import WorkloadSpec, build_workload
-from .fidelity import Comparison
+from .fidelity import Case, Comparison
 from .sweep import SweepRun, run_record
 
 TARGETS: dict[str, float] = {
@@ -98,9 +98,9 @@ def gpu_run(row: Mapping[str, Any]) -> GpuRun:
 
 def latency_errors(gpu: Mapping[str, Any], sim: Mapping[str, Any]) -> list[Comparison]:
     """sim / GPU - 1 for every latency number of :data:`TARGETS`, each against its bound."""
-    rate = float(gpu["rate"])
+    case = Case("async", float(gpu["rate"]))
     return [
-        Comparison("async", rate, metric, float(gpu[metric]), float(sim[metric]), bound)
+        Comparison(case, metric, float(gpu[metric]), float(sim[metric]), bound)
         for metric, bound in TARGETS.items()
     ]
 
