@@ -22,7 +22,7 @@ from conftest import ServeApp
 from sloserve_engine.knobs import Knobs
 from sloserve_engine.server.auth import AdminAuth
 from sloserve_engine.server.knobs_store import KnobsStore
-from sloserve_engine.server.proxy import build_proxy_app
+from sloserve_engine.server.proxy import build_proxy_app, openai_error
 from sloserve_engine.server.supervisor import free_loopback_port
 
 HERE = Path(__file__).parent
@@ -107,3 +107,26 @@ def test_unreachable_vllm_is_a_503_in_the_openai_shape(serve_app: ServeApp) -> N
         r = httpx.post(f"{url}/v1/completions", json={"prompt": "x"})
     assert r.status_code == 503
     assert "not reachable" in r.json()["error"]["message"]
+
+
+def test_vllm_errors_reach_the_client_in_the_openai_shape(proxy: str) -> None:
+    """The stand-in answers an unknown route with ``{"error": "not found"}``, as FastAPI-style
+    servers do with ``{"detail": ...}``; the client gets OpenAI's shape either way."""
+    r = httpx.get(f"{proxy}/nope")
+    assert r.status_code == 404
+    assert r.json() == {
+        "error": {"message": "not found", "type": "NotFoundError", "param": None, "code": 404}
+    }
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b'{"detail": "Not Found"}', "Not Found"),
+        (b'{"error": {"message": "m", "type": "T", "param": null, "code": 400}}', "m"),
+        (b"plain text", "plain text"),
+        (b'{"detail": [{"loc": ["body"]}]}', '[{"loc": ["body"]}]'),
+    ],
+)
+def test_openai_error_wraps_any_upstream_error_body(raw: bytes, message: str) -> None:
+    assert openai_error(raw, 400)["error"]["message"] == message

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -149,6 +150,12 @@ def build_proxy_app(
         except httpx.HTTPError as exc:
             message = f"vLLM is not reachable: {type(exc).__name__}"
             return JSONResponse(error_body(message, 503), status_code=503)
+        if response.status_code >= 400 and _is_json(response):
+            try:
+                raw = await response.aread()
+            finally:
+                await response.aclose()
+            return JSONResponse(openai_error(raw, response.status_code), response.status_code)
         return StreamingResponse(
             _relay(response),
             status_code=response.status_code,
@@ -157,6 +164,24 @@ def build_proxy_app(
         )
 
     return app
+
+
+def _is_json(response: httpx.Response) -> bool:
+    content_type: str = response.headers.get("content-type", "")
+    return content_type.startswith("application/json")
+
+
+def openai_error(raw: bytes, status: int) -> Any:
+    """vLLM's error body as is when it has OpenAI's shape; else (FastAPI's ``{"detail"}`` of
+    an unknown route, say) the same message in that shape."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return error_body(raw.decode(errors="replace")[:1000], status)
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return body
+    detail = body.get("detail", body.get("error", body)) if isinstance(body, dict) else body
+    return error_body(detail if isinstance(detail, str) else json.dumps(detail), status)
 
 
 async def _relay(response: httpx.Response) -> AsyncIterator[bytes]:
