@@ -148,6 +148,11 @@ BAD_SPECS = [
     pytest.param({"router": {"queueTimeoutS": 0}}, "queueTimeoutS", id="queue-timeout"),
     pytest.param({"router": {"coldStartTimeoutS": 0}}, "coldStartTimeoutS", id="cold-timeout"),
     pytest.param({"router": {"resources": {"cpu": "lots"}}}, "cpu", id="router-cpu"),
+    pytest.param({"slo": {"sloClasses": ["other"]}}, "sloClasses", id="slo-class-other"),
+    pytest.param({"slo": {"sloClasses": ["a", "a"]}}, "sloClasses", id="slo-class-repeat"),
+    pytest.param(
+        {"slo": {"sloClasses": [f"c{i}" for i in range(17)]}}, "sloClasses", id="slo-classes-17"
+    ),
 ]
 
 
@@ -168,6 +173,15 @@ def test_scheduler_bounds_and_defaults_are_the_knob_documents() -> None:
     for name, info in api.SchedulerSpec.model_fields.items():
         assert info.metadata == knob_fields[name].metadata, name
         assert info.default == knob_fields[name].default, name
+
+
+def test_declared_slo_classes_reach_the_knob_document() -> None:
+    spec = api.LLMServiceSpec.model_validate(
+        {"model": {"name": "m"}, "slo": {"sloClass": "gold", "sloClasses": ["gold", "silver"]}}
+    )
+    assert spec.knobs().slo_defaults.declared_classes() == {"gold", "silver"}
+    rules = str(api.SLOSpec.model_json_schema())
+    assert "self.sloClasses.exists(c, c == 'other')" in rules
 
 
 def test_router_and_scale_to_zero_defaults() -> None:
