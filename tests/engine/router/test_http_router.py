@@ -3,6 +3,7 @@ processes, over real HTTP, with the ``openai`` package as the client."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -257,3 +258,49 @@ def test_engine_reservations_need_the_token_collide_and_expire(two_by_two: Fleet
     assert released.json() == {"released": True}
     assert httpx.delete(url + "/t-small-2", headers=auth).json() == {"released": False}
     assert httpx.delete(url + "/t-small-2?reason=nope", headers=auth).status_code == 422
+
+
+def test_engines_found_through_dns_serve_requests(tmp_path: Path) -> None:
+    with fleet(tmp_path) as f:
+        engine = f.start_engine(time_scale=5.0)
+        # "localhost" resolves through the system resolver like a headless Service name; an
+        # address it also yields where nothing listens (::1) is simply never live.
+        router = f.start_router(dns=f"localhost:{engine.port}")
+        f.wait_ready()
+        deadline = time.monotonic() + 5
+        while _metric(router.url, "sloserve_router_engines", state="live") < 1:
+            assert time.monotonic() < deadline, "the DNS-discovered engine never became live"
+            time.sleep(0.05)
+        done = _client(router).completions.create(model="sim", prompt="dns", max_tokens=3)
+        assert done.usage is not None and done.usage.completion_tokens == 3
+
+
+def test_held_requests_time_out_with_429_and_count_as_misses(tmp_path: Path) -> None:
+    with fleet(tmp_path) as f:
+        f.start_engine("--kv-tokens", "4096", time_scale=2.0)
+        router = f.start_router()
+        f.wait_ready()
+        auth = _auth(f)
+        httpx.put(
+            router.url + "/sloserve/knobs", json={"queueTimeoutS": 0.5}, headers=auth
+        ).raise_for_status()
+        body = {"model": "sim", "prompt": [3] * 1500, "max_tokens": 900, "stream": True,
+                "vllm_xargs": {"ttft_ms": 2000}}  # fmt: skip
+
+        async def burst() -> list[int]:
+            async with httpx.AsyncClient(base_url=router.url, timeout=120) as client:
+
+                async def one() -> int:
+                    async with client.stream("POST", "/v1/completions", json=body) as r:
+                        await r.aread()
+                        return r.status_code
+
+                return list(await asyncio.gather(*(one() for _ in range(6))))
+
+        statuses = asyncio.run(burst())
+        assert 200 in statuses and 429 in statuses, statuses  # 4096 tokens fit ~1-2 of them
+        timed_out = _metric(router.url, "sloserve_router_requests_total", outcome="timed_out")
+        assert timed_out == statuses.count(429)
+        assert _metric(router.url, "sloserve_router_slo_misses_total", reason="timed_out") == (
+            timed_out
+        )

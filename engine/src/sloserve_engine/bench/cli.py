@@ -91,7 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(
         dest="bench",
         required=True,
-        metavar="{sim,cluster,speed,fidelity,sim-error,fit,gpu,gpu-report}",
+        metavar="{sim,cluster,speed,fidelity,sim-error,fit,gpu,gpu-report,router}",
     )
     sim = sub.add_parser("sim", help="simulated rate sweep per policy")
     _add_engine_args(sim)
@@ -141,6 +141,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from . import gpu_report
 
     gpu_report.add_arguments(sub.add_parser("gpu-report", help="tables and plots of a GPU run"))
+    from . import router as bench_router
+
+    bench_router.add_arguments(
+        sub.add_parser("router", help="engines and routers as real processes over HTTP")
+    )
 
 
 def _table(report: dict[str, Any]) -> Table:
@@ -419,6 +424,10 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         from . import gpu_report
 
         return gpu_report.run(args)
+    if args.bench == "router":
+        from . import router as bench_router
+
+        return bench_router.run(args)
     from . import fit
 
     return fit.run(args)

@@ -117,12 +117,14 @@ class Fleet:
         return child
 
     def start_router(self, *extra: str, engines: Sequence[str] | None = None,
-                     model: str = "sim") -> Child:  # fmt: skip
-        """A router in front of ``engines`` (``host:port``; default: every engine started)."""
+                     dns: str | None = None, model: str = "sim") -> Child:  # fmt: skip
+        """A router in front of ``engines`` (``host:port``; default: every engine started),
+        or of what the name in ``dns`` (``name:port``) resolves to."""
         port = free_port()
         targets = ",".join([e.hostport for e in self.engines] if engines is None else engines)
+        where = ["--engines-dns", dns] if dns else ["--engines", targets]
         args = [
-            "--host", "127.0.0.1", "--port", str(port), "--engines", targets,
+            "--host", "127.0.0.1", "--port", str(port), *where,
             "--served-model-name", model, "--admin-token-file", str(self.token_file),
             "--log-level", "warning", *extra,
         ]  # fmt: skip

@@ -69,7 +69,15 @@ def knobs_router(box: KnobsBox, auth: AdminAuth, health: HealthProbe) -> APIRout
     async def get_knobs() -> JSONResponse:
         return JSONResponse(box.to_json())
 
-    @router.put("/knobs")
+    @router.put(
+        "/knobs",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": RouterKnobs.model_json_schema()}},
+            }
+        },
+    )
     async def put_knobs(request: Request) -> JSONResponse:
         decision = auth.check(request.headers.get("authorization"))
         if not decision.allowed:

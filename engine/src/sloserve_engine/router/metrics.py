@@ -63,8 +63,8 @@ class RouterMetrics:
         )
         self.decision = Histogram(
             "sloserve_router_decision_seconds",
-            "Router CPU time to decide one request's placement (place, queue or reject), "
-            "excluding waiting in the queue and the shield's network hop.",
+            "Router CPU time (thread time) of one placement decision (place, hold or reject, "
+            "and each decision after a shield refusal), excluding queue waits and network hops.",
             buckets=DECISION_BUCKETS_S,
             registry=registry,
         )

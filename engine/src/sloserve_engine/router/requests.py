@@ -12,16 +12,22 @@ The body itself is relayed unchanged.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..policy.views import SLOTarget
-from ..server.chat import prepare_chat
-from ..server.completions import prepare_completion
+from ..server.chat import ChatRequest, prepare_chat
+from ..server.completions import CompletionRequest, prepare_completion
 from ..server.errors import APIError
 
 COMPLETIONS_PATH = "/v1/completions"
 CHAT_PATH = "/v1/chat/completions"
 PATHS = (COMPLETIONS_PATH, CHAT_PATH)
 _PARSERS = {COMPLETIONS_PATH: prepare_completion, CHAT_PATH: prepare_chat}
+BODY_SCHEMAS: dict[str, dict[str, Any]] = {
+    COMPLETIONS_PATH: CompletionRequest.model_json_schema(),
+    CHAT_PATH: ChatRequest.model_json_schema(),
+}
+"""What the router's OpenAPI document says each body is (the engine's request models)."""
 
 
 @dataclass(frozen=True, slots=True)

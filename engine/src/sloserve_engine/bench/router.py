@@ -1,0 +1,501 @@
+"""``sloserve bench router``: real ``sloserve-engine --simulated`` processes behind real
+``sloserve-router`` processes, over HTTP on loopback.
+
+Four measurements, each from real processes and real sockets:
+
+1. **Attainment per placement policy**: a trace (azure-conv timestamps scaled
+   to ``--rate``) is replayed as streamed completions spread round-robin over
+   the routers (what a Service in front of router pods does). Every request
+   is judged by the one attainment rule (:mod:`sloserve_engine.contract.attainment`);
+   429/503/errors/cut-off streams are misses. The routers' own histograms give
+   the decision time; their counters give shield refusals.
+2. **Shield on/off** for one policy: refusals per 1,000 requests and attainment.
+3. **Added latency**: one-token completions sent one at a time to an idle engine
+   directly and through a router (shield on and off), interleaved.
+4. **Relay throughput**: many long streams from fast engines (``--relay-time-scale``)
+   through one router; tokens relayed per second of the router process's CPU time
+   (from ``/proc``), i.e. what one core of router sustains, and per wall second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from ..contract.attainment import (
+    MISSED,
+    STALL_BOUND_MS_DEFAULT,
+    Attainment,
+    ratios,
+    request_attainment,
+)
+from ..policy.views import SLOTarget
+from ..router.placement import PLACEMENT_NAMES
+from ..sim.workload import TraceRequest, WorkloadSpec, build_workload
+from .fleet import Child, Fleet, fleet
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """What the client saw of one request."""
+
+    status: int
+    ttft_s: float | None = None
+    finish_s: float | None = None
+    tokens: int = 0
+    max_gap_s: float = 0.0
+
+
+@dataclass(slots=True)
+class PolicyRun:
+    placement: str
+    shield: bool
+    standard: float
+    strict: float
+    requests: int
+    rejected: int
+    errors: int
+    shield_refusals: int
+    decision_p99_le_s: float
+    decision_mean_s: float
+    ttft_p99_s: float | None
+
+
+@dataclass(slots=True)
+class RouterReport:
+    command: str
+    machine: str
+    config: dict[str, Any]
+    runs: list[PolicyRun] = field(default_factory=list)
+    latency: dict[str, float] = field(default_factory=dict)
+    relay: dict[str, float] = field(default_factory=dict)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engines", type=int, default=4, help="engine processes (default 4)")
+    p.add_argument("--routers", type=int, default=2, help="router processes (default 2)")
+    p.add_argument("--trace", default="azure-conv")
+    p.add_argument("--requests", type=int, default=300, help="requests per policy run")
+    p.add_argument("--rate", type=float, default=8.0, help="mean arrival rate, requests/s")
+    p.add_argument(
+        "--kv-tokens", type=int, default=16_384, help="KV per engine (small: pressure at low rate)"
+    )
+    p.add_argument("--policies", default=",".join(PLACEMENT_NAMES))
+    p.add_argument("--shield-compare", default="least-kv", help="policy run with shield off too")
+    p.add_argument("--slo-ttft-ms", type=float, default=1000.0)
+    p.add_argument("--slo-tbt-ms", type=float, default=100.0)
+    p.add_argument("--latency-samples", type=int, default=200)
+    p.add_argument("--relay-streams", type=int, default=32)
+    p.add_argument("--relay-tokens", type=int, default=1500, help="tokens per relay stream")
+    p.add_argument("--relay-time-scale", type=float, default=40.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-dir", type=Path, default=Path("/tmp/sloserve-bench-router"))
+    p.add_argument("--json", type=Path, default=None, help="write the report here")
+    p.add_argument(
+        "--skip", default="", help="comma list of phases to skip: policies,latency,relay"
+    )
+
+
+# ---------------------------------------------------------------------------- client side
+
+
+async def _stream_one(
+    client: httpx.AsyncClient, url: str, body: dict[str, Any], start: float
+) -> Served:
+    """One streamed completion; times relative to ``start`` (the request's arrival)."""
+    try:
+        async with client.stream("POST", url + "/v1/completions", json=body) as r:
+            if r.status_code != 200:
+                await r.aread()
+                return Served(r.status_code)
+            first: float | None = None
+            last = start
+            gap = 0.0
+            tokens = 0
+            async for chunk in r.aiter_raw():
+                now = time.monotonic()
+                n = chunk.count(b'"finish_reason"')
+                if b'"error"' in chunk:
+                    return Served(502)
+                if n == 0:
+                    continue
+                if first is None:
+                    first = now
+                else:
+                    gap = max(gap, now - last)
+                last = now
+                tokens += n
+            if first is None:
+                return Served(502)
+            return Served(200, first - start, last - start, tokens, gap)
+    except httpx.HTTPError:
+        return Served(599)
+
+
+async def replay(
+    routers: Sequence[str], workload: Sequence[TraceRequest], slo: SLOTarget
+) -> list[Served]:
+    """Send every request at its arrival offset, round-robin over ``routers``."""
+    xargs = {"slo_class": slo.slo_class, "ttft_ms": slo.ttft_s * 1e3, "tbt_ms": slo.tbt_s * 1e3}
+    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=500)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(300.0), limits=limits) as client:
+        t0 = time.monotonic() + 0.2
+        first = workload[0].arrival
+
+        async def one(i: int, req: TraceRequest) -> Served:
+            due = t0 + req.arrival - first
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            body = {
+                "model": "sim",
+                "prompt": [11] * req.prompt_tokens,
+                "max_tokens": req.output_tokens,
+                "stream": True,
+                "vllm_xargs": xargs,
+            }
+            return await _stream_one(client, routers[i % len(routers)], body, time.monotonic())
+
+        return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(workload))))
+
+
+def judge(results: Sequence[Served], slo: SLOTarget) -> list[Attainment]:
+    out = []
+    for s in results:
+        if s.status != 200 or s.ttft_s is None or s.finish_s is None:
+            out.append(MISSED)
+        else:
+            out.append(
+                request_attainment(
+                    slo,
+                    0.0,
+                    s.ttft_s,
+                    s.finish_s,
+                    s.tokens,
+                    s.max_gap_s,
+                    STALL_BOUND_MS_DEFAULT / 1e3,
+                )
+            )
+    return out
+
+
+# ---------------------------------------------------------------------------- scraping
+
+
+def scrape(url: str) -> dict[str, float]:
+    """Every sample of a router's ``/metrics`` as ``name{labels}`` → value."""
+    out: dict[str, float] = {}
+    for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
+
+
+def histogram_quantile_le(samples: dict[str, float], name: str, q: float) -> float:
+    """Upper bucket bound holding the ``q`` quantile (a bound, not an estimate)."""
+    buckets: list[tuple[float, float]] = []
+    for key, value in samples.items():
+        if key.startswith(name + "_bucket{"):
+            bound = key.split('le="')[1].split('"')[0]
+            buckets.append((math.inf if bound == "+Inf" else float(bound), value))
+    buckets.sort()
+    total = buckets[-1][1] if buckets else 0.0
+    for le, count in buckets:
+        if total and count >= q * total:
+            return le
+    return math.nan
+
+
+def _sum(samples_list: Sequence[dict[str, float]], key: str) -> float:
+    return sum(s.get(key, 0.0) for s in samples_list)
+
+
+def _merged_hist(samples_list: Sequence[dict[str, float]], name: str) -> dict[str, float]:
+    merged: dict[str, float] = {}
+    for s in samples_list:
+        for key, value in s.items():
+            if key.startswith(name):
+                merged[key] = merged.get(key, 0.0) + value
+    return merged
+
+
+def _delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: v - before.get(k, 0.0) for k, v in after.items()}
+
+
+def _wait_idle(f: Fleet, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        states = [httpx.get(e.url + "/sloserve/state", timeout=5).json() for e in f.engines]
+        if all(s["running"] == 0 and s["waiting"] == 0 for s in states):
+            return
+        time.sleep(0.2)
+
+
+def _put_knobs(f: Fleet, knobs: dict[str, Any]) -> None:
+    auth = {"Authorization": "Bearer " + f.token_file.read_text().strip()}
+    for r in f.routers:
+        resp = httpx.put(r.url + "/sloserve/knobs", json=knobs, headers=auth, timeout=10)
+        resp.raise_for_status()
+
+
+def run_policy(
+    f: Fleet, workload: Sequence[TraceRequest], slo: SLOTarget, placement: str, shield: bool
+) -> PolicyRun:
+    _put_knobs(f, {"placement": placement, "shield": shield})
+    _wait_idle(f)
+    before = [scrape(r.url) for r in f.routers]
+    results = asyncio.run(replay([r.url for r in f.routers], workload, slo))
+    after = [scrape(r.url) for r in f.routers]
+    deltas = [_delta(a, b) for a, b in zip(after, before, strict=True)]
+    verdicts = judge(results, slo)
+    rat = ratios(verdicts)
+    hist = _merged_hist(deltas, "sloserve_router_decision_seconds")
+    count = hist.get("sloserve_router_decision_seconds_count", 0.0)
+    ttfts = sorted(s.ttft_s for s in results if s.status == 200 and s.ttft_s is not None)
+    return PolicyRun(
+        placement=placement,
+        shield=shield,
+        standard=rat.standard,
+        strict=rat.strict,
+        requests=rat.requests,
+        rejected=sum(1 for s in results if s.status in (429, 503)),
+        errors=sum(1 for s in results if s.status not in (200, 429, 503)),
+        shield_refusals=int(_sum(deltas, "sloserve_router_shield_refusals_total")),
+        decision_p99_le_s=histogram_quantile_le(hist, "sloserve_router_decision_seconds", 0.99),
+        decision_mean_s=hist.get("sloserve_router_decision_seconds_sum", 0.0) / max(count, 1),
+        ttft_p99_s=ttfts[min(len(ttfts) - 1, int(0.99 * len(ttfts)))] if ttfts else None,
+    )
+
+
+# ---------------------------------------------------------------------------- added latency
+
+
+async def _timed_post(client: httpx.AsyncClient, url: str) -> float:
+    body = {"model": "sim", "prompt": [5, 6, 7], "max_tokens": 1}
+    t0 = time.perf_counter()
+    r = await client.post(url + "/v1/completions", json=body)
+    elapsed = time.perf_counter() - t0
+    r.raise_for_status()
+    return elapsed
+
+
+async def _idle_cpu_per_s(children: Sequence[Child], seconds: float) -> dict[str, float]:
+    """CPU seconds per second each process spends with no requests (polling, ticks)."""
+    cpu0 = {c.name: cpu_seconds(c.process.pid) for c in children}
+    await asyncio.sleep(seconds)
+    return {c.name: (cpu_seconds(c.process.pid) - cpu0[c.name]) / seconds for c in children}
+
+
+def _pct(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def added_latency(
+    engine: Child, router: Child, unshielded: Child, samples: int
+) -> dict[str, float]:
+    """Sequential one-token requests, the three paths interleaved (same engine load)."""
+    paths = {"direct": engine.url, "router": router.url, "router_no_shield": unshielded.url}
+    times: dict[str, list[float]] = {k: [] for k in paths}
+    async with httpx.AsyncClient(timeout=30) as client:
+        for url in paths.values():  # warm connections
+            for _ in range(5):
+                await _timed_post(client, url)
+        idle = await _idle_cpu_per_s((router, unshielded), 5.0)
+        cpu0 = {c.name: cpu_seconds(c.process.pid) for c in (router, unshielded)}
+        t0 = time.monotonic()
+        for _ in range(samples):
+            for name, url in paths.items():
+                times[name].append(await _timed_post(client, url))
+        window = time.monotonic() - t0
+        cpu = {c.name: cpu_seconds(c.process.pid) - cpu0[c.name] for c in (router, unshielded)}
+    out: dict[str, float] = {
+        # CPU the router spent on the requests: its CPU in the window minus what it spends
+        # idle in as long (state polling at 20 Hz, queue ticks).
+        "router_idle_cpu_ms_per_s": idle[router.name] * 1e3,
+        "router_cpu_ms_per_request": (cpu[router.name] - idle[router.name] * window)
+        / samples
+        * 1e3,
+        "router_no_shield_cpu_ms_per_request": (
+            cpu[unshielded.name] - idle[unshielded.name] * window
+        )
+        / samples
+        * 1e3,
+    }
+    for name, values in times.items():
+        out[f"{name}_p50_ms"] = _pct(values, 0.5) * 1e3
+        out[f"{name}_p99_ms"] = _pct(values, 0.99) * 1e3
+    for name in ("router", "router_no_shield"):
+        added = [a - b for a, b in zip(times[name], times["direct"], strict=True)]
+        out[f"{name}_added_p50_ms"] = (_pct(times[name], 0.5) - _pct(times["direct"], 0.5)) * 1e3
+        out[f"{name}_added_p99_ms"] = (_pct(times[name], 0.99) - _pct(times["direct"], 0.99)) * 1e3
+        out[f"{name}_paired_added_median_ms"] = statistics.median(added) * 1e3
+    out["shield_hop_p50_ms"] = out["router_p50_ms"] - out["router_no_shield_p50_ms"]
+    out["samples"] = samples
+    return out
+
+
+# ---------------------------------------------------------------------------- relay throughput
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and its threads (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+async def _drain(client: httpx.AsyncClient, url: str, tokens: int) -> int:
+    body = {"model": "sim", "prompt": [9] * 16, "max_tokens": tokens, "stream": True}
+    got = 0
+    async with client.stream("POST", url + "/v1/completions", json=body) as r:
+        async for chunk in r.aiter_raw():
+            got += chunk.count(b'"finish_reason"')
+    return got
+
+
+def relay_throughput(router: Child, streams: int, tokens: int) -> dict[str, float]:
+    async def go() -> int:
+        limits = httpx.Limits(max_connections=streams + 10)
+        async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+            counts = await asyncio.gather(
+                *(_drain(client, router.url, tokens) for _ in range(streams))
+            )
+            return sum(counts)
+
+    cpu0 = cpu_seconds(router.process.pid)
+    t0 = time.monotonic()
+    relayed = asyncio.run(go())
+    wall = time.monotonic() - t0
+    cpu = cpu_seconds(router.process.pid) - cpu0
+    return {
+        "streams": streams,
+        "tokens": relayed,
+        "wall_s": wall,
+        "router_cpu_s": cpu,
+        "tokens_per_wall_s": relayed / wall,
+        "tokens_per_router_cpu_s": relayed / cpu if cpu > 0 else math.nan,
+    }
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console()
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    unknown = [p for p in policies if p not in PLACEMENT_NAMES]
+    if unknown or args.engines < 1 or args.routers < 1:
+        raise ValueError(f"bad --policies {unknown} or --engines/--routers < 1")
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    slo = SLOTarget("standard", args.slo_ttft_ms / 1e3, args.slo_tbt_ms / 1e3)
+    workload = build_workload(
+        WorkloadSpec(
+            trace=args.trace,
+            requests=args.requests,
+            rate=args.rate,
+            arrival="trace",
+            seed=args.seed,
+        )
+    )
+    report = RouterReport(
+        command="sloserve bench router " + " ".join(_argv(args)),
+        machine=f"{os.uname().nodename}: {os.cpu_count()} CPUs (shared), loopback HTTP",
+        config={
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in vars(args).items()
+            if k not in ("func",)
+        },
+    )
+    engine_flags = ("--kv-tokens", str(args.kv_tokens))
+    if "policies" not in skip:
+        with fleet(args.log_dir / "policies") as f:
+            for _ in range(args.engines):
+                f.start_engine(*engine_flags)
+            for _ in range(args.routers):
+                f.start_router()
+            f.wait_ready()
+            arms = [(p, True) for p in policies]
+            if args.shield_compare:
+                arms.append((args.shield_compare, False))
+            for placement, shield in arms:
+                console.print(f"policy {placement} shield={'on' if shield else 'off'} ...")
+                result = run_policy(f, workload, slo, placement, shield)
+                report.runs.append(result)
+                console.print(
+                    f"  standard {result.standard:.3f} strict {result.strict:.3f} "
+                    f"rejected {result.rejected} errors {result.errors} "
+                    f"refusals {result.shield_refusals} decision p99 <= "
+                    f"{result.decision_p99_le_s * 1e3:g} ms"
+                )
+    if "latency" not in skip:
+        with fleet(args.log_dir / "latency") as f:
+            engine = f.start_engine()
+            router = f.start_router()
+            unshielded = f.start_router()
+            f.wait_ready()
+            auth = {"Authorization": "Bearer " + f.token_file.read_text().strip()}
+            httpx.put(
+                unshielded.url + "/sloserve/knobs", json={"shield": False}, headers=auth
+            ).raise_for_status()
+            time.sleep(0.5)
+            report.latency = asyncio.run(
+                added_latency(engine, router, unshielded, args.latency_samples)
+            )
+    if "relay" not in skip:
+        with fleet(args.log_dir / "relay") as f:
+            for _ in range(2):
+                f.start_engine(time_scale=args.relay_time_scale)
+            router = f.start_router()
+            f.wait_ready()
+            report.relay = relay_throughput(router, args.relay_streams, args.relay_tokens)
+    _print(console, report)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(asdict(report), indent=2, default=str) + "\n")
+    return 0
+
+
+def _argv(args: argparse.Namespace) -> list[str]:
+    out = []
+    for key in ("engines", "routers", "trace", "requests", "rate", "kv_tokens", "policies"):
+        out += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+    return out
+
+
+def _print(console: Console, report: RouterReport) -> None:
+    if report.runs:
+        table = Table(title="placement over real processes (misses: 429/503/errors)")
+        for col in ("placement", "shield", "standard", "strict", "rejected", "errors",
+                    "refusals/1k", "decision p99 ≤", "TTFT p99 (served)"):  # fmt: skip
+            table.add_column(col)
+        for r in report.runs:
+            table.add_row(
+                r.placement,
+                "on" if r.shield else "off",
+                f"{r.standard:.3f}",
+                f"{r.strict:.3f}",
+                str(r.rejected),
+                str(r.errors),
+                f"{1000 * r.shield_refusals / max(r.requests, 1):.1f}",
+                f"{r.decision_p99_le_s * 1e3:g} ms",
+                f"{r.ttft_p99_s:.3f} s" if r.ttft_p99_s is not None else "-",
+            )
+        console.print(table)
+    if report.latency:
+        console.print({k: round(v, 3) for k, v in report.latency.items()})
+    if report.relay:
+        console.print({k: round(v, 1) for k, v in report.relay.items()})
