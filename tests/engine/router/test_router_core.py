@@ -159,3 +159,18 @@ async def test_engines_file_is_read_again_at_every_resolution(tmp_path) -> None:
     path.write_text("nonsense\n")
     with pytest.raises(OSError, match="--engines-file"):
         await discover()
+
+
+def test_queue_timeout_counts_from_the_first_hold_across_shield_refusals() -> None:
+    from sloserve_engine.router.shield import Refusal
+
+    c = core(queue_timeout_s=0.5)
+    c.observe(snap("a"))
+    assert c.submit("1", 1000, SLO, now=0.0).action is Action.PLACE
+    assert c.refused(Refusal("1", "a", "kv"), now=0.0).action is Action.HOLD
+    for t in (0.1, 0.2, 0.3):  # placed again from the queue, refused again by the shield
+        [(_, again)] = c.poll(t)
+        assert again.action is Action.PLACE
+        assert c.refused(Refusal("1", "a", "kv"), now=t).action is Action.HOLD
+    [(rid, timed_out)] = c.poll(0.5)
+    assert (rid, timed_out.reason) == ("1", Reason.TIMEOUT)

@@ -81,14 +81,17 @@ def test_exactly_one_outcome_never_placed_twice(
         elif kind == "advance":
             now += x / 10.0
             for s in shields.values():
-                s.expire(now)
+                for expired in s.expire(now):  # settled now: remembered for remember_s
+                    released[expired.request_id] = now
         elif kind == "publish":
             publish("abcd"[x], y)
         elif placed:
             rid = placed[x % len(placed)]
             region = ENGINES[grants[rid][-1]]
             if kind == "dup":  # a confused host tries to place it again in its region
-                remembered = rid in shields[region].active or now - released.get(rid, now) < 5.0
+                remembered = rid in shields[region].active or (
+                    rid in released and now - released[rid] < 5.0
+                )
                 again = shields[region].reserve(
                     rid, grants[rid][-1], owner[rid].placing(rid)[0], SLOTarget(), now
                 )

@@ -56,6 +56,9 @@ class _Request:
     cold: bool = False
     """Held while no engine existed: placed on the first engine that appears, whatever its
     predicted TTFT (the wait already spent it), until ``coldStartTimeoutS``."""
+    held_since: float | None = None
+    """When the request was first held: ``queueTimeoutS`` counts from here, also when a
+    placement from the queue is refused by a shield and the request is held again."""
 
 
 class RouterCore:
@@ -180,7 +183,11 @@ class RouterCore:
             if req.phase is not Phase.HELD:
                 req.cold = decision.reason is Reason.COLD_START
                 timeout = self.knobs.cold_start_timeout_s if req.cold else None
-                shed = self.queue.push(req.request_id, req.rank, now, timeout)
+                if not req.cold and req.held_since is None:
+                    req.held_since = now
+                start = now if req.cold else req.held_since
+                assert start is not None
+                shed = self.queue.push(req.request_id, req.rank, start, timeout)
                 req.phase = Phase.HELD
                 if shed is not None:
                     self._end(shed, f"rejected:{Reason.SHED}")
