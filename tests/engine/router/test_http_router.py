@@ -4,6 +4,7 @@ processes, over real HTTP, with the ``openai`` package as the client."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -275,32 +276,63 @@ def test_engines_found_through_dns_serve_requests(tmp_path: Path) -> None:
         assert done.usage is not None and done.usage.completion_tokens == 3
 
 
-def test_held_requests_time_out_with_429_and_count_as_misses(tmp_path: Path) -> None:
+def test_shield_refusals_hold_requests_until_the_queue_timeout_then_429(tmp_path: Path) -> None:
     with fleet(tmp_path) as f:
-        f.start_engine("--kv-tokens", "4096", time_scale=2.0)
+        engine = f.start_engine(time_scale=2.0)
         router = f.start_router()
         f.wait_ready()
         auth = _auth(f)
         httpx.put(
             router.url + "/sloserve/knobs", json={"queueTimeoutS": 0.5}, headers=auth
         ).raise_for_status()
-        body = {"model": "sim", "prompt": [3] * 1500, "max_tokens": 900, "stream": True,
-                "vllm_xargs": {"ttft_ms": 2000}}  # fmt: skip
+        # Another router's reservation holds nearly all of the engine's KV (this router's
+        # state does not show it): every placement collides at the engine's shield.
+        hog = {"requestId": "other-router-1", "promptTokens": 90_000, "outputTokens": 5_000,
+               "predictedOutput": 5_000, "slo": {"ttftMs": 600_000}, "leaseS": 60}  # fmt: skip
+        granted = httpx.post(engine.url + "/sloserve/reservations", json=hog, headers=auth)
+        assert granted.status_code == 201, granted.text
+        body = {"model": "sim", "prompt": [3] * 2000, "max_tokens": 500,
+                "vllm_xargs": {"ttft_ms": 5000}}  # fmt: skip
+        r = httpx.post(router.url + "/v1/completions", json=body, timeout=30)
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+        assert "queue timeout" in r.json()["error"]["message"]
+        assert _metric(router.url, "sloserve_router_shield_refusals_total") >= 1
+        assert _metric(router.url, "sloserve_router_requests_total", outcome="timed_out") == 1
+        assert _metric(router.url, "sloserve_router_slo_misses_total", reason="timed_out") == 1
+        httpx.delete(engine.url + "/sloserve/reservations/other-router-1", headers=auth)
+        ok = httpx.post(router.url + "/v1/completions", json=body, timeout=30)
+        assert ok.status_code == 200, ok.text  # the engine's KV is free again
 
-        async def burst() -> list[int]:
-            async with httpx.AsyncClient(base_url=router.url, timeout=120) as client:
 
-                async def one() -> int:
-                    async with client.stream("POST", "/v1/completions", json=body) as r:
-                        await r.aread()
-                        return r.status_code
+def test_scaled_to_zero_requests_are_held_and_counted_until_the_cold_start_timeout(
+    tmp_path: Path,
+) -> None:
+    with fleet(tmp_path) as f:
+        knobs = tmp_path / "router-knobs.json"
+        knobs.write_text(json.dumps({"coldStartTimeoutS": 1.5}))
+        # A headless Service without ready pods resolves to nothing.
+        router = f.start_router("--knobs-file", str(knobs), dns="no-engines.invalid:8000")
+        f.wait_ready()
 
-                return list(await asyncio.gather(*(one() for _ in range(6))))
+        async def held_then_503() -> tuple[httpx.Response, float]:
+            async with httpx.AsyncClient(base_url=router.url, timeout=30) as client:
+                request = asyncio.create_task(
+                    client.post("/v1/completions", json={"model": "sim", "prompt": "wake"})
+                )
+                await asyncio.sleep(0.7)
+                depth = float(
+                    next(
+                        line.split()[-1]
+                        for line in (await client.get("/metrics")).text.splitlines()
+                        if line.startswith("sloserve_router_queue_depth ")
+                    )
+                )
+                return await request, depth
 
-        statuses = asyncio.run(burst())
-        assert 200 in statuses and 429 in statuses, statuses  # 4096 tokens fit ~1-2 of them
-        timed_out = _metric(router.url, "sloserve_router_requests_total", outcome="timed_out")
-        assert timed_out == statuses.count(429)
-        assert _metric(router.url, "sloserve_router_slo_misses_total", reason="timed_out") == (
-            timed_out
-        )
+        started = time.monotonic()
+        response, depth = asyncio.run(held_then_503())
+        assert depth == 1.0  # the autoscaler's wake signal
+        assert response.status_code == 503 and int(response.headers["retry-after"]) >= 1
+        assert "cold-start timeout" in response.json()["error"]["message"]
+        assert time.monotonic() - started >= 1.5
+        assert _metric(router.url, "sloserve_router_requests_total", outcome="unavailable") == 1

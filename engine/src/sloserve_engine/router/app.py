@@ -42,7 +42,7 @@ from .admission import Action, Decision, Reason
 from .core import RouterCore
 from .engines import Discover, EnginePool
 from .knobs import RouterKnobs
-from .knobs_api import KnobsBox, knobs_router, revision
+from .knobs_api import KnobsBox, knobs_router
 from .metrics import Outcome, RouterMetrics
 from .placement import PlacementRequest
 from .relay import End, UnreachableError, Upstream, open_upstream, read_body, relay_stream
@@ -168,6 +168,9 @@ class Router:
         for rid, decision in self.core.poll(self.clock()):
             self._wake(rid, decision)
         self._wake_shed()
+        self._publish_depth()
+
+    def _publish_depth(self) -> None:
         self.metrics.queue_depth.set(self.core.held())
 
     def _wake(self, rid: str, decision: Decision) -> None:
@@ -212,7 +215,7 @@ class Router:
             if decision.action is Action.REJECT:
                 raise self._rejection(decision)
             if decision.action is Action.HOLD:
-                self.metrics.queue_depth.set(self.core.held())
+                self._publish_depth()
                 future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
                 self._waiting[rid] = future
                 try:
@@ -488,7 +491,7 @@ def build_router_app(opts: RouterOptions) -> FastAPI:
     router = Router(opts, client, pool, metrics)
     box = KnobsBox(opts.knobs, router.apply_knobs)
     metrics.knobs_revision.set(box.revision)
-    box.subscribe(lambda knobs: metrics.knobs_revision.set(revision(knobs)))
+    box.subscribe(lambda knobs: metrics.knobs_revision.set(knobs.revision()))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

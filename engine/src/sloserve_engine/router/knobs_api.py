@@ -36,14 +36,14 @@ class KnobsBox:
 
     def __init__(self, knobs: RouterKnobs, apply: Listener) -> None:
         self.knobs = knobs
-        self.revision = revision(knobs)
+        self.revision = knobs.revision()
         self._listeners = [apply]
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
     def replace(self, knobs: RouterKnobs) -> None:
-        new = revision(knobs)
+        new = knobs.revision()
         if new == self.revision:
             return
         for listener in self._listeners:

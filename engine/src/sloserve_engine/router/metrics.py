@@ -23,7 +23,7 @@ class Outcome(StrEnum):
     TIMED_OUT = "timed_out"
     """429 after waiting in the router's queue for ``queueTimeoutMs``."""
     UNAVAILABLE = "unavailable"
-    """503: no engine reachable."""
+    """503: no engine reachable (or none started within ``coldStartTimeoutS``)."""
     ABORTED = "aborted"
     """The client went away (the engine request was aborted)."""
     ERROR = "error"
@@ -76,7 +76,8 @@ class RouterMetrics:
         )
         self.queue_depth = Gauge(
             "sloserve_router_queue_depth",
-            "Requests waiting in the router's queue for an engine that can meet their SLO.",
+            "Requests the router holds: waiting for an engine that can meet their SLO, or for "
+            "the first engine of a service scaled to zero (the autoscaler's wake signal).",
             registry=registry,
         )
         self.shield_refusals = Counter(

@@ -25,6 +25,7 @@ _TYPES = {
     404: "NotFoundError",
     405: "MethodNotAllowedError",
     413: "RequestTooLargeError",
+    429: "RateLimitError",
     422: "UnprocessableEntityError",
     503: "ServiceUnavailableError",
 }
