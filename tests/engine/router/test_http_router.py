@@ -244,6 +244,10 @@ def test_engine_reservations_need_the_token_collide_and_expire(two_by_two: Fleet
            "predictedOutput": 1000, "slo": lax, "leaseS": 2.5}  # fmt: skip
     small = {**big, "requestId": "t-small", "promptTokens": 20_000, "outputTokens": 1}
     assert httpx.post(url, json=big).status_code == 401
+    deadline = time.monotonic() + 10  # idle: nothing drains, so only free KV counts
+    while httpx.get(two_by_two.engines[0].url + "/sloserve/state").json()["running"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
     bad = httpx.post(url, json={**big, "promptTokens": 0}, headers=auth)
     assert bad.status_code == 422 and bad.json()["field"] == "promptTokens"
     granted = httpx.post(url, json=big, headers=auth)
