@@ -62,6 +62,10 @@ class Summary:
     flaps: int
     """a -> b -> a -> b patterns in the replica sequence."""
     decisions: int
+    turned_away: float = 0.0
+    """Requests the routers rejected, timed out or had no engine for (all counted as missed)."""
+    cold_start_s: float | None = None
+    """Longest wake from zero the autoscaler measured (scale-up to first request served)."""
 
 
 def step_trace(capacity_rps: float, low: float, high: float, times: Sequence[float]) -> list[Phase]:
@@ -140,6 +144,8 @@ def summarize(episode: Episode, target: float) -> Summary:
         scale_down_after_drop_s=downs[0] - drop_at if downs else None,
         flaps=count_flaps(sizes),
         decisions=len(episode.decisions),
+        turned_away=sum(r.turned_away for r in rows),
+        cold_start_s=max(episode.cold_starts, default=None),
     )
 
 
@@ -182,6 +188,51 @@ def plot(episodes: Sequence[Episode], target: float, kv_target: float, path: Pat
     plt.close(fig)
 
 
+def plot_requests(episodes: Sequence[Episode], path: Path) -> None:
+    """Replicas and router queue depth over time, and each request's latency at its send
+    time (answered, turned away), one column per controller: a scale-to-zero episode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(
+        2, len(episodes), figsize=(7 * len(episodes), 6), sharex=True, squeeze=False
+    )
+    for col, ep in enumerate(episodes):
+        t = [r.t for r in ep.rows]
+        ax = axes[0][col]
+        ax.step(t, [r.desired for r in ep.rows], where="post", label="desired replicas")
+        ax.step(t, [r.ready for r in ep.rows], where="post", label="ready replicas")
+        ax.set_ylabel("replicas")
+        ax.set_title(ep.controller)
+        ax2 = ax.twinx()
+        queued = [_nan(r.router_queued) for r in ep.rows]
+        ax2.plot(t, queued, color="tab:red", alpha=0.6, label="router queue")
+        ax2.set_ylabel("requests held by the router")
+        ax.legend(loc="upper left")
+        ax2.legend(loc="upper right")
+        ax = axes[1][col]
+        ok = [r for r in ep.requests if r.status == 200]
+        bad = [r for r in ep.requests if r.status != 200]
+        ax.scatter([r.sent_at for r in ok], [r.latency_s for r in ok], s=6, label="answered")
+        ax.scatter(
+            [r.sent_at for r in bad],
+            [r.latency_s for r in bad],
+            s=10,
+            marker="x",
+            color="tab:red",
+            label="turned away (429/503)",
+        )
+        ax.set_yscale("log")
+        ax.set_ylabel("latency (modelled s)")
+        ax.set_xlabel("sent at (modelled s)")
+        ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _nan(x: float | None) -> float:
     return math.nan if x is None else x
 
@@ -215,6 +266,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--gpu-limit", type=int, default=1000, help="replicas that fit")
     parser.add_argument(
+        "--phases",
+        nargs="+",
+        metavar="UNTIL:RPS",
+        help="instead of the step: Poisson phases, e.g. 30:3.3 150:0 152:25 300:0 (a burst "
+        "after idling, for scale to zero)",
+    )
+    parser.add_argument(
+        "--scale-to-zero-after",
+        type=float,
+        metavar="S",
+        help="our autoscaler with autoscaling.minReplicas 0 and scaleToZeroAfterS S (also the "
+        "scale-down window, the most CEL allows); needs --routers",
+    )
+    parser.add_argument(
+        "--startup-delay-s",
+        type=float,
+        default=0.0,
+        help="simulated engines' model-load time (sloserve-engine --startup-delay-s)",
+    )
+    parser.add_argument(
         "--routers",
         type=int,
         default=0,
@@ -240,15 +311,35 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     console = Console()
     args.out.mkdir(parents=True, exist_ok=True)
-    spec = default_spec()
+    zero = args.scale_to_zero_after
+    if zero is not None and not args.routers:
+        raise SystemExit("--scale-to-zero-after needs --routers: routers hold requests at zero")
+    spec = (
+        default_spec()
+        if zero is None
+        else default_spec(
+            minReplicas=0,
+            scaleToZeroAfterS=int(zero),
+            scaleDownStabilizationSeconds=int(min(zero, 300)),
+        )
+    )
     target = policy_from_spec(spec).slo_attainment_target
-    if args.steady is not None:
+    if args.phases:
+        trace = [Phase(float(u), float(r)) for u, r in (p.split(":") for p in args.phases)]
+    elif args.steady is not None:
         trace = [Phase(args.times[-1], args.steady * args.capacity_rps)]
     else:
         trace = step_trace(args.capacity_rps, args.low, args.high, args.times)
     config = RunConfig(
         time_scale=args.time_scale,
-        engine_args=("--kv-tokens", str(args.kv_tokens), "--served-model-name", "m"),
+        engine_args=(
+            "--kv-tokens",
+            str(args.kv_tokens),
+            "--served-model-name",
+            "m",
+            "--startup-delay-s",
+            str(args.startup_delay_s),
+        ),
         gpu_limit=args.gpu_limit,
         seed=args.seed,
         routers=args.routers,
@@ -281,6 +372,8 @@ def run(args: argparse.Namespace) -> int:
     (args.out / "episodes.json").write_text(json.dumps([ep.to_json() for ep in episodes]))
     (args.out / "summary.json").write_text(json.dumps([asdict(s) for s in summaries], indent=2))
     plot(episodes, target, policy_from_spec(spec).kv_pressure_target, args.out / "episode.png")
+    if args.routers:
+        plot_requests(episodes, args.out / "requests.png")
     table = Table(title="autoscaler bench (modelled seconds)")
     for column in asdict(summaries[0]):
         table.add_column(column)

@@ -83,6 +83,8 @@ class Row:
     """Rejected, timed out in the router queue, or no engine (router outcomes)."""
     outstanding: int = 0
     """Requests sent and not yet answered at the sample."""
+    router_queued: float | None = None
+    """Requests held in the router queues at the sample (None without routers)."""
 
 
 @dataclass
@@ -95,6 +97,16 @@ class DecisionLog:
 
 
 @dataclass
+class Served:
+    """One request as the client saw it."""
+
+    sent_at: float
+    latency_s: float
+    status: int
+    """HTTP status; 0 when the connection failed."""
+
+
+@dataclass
 class Episode:
     controller: str
     trace: list[Phase]
@@ -103,6 +115,9 @@ class Episode:
     decisions: list[DecisionLog] = field(default_factory=list)
     sent: int = 0
     failed: int = 0
+    requests: list[Served] = field(default_factory=list)
+    cold_starts: list[float] = field(default_factory=list)
+    """Cold starts the autoscaler measured (wake from zero to the first request served)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -208,19 +223,21 @@ class Recorder:
         self._last: dict[str, tuple[float, float]] = {}
         self._turned_away: dict[str, float] = {}
 
-    async def _turned_away_since(self, routers: Sequence[str]) -> float:
-        """Requests the routers rejected, timed out or found no engine for since last time."""
+    async def _routers(self, routers: Sequence[str]) -> tuple[float, float | None]:
+        """Requests the routers rejected, timed out or found no engine for since last time,
+        and the requests they hold now (None without routers)."""
         texts = await asyncio.gather(
             *(self._client.get(f"{u}/metrics") for u in routers), return_exceptions=True
         )
-        total = 0.0
+        total, queued = 0.0, None
         for url, resp in zip(routers, texts, strict=True):
             if isinstance(resp, BaseException) or resp.status_code != 200:
                 continue
-            now = read_router_exposition(resp.text).missed
-            total += now - self._turned_away.get(url, 0.0)
-            self._turned_away[url] = now
-        return total
+            reading = read_router_exposition(resp.text)
+            total += reading.missed - self._turned_away.get(url, 0.0)
+            self._turned_away[url] = reading.missed
+            queued = (queued or 0.0) + reading.queued
+        return total, queued
 
     async def sample(
         self,
@@ -246,7 +263,7 @@ class Recorder:
             attained += ok - prev_ok
             missed += bad - prev_bad
             self._last[replica.name] = (ok, bad)
-        turned_away = await self._turned_away_since(routers)
+        turned_away, queued = await self._routers(routers)
         serving = [v for draining, v in values if not draining]
         weight = sum(v.get("sloserve_slo_window_requests", 0.0) for _, v in values)
         return Row(
@@ -270,6 +287,7 @@ class Recorder:
             missed=missed + turned_away,
             turned_away=turned_away,
             outstanding=outstanding,
+            router_queued=queued,
         )
 
     async def aclose(self) -> None:
@@ -294,14 +312,18 @@ async def _request(
     body: dict[str, Any],
     episode: Episode,
     routers: RouterTier | None,
+    clock: Callable[[], float],
 ) -> None:
     if routers is not None:
+        sent, status = clock(), 0
         try:
             response = await client.post(f"{routers.pick()}/v1/completions", json=body)
-            if response.status_code != 200:
+            status = response.status_code
+            if status != 200:
                 episode.failed += 1  # turned away (429/503): counted as missed by the recorder
         except httpx.HTTPError:
             episode.failed += 1
+        episode.requests.append(Served(sent, clock() - sent, status))
         return
     ready = fleet.ready()
     if not ready:
@@ -380,7 +402,11 @@ async def run_episode(
                         )
                     )
                     await fleet.scale_to(decision.desired_replicas)
-                await asyncio.sleep(max(0.0, wall(now + config.interval_s - clock())))
+                if decision.cold_start_s is not None:
+                    episode.cold_starts.append(decision.cold_start_s)
+                # At zero or waking the operator evaluates every second (autoscaler/handlers.py).
+                every = config.interval_s if decision.activity == "Active" else 1.0
+                await asyncio.sleep(max(0.0, wall(now + every - clock())))
 
         async def record() -> None:
             while clock() < end:
@@ -422,7 +448,7 @@ async def run_episode(
                     "max_tokens": rng.randint(*workload.output_tokens),
                 }
                 episode.sent += 1
-                task = asyncio.create_task(_request(client, fleet, body, episode, tier))
+                task = asyncio.create_task(_request(client, fleet, body, episode, tier, clock))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             await asyncio.gather(*side)
