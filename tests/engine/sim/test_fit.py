@@ -30,6 +30,8 @@ def test_attention_feature_is_exact_only_for_one_prefill() -> None:
     # one chunk of 2,000 after 3,000 computed (the log counts context after the chunk)
     assert attention_feature(_row(1, 2000, 5000)) == attention_pairs(2000, 3000)
     assert math.isnan(attention_feature(_row(2, 2000, 5000)))  # how it splits is unknown
+    logged = {**_row(2, 2000, 5000), "prefill_attn_sum": "123456"}  # step logs since issue 14
+    assert attention_feature(logged) == 123456.0
 
 
 def test_fit_recovers_a_quadratic_step_model(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ pytest.importorskip("vllm", reason="vLLM 0.26.0 (the [engine] extra) is not inst
 
 from vllm_adapter_helpers import make_engine, pressure_workload
 
+from sloserve_engine.policy.costmodel import attention_pairs
 from sloserve_engine.vllm.scheduler import (
     SLOScheduler,
     SLOSyncScheduler,
@@ -60,6 +61,7 @@ def test_one_row_per_scheduled_step(
     preempted = sum(len(s.preempted_request_ids) for s in steps)
     assert int(rows[-1]["preempt_total"]) == preempted > 0
     assert int(rows[0]["prefill_ctx_sum"]) == int(rows[0]["prefill_tokens"]) == 64
+    assert int(rows[0]["prefill_attn_sum"]) == attention_pairs(64, 0)  # one fresh chunk
 
 
 def test_plan_columns_show_what_the_policy_allowed(

@@ -110,10 +110,13 @@ def nonneg_lstsq(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
 def attention_feature(row: dict[str, str]) -> float:
     """Attention pairs of a logged step, or NaN when the sums cannot tell them.
 
-    With one prefill request, its chunk is ``prefill_tokens`` and its prior context
-    ``prefill_ctx_sum - prefill_tokens`` (the log counts context after the chunk).
-    With several, how the sums split between them is unknown.
+    Logs since issue 14 have the column ``prefill_attn_sum``. In older ones, with one
+    prefill request its chunk is ``prefill_tokens`` and its prior context
+    ``prefill_ctx_sum - prefill_tokens`` (the log counts context after the chunk);
+    with several, how the sums split between them is unknown.
     """
+    if row.get("prefill_attn_sum"):
+        return float(row["prefill_attn_sum"])
     n_prefill = int(row["n_prefill_reqs"])
     if n_prefill == 0:
         return 0.0

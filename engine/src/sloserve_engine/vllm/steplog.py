@@ -29,6 +29,8 @@ from vllm.v1.core.sched.output import SchedulerOutput
 from vllm.v1.core.sched.scheduler import Scheduler
 from vllm.v1.outputs import ModelRunnerOutput
 
+from ..policy.costmodel import attention_pairs
+
 STEP_LOG_ENV = "SLOSERVE_STEP_LOG"
 """Path of the step CSV; unset = no logging (the default, zero cost beyond one check)."""
 
@@ -49,6 +51,7 @@ COLUMNS = (
     "plan_budget",
     "plan_chunk_cap",
     "plan_admits",
+    "prefill_attn_sum",
 )
 
 
@@ -75,6 +78,9 @@ class StepRow:
     """Largest prefill chunk the plan allowed (0: no cap)."""
     plan_admits: int
     """Waiting requests the plan let vLLM consider."""
+    prefill_attn_sum: int
+    """Attention pairs of the step's prefill chunks (cost model feature ``prefill_attn``):
+    exact per step, where the other sums cannot tell how they split between requests."""
 
     def cells(self) -> list[str]:
         return [f"{v:.6f}" if isinstance(v, float) else str(v) for v in astuple(self)]
@@ -85,7 +91,7 @@ def step_row(sched: Scheduler, output: SchedulerOutput, preempt_total: int) -> S
     stats = getattr(sched, "sloserve_stats", None)
     plan = stats.last_plan if stats is not None else None
     n_waiting = len(sched.waiting) + len(sched.skipped_waiting)
-    n_prefill = prefill_tokens = prefill_ctx = n_decode = decode_ctx = 0
+    n_prefill = prefill_tokens = prefill_ctx = prefill_attn = n_decode = decode_ctx = 0
     for rid, n in output.num_scheduled_tokens.items():
         request = sched.requests[rid]
         context = request.num_computed_tokens - request.num_output_placeholders
@@ -96,6 +102,7 @@ def step_row(sched: Scheduler, output: SchedulerOutput, preempt_total: int) -> S
             n_prefill += 1
             prefill_tokens += n
             prefill_ctx += context
+            prefill_attn += attention_pairs(n, context - n)
     return StepRow(
         t_sched=0.0,
         t_update=0.0,
@@ -113,6 +120,7 @@ def step_row(sched: Scheduler, output: SchedulerOutput, preempt_total: int) -> S
         plan_budget=plan.token_budget if plan else sched.max_num_scheduled_tokens,
         plan_chunk_cap=plan.prefill_chunk_cap if plan else 0,
         plan_admits=len(plan.admit_order) if plan else n_waiting,
+        prefill_attn_sum=prefill_attn,
     )
 
 
