@@ -94,7 +94,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--kv-tokens", type=int, default=16_384, help="KV per engine (small: pressure at low rate)"
     )
     p.add_argument("--policies", default=",".join(PLACEMENT_NAMES))
-    p.add_argument("--shield-compare", default="least-kv", help="policy run with shield off too")
+    p.add_argument(
+        "--shield-compare",
+        default="least-kv",
+        help="comma list of policies also run with the shield off (right after shield on)",
+    )
+    p.add_argument("--warmup", type=int, default=0, help="requests replayed first and not recorded")
     p.add_argument("--slo-ttft-ms", type=float, default=1000.0)
     p.add_argument("--slo-tbt-ms", type=float, default=100.0)
     p.add_argument("--latency-samples", type=int, default=200)
@@ -428,9 +433,11 @@ def run(args: argparse.Namespace) -> int:
             for _ in range(args.routers):
                 f.start_router()
             f.wait_ready()
-            arms = [(p, True) for p in policies]
-            if args.shield_compare:
-                arms.append((args.shield_compare, False))
+            compare = {p.strip() for p in args.shield_compare.split(",") if p.strip()}
+            arms = [(p, on) for p in policies for on in (True, False) if on or p in compare]
+            if args.warmup:  # engines' output-length predictors learn before anything counts
+                console.print(f"warm-up: {args.warmup} requests (not recorded) ...")
+                run_policy(f, workload[: args.warmup], slo, "random", False)
             for placement, shield in arms:
                 console.print(f"policy {placement} shield={'on' if shield else 'off'} ...")
                 result = run_policy(f, workload, slo, placement, shield)
@@ -471,7 +478,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _argv(args: argparse.Namespace) -> list[str]:
     out = []
-    for key in ("engines", "routers", "trace", "requests", "rate", "kv_tokens", "policies"):
+    keys = ("engines", "routers", "trace", "requests", "rate", "kv_tokens", "policies",
+            "shield_compare", "warmup", "skip", "slo_ttft_ms", "slo_tbt_ms", "latency_samples",
+            "relay_streams", "relay_tokens", "relay_time_scale", "seed")  # fmt: skip
+    for key in keys:
         out += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     return out
 
