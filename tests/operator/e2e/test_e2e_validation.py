@@ -31,6 +31,21 @@ BAD = [
         id="chunk-bounds",
     ),
     pytest.param({"engine": {"tensorParallelSize": 4}}, "spec.engine.gpu.count", id="tp>gpus"),
+    pytest.param(
+        {"autoscaling": {"minReplicas": 0}, "router": {"replicas": 0}},
+        "spec.autoscaling.minReplicas",
+        id="zero-without-router",
+    ),
+    pytest.param(
+        {"autoscaling": {"minReplicas": 0, "scaleToZeroAfterS": 60}},
+        "spec.autoscaling.scaleToZeroAfterS",
+        id="idle-window<down-window",
+    ),
+    pytest.param(
+        {"engine": {"simulatedStartupDelayS": 5}},
+        "spec.engine.simulatedStartupDelayS",
+        id="delay-on-a-real-engine",
+    ),
 ]
 
 
@@ -61,6 +76,8 @@ def test_defaults_are_applied_by_the_api_server(
     assert spec["engine"]["gpu"] == {"count": 1, "resourceName": "nvidia.com/gpu"}
     assert spec["autoscaling"]["minReplicas"] == 1
     assert spec["slo"]["ttftMs"] == 1000
+    assert (spec["router"]["replicas"], spec["router"]["coldStartTimeoutS"]) == (2, 300)
+    assert spec["autoscaling"]["scaleToZeroAfterS"] == 900
 
 
 def test_names_that_cannot_name_children_are_rejected(
