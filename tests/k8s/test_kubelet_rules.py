@@ -11,6 +11,8 @@ import pytest
 from sloserve_dev.devcluster.kubelet import (
     ReadinessProbe,
     VolumeRef,
+    engine_addresses,
+    engines_dns_port,
     pod_process_spec,
     pod_should_run,
     readiness_after_probe,
@@ -190,3 +192,54 @@ def test_readiness_follows_kubelet_rule_success_at_once_failure_after_threshold(
     assert readiness_after_probe(False, True, 1, 3) == (True, 2)
     assert readiness_after_probe(False, True, 2, 3) == (False, 3)
     assert readiness_after_probe(False, False, 0, 3) == (False, 1)  # never ready yet
+
+
+def test_router_runs_the_router_module_and_reads_engines_from_a_file() -> None:
+    """No cluster DNS here: ``--engines-dns`` becomes a file the kubelet keeps current."""
+    argv = rewrite_argv(
+        ["sloserve-router", "--host", "0.0.0.0", "--engines-dns", "llm-engines.ns.svc:8000"],
+        "127.64.0.7",
+        MOUNTS,
+        ENGINE,
+        Path("/tmp/p/engines"),
+    )
+    assert argv == [
+        sys.executable,
+        "-m",
+        "sloserve_engine.router.cli",
+        "--host",
+        "127.64.0.7",
+        "--engines-file",
+        "/tmp/p/engines",
+    ]
+    assert engines_dns_port(["x", "--engines-dns=llm-engines.ns.svc:9000"]) == 9000
+    assert engines_dns_port(["x", "--engines", "a:1"]) is None
+
+
+def _engine(name: str, ip: str, ready: bool, service: str = "llm", ns: str = "ns") -> dict:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "labels": {"app.kubernetes.io/name": "sloserve-engine", "sloserve.io/service": service},
+        },
+        "status": {
+            "podIP": ip,
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
+
+
+def test_engine_addresses_are_the_services_ready_engine_pods() -> None:
+    router = _engine("llm-router-0", "127.0.0.9", True)
+    router["metadata"]["labels"]["app.kubernetes.io/name"] = "sloserve-router"
+    pods = [
+        _engine("b", "127.0.0.3", True),
+        _engine("a", "127.0.0.2", True),
+        _engine("starting", "127.0.0.4", False),
+        _engine("other", "127.0.0.5", True, service="other"),
+        _engine("elsewhere", "127.0.0.6", True, ns="prod"),
+        router,
+    ]
+    assert engine_addresses(pods, "ns", "llm", 8000) == "127.0.0.2:8000\n127.0.0.3:8000\n"
+    assert engine_addresses([], "ns", "llm", 8000) == ""  # scaled to zero: no engine

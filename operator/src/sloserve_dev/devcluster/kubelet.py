@@ -31,8 +31,16 @@ from sloserve_dev.devcluster.processes import ManagedProcess
 
 log = logging.getLogger(__name__)
 
-ENGINE_SELECTOR = "app.kubernetes.io/name=sloserve-engine"
+ENGINE_SELECTOR = "app.kubernetes.io/name in (sloserve-engine,sloserve-router)"
+"""Engine pods, and router pods (``sloserve-router`` from the same image)."""
 ENGINE_EXECUTABLE = "sloserve-engine"
+ROUTER_EXECUTABLE = "sloserve-router"
+ROUTER_ARGV = (sys.executable, "-m", "sloserve_engine.router.cli")
+ENGINES_DNS_FLAG = "--engines-dns"
+ENGINES_FILE = "engines"
+"""In a router pod's directory: the ready engines its headless Service would resolve to
+(there is no cluster DNS here), kept current by this kubelet and read by ``--engines-file``."""
+SERVICE_LABEL = "sloserve.io/service"
 SIMULATED_FLAG = "--simulated"
 HOST_FLAGS = ("--host", "--bind")
 PYTHON_EXECUTABLES = ("python", "python3", sys.executable)
@@ -92,6 +100,12 @@ class PodProcessSpec:
     volumes: tuple[VolumeRef, ...]
     grace_s: float
     readiness: ReadinessProbe | None = None
+    service: str = ""
+    """The pod's ``sloserve.io/service`` label: a router's engines are that service's."""
+
+    @property
+    def is_router(self) -> bool:
+        return bool(self.argv) and PurePosixPath(self.argv[0]).name == ROUTER_EXECUTABLE
 
     @property
     def key(self) -> str:
@@ -214,6 +228,7 @@ def pod_process_spec(pod: JsonObj) -> PodProcessSpec | None:
         volumes=_volume_refs(pod, container),
         grace_s=min(grace, MAX_GRACE_S),
         readiness=readiness_probe(container),
+        service=str((meta.get("labels") or {}).get(SERVICE_LABEL, "")),
     )
 
 
@@ -231,11 +246,41 @@ def _rewrite_value(arg: str, mounts: Mapping[str, Path]) -> str:
     return _rewrite_path(arg, mounts)
 
 
+def engines_dns_port(argv: Sequence[str]) -> int | None:
+    """The port of a router's ``--engines-dns name:port`` (None when it has none)."""
+    for i, arg in enumerate(argv):
+        value = None
+        if arg == ENGINES_DNS_FLAG and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith(ENGINES_DNS_FLAG + "="):
+            value = arg.split("=", 1)[1]
+        if value is not None:
+            port = value.rpartition(":")[2]
+            return int(port) if port.isdigit() else None
+    return None
+
+
+def engine_addresses(pods: Sequence[JsonObj], namespace: str, service: str, port: int) -> str:
+    """What the service's headless Service resolves to: its Ready engine pods' IPs."""
+    lines = sorted(
+        f"{p['status']['podIP']}:{port}"
+        for p in pods
+        if p["metadata"].get("namespace") == namespace
+        and (p["metadata"].get("labels") or {}).get(SERVICE_LABEL) == service
+        and (p["metadata"].get("labels") or {}).get("app.kubernetes.io/name") == ENGINE_EXECUTABLE
+        and not p["metadata"].get("deletionTimestamp")
+        and p.get("status", {}).get("podIP")
+        and pod_ready_condition(p)
+    )
+    return "".join(f"{line}\n" for line in lines)
+
+
 def rewrite_argv(
     argv: Sequence[str],
     pod_ip: str,
     mounts: Mapping[str, Path],
     engine_argv: Sequence[str],
+    engines_file: Path | None = None,
 ) -> list[str]:
     """Turn a container command into a local command line for this pod.
 
@@ -253,6 +298,8 @@ def rewrite_argv(
         out = [*engine_argv]
         if SIMULATED_FLAG not in rest:
             out.append(SIMULATED_FLAG)
+    elif PurePosixPath(exe).name == ROUTER_EXECUTABLE:
+        out = [*ROUTER_ARGV]
     elif exe in PYTHON_EXECUTABLES:
         out = [sys.executable]
     else:
@@ -265,7 +312,10 @@ def rewrite_argv(
         if arg == "--":
             out += rest[i:]  # extra arguments for vllm serve: passed through untouched
             break
-        if flag in HOST_FLAGS:
+        if flag == ENGINES_DNS_FLAG and engines_file is not None:
+            out += ["--engines-file", str(engines_file)]
+            i += 1 if "=" not in arg else 0  # skip the name:port
+        elif flag in HOST_FLAGS:
             has_host = True
             if "=" in arg:
                 out.append(f"{flag}={pod_ip}")
@@ -505,7 +555,23 @@ class ProcessKubelet:
                 self.pods[uid].observed_ready = observed[uid]
             records = list(self.pods.values())
         for record in records:
+            if record.spec.is_router:
+                self._publish_engines(record, seen)
             self._tend(api, record, refresh_volumes or record.proc is None)
+
+    def _publish_engines(self, pod: PodProcess, seen: Sequence[JsonObj]) -> None:
+        """Keep a router pod's engines file equal to its service's Ready engine pods."""
+        port = engines_dns_port(pod.spec.argv)
+        if port is None:
+            return
+        text = engine_addresses(seen, pod.spec.namespace, pod.spec.service, port)
+        path = pod.directory / ENGINES_FILE
+        if path.exists() and path.read_text() == text:
+            return
+        pod.directory.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
 
     def _tend(self, api: KubeApi, pod: PodProcess, refresh_volumes: bool) -> None:
         if refresh_volumes and not self._materialise(api, pod):
@@ -527,7 +593,8 @@ class ProcessKubelet:
                 self._report_ready(api, pod, False)
         if time.monotonic() < pod.next_start:
             return
-        argv = rewrite_argv(pod.spec.argv, pod.spec.pod_ip, pod.mounts(), self.engine_argv)
+        engines = pod.directory / ENGINES_FILE if pod.spec.is_router else None
+        argv = rewrite_argv(pod.spec.argv, pod.spec.pod_ip, pod.mounts(), self.engine_argv, engines)
         env = {**os.environ, **dict(pod.spec.env)}
         with self._lock:
             if self._stop.is_set() or self.pods.get(pod.spec.uid) is not pod:
