@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import secrets
-import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 import uvicorn
+from engine_helpers import EngineProcess, ServeApp, SimAppFactory, engine_process
 from fastapi import FastAPI
 
 from sloserve_engine.knobs import Knobs
@@ -24,8 +19,6 @@ from sloserve_engine.server.body import DEFAULT_MAX_BODY_BYTES
 from sloserve_engine.server.simulated_app import SimulatedOptions, build_simulated_app
 from sloserve_engine.server.supervisor import free_loopback_port
 from sloserve_engine.sim import SimConfig, load_profile
-
-ServeApp = Callable[[FastAPI], AbstractContextManager[str]]
 
 
 @contextmanager
@@ -77,9 +70,6 @@ def simulated_app(
     )
 
 
-SimAppFactory = Callable[..., FastAPI]
-
-
 @pytest.fixture
 def serve_app() -> ServeApp:
     return serve
@@ -95,56 +85,6 @@ def base(token_file: Path, serve_app: ServeApp, make_sim_app: SimAppFactory) -> 
     """URL of a simulated engine whose admin API takes writes with ``token_file``'s token."""
     with serve_app(make_sim_app(token_file=token_file)) as url:
         yield url
-
-
-@dataclass(frozen=True)
-class EngineProcess:
-    """A running ``sloserve-engine --simulated`` child: its URL, admin token and logs."""
-
-    url: str
-    token: str
-    stdout: Path
-    stderr: Path
-    model: str = "sim-model"
-
-
-@contextmanager
-def engine_process(tmp: Path, *extra: str) -> Iterator[EngineProcess]:
-    """Start the real CLI (``python -m sloserve_engine.server.cli --simulated``); SIGTERM it
-    on exit. Its stdout/stderr (uvicorn's access and error logs) go to files."""
-    token = secrets.token_urlsafe(24)
-    (tmp / "token").write_text(token + "\n")
-    port = free_loopback_port()
-    out, err = tmp / "stdout.log", tmp / "stderr.log"
-    argv = [
-        sys.executable, "-m", "sloserve_engine.server.cli", "--simulated",
-        "--host", "127.0.0.1", "--port", str(port), "--served-model-name", "sim-model",
-        "--admin-token-file", str(tmp / "token"), "--time-scale", "20", *extra,
-    ]  # fmt: skip
-    with out.open("wb") as fout, err.open("wb") as ferr:
-        proc = subprocess.Popen(argv, stdout=fout, stderr=ferr, env=os.environ.copy())
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"engine exited {proc.returncode}: {err.read_text()}")
-            try:
-                if httpx.get(f"{url}/sloserve/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("engine did not become healthy")
-            time.sleep(0.1)
-        yield EngineProcess(url, token, out, err)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import json
 
 import httpx
 import pytest
+from engine_helpers import ServeApp, SimAppFactory
 
-from conftest import ServeApp, SimAppFactory
 from sloserve_engine.server.chat import MESSAGE_OVERHEAD_TOKENS
 
 MESSAGES = [

@@ -16,9 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
+from engine_helpers import EngineProcess, engine_process
 from hypothesis import HealthCheck, given, settings
-
-from conftest import EngineProcess, engine_process
 
 schemathesis = pytest.importorskip("schemathesis", reason="the dev extra installs schemathesis")
 from schemathesis.checks import not_a_server_error  # noqa: E402

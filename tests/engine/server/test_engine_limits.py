@@ -17,8 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from engine_helpers import EngineProcess, ServeApp, SimAppFactory, engine_process
 
-from conftest import EngineProcess, ServeApp, SimAppFactory, engine_process
 from sloserve_engine.server.auth import AdminAuth, AdminTokenError, read_token
 from sloserve_engine.server.body import INLINE_PARSE_BYTES
 from sloserve_engine.server.logscrub import scrub_target

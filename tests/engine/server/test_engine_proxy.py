@@ -17,8 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from engine_helpers import ServeApp
 
-from conftest import ServeApp
 from sloserve_engine.knobs import Knobs
 from sloserve_engine.server.auth import AdminAuth
 from sloserve_engine.server.knobs_store import KnobsStore

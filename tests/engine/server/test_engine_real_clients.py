@@ -17,9 +17,8 @@ from pathlib import Path
 
 import openai
 import pytest
+from engine_helpers import EngineProcess
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-from conftest import EngineProcess
 
 VOCAB = [f"w{i}" for i in range(500)]
 
