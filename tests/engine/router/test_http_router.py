@@ -155,6 +155,44 @@ def test_client_disconnect_aborts_the_engine_request_and_counts(two_by_two: Flee
     assert _metric(router.url, "sloserve_router_slo_misses_total", reason="aborted") >= 1
 
 
+def test_non_streamed_request_abandoned_by_its_client_is_aborted(two_by_two: Fleet) -> None:
+    router = two_by_two.routers[0]
+    before = _metric(router.url, "sloserve_router_requests_total", outcome="aborted")
+    body = {"model": "sim", "prompt": "a long answer", "max_tokens": 3000}
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up and closes the connection
+        httpx.post(router.url + "/v1/completions", json=body, timeout=httpx.Timeout(1.0))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        running = [
+            httpx.get(e.url + "/sloserve/state").json()["running"] for e in two_by_two.engines
+        ]
+        aborted = _metric(router.url, "sloserve_router_requests_total", outcome="aborted")
+        if running == [0, 0] and aborted == before + 1:
+            break
+        time.sleep(0.1)
+    assert running == [0, 0], "the engine still generates for a client that left"
+    assert aborted == before + 1
+
+
+def test_chat_completions_through_the_router(two_by_two: Fleet) -> None:
+    client = _client(two_by_two.routers[0])
+    chat = client.chat.completions.create(
+        model="sim",
+        messages=[{"role": "user", "content": "hello, router"}],
+        max_tokens=4,
+        extra_body={"vllm_xargs": {"slo_class": "chatty", "ttft_ms": 5000}},
+    )
+    assert chat.choices[0].message.content and chat.usage is not None
+    assert chat.usage.completion_tokens == 4
+    stream = client.chat.completions.create(
+        model="sim", messages=[{"role": "user", "content": "again"}], max_tokens=3, stream=True
+    )
+    pieces = [
+        c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content
+    ]
+    assert len(pieces) == 3
+
+
 def test_router_knobs_change_live_validated_and_authenticated(two_by_two: Fleet) -> None:
     router = two_by_two.routers[1]
     start = httpx.get(router.url + "/sloserve/knobs").json()

@@ -24,10 +24,10 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from fastapi import FastAPI, Request
@@ -36,6 +36,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from ..policy.costmodel import StepCostModel
 from ..server.auth import AdminAuth
+from ..server.body import wait_for_disconnect
 from ..server.errors import APIError, error_response
 from ..server.reservations import RESERVATION_HEADER, RESERVATIONS_PATH
 from .admission import Action, Decision, Reason
@@ -50,6 +51,7 @@ from .requests import BODY_SCHEMAS, PATHS, Routed, ServiceLimits, parse_request
 from .shield import Refusal, RefusalReason, Release
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RELAY_ATTEMPTS = 2
 """Placements tried when the chosen engine turns out unreachable (nothing was generated)."""
@@ -71,6 +73,23 @@ class RouterOptions:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     seed: int | None = None
     """Placement RNG seed; ``None``: different per process, so replicas do not herd in step."""
+
+
+class ClientGoneError(Exception):
+    """The client disconnected before its answer started."""
+
+
+async def _unless_gone(gone: asyncio.Future[None], work: Awaitable[T]) -> T:
+    """``work``'s result, or :class:`ClientGoneError` (``work`` cancelled) if the client
+    disconnects first."""
+    task = asyncio.ensure_future(work)
+    watched: set[asyncio.Future[Any]] = {task, gone}
+    done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        return task.result()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    raise ClientGoneError
 
 
 class RejectedError(Exception):
@@ -344,57 +363,83 @@ class Router:
         except APIError as exc:
             self.metrics.outcome(Outcome.INVALID)
             return error_response(exc)
+        gone = asyncio.ensure_future(wait_for_disconnect(request))
+        try:
+            return await self._route(path, request, body, routed, gone)
+        finally:
+            gone.cancel()  # a streamed answer's own disconnect watch takes over
+
+    async def _route(
+        self, path: str, request: Request, body: bytes, routed: Routed, gone: asyncio.Future[None]
+    ) -> Response:
+        """Place and relay; a client that leaves first aborts whatever is in progress
+        (held in the queue, waiting for the engine's headers or its non-streamed body)."""
         headers = dict(request.headers)
         for attempt in range(RELAY_ATTEMPTS):
             rid = f"r{next(self._ids)}"
             arrival = self.clock()
+            placement: Placement | None = None
             try:
-                placement = await self.place(rid, routed)
+                placement = await _unless_gone(gone, self.place(rid, routed))
+                if placement.remote:
+                    headers[RESERVATION_HEADER] = rid
+                upstream = await _unless_gone(
+                    gone, open_upstream(self.client, placement.url, path, headers, body)
+                )
+                if routed.stream and upstream.status == 200:
+                    return self._stream(routed, placement, upstream, arrival)
+                content = await _unless_gone(gone, read_body(upstream))
             except RejectedError as exc:
                 self.metrics.outcome(exc.outcome)
                 return exc.response()
-            except BaseException:  # the client left while the request was held
-                self.core.failed(rid, self.clock())
-                self.metrics.outcome(Outcome.ABORTED)
-                raise
-            if placement.remote:
-                headers[RESERVATION_HEADER] = rid
-            try:
-                upstream = await open_upstream(self.client, placement.url, path, headers, body)
+            except ClientGoneError:
+                self._abandoned(rid, placement)
+                return Response(status_code=499)  # nobody reads it; the engine was told
             except UnreachableError as exc:
+                assert placement is not None
                 log.warning("engine unreachable at relay (attempt %d): %s", attempt + 1, exc)
                 self.pool.mark_down(placement.url)
                 self.release(placement, Release.ENGINE_GONE)
                 self.core.failed(rid, self.clock())
                 continue
-            return await self._answer(routed, placement, upstream, arrival)
-        self.metrics.outcome(Outcome.UNAVAILABLE)
-        return _with_retry(
-            error_response(APIError("no engine is reachable", None, status=503)), 1.0
-        )
-
-    async def _answer(
-        self, routed: Routed, placement: Placement, upstream: Upstream, arrival: float
-    ) -> Response:
-        rid = placement.request_id
-        if not routed.stream or upstream.status != 200:
-            try:
-                content = await read_body(upstream)
-            except httpx.HTTPError as exc:
+            except httpx.HTTPError as exc:  # the engine died while sending the body
+                assert placement is not None
                 self.release(placement, Release.FAILED)
                 self.core.failed(rid, self.clock())
                 self.metrics.outcome(Outcome.ERROR)
                 message = f"the engine failed mid-response: {type(exc).__name__}"
                 return error_response(APIError(message, None, status=502))
-            ok = upstream.status < 400
-            self.release(placement, Release.COMPLETED if ok else Release.FAILED)
-            produced = _usage_tokens(content)
-            if ok and produced:
-                self.core.finished(rid, produced, True, self.clock())
-            else:
-                self.core.failed(rid, self.clock())
-            self.metrics.outcome(_status_outcome(upstream.status))
-            return Response(content, status_code=upstream.status, headers=upstream.headers())
+            return self._complete(placement, upstream, content)
+        self.metrics.outcome(Outcome.UNAVAILABLE)
+        return _with_retry(
+            error_response(APIError("no engine is reachable", None, status=503)), 1.0
+        )
+
+    def _abandoned(self, rid: str, placement: Placement | None) -> None:
+        """The client left before an answer: end the request once, as aborted."""
+        if placement is not None:
+            self.release(placement, Release.FAILED)
+        with contextlib.suppress(ValueError):  # already ended (e.g. timed out meanwhile)
+            self.core.failed(rid, self.clock())
+        self.metrics.outcome(Outcome.ABORTED)
+
+    def _complete(self, placement: Placement, upstream: Upstream, content: bytes) -> Response:
+        """A non-streamed answer (or an engine error to a stream), as the engine sent it."""
+        rid = placement.request_id
+        ok = upstream.status < 400
+        self.release(placement, Release.COMPLETED if ok else Release.FAILED)
+        produced = _usage_tokens(content)
+        if ok and produced:
+            self.core.finished(rid, produced, True, self.clock())
+        else:
+            self.core.failed(rid, self.clock())
+        self.metrics.outcome(_status_outcome(upstream.status))
+        return Response(content, status_code=upstream.status, headers=upstream.headers())
+
+    def _stream(
+        self, routed: Routed, placement: Placement, upstream: Upstream, arrival: float
+    ) -> Response:
+        rid = placement.request_id
         first_at: list[float] = []
         tokens = [0]
 
