@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Callable
 
 from fastapi import APIRouter, Request
@@ -102,7 +103,7 @@ class EngineShield:
                 del self._arrived[rid]
                 shield.release(rid, Release.COMPLETED, now)  # the snapshot shows it now
         oldest = min((r.granted_at for r in shield.active.values()), default=now)
-        stamp = min(snapshot.observed_at, oldest - 1e-9)
+        stamp = min(snapshot.observed_at, math.nextafter(oldest, -math.inf))  # just before
         shield.observe(dataclasses.replace(snapshot, observed_at=stamp))
         shield.lease_s = req.lease_s
         slo = SLOTarget(req.slo.slo_class, req.slo.ttft_ms / 1000.0, req.slo.tbt_ms / 1000.0)
