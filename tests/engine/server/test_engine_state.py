@@ -46,3 +46,29 @@ def test_state_and_shield_follow_the_schedulers_file(
         full = httpx.post(url + "/sloserve/reservations", json={**reserve, "requestId": "r2"},
                           headers=auth)  # fmt: skip
         assert full.status_code == 409 and full.json()["reason"] == "kv"
+
+
+def test_a_reservation_ends_once_its_request_reached_the_engine(
+    base: str, token_file: Path
+) -> None:
+    """Counted until the engine's snapshot shows the request, never twice: the router sends
+    the reservation id with the request (``x-sloserve-reservation``)."""
+    auth = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+    reserve = {"requestId": "a", "promptTokens": 1000, "outputTokens": 50, "predictedOutput": 50}
+    assert (
+        httpx.post(base + "/sloserve/reservations", json=reserve, headers=auth).status_code == 201
+    )
+    assert httpx.post(base + "/sloserve/reservations", json={**reserve, "requestId": "kept"},
+                      headers=auth).status_code == 201  # fmt: skip
+    body = {"prompt": [1] * 1000, "max_tokens": 2}
+    done = httpx.post(base + "/v1/completions", json=body, headers={"x-sloserve-reservation": "a"})
+    assert done.status_code == 200
+    # The next shield decision sees a snapshot taken after "a" arrived: "a" is settled.
+    assert httpx.post(base + "/sloserve/reservations", json={**reserve, "requestId": "b"},
+                      headers=auth).status_code == 201  # fmt: skip
+    assert httpx.delete(base + "/sloserve/reservations/a", headers=auth).json() == {
+        "released": False
+    }
+    assert httpx.delete(base + "/sloserve/reservations/kept", headers=auth).json() == {
+        "released": True
+    }
