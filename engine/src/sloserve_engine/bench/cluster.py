@@ -73,6 +73,7 @@ class Setup:
     seed: int = 0
     engines: int = 4
     regions: int = 2
+    shield_delay_ms: float = 0.0
     kv_tokens: int = 97_488
     profile: str = "h200-llama-3.1-8b"
     slo_ttft_ms: float = 1000.0
@@ -100,7 +101,9 @@ def record(case: Case, setup: Setup, result: ClusterResult) -> dict[str, Any]:
         if o.rejected is not None:
             rejected[o.rejected] = rejected.get(o.rejected, 0) + 1
     half = len(outs) // 2
-    att = ratios(verdict(o, slo) for o in outs)
+    verdicts = [verdict(o, slo) for o in outs]
+    att = ratios(verdicts)
+    finished = [v for o, v in zip(outs, verdicts, strict=True) if o.finish is not None]
     per = result.per_engine_served
     return {
         **asdict(case),
@@ -116,6 +119,8 @@ def record(case: Case, setup: Setup, result: ClusterResult) -> dict[str, Any]:
         "ttft_p99": float(np.percentile(ttft, 99)) if ttft.size else math.nan,
         "rejected": rejected,
         "rejected_total": sum(rejected.values()),
+        "missed_ttft": sum(1 for v in finished if not v.ttft),
+        "missed_tbt_only": sum(1 for v in finished if v.ttft and not v.tbt),
         "shield_refusals": result.refusals,
         "refusals_per_1k": 1000.0 * result.refusals / len(outs),
         "refusals_per_1k_first_half": 1000.0 * sum(o.refusals for o in outs[:half]) / max(half, 1),
@@ -144,6 +149,7 @@ def run_case(
         routers=case.routers,
         state_delay_s=case.state_delay_ms / 1e3,
         regions=min(setup.regions, setup.engines),
+        shield_delay_s=setup.shield_delay_ms / 1e3,
         seed=setup.seed,
     )
     requests = build_workload(setup.workload(case.rate))
@@ -314,6 +320,12 @@ def _non_negative(text: str) -> float:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engines", type=int, default=4)
     p.add_argument("--regions", type=int, default=2, help="shield regions (contiguous groups)")
+    p.add_argument(
+        "--shield-delay-ms",
+        type=_non_negative,
+        default=0.0,
+        help="age of the state shields see (0: beside their engines, 10 Hz)",
+    )
     p.add_argument("--routers", type=_csv(int), default=[1])
     p.add_argument("--state-delay-ms", type=_csv(_non_negative), default=[0.0])
     p.add_argument("--placement", type=_csv(_placement), default=list(PLACEMENT_NAMES))
@@ -347,6 +359,7 @@ def setup_from_args(args: argparse.Namespace) -> Setup:
         seed=args.seed,
         engines=args.engines,
         regions=max(1, min(args.regions, args.engines)),
+        shield_delay_ms=args.shield_delay_ms,
         kv_tokens=args.kv_tokens,
         profile=args.profile,
     )
