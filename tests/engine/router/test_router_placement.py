@@ -132,3 +132,10 @@ def test_bandit_learns_to_prefer_the_rewarded_context() -> None:
 def test_unknown_policy_is_named() -> None:
     with pytest.raises(ValueError, match="least-kvv"):
         make_placement("least-kvv", COST)
+
+
+def test_ttft_margin_shrinks_the_budget() -> None:
+    s = EngineState(snap(delay=0.6))
+    assert judge(s, REQ, COST).ttft_ok
+    tight = PlacementRequest("r", REQ.demand, REQ.slo, 0.0, 0.0, ttft_margin=0.5)
+    assert not judge(s, tight, COST).ttft_ok

@@ -48,6 +48,7 @@ class Case:
     state_delay_ms: float = 0.0
     shield: bool = True
     admission: bool = True
+    ttft_margin: float = 1.0
 
     @property
     def label(self) -> str:
@@ -57,6 +58,8 @@ class Case:
             parts.append("unshielded")
         if not self.admission:
             parts.append("no-admission")
+        if self.ttft_margin != 1.0:
+            parts.append(f"margin {self.ttft_margin:g}")
         if self.routers != 1 or self.state_delay_ms:
             parts.append(f"{self.routers}r/{self.state_delay_ms:g}ms")
         return " ".join(parts)
@@ -142,7 +145,12 @@ def run_case(
     config = SimConfig(kv_tokens=setup.kv_tokens)
     slo = SLO(ttft_s=setup.slo_ttft_ms / 1e3, tbt_s=setup.slo_tbt_ms / 1e3)
     knobs = RouterKnobs.model_validate(
-        {"placement": case.placement, "shield": case.shield, "admission": case.admission}
+        {
+            "placement": case.placement,
+            "shield": case.shield,
+            "admission": case.admission,
+            "ttftMargin": case.ttft_margin,
+        }
     )
     cluster = ClusterConfig(
         engines=setup.engines,
@@ -164,11 +172,12 @@ def cases(
     delays_ms: Sequence[float],
     shields: Sequence[bool],
     admissions: Sequence[bool],
+    margins: Sequence[float] = (1.0,),
 ) -> list[Case]:
     return [
-        Case(p, r, m, d, s, a)
-        for r, p, m, d, s, a in itertools.product(
-            rates, placements, routers, delays_ms, shields, admissions
+        Case(p, r, m, d, s, a, g)
+        for r, p, m, d, s, a, g in itertools.product(
+            rates, placements, routers, delays_ms, shields, admissions, margins
         )
     ]
 
@@ -331,6 +340,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--placement", type=_csv(_placement), default=list(PLACEMENT_NAMES))
     p.add_argument("--shield", type=_csv(_onoff), default=[True], help="on,off")
     p.add_argument("--admission", type=_csv(_onoff), default=[True], help="on,off")
+    p.add_argument(
+        "--ttft-margin", type=_csv(_positive), default=[1.0], help="router ttftMargin values"
+    )
     p.add_argument("--rates", type=_csv(_positive), default=[48.0, 56.0, 64.0])
     p.add_argument("--trace", default="azure-conv", choices=sorted(TRACES))
     p.add_argument("--requests", type=int, default=2000)
@@ -368,7 +380,13 @@ def setup_from_args(args: argparse.Namespace) -> Setup:
 def run(args: argparse.Namespace, console: Console) -> int:
     setup = setup_from_args(args)
     todo = cases(
-        args.placement, args.rates, args.routers, args.state_delay_ms, args.shield, args.admission
+        args.placement,
+        args.rates,
+        args.routers,
+        args.state_delay_ms,
+        args.shield,
+        args.admission,
+        args.ttft_margin,
     )
     with Progress(
         TextColumn("{task.description}"),

@@ -163,7 +163,9 @@ class RouterCore:
 
     def _decide(self, req: _Request, now: float) -> Decision:
         waited = now - req.arrival
-        request = PlacementRequest(req.request_id, req.demand, req.slo, waited, now)
+        request = PlacementRequest(
+            req.request_id, req.demand, req.slo, waited, now, self.knobs.ttft_margin
+        )
         candidates = self.placement.rank(request, self.states())
         held = req.phase is Phase.HELD
         room = held or self.queue.has_room(req.rank)

@@ -63,6 +63,13 @@ class RouterKnobs(BaseModel):
         "scaled to zero and waking: an engine start takes minutes); then 503 with "
         "Retry-After.",
     )
+    ttft_margin: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=1.0,
+        description="Share of a request's TTFT target its predicted TTFT must fit in to be "
+        "placed; below 1 trades rejections for a shorter tail.",
+    )
     shield: bool = Field(
         default=True,
         description="Reserve every placement through the region shield (SROLE).",

@@ -82,6 +82,9 @@ class PlacementRequest:
     waited_s: float = 0.0
     """Time already spent since arrival (in the router's queue); counts against the TTFT."""
     now: float = 0.0
+    ttft_margin: float = 1.0
+    """Share of the TTFT target a placement must fit in (the ``ttftMargin`` knob): below 1
+    leaves room for prediction error before the engine deprioritises a late request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +95,7 @@ class Candidate:
     predicted_ttft_s: float
     """Predicted time from now to the first token on this engine."""
     ttft_ok: bool
-    """``waited + predicted TTFT <= SLO TTFT``."""
+    """``waited + predicted TTFT <= ttft_margin × SLO TTFT``."""
     kv_ok: bool
     """Pending plus this demand fit in the headroom plus what drains before the TTFT target."""
 
@@ -125,7 +128,7 @@ def kv_fits(state: EngineState, demand: KvDemand, horizon_s: float) -> bool:
 def judge(state: EngineState, request: PlacementRequest, cost: StepCostModel) -> Candidate:
     """The one yardstick: predicted TTFT against the SLO and the KV collision test."""
     ttft = predict_ttft(state, request.demand, cost)
-    budget = request.slo.ttft_s - request.waited_s
+    budget = request.slo.ttft_s * request.ttft_margin - request.waited_s
     return Candidate(
         state.engine_id,
         ttft,
