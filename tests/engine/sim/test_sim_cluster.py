@@ -102,6 +102,10 @@ def test_bench_cluster_cli_writes_table_json_and_plot(tmp_path, capsys) -> None:
             "60",
             "--kv-tokens",
             "40000",
+            "--ttft-margin",
+            "1,0.5",
+            "--shield-delay-ms",
+            "100",
             "--json",
             str(out),
             "--plots",
@@ -110,8 +114,9 @@ def test_bench_cluster_cli_writes_table_json_and_plot(tmp_path, capsys) -> None:
     )
     assert rc == 0
     rep = json.loads(out.read_text())
-    assert len(rep["runs"]) == 8
-    assert {r["label"] for r in rep["runs"]} >= {"random", "slo-greedy 2r/500ms"}
+    assert len(rep["runs"]) == 16
+    assert {r["label"] for r in rep["runs"]} >= {"random", "slo-greedy margin 0.5 2r/500ms"}
+    assert rep["setup"]["shield_delay_ms"] == 100.0
     assert all(r["requests"] == 60 for r in rep["runs"])
     assert (tmp_path / "cluster_azure-conv_trace.png").stat().st_size > 0
     assert "max rate" in capsys.readouterr().out
