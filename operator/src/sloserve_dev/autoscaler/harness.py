@@ -435,9 +435,14 @@ async def run_episode(
             t = 0.0
             while True:
                 rps = rate_at(trace, t)
-                t += rng.expovariate(rps) if rps > 0 else 1.0
+                if rps <= 0:  # an idle phase sends nothing: skip to where the next one starts
+                    t = next((p.until_s for p in trace if p.until_s > t), end)
+                else:
+                    t += rng.expovariate(rps)
                 if t >= end:
                     break
+                if rps <= 0:
+                    continue
                 await asyncio.sleep(max(0.0, wall(t) - (loop.time() - start)))
                 body = {
                     "model": workload.model,
