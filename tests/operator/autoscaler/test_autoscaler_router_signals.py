@@ -207,3 +207,17 @@ def test_policy_accepts_zero_minimum_but_not_negative() -> None:
         ScalingPolicy(min_replicas=-1)
     with pytest.raises(ValueError, match="scale_to_zero_after_s"):
         ScalingPolicy(min_replicas=0, scale_to_zero_after_s=0)
+
+
+def test_a_failed_router_read_neither_restarts_the_idle_clock_nor_goes_to_zero() -> None:
+    d = decide(ZERO, observe(1, pod(busy=0.0), now=0.0, router=IDLE_ROUTER))
+    for t in range(5, 900, 5):
+        router = None if t % 30 == 0 else IDLE_ROUTER  # every sixth read times out
+        d = decide(ZERO, observe(1, pod(busy=0.0), now=float(t), router=router), d.history)
+        assert d.desired_replicas == 1
+    assert (
+        decide(ZERO, observe(1, pod(busy=0.0), now=900.0, router=None), d.history).desired_replicas
+        == 1
+    )
+    gone = decide(ZERO, observe(1, pod(busy=0.0), now=900.0, router=IDLE_ROUTER), d.history)
+    assert (gone.desired_replicas, gone.reason) == (0, Reason.SCALE_TO_ZERO)

@@ -182,7 +182,7 @@ class Observation:
     rollout_in_progress: bool = False
     samples: Sequence[PodSample] = ()
     router: RouterSample | None = None
-    """``None`` without a router tier, or when no router answered (then never idle)."""
+    """``None`` without a router tier, or when no router answered (then not to zero now)."""
 
 
 @dataclass(frozen=True)
@@ -289,7 +289,10 @@ def decide(policy: ScalingPolicy, obs: Observation, history: History = History()
     floor = max(1, policy.min_replicas)  # only the idle rule goes below one replica
 
     busy: list[float] = [s.busy for s in fresh if s.busy is not None]
-    active = router is None or router.outcomes > 0 or router.queued > 0 or any(busy)
+    # A router read that failed is no news either way: it neither restarts the idle clock (one
+    # slow scrape would postpone scale to zero by a whole window) nor lets the service go to
+    # zero now; the counts it missed arrive with the next read (counter deltas).
+    active = any(busy) or (router is not None and (router.outcomes > 0 or router.queued > 0))
     last_activity = now if active or history.last_activity is None else history.last_activity
     queued = router.queued if router is not None else 0.0
     capacity = _learn_capacity(policy, history.replica_capacity, busy, kv_mean, attainment, queued)
