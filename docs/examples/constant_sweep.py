@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
+from sloserve_engine.contract.knobs import Knobs
+from sloserve_engine.contract.slo import SLO
 from sloserve_engine.policy.composed import ComposedPolicy, PolicySpec
-from sloserve_engine.policy.knobs import PolicyKnobs
 from sloserve_engine.policy.presets import SLOSERVE
-from sloserve_engine.policy.views import SLOTarget
 from sloserve_engine.sim import SimConfig, load_profile
-from sloserve_engine.sim.metrics import SLO
 from sloserve_engine.sim.runner import replay
 from sloserve_engine.sim.workload import WorkloadSpec, build_workload
 
@@ -63,10 +62,10 @@ protection 10 s, bank cap 1.5, prior context on, reserve 0.05, edges 128..4096."
 
 def cell(spec: PolicySpec, reserve: float, trace: str, requests: int, rate: float) -> str:
     profile = load_profile()
-    knobs = PolicyKnobs(reservation_ratio=reserve, default_slo=SLOTarget(ttft_s=1.0, tbt_s=0.1))
+    knobs = Knobs(reservation_ratio=reserve)
     workload = build_workload(WorkloadSpec(trace=trace, requests=requests, rate=rate))
     policy = ComposedPolicy(spec, knobs, profile.step)
-    m = replay(workload, policy, profile, SimConfig(), SLO(1.0, 0.1)).metrics
+    m = replay(workload, policy, profile, SimConfig(), SLO()).metrics
     return f"{m.slo_attainment:.1%} / {m.ttft_p99:.2f} s"
 
 

@@ -12,55 +12,54 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
+from sloserve_engine.contract.knobs import Knobs
+from sloserve_engine.contract.slo import SLO
 from sloserve_engine.policy.batching import Batching
 from sloserve_engine.policy.composed import ComposedPolicy, PolicySpec, VictimRule
-from sloserve_engine.policy.knobs import PolicyKnobs
 from sloserve_engine.policy.kvgate import Gate, GateConfig
 from sloserve_engine.policy.ordering import AdmitRule, OrderingConfig
 from sloserve_engine.policy.presets import SLOSERVE
-from sloserve_engine.policy.views import PreemptionMode
 from sloserve_engine.sim import SimConfig, load_profile
-from sloserve_engine.sim.metrics import SLO
 from sloserve_engine.sim.runner import replay
 from sloserve_engine.sim.workload import WorkloadSpec, build_workload
 
-NO_RESERVE = PolicyKnobs(reservation_ratio=0.0)
+NO_RESERVE = Knobs(reservation_ratio=0.0)
 
-ABLATIONS: dict[str, tuple[PolicySpec, PolicyKnobs]] = {
-    "sloserve": (SLOSERVE, PolicyKnobs()),
-    "reserve 2%": (SLOSERVE, PolicyKnobs(reservation_ratio=0.02)),
-    "reserve 1%": (SLOSERVE, PolicyKnobs(reservation_ratio=0.01)),
+ABLATIONS: dict[str, tuple[PolicySpec, Knobs]] = {
+    "sloserve": (SLOSERVE, Knobs()),
+    "reserve 2%": (SLOSERVE, Knobs(reservation_ratio=0.02)),
+    "reserve 1%": (SLOSERVE, Knobs(reservation_ratio=0.01)),
     "no reserve": (SLOSERVE, NO_RESERVE),
     "no reserve, recompute only": (
         SLOSERVE,
-        PolicyKnobs(reservation_ratio=0.0, preemption_mode=PreemptionMode.RECOMPUTE),
+        Knobs(reservation_ratio=0.0, preemption_mode="recompute"),
     ),
     "+ lending gate (p=0.9)": (
         replace(SLOSERVE, gate=GateConfig(gate=Gate.LENDING)),
-        PolicyKnobs(),
+        Knobs(),
     ),
     "+ reservation gate (p=0.9)": (
         replace(SLOSERVE, gate=GateConfig(gate=Gate.RESERVATION)),
-        PolicyKnobs(),
+        Knobs(),
     ),
     "ordering: deadline, resumed first": (
         replace(SLOSERVE, ordering=OrderingConfig(admit_rule=AdmitRule.DEADLINE)),
-        PolicyKnobs(),
+        Knobs(),
     ),
     "ordering: fcfs": (
         replace(SLOSERVE, ordering=OrderingConfig(admit_rule=AdmitRule.FCFS)),
-        PolicyKnobs(),
+        Knobs(),
     ),
     "no hopeless ageing delay": (
         replace(SLOSERVE, ordering=replace(SLOSERVE.ordering, hopeless_delay_s=0.0)),
-        PolicyKnobs(),
+        Knobs(),
     ),
     "hopeless ageing delay 10 s": (
         replace(SLOSERVE, ordering=replace(SLOSERVE.ordering, hopeless_delay_s=10.0)),
-        PolicyKnobs(),
+        Knobs(),
     ),
-    "batching: head-of-line": (replace(SLOSERVE, batching=Batching.HEAD), PolicyKnobs()),
-    "batching: tetris": (replace(SLOSERVE, batching=Batching.TETRIS), PolicyKnobs()),
+    "batching: head-of-line": (replace(SLOSERVE, batching=Batching.HEAD), Knobs()),
+    "batching: tetris": (replace(SLOSERVE, batching=Batching.TETRIS), Knobs()),
     "no reserve, victims: most TPOT slack": (
         replace(SLOSERVE, victims=VictimRule.SLACK),
         NO_RESERVE,
@@ -69,9 +68,9 @@ ABLATIONS: dict[str, tuple[PolicySpec, PolicyKnobs]] = {
         replace(SLOSERVE, victims=VictimRule.ADMISSION),
         NO_RESERVE,
     ),
-    "chunks: no banked time": (replace(SLOSERVE, chunk_bank_cap=1.0), PolicyKnobs()),
-    "chunks: fixed 8192 budget": (replace(SLOSERVE, dynamic_chunking=False), PolicyKnobs()),
-    "no decodes-first": (replace(SLOSERVE, decodes_first=False), PolicyKnobs()),
+    "chunks: no banked time": (replace(SLOSERVE, chunk_bank_cap=1.0), Knobs()),
+    "chunks: fixed 8192 budget": (replace(SLOSERVE, dynamic_chunking=False), Knobs()),
+    "no decodes-first": (replace(SLOSERVE, decodes_first=False), Knobs()),
 }
 
 

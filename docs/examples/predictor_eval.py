@@ -15,15 +15,16 @@ import argparse
 import heapq
 from dataclasses import replace
 
+from sloserve_engine.contract.slo import SLO
 from sloserve_engine.policy.predictor import BoundMethod, LengthPredictor, PredictorConfig
-from sloserve_engine.policy.views import FinishedInfo, SLOTarget
+from sloserve_engine.policy.views import FinishedInfo
 from sloserve_engine.sim.workload import WorkloadSpec, build_workload
 
 
 def evaluate(config: PredictorConfig, confidence: float, rate: float, token_s: float) -> str:
     requests = build_workload(WorkloadSpec(rate=rate))
     predictor = LengthPredictor(config)
-    slo = SLOTarget()
+    slo = SLO()
     pending: list[tuple[float, int, int, int]] = []  # (finish time, k, prompt, output)
     abs_err = covered = bound_sum = 0
     for k, r in enumerate(requests):

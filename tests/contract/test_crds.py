@@ -166,7 +166,7 @@ def test_model_rejects_bad_spec_naming_the_field(patch: dict[str, Any], field: s
 
 def test_scheduler_bounds_and_defaults_are_the_knob_documents() -> None:
     spec = api.LLMServiceSpec.model_validate({"model": {"name": "m"}})
-    from sloserve_engine.knobs import Knobs
+    from sloserve_engine.contract.knobs import Knobs
 
     assert spec.knobs() == Knobs()
     knob_fields = Knobs.model_fields

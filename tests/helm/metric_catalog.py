@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
-from sloserve_engine.policy.views import SLOTarget
+from sloserve_engine.contract.slo import SLO
 from sloserve_engine.router.metrics import RouterMetrics
 from sloserve_engine.server.metrics import EngineMetrics, FinishedRequest
 from sloserve_operator.autoscaler.metrics import AutoscalerMetrics
@@ -74,7 +74,7 @@ def engine_series() -> dict[str, Series]:
     metrics = EngineMetrics(registry=registry, slo_classes=("interactive",))
     metrics.record_finish(
         FinishedRequest(
-            slo=SLOTarget(slo_class="interactive"),
+            slo=SLO(slo_class="interactive"),
             arrival_time=0.0,
             first_token_time=0.2,
             finish_time=1.0,

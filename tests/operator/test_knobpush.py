@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sloserve_engine.knobs import Knobs
+from sloserve_engine.contract.knobs import Knobs
 from sloserve_operator import knobpush
 from sloserve_operator.knobpush import AdminEndpoint
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sloserve_engine.knobs import Knobs
+from sloserve_engine.contract.knobs import Knobs
 from sloserve_engine.router.knobs import RouterKnobs
 from sloserve_operator import render
 from sloserve_operator.render import deployment, router, secret

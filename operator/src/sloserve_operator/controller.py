@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from sloserve_engine.knobs import Knobs
+from sloserve_engine.contract.knobs import Knobs
 from sloserve_engine.router.knobs import RouterKnobs
 
 from . import knobpush, plan, render, status

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import httpx
 from pydantic import BaseModel, Field, ValidationError
 
-from sloserve_engine.knobs import Knobs
+from sloserve_engine.contract.knobs import Knobs
+from sloserve_engine.contract.pod import KNOBS_API_PATH
 from sloserve_engine.router.knobs import RouterKnobs
 
 from .render.target import HTTP_PORT
 
-KNOBS_PATH = "/sloserve/knobs"
 TIMEOUT = httpx.Timeout(2.0, connect=1.0)
 
 
@@ -49,7 +49,7 @@ class PushResult:
 
 def knobs_url(ip: str, port: int = HTTP_PORT) -> str:
     host = f"[{ip}]" if ":" in ip else ip
-    return f"http://{host}:{port}{KNOBS_PATH}"
+    return f"http://{host}:{port}{KNOBS_API_PATH}"
 
 
 def _detail(response: httpx.Response) -> str:

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from sloserve_engine.sim.metrics import SLO
+from sloserve_engine.contract.slo import SLO
 from sloserve_engine.sim.workload import TraceRequest
 
 bench_gpu = pytest.importorskip("sloserve_engine.bench.gpu")
@@ -58,7 +58,7 @@ def test_replay_paces_arrivals_and_timestamps_every_token() -> None:
 def test_summary_uses_simulator_metrics_and_json_format(tmp_path: Path) -> None:
     fast = bench_gpu.RequestRecord(arrival=0.0, n_in=10, n_out=3, token_times=[0.1, 0.15, 0.2])
     slow = bench_gpu.RequestRecord(arrival=0.0, n_in=10, n_out=2, token_times=[2.0, 2.05])
-    metrics = bench_gpu.summarize_records([fast, slow], SLO(ttft_s=1.0, tbt_s=0.1))
+    metrics = bench_gpu.summarize_records([fast, slow], SLO(ttft_ms=1000, tbt_ms=100))
     assert metrics.slo_attainment == pytest.approx(0.5)
     row = bench_gpu.summary_row("stock", 16.0, metrics)
     assert row["policy"] == "vllm"
@@ -158,7 +158,7 @@ def test_requests_still_running_after_the_drain_bound_are_cut_off_and_missed() -
     )
     assert end - start < 2.0, "the replay waited for the endless request"
     assert engine.cancelled == ["r1"]
-    m = bench_gpu.summarize_records(records, SLO(ttft_s=1.0, tbt_s=0.1))
+    m = bench_gpu.summarize_records(records, SLO(ttft_ms=1000, tbt_ms=100))
     assert (m.completed, m.requests) == (1, 2)
     assert m.slo_attainment == m.strict_attainment == 0.5  # the cut-off request is a miss
     assert m.drain_s == float("inf")

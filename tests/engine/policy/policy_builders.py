@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sloserve_engine.policy.views import EngineSnapshot, RequestView, SLOTarget
+from sloserve_engine.contract.slo import SLO
+from sloserve_engine.policy.views import EngineSnapshot, RequestView
 
 
 def req(
@@ -18,7 +19,7 @@ def req(
     pred: int = 100,
     bound: int = 200,
     max_out: int = 4000,
-    slo: SLOTarget | None = None,
+    slo: SLO | None = None,
     first_token: float | None = None,
     swapped: int = 0,
     block_size: int = 16,
@@ -35,7 +36,7 @@ def req(
         output_tokens=out,
         computed_tokens=computed,
         blocks_held=blocks,
-        slo=slo or SLOTarget(),
+        slo=slo or SLO(),
         predicted_output=pred,
         output_bound=bound,
         max_output_tokens=max_out,

@@ -7,17 +7,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 from policy_builders import req
 
+from sloserve_engine.contract.slo import SLO
 from sloserve_engine.policy.chunking import DecodeLoad, decode_load, slo_prefill_budget
 from sloserve_engine.policy.costmodel import StepCostModel
-from sloserve_engine.policy.views import SLOTarget
 
 MODEL = StepCostModel(c0_s=0.006, prefill_token_s=2e-5, decode_seq_s=1.4e-5, decode_ctx_s=4e-8)
 
 
 def test_decode_load_sums_decodes_and_finds_the_tightest_slo() -> None:
     decodes = [
-        req("a", prompt=100, out=5, slo=SLOTarget(tbt_s=0.2)),
-        req("b", prompt=300, out=1, slo=SLOTarget(tbt_s=0.05)),
+        req("a", prompt=100, out=5, slo=SLO(tbt_ms=200)),
+        req("b", prompt=300, out=1, slo=SLO(tbt_ms=50)),
     ]
     assert decode_load(decodes) == DecodeLoad(2, 406, 0.05)
     assert decode_load([]) == DecodeLoad(0, 0, None)

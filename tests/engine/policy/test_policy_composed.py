@@ -7,21 +7,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from policy_builders import req, snapshot
 
+from sloserve_engine.contract.knobs import Knobs
 from sloserve_engine.policy import POLICY_NAMES, make_policy
 from sloserve_engine.policy.composed import ComposedPolicy
 from sloserve_engine.policy.costmodel import StepCostModel, attention_pairs
-from sloserve_engine.policy.knobs import PolicyKnobs
 from sloserve_engine.policy.views import (
+    SLO,
     ArrivalInfo,
     FinishedInfo,
     RequestView,
-    SLOTarget,
 )
 
 MODEL = StepCostModel(c0_s=0.006, prefill_token_s=2e-5, decode_seq_s=1.4e-5, decode_ctx_s=4e-8)
 
 
-def _composed(name: str, knobs: PolicyKnobs | None = None) -> ComposedPolicy:
+def _composed(name: str, knobs: Knobs | None = None) -> ComposedPolicy:
     policy = make_policy(name, knobs, MODEL)
     assert isinstance(policy, ComposedPolicy)
     return policy
@@ -56,7 +56,7 @@ def test_plans_are_well_formed(
     wait = tuple(req(f"w{k}", prompt=p, arrival=a, bound=300) for k, (p, a) in enumerate(waiting))
     held = sum(r.blocks_held for r in run)
     snap = snapshot(run, wait, total_blocks=held + spare, free_blocks=spare)
-    knobs = PolicyKnobs(chunk_min_tokens=chunk[0], chunk_max_tokens=chunk[0] + chunk[1])
+    knobs = Knobs(chunk_min_tokens=chunk[0], chunk_max_tokens=chunk[0] + chunk[1])
     plan = make_policy(name, knobs, MODEL).plan(snap)
     assert sorted(plan.running_order) == sorted(r.request_id for r in run)
     assert len(set(plan.admit_order)) == len(plan.admit_order)
@@ -73,38 +73,38 @@ def test_plans_are_well_formed(
 def test_predictor_learns_from_finished_requests(name: str) -> None:
     policy = _composed(name)
     for k in range(200):
-        policy.on_finish(FinishedInfo(f"f{k}", 100, 50, SLOTarget(), 256, float(k)))
-    pred = policy.on_arrival(ArrivalInfo("a", 300.0, 100, SLOTarget(), 4000))
+        policy.on_finish(FinishedInfo(f"f{k}", 100, 50, SLO(), 256, float(k)))
+    pred = policy.on_arrival(ArrivalInfo("a", 300.0, 100, SLO(), 4000))
     assert pred.predicted_output == 50
     assert pred.output_bound == 50
 
 
 def test_accelgen_predicts_nothing() -> None:
-    pred = _composed("accelgen").on_arrival(ArrivalInfo("a", 0.0, 100, SLOTarget(), 4000))
+    pred = _composed("accelgen").on_arrival(ArrivalInfo("a", 0.0, 100, SLO(), 4000))
     assert pred.output_bound == pred.predicted_output == 4000
 
 
 def test_confidence_drops_as_arrivals_speed_up() -> None:
     policy = _composed("cacheopt")
     for k in range(10):
-        policy.on_arrival(ArrivalInfo(f"a{k}", k * 1.0, 100, SLOTarget(), 4000))
+        policy.on_arrival(ArrivalInfo(f"a{k}", k * 1.0, 100, SLO(), 4000))
     assert policy.capacity.rate is None  # the capacity needs the engine's KV size
     policy.plan(snapshot())  # ... which the first plan brings (issue 14: no 17 req/s)
     assert policy.capacity.rate is not None
     slow = policy.confidence(10.0)
     for k in range(600):
-        policy.on_arrival(ArrivalInfo(f"b{k}", 10.0 + k * 0.05, 100, SLOTarget(), 4000))
+        policy.on_arrival(ArrivalInfo(f"b{k}", 10.0 + k * 0.05, 100, SLO(), 4000))
     assert policy.confidence(40.0) < slow
 
 
 def test_ecoserve_ignores_the_confidence_knob() -> None:
-    policy = _composed("ecoserve", PolicyKnobs(predictor_confidence=0.99))
+    policy = _composed("ecoserve", Knobs(predictor_confidence=0.99))
     assert policy.confidence(0.0) == 0.5
 
 
 @pytest.mark.parametrize("name", ["accelgen", "sloserve"])
 def test_dynamic_chunking_keeps_the_step_within_the_tightest_tbt(name: str) -> None:
-    tight = SLOTarget("tight", tbt_s=0.05)
+    tight = SLO(slo_class="tight", tbt_ms=50)
     run = (req("a", prompt=500, out=10), req("b", prompt=800, out=3, slo=tight))
     plan = _composed(name).plan(snapshot(run, (req("w", prompt=6000),)))
     prefill = plan.token_budget - 2
@@ -120,8 +120,8 @@ def test_fixed_budget_policies_use_the_whole_budget(name: str) -> None:
 
 def _tight_kv_snapshot() -> tuple[RequestView, ...]:
     return (
-        req("cheap-loose", prompt=100, out=5, bound=900, slo=SLOTarget(tbt_s=0.5)),
-        req("costly-tight", prompt=3000, out=5, bound=20, slo=SLOTarget(tbt_s=0.05)),
+        req("cheap-loose", prompt=100, out=5, bound=900, slo=SLO(tbt_ms=500)),
+        req("costly-tight", prompt=3000, out=5, bound=20, slo=SLO(tbt_ms=50)),
         req("middle", prompt=1000, out=5, bound=300),
     )
 
@@ -156,7 +156,7 @@ def test_reservation_ratio_knob_applies_live() -> None:
     policy = _composed("cacheopt")
     cand = req("c", prompt=16, bound=16)
     assert policy.can_admit(20, 100, 16, (), cand, 0.0)
-    policy.set_knobs(PolicyKnobs(reservation_ratio=0.3))
+    policy.set_knobs(Knobs(reservation_ratio=0.3))
     assert not policy.can_admit(20, 100, 16, (), cand, 0.0)
 
 
@@ -165,9 +165,7 @@ def test_plan_exports_chunk_and_reserved_blocks() -> None:
     notes = dict(_composed("cacheopt").plan(snapshot(run)).notes)
     assert notes["reserved_blocks"] == 50 + 40  # 5% of 1000 blocks + r's growth to its bound
     assert notes["chunk_tokens"] > 0
-    sloserve = dict(
-        _composed("sloserve", PolicyKnobs(reservation_ratio=0.02)).plan(snapshot(run)).notes
-    )
+    sloserve = dict(_composed("sloserve", Knobs(reservation_ratio=0.02)).plan(snapshot(run)).notes)
     assert sloserve["reserved_blocks"] == 20  # reserve only: no per-request reservations
 
 
@@ -175,10 +173,10 @@ def test_sloserve_keeps_the_reserve_for_streams() -> None:
     running = (req("r", prompt=160, out=1, computed=160, blocks=10, bound=640),)
     new = req("c", prompt=160, bound=16)
     paused = req("p", prompt=150, out=10, computed=0, blocks=0, bound=16, first_token=9.0)
-    policy = _composed("sloserve", PolicyKnobs(reservation_ratio=0.6))
+    policy = _composed("sloserve", Knobs(reservation_ratio=0.6))
     assert not policy.can_admit(60, 100, 16, running, new, 10.0)
     assert policy.can_admit(60, 100, 16, running, paused, 10.0)
-    policy.set_knobs(PolicyKnobs(reservation_ratio=0.0))
+    policy.set_knobs(Knobs(reservation_ratio=0.0))
     assert policy.can_admit(60, 100, 16, running, new, 10.0)
 
 
@@ -188,7 +186,7 @@ def test_sloserve_resumes_a_paused_stream_before_any_new_request() -> None:
     # past it (backfill would otherwise hand its blocks to new requests).
     paused = req("paused", prompt=1500, out=100, computed=0, blocks=0, pred=200, first_token=5.0)
     new = req("new", prompt=100, arrival=9.5)
-    policy = _composed("sloserve", PolicyKnobs(reservation_ratio=0.0))
+    policy = _composed("sloserve", Knobs(reservation_ratio=0.0))
     assert policy.plan(snapshot((), (new, paused))).admit_order == ("paused", "new")
     tight = snapshot((), (new, paused), total_blocks=1000, free_blocks=50)
     assert policy.plan(tight).admit_order == ()
@@ -200,10 +198,10 @@ def test_kv_full_for_new_requests_admits_only_paused_streams(name: str) -> None:
     paused = req("paused", prompt=150, out=10, computed=0, blocks=0, first_token=5.0)
     new = tuple(req(f"n{k}", prompt=16, arrival=9.0 + k / 100) for k in range(40))
     snap = snapshot((), (*new, paused), total_blocks=1000, free_blocks=30)
-    plan = _composed(name, PolicyKnobs(reservation_ratio=0.1)).plan(snap)
+    plan = _composed(name, Knobs(reservation_ratio=0.1)).plan(snap)
     assert plan.admit_order == ("paused",)
     no_paused = snapshot((), new, total_blocks=1000, free_blocks=30)
-    assert _composed(name, PolicyKnobs(reservation_ratio=0.1)).plan(no_paused).admit_order == ()
+    assert _composed(name, Knobs(reservation_ratio=0.1)).plan(no_paused).admit_order == ()
 
 
 def test_banked_tpot_time_buys_longer_chunks() -> None:
@@ -220,11 +218,11 @@ def test_banked_tpot_time_buys_longer_chunks() -> None:
 def test_predictor_confidence_knob_moves_the_bound() -> None:
     policy = _composed("cacheopt")
     for k in range(1, 201):
-        policy.on_finish(FinishedInfo(f"f{k}", 100, k, SLOTarget(), 100, 0.0))
+        policy.on_finish(FinishedInfo(f"f{k}", 100, k, SLO(), 100, 0.0))
     bounds = []
     for p in (0.6, 0.95):
-        policy.set_knobs(PolicyKnobs(predictor_confidence=p))
-        bounds.append(policy.on_arrival(ArrivalInfo("a", 0.0, 100, SLOTarget(), 4000)).output_bound)
+        policy.set_knobs(Knobs(predictor_confidence=p))
+        bounds.append(policy.on_arrival(ArrivalInfo("a", 0.0, 100, SLO(), 4000)).output_bound)
     assert bounds[0] < bounds[1]
 
 

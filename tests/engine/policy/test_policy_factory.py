@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from sloserve_engine.policy import POLICY_NAMES, make_policy
-from sloserve_engine.policy.knobs import PolicyKnobs
+from sloserve_engine.contract.knobs import POLICY_NAMES, Knobs
+from sloserve_engine.contract.slo import SLO
+from sloserve_engine.policy import make_policy
 from sloserve_engine.policy.views import (
     ArrivalInfo,
     EngineSnapshot,
     PreemptionMode,
     RequestView,
-    SLOTarget,
     StepPlan,
 )
 
@@ -33,12 +33,12 @@ def _snapshot(waiting: tuple[RequestView, ...], running: tuple[RequestView, ...]
 def test_every_name_plans_a_valid_step(name: str) -> None:
     policy = make_policy(name)
     assert policy.name == name
-    pred = policy.on_arrival(ArrivalInfo("w", 0.5, 500, SLOTarget(), 7000))
+    pred = policy.on_arrival(ArrivalInfo("w", 0.5, 500, SLO(), 7000))
     assert 1 <= pred.predicted_output <= pred.output_bound <= 7000
     waiting = RequestView(
-        "w", 0.5, 500, 0, 0, 0, SLOTarget(), pred.predicted_output, pred.output_bound, 7000
+        "w", 0.5, 500, 0, 0, 0, SLO(), pred.predicted_output, pred.output_bound, 7000
     )
-    running = RequestView("r", 0.0, 300, 10, 310, 20, SLOTarget(), 200, 400, 7000)
+    running = RequestView("r", 0.0, 300, 10, 310, 20, SLO(), 200, 400, 7000)
     plan = policy.plan(_snapshot((waiting,), (running,)))
     assert isinstance(plan, StepPlan)
     assert plan.running_order == ("r",)
@@ -64,20 +64,20 @@ def test_unknown_name_is_a_clear_error() -> None:
 def test_preemption_mode_knob_forces_the_mode(
     name: str, mode: PreemptionMode, expected: PreemptionMode
 ) -> None:
-    policy = make_policy(name, PolicyKnobs(preemption_mode=mode))
-    victim = RequestView("r", 0.0, 300, 10, 310, 20, SLOTarget(), 200, 400, 7000)
+    policy = make_policy(name, Knobs(preemption_mode=mode))
+    victim = RequestView("r", 0.0, 300, 10, 310, 20, SLO(), 200, 400, 7000)
     assert policy.preemption_mode(victim) is expected
 
 
 def test_vllm_policy_recomputes_like_stock_unless_a_mode_is_named() -> None:
-    victim = RequestView("r", 0.0, 300, 10, 310, 20, SLOTarget(), 200, 400, 7000)
+    victim = RequestView("r", 0.0, 300, 10, 310, 20, SLO(), 200, 400, 7000)
     assert make_policy("vllm").preemption_mode(victim) is PreemptionMode.RECOMPUTE
 
 
 def test_set_knobs_changes_the_next_plan() -> None:
     policy = make_policy("sloserve")
-    running = RequestView("r", 0.0, 300, 10, 310, 20, SLOTarget(), 200, 400, 7000)
+    running = RequestView("r", 0.0, 300, 10, 310, 20, SLO(), 200, 400, 7000)
     before = policy.plan(_snapshot((), (running,))).token_budget
-    policy.set_knobs(PolicyKnobs(chunk_max_tokens=256))
+    policy.set_knobs(Knobs(chunk_max_tokens=256))
     after = policy.plan(_snapshot((), (running,))).token_budget
     assert before > 256 >= after - 1

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from policy_builders import req
 
+from sloserve_engine.contract.slo import SLO
 from sloserve_engine.policy.costmodel import StepCostModel
 from sloserve_engine.policy.ordering import (
     AdmitRule,
@@ -18,7 +19,7 @@ from sloserve_engine.policy.ordering import (
     split_phases,
 )
 from sloserve_engine.policy.slack import latest_start
-from sloserve_engine.policy.views import RequestView, SLOTarget
+from sloserve_engine.policy.views import RequestView
 
 MODEL = StepCostModel(c0_s=0.006, prefill_token_s=2e-5)
 NOW = 10.0
@@ -94,8 +95,8 @@ def test_fcfs_keeps_queue_order() -> None:
         ),
         pytest.param(
             [
-                req("loose", arrival=9.5, slo=SLOTarget(ttft_s=5.0)),
-                req("tight", arrival=9.8, slo=SLOTarget(ttft_s=0.5)),
+                req("loose", arrival=9.5, slo=SLO(ttft_ms=5000)),
+                req("tight", arrival=9.8, slo=SLO(ttft_ms=500)),
             ],
             ["tight", "loose"],
             id="tight-ttft-class-first",
@@ -107,8 +108,8 @@ def test_deadline_rule(waiting: list[RequestView], expected: list[str]) -> None:
 
 
 def test_class_rule_serves_tight_tbt_first_until_ageing() -> None:
-    tight = SLOTarget("tight", ttft_s=1.0, tbt_s=0.05)
-    loose = SLOTarget("loose", ttft_s=1.0, tbt_s=0.2)
+    tight = SLO(slo_class="tight", ttft_ms=1000, tbt_ms=50)
+    loose = SLO(slo_class="loose", ttft_ms=1000, tbt_ms=200)
     waiting = [req("loose", arrival=9.5, slo=loose), req("tight", arrival=9.8, slo=tight)]
     assert _order(AdmitRule.CLASS, waiting, class_age_s=5.0) == ["tight", "loose"]
     old = [req("loose", arrival=4.0, slo=loose), req("tight", arrival=9.8, slo=tight)]

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sloserve_engine.contract.slo import SLO
 from sloserve_engine.policy.predictor import (
     ArrivalRate,
     BoundMethod,
@@ -18,15 +19,13 @@ from sloserve_engine.policy.predictor import (
     abs_error_tokens,
     confidence_for_rate,
 )
-from sloserve_engine.policy.views import FinishedInfo, SLOTarget
+from sloserve_engine.policy.views import FinishedInfo
 
-CHAT = SLOTarget("chat")
-BATCH = SLOTarget("batch", ttft_s=10.0, tbt_s=0.5)
+CHAT = SLO(slo_class="chat")
+BATCH = SLO(slo_class="batch", ttft_ms=10000, tbt_ms=500)
 
 
-def _finish(
-    output: int, prompt: int = 100, slo: SLOTarget = CHAT, predicted: int = 0
-) -> FinishedInfo:
+def _finish(output: int, prompt: int = 100, slo: SLO = CHAT, predicted: int = 0) -> FinishedInfo:
     return FinishedInfo("x", prompt, output, slo, predicted, 0.0)
 
 
@@ -59,7 +58,7 @@ def test_learns_median_and_quantile_of_its_key() -> None:
         pytest.param(100, BATCH, 10, id="backs-off-to-global"),
     ],
 )
-def test_backs_off_to_coarser_keys(prompt: int, slo: SLOTarget, expected: int) -> None:
+def test_backs_off_to_coarser_keys(prompt: int, slo: SLO, expected: int) -> None:
     p = LengthPredictor(PredictorConfig(min_samples=5, prior_output=999, prior_bound=999))
     for _ in range(5):
         p.observe(_finish(10, prompt=100))

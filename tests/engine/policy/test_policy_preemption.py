@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from policy_builders import req
 
+from sloserve_engine.contract.slo import SLO
 from sloserve_engine.policy.costmodel import StepCostModel
 from sloserve_engine.policy.preemption import (
     choose_mode,
@@ -16,7 +17,7 @@ from sloserve_engine.policy.preemption import (
     victim_scorer,
 )
 from sloserve_engine.policy.slack import TokenInterval, latest_start
-from sloserve_engine.policy.views import PreemptionMode, RequestView, SLOTarget
+from sloserve_engine.policy.views import PreemptionMode, RequestView
 
 MODEL = StepCostModel(c0_s=0.006, prefill_token_s=2e-5)
 BASE = req("base", prompt=1000, out=100, bound=400)
@@ -30,7 +31,7 @@ def _score(r: RequestView, model: StepCostModel = MODEL) -> float:
     "better_victim",
     [
         pytest.param(
-            req("x", prompt=1000, out=100, bound=400, slo=SLOTarget(tbt_s=0.5)), id="looser-tbt"
+            req("x", prompt=1000, out=100, bound=400, slo=SLO(tbt_ms=500)), id="looser-tbt"
         ),
         pytest.param(req("x", prompt=1000, out=100, bound=900), id="longer-remaining"),
         pytest.param(req("x", prompt=300, out=100, bound=400), id="cheaper-to-restore"),
@@ -120,5 +121,5 @@ def test_hoisted_scorer_equals_victim_score(
 ) -> None:
     model = StepCostModel(c0_s=0.006, prefill_token_s=2e-5, prefill_ctx_s=1e-9)
     computed = int((prompt + out) * computed_share)
-    r = req("r", prompt=prompt, out=out, computed=computed, bound=bound, slo=SLOTarget(tbt_s=tbt))
+    r = req("r", prompt=prompt, out=out, computed=computed, bound=bound, slo=SLO(tbt_ms=tbt * 1000))
     assert victim_scorer(model, 16, 0.25)(r) == pytest.approx(victim_score(r, model, 16, 0.25))

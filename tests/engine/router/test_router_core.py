@@ -3,14 +3,14 @@ from __future__ import annotations
 import pytest
 from router_builders import COST, snap
 
-from sloserve_engine.policy.views import SLOTarget
+from sloserve_engine.contract.slo import SLO
 from sloserve_engine.router.admission import Action, Reason
 from sloserve_engine.router.core import RouterCore, place_through_shields
 from sloserve_engine.router.demand import KvDemand
 from sloserve_engine.router.knobs import RouterKnobs
 from sloserve_engine.router.shield import RegionShield, Reservation
 
-SLO = SLOTarget(ttft_s=1.0)
+SLO1S = SLO(ttft_ms=1000)
 
 
 def core(**knobs: object) -> RouterCore:
@@ -21,10 +21,10 @@ def test_own_placements_count_until_a_snapshot_shows_them() -> None:
     c = core(placement="dynamo")
     c.observe(snap("a", free=60_000, at=0.0))
     c.observe(snap("b", free=59_000, at=0.0))
-    first = c.submit("1", 3000, SLO, now=0.1)
+    first = c.submit("1", 3000, SLO1S, now=0.1)
     assert first.engine_id == "a"
     c.granted("1", "a", 0.1)
-    assert c.submit("2", 3000, SLO, now=0.1).engine_id == "b"  # a now carries request 1
+    assert c.submit("2", 3000, SLO1S, now=0.1).engine_id == "b"  # a now carries request 1
     c.granted("2", "b", 0.1)
     c.observe(snap("a", free=55_000, at=0.2))
     assert next(s for s in c.states() if s.engine_id == "a").pending.requests == 0
@@ -35,7 +35,7 @@ def test_own_placements_count_until_a_snapshot_shows_them() -> None:
 def test_hold_then_place_on_fresher_state_or_time_out() -> None:
     c = core(queue_timeout_s=0.5)
     c.observe(snap("a", free=1_000, drain=3_000.0))  # TTFT fine, KV does not fit yet
-    d = c.submit("1", 3000, SLO, now=0.0)
+    d = c.submit("1", 3000, SLO1S, now=0.0)
     assert (d.action, d.reason) == (Action.HOLD, Reason.KV_WAIT)
     assert c.held() == 1 and c.poll(0.1) == []
     c.observe(snap("a", free=90_000, at=0.2))
@@ -43,7 +43,7 @@ def test_hold_then_place_on_fresher_state_or_time_out() -> None:
     assert (rid, placed.action, placed.engine_id) == ("1", Action.PLACE, "a")
     c.granted("1", "a", 0.2)
     c.observe(snap("a", free=1_000, drain=3_000.0, at=0.3))
-    assert c.submit("2", 3000, SLO, now=0.3).action is Action.HOLD
+    assert c.submit("2", 3000, SLO1S, now=0.3).action is Action.HOLD
     [(rid, timed_out)] = c.poll(0.8)
     assert (rid, timed_out.reason) == ("2", Reason.TIMEOUT)
     assert c.outcomes == {"rejected:timeout": 1}
@@ -52,22 +52,22 @@ def test_hold_then_place_on_fresher_state_or_time_out() -> None:
 def test_reject_at_once_when_no_engine_can_meet_the_ttft() -> None:
     c = core()
     c.observe(snap("a", delay=4.0))
-    d = c.submit("1", 100, SLO, now=0.0)
+    d = c.submit("1", 100, SLO1S, now=0.0)
     assert (d.action, d.reason, d.retry_after_s) == (Action.REJECT, Reason.SLO_INFEASIBLE, 4.0)
     off = core(admission=False)
     off.observe(snap("a", delay=4.0))
-    assert off.submit("1", 100, SLO, now=0.0).engine_id == "a"
-    assert core().submit("x", 100, SLO, now=0.0).reason is Reason.NO_REPLICA
+    assert off.submit("1", 100, SLO1S, now=0.0).engine_id == "a"
+    assert core().submit("x", 100, SLO1S, now=0.0).reason is Reason.NO_REPLICA
 
 
 def test_lower_classes_are_shed_first() -> None:
     c = core(queue_limit=1)
     c.observe(snap("a", free=1_000, drain=3_000.0))
-    assert c.submit("b", 3000, SLOTarget(slo_class="batch"), now=0.0).action is Action.HOLD
-    assert c.submit("i", 3000, SLOTarget(slo_class="interactive"), now=0.0).action is Action.HOLD
+    assert c.submit("b", 3000, SLO(slo_class="batch"), now=0.0).action is Action.HOLD
+    assert c.submit("i", 3000, SLO(slo_class="interactive"), now=0.0).action is Action.HOLD
     assert c.outcomes == {"rejected:shed": 1}
     assert c.take_shed() == ["b"] and c.take_shed() == []
-    late = c.submit("s", 3000, SLOTarget(slo_class="standard"), now=0.0)
+    late = c.submit("s", 3000, SLO(slo_class="standard"), now=0.0)
     assert late.reason is Reason.QUEUE_FULL
 
 
@@ -78,8 +78,10 @@ def test_shield_refusal_is_followed_to_its_alternative_and_learned_from() -> Non
         shield.observe(s)
         c.observe(s)
     # Another router's placement on b that this router has not seen yet.
-    assert isinstance(shield.reserve("x", "b", KvDemand(7000, 80_000, 500), SLO, 0.05), Reservation)
-    d = c.submit("1", 3000, SLO, now=0.1)
+    assert isinstance(
+        shield.reserve("x", "b", KvDemand(7000, 80_000, 500), SLO1S, 0.05), Reservation
+    )
+    d = c.submit("1", 3000, SLO1S, now=0.1)
     assert d.engine_id == "b"
     d, res = place_through_shields(c, {"r0": shield}, "1", d, 0.1)
     assert res is not None and res.engine_id == "a"
@@ -96,8 +98,8 @@ def test_refusal_without_alternative_holds() -> None:
     s = snap("b", free=90_000)
     shield.observe(s)
     c.observe(s)
-    shield.reserve("x", "b", KvDemand(7000, 80_000, 500), SLO, 0.05)
-    d, res = place_through_shields(c, {"r0": shield}, "1", c.submit("1", 3000, SLO, now=0.1), 0.1)
+    shield.reserve("x", "b", KvDemand(7000, 80_000, 500), SLO1S, 0.05)
+    d, res = place_through_shields(c, {"r0": shield}, "1", c.submit("1", 3000, SLO1S, now=0.1), 0.1)
     assert res is None and (d.action, d.reason) == (Action.HOLD, Reason.KV_WAIT)
 
 
@@ -112,9 +114,9 @@ def test_at_zero_engines_requests_wait_for_the_first_one_then_get_503() -> None:
     (the wait already spent the budget); past ``coldStartTimeoutS`` 503 (reason cold_start)."""
     c = core(cold_start_timeout_s=30.0, queue_timeout_s=0.5)
     c.scaled_to_zero = True
-    first = c.submit("1", 100, SLO, now=0.0)
+    first = c.submit("1", 100, SLO1S, now=0.0)
     assert (first.action, first.reason) == (Action.HOLD, Reason.COLD_START)
-    c.submit("2", 100, SLO, now=20.0)
+    c.submit("2", 100, SLO1S, now=20.0)
     assert c.poll(10.0) == []  # far past queueTimeoutS: cold holds use coldStartTimeoutS
     # The first engine is discovered but not polled yet: still held, not 503.
     c.scaled_to_zero = False
@@ -127,7 +129,7 @@ def test_at_zero_engines_requests_wait_for_the_first_one_then_get_503() -> None:
     ]
     c.forget("a")
     c.scaled_to_zero = True
-    assert c.submit("3", 100, SLO, now=14.0).reason is Reason.COLD_START
+    assert c.submit("3", 100, SLO1S, now=14.0).reason is Reason.COLD_START
     assert c.poll(43.9) == []
     [(rid, gone)] = c.poll(44.0)
     assert (rid, gone.action, gone.reason) == ("3", Action.REJECT, Reason.COLD_START)
@@ -136,7 +138,7 @@ def test_at_zero_engines_requests_wait_for_the_first_one_then_get_503() -> None:
 
 def test_without_scale_to_zero_no_engine_is_503_at_once() -> None:
     c = core()
-    assert c.submit("x", 100, SLO, now=0.0).reason is Reason.NO_REPLICA
+    assert c.submit("x", 100, SLO1S, now=0.0).reason is Reason.NO_REPLICA
 
 
 async def test_a_name_without_addresses_is_no_engine_not_a_failure() -> None:

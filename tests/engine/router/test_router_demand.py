@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from sloserve_engine.contract.slo import SLO
 from sloserve_engine.policy.predictor import PredictorConfig
-from sloserve_engine.policy.views import SLOTarget
 from sloserve_engine.router.demand import DemandEstimator, prompt_tokens
 
 
@@ -17,7 +17,7 @@ def test_prompt_tokens_counts_ids_or_asks_the_engine() -> None:
 
 def test_demand_is_prompt_plus_learned_quantile_capped_by_max_tokens() -> None:
     est = DemandEstimator(8192, PredictorConfig(min_samples=10))
-    slo = SLOTarget()
+    slo = SLO()
     cold = est.demand(100, slo, 0.9)
     assert cold.prompt_tokens == 100 and cold.output_tokens == 1024  # the predictor's prior
     d = cold
@@ -37,4 +37,4 @@ def test_demand_is_prompt_plus_learned_quantile_capped_by_max_tokens() -> None:
 )
 def test_bad_input_is_named(prompt: int, conf: float, max_tokens: int | None, match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        DemandEstimator(8192).demand(prompt, SLOTarget(), conf, max_tokens)
+        DemandEstimator(8192).demand(prompt, SLO(), conf, max_tokens)

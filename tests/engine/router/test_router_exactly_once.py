@@ -12,7 +12,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from router_builders import COST, snap
 
-from sloserve_engine.policy.views import SLOTarget
+from sloserve_engine.contract.slo import SLO
 from sloserve_engine.router.admission import Action
 from sloserve_engine.router.core import RouterCore, place_through_shields
 from sloserve_engine.router.knobs import RouterKnobs
@@ -75,7 +75,7 @@ def test_exactly_one_outcome_never_placed_twice(
             rid = f"q{submitted}"
             submitted += 1
             owner[rid] = core
-            d = core.submit(rid, y, SLOTarget(ttft_s=1.0), now)
+            d = core.submit(rid, y, SLO(ttft_ms=1000), now)
             d, res = place_through_shields(core, shields, rid, d, now)
             handle(core, rid, d.action, res)
         elif kind == "poll":
@@ -98,7 +98,7 @@ def test_exactly_one_outcome_never_placed_twice(
                     rid in released and now - released[rid] < 5.0
                 )
                 again = shields[region].reserve(
-                    rid, grants[rid][-1], owner[rid].placing(rid)[0], SLOTarget(), now
+                    rid, grants[rid][-1], owner[rid].placing(rid)[0], SLO(), now
                 )
                 if remembered:
                     assert isinstance(again, Refusal) and again.reason == "duplicate"

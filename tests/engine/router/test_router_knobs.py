@@ -7,7 +7,7 @@ import typing
 import pydantic
 import pytest
 
-from sloserve_engine.knobs import Knobs
+from sloserve_engine.contract.knobs import Knobs
 from sloserve_engine.router.knobs import DEFAULT_PLACEMENT, PlacementName, RouterKnobs
 from sloserve_engine.router.placement import PLACEMENT_NAMES
 

@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 from router_builders import COST, demand, snap
 
-from sloserve_engine.policy.views import SLOTarget
+from sloserve_engine.contract.slo import SLO
 from sloserve_engine.router.placement import (
     PLACEMENT_NAMES,
     BanditPlacement,
@@ -18,7 +18,7 @@ from sloserve_engine.router.placement import (
     predict_ttft,
 )
 
-REQ = PlacementRequest("r", demand(1000, 300), SLOTarget(ttft_s=1.0), 0.0, 0.0)
+REQ = PlacementRequest("r", demand(1000, 300), SLO(ttft_ms=1000), 0.0, 0.0)
 
 
 def states() -> list[EngineState]:

@@ -5,8 +5,9 @@ import math
 import pytest
 from router_builders import COST, snap
 
+from sloserve_engine.contract.slo import SLO
 from sloserve_engine.policy.views import EngineSnapshot as EngineView
-from sloserve_engine.policy.views import SLOTarget, make_request_view
+from sloserve_engine.policy.views import make_request_view
 from sloserve_engine.router.snapshot import (
     EngineSnapshot,
     kv_wait_s,
@@ -18,7 +19,7 @@ from sloserve_engine.router.snapshot import (
 
 def view(rid: str, prompt: int, out: int, computed: int, blocks: int, pred: int, bound: int):
     return make_request_view(
-        rid, 0.0, prompt, out, computed, blocks, SLOTarget(), pred, bound, 8000, None, 0, 0
+        rid, 0.0, prompt, out, computed, blocks, SLO(), pred, bound, 8000, None, 0, 0
     )
 
 

@@ -14,7 +14,7 @@ import uvicorn
 from engine_helpers import EngineProcess, ServeApp, SimAppFactory, engine_process
 from fastapi import FastAPI
 
-from sloserve_engine.knobs import Knobs
+from sloserve_engine.contract.knobs import Knobs
 from sloserve_engine.server.body import DEFAULT_MAX_BODY_BYTES
 from sloserve_engine.server.simulated_app import SimulatedOptions, build_simulated_app
 from sloserve_engine.server.supervisor import free_loopback_port

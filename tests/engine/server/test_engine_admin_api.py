@@ -11,7 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from sloserve_engine.knobs import Knobs
+from sloserve_engine.contract.knobs import Knobs
 
 ServeApp = Callable[[FastAPI], AbstractContextManager[str]]
 SimAppFactory = Callable[..., FastAPI]

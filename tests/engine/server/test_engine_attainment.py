@@ -13,49 +13,49 @@ from sloserve_engine.contract.attainment import (
     ratios,
     request_attainment,
 )
-from sloserve_engine.knobs import Knobs
-from sloserve_engine.policy.views import SLOTarget
+from sloserve_engine.contract.knobs import Knobs
+from sloserve_engine.contract.slo import SLO
 from sloserve_engine.server.attainment import SlidingWindowAttainment
 
-SLO = SLOTarget("gold", ttft_s=0.5, tbt_s=0.05)
+GOLD = SLO(slo_class="gold", ttft_ms=500, tbt_ms=50)
 
 
 def test_request_meets_both_targets() -> None:
     # TTFT 0.4 s, 11 tokens over 0.5 s after the first: 50 ms mean.
-    assert request_attainment(SLO, 10.0, 10.4, 10.9, 11, 0.05) == Attainment(ttft=True, tbt=True)
+    assert request_attainment(GOLD, 10.0, 10.4, 10.9, 11, 0.05) == Attainment(ttft=True, tbt=True)
 
 
 def test_late_first_token_misses_ttft_only() -> None:
-    assert request_attainment(SLO, 0.0, 0.6, 0.7, 3, 0.05) == Attainment(ttft=False, tbt=True)
+    assert request_attainment(GOLD, 0.0, 0.6, 0.7, 3, 0.05) == Attainment(ttft=False, tbt=True)
 
 
 def test_slow_decode_misses_tbt_only() -> None:
-    att = request_attainment(SLO, 0.0, 0.1, 1.1, 11, 0.1)  # 100 ms per token
+    att = request_attainment(GOLD, 0.0, 0.1, 1.1, 11, 0.1)  # 100 ms per token
     assert att == Attainment(ttft=True, tbt=False)
     assert not att.both
 
 
 def test_single_token_answer_has_no_tbt_to_miss() -> None:
-    assert request_attainment(SLO, 0.0, 0.2, 0.2, 1, 0.0).tbt
+    assert request_attainment(GOLD, 0.0, 0.2, 0.2, 1, 0.0).tbt
 
 
 def test_frozen_stream_meets_the_mean_but_not_strict() -> None:
     # 11 tokens, 50 ms mean after the first, but one gap of 0.3 s: the mean hides it.
-    att = request_attainment(SLO, 0.0, 0.1, 0.6, 11, max_gap_s=0.3)
+    att = request_attainment(GOLD, 0.0, 0.1, 0.6, 11, max_gap_s=0.3)
     assert att.both and not att.strict
-    assert request_attainment(SLO, 0.0, 0.1, 0.6, 11, 0.3, stall_bound_s=0.3).strict
+    assert request_attainment(GOLD, 0.0, 0.1, 0.6, 11, 0.3, stall_bound_s=0.3).strict
 
 
 def test_default_stall_bound_is_the_knob_default() -> None:
     assert Knobs().stall_bound_ms == STALL_BOUND_MS_DEFAULT == 200.0
-    assert Knobs().to_policy_knobs().stall_bound_s == 0.2
-    assert Knobs(stall_bound_ms=500).to_policy_knobs().stall_bound_s == 0.5
+    assert Knobs().stall_bound_s == 0.2
+    assert Knobs(stall_bound_ms=500).stall_bound_s == 0.5
     with pytest.raises(ValueError, match=r"stallBoundMs|stall_bound_ms"):
         Knobs.model_validate({"stallBoundMs": 0})
 
 
 def test_unfinished_requests_are_misses_of_every_kind() -> None:
-    done = request_attainment(SLO, 0.0, 0.1, 0.6, 11, 0.05)
+    done = request_attainment(GOLD, 0.0, 0.1, 0.6, 11, 0.05)
     r = ratios([done, MISSED, MISSED, done])
     assert (r.standard, r.strict, r.requests) == (0.5, 0.5, 4)
     assert not (MISSED.both or MISSED.strict or MISSED.ttft)

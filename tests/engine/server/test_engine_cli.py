@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sloserve_engine.knobs import Knobs, KnobsState
+from sloserve_engine.contract.knobs import Knobs, KnobsState
 from sloserve_engine.server.cli import build_parser, sim_config_from, split_extra
 from sloserve_engine.server.supervisor import free_loopback_port
 from sloserve_engine.server.vllm_command import (

@@ -6,14 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from sloserve_engine.knobs import Knobs
+from sloserve_engine.contract.knobs import InvalidKnobsError, Knobs
 from sloserve_engine.server.auth import AdminAuth, AdminTokenError
-from sloserve_engine.server.knobs_store import (
-    InvalidKnobsError,
-    KnobsStore,
-    load_knobs_file,
-    parse_knobs,
-)
+from sloserve_engine.server.knobs_store import KnobsStore
 
 
 def test_mirror_file_follows_the_document_in_force(tmp_path: Path) -> None:
@@ -60,21 +55,6 @@ def test_rejected_document_is_not_applied_and_listeners_stay_silent() -> None:
         store.replace(Knobs(policy="ecoserve"))
     assert store.knobs.policy == "vllm"
     assert heard == []
-
-
-def test_parse_names_nested_fields_by_wire_path() -> None:
-    with pytest.raises(InvalidKnobsError) as exc:
-        parse_knobs(b'{"sloDefaults": {"tbtMs": 0}}')
-    assert [e.field for e in exc.value.errors] == ["sloDefaults.tbtMs"]
-
-
-def test_knobs_file_errors_name_file_and_field(tmp_path: Path) -> None:
-    path = tmp_path / "knobs.json"
-    path.write_text('{"predictorConfidence": 2}')
-    with pytest.raises(InvalidKnobsError, match=rf"{path}: predictorConfidence"):
-        load_knobs_file(path)
-    with pytest.raises(InvalidKnobsError, match="unreadable"):
-        load_knobs_file(tmp_path / "missing.json")
 
 
 def test_auth_accepts_only_the_exact_bearer_token(tmp_path: Path) -> None:

@@ -13,11 +13,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
+from sloserve_engine.contract.slo import SLO
 from sloserve_engine.policy.views import (
     EngineSnapshot,
     PreemptionMode,
     RequestView,
-    SLOTarget,
     StepPlan,
 )
 from sloserve_engine.server.metrics import EngineMetrics, FinishedRequest, kv_pressure
@@ -38,10 +38,10 @@ CONTRACT_METRICS = {
     "sloserve_requests_finished": "counter",
     "sloserve_requests": "counter",
 }
-GOLD = SLOTarget("gold", ttft_s=0.5, tbt_s=0.05)
+GOLD = SLO(slo_class="gold", ttft_ms=500, tbt_ms=50)
 
 
-def _req(rid: str, prompt: int, out: int = 0, held: int = 0, slo: SLOTarget = GOLD) -> RequestView:
+def _req(rid: str, prompt: int, out: int = 0, held: int = 0, slo: SLO = GOLD) -> RequestView:
     return RequestView(
         request_id=rid,
         arrival_time=0.0,
@@ -98,7 +98,7 @@ def test_record_step_reports_kv_queues_chunk_reserve_and_preemptions(
     registry: CollectorRegistry,
 ) -> None:
     m = EngineMetrics(registry, slo_classes=("gold", "bronze"))
-    bronze = SLOTarget("bronze", 5.0, 0.2)
+    bronze = SLO(slo_class="bronze", ttft_ms=5000, tbt_ms=200)
     snap = _snapshot(
         running=(_req("a", 40, out=5, held=3), _req("b", 10, out=1, held=1, slo=bronze)),
         waiting=(_req("c", 100),),

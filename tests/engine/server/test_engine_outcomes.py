@@ -15,7 +15,8 @@ from prometheus_client import CollectorRegistry
 from test_simulated_engine import metric
 
 from sloserve_engine.contract.attainment import MISSED
-from sloserve_engine.policy.views import EngineSnapshot, RequestView, SLOTarget
+from sloserve_engine.contract.slo import SLO
+from sloserve_engine.policy.views import EngineSnapshot, RequestView
 from sloserve_engine.server.attainment import (
     Outcome,
     SlidingWindowAttainment,
@@ -104,7 +105,7 @@ def _waiting(rid: str, arrival: float, ttft_s: float) -> RequestView:
         output_tokens=0,
         computed_tokens=0,
         blocks_held=0,
-        slo=SLOTarget("standard", ttft_s=ttft_s, tbt_s=0.1),
+        slo=SLO(slo_class="standard", ttft_ms=ttft_s * 1000, tbt_ms=100),
         predicted_output=10,
         output_bound=20,
         max_output_tokens=1000,

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from engine_helpers import ServeApp
 
-from sloserve_engine.knobs import Knobs
+from sloserve_engine.contract.knobs import Knobs
 from sloserve_engine.server.auth import AdminAuth
 from sloserve_engine.server.knobs_store import KnobsStore
 from sloserve_engine.server.proxy import build_proxy_app, openai_error

@@ -20,8 +20,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
-from sloserve_engine.knobs import MAX_SLO_CLASSES, OTHER_SLO_CLASS, Knobs, SLODefaults
-from sloserve_engine.policy.views import EngineSnapshot, RequestView, SLOTarget
+from sloserve_engine.contract.knobs import Knobs, SLODefaults
+from sloserve_engine.contract.slo import MAX_SLO_CLASSES, OTHER_SLO_CLASS, SLO
+from sloserve_engine.policy.views import EngineSnapshot, RequestView
 from sloserve_engine.server.attainment import Outcome
 from sloserve_engine.server.metrics import EngineMetrics, FinishedRequest
 
@@ -37,7 +38,7 @@ def _random_class(rng: random.Random) -> str:
     return "".join(rng.choices(string.ascii_letters, k=rng.randint(1, 63)))
 
 
-def _view(rid: str, slo: SLOTarget) -> RequestView:
+def _view(rid: str, slo: SLO) -> RequestView:
     return RequestView(rid, 0.0, 10, 1, 11, 1, slo, 10, 20, 1000, first_token_time=0.1)
 
 
@@ -53,7 +54,7 @@ def test_ten_thousand_random_classes_stay_within_the_series_bound() -> None:
     m = EngineMetrics(registry, slo_classes=declared)
     for i in range(10_000):
         name = rng.choice([*declared, _random_class(rng)])
-        slo = SLOTarget(name, ttft_s=0.5, tbt_s=0.05)
+        slo = SLO(slo_class=name, ttft_ms=500, tbt_ms=50)
         if i % 50 == 0:
             snapshot = EngineSnapshot(float(i), 16, 1000, 900, 8192, 256, (_view("r", slo),), ())
             m.record_step(snapshot, None, {}, now=float(i))

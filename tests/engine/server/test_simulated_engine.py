@@ -14,7 +14,7 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
-from sloserve_engine.knobs import Knobs
+from sloserve_engine.contract.knobs import Knobs
 
 ServeApp = Callable[[FastAPI], AbstractContextManager[str]]
 SimAppFactory = Callable[..., FastAPI]

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sloserve_engine.contract.knobs import POLICY_NAMES, Knobs
 from sloserve_engine.policy import make_policy
 from sloserve_engine.policy.costmodel import StepCostModel
-from sloserve_engine.policy.knobs import POLICY_NAMES, PolicyKnobs
 from sloserve_engine.policy.views import (
     ArrivalInfo,
     EngineSnapshot,
@@ -38,9 +38,9 @@ class ChaosPolicy:
 
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
-        self.knobs = PolicyKnobs()
+        self.knobs = Knobs()
 
-    def set_knobs(self, knobs: PolicyKnobs) -> None:
+    def set_knobs(self, knobs: Knobs) -> None:
         self.knobs = knobs
 
     def on_arrival(self, info: ArrivalInfo) -> Prediction:
@@ -173,7 +173,7 @@ KNOWN_STALLS: dict[str, str] = {}  # fixed in policy/kvgate.py: an empty engine 
 )
 def test_named_policies_lose_nothing(name: str) -> None:
     try:
-        make_policy(name, PolicyKnobs(), PROFILE.step)
+        make_policy(name, Knobs(), PROFILE.step)
     except NotImplementedError:
         pytest.skip(f"policy {name!r} not implemented yet")
 
@@ -190,7 +190,7 @@ def test_named_policies_lose_nothing(name: str) -> None:
             max_num_batched_tokens=256,
             max_model_len=512,
         )
-        engine = SimEngine(make_policy(name, PolicyKnobs(), PROFILE.step), PROFILE, config)
+        engine = SimEngine(make_policy(name, Knobs(), PROFILE.step), PROFILE, config)
         got = drive(engine, requests)
         assert got == {str(k): o for k, (_, _, o) in enumerate(requests)}
         assert engine.stats().free_blocks == engine.stats().total_blocks

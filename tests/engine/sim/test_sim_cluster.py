@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import pytest
 
+from sloserve_engine.contract.slo import SLO
 from sloserve_engine.router.knobs import RouterKnobs
 from sloserve_engine.sim import SimConfig, load_profile
 from sloserve_engine.sim.cluster import ClusterConfig, simulate_cluster, verdict
-from sloserve_engine.sim.metrics import SLO
 from sloserve_engine.sim.workload import WorkloadSpec, build_workload
 
 PROFILE = load_profile()

@@ -9,10 +9,11 @@ is: no more stalls than stock vLLM, and p99 of the per-request longest gap under
 
 from __future__ import annotations
 
+from sloserve_engine.contract.knobs import Knobs
+from sloserve_engine.contract.slo import SLO
 from sloserve_engine.policy import make_policy
-from sloserve_engine.policy.knobs import PolicyKnobs
 from sloserve_engine.sim import SimConfig, load_profile
-from sloserve_engine.sim.metrics import SLO, STALL_S, RunMetrics
+from sloserve_engine.sim.metrics import STALL_S, RunMetrics
 from sloserve_engine.sim.runner import replay
 from sloserve_engine.sim.workload import WorkloadSpec, build_workload
 
@@ -22,7 +23,7 @@ def run(policy: str) -> RunMetrics:
     requests = build_workload(WorkloadSpec(trace="azure-conv", requests=1500, rate=16))
     config = SimConfig(kv_tokens=97_488)
     return replay(
-        requests, make_policy(policy, PolicyKnobs(), profile.step), profile, config, SLO()
+        requests, make_policy(policy, Knobs(), profile.step), profile, config, SLO()
     ).metrics
 
 

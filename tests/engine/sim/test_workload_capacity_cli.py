@@ -12,10 +12,10 @@ import pytest
 from sloserve_engine.bench.capacity import capacity_bound
 from sloserve_engine.bench.cli import add_arguments, run
 from sloserve_engine.bench.sweep import aggregate, max_rates
-from sloserve_engine.policy.views import SLOTarget
+from sloserve_engine.contract.slo import SLO
 from sloserve_engine.policy.vllm_fcfs import VllmFcfsPolicy
 from sloserve_engine.sim import SimConfig, load_profile
-from sloserve_engine.sim.metrics import SLO, RequestTiming, summarize
+from sloserve_engine.sim.metrics import RequestTiming, summarize
 from sloserve_engine.sim.runner import replay
 from sloserve_engine.sim.workload import WorkloadSpec, build_workload
 
@@ -72,7 +72,7 @@ def test_attainment_counts_ttft_and_mean_tpot() -> None:
         RequestTiming(0.0, 5),  # never finished: counts against attainment
         RequestTiming(0.0, 9, first_token=0.1, finish=0.3, tokens_seen=4),  # cut off: a miss
     ]
-    m = summarize(timings, np.array([0.05, 0.2]), SLO(1.0, 0.1))
+    m = summarize(timings, np.array([0.05, 0.2]), SLO(ttft_ms=1000, tbt_ms=100))
     assert m.completed == 3 and m.requests == 5
     assert m.slo_attainment == pytest.approx(0.2)
     assert m.stall_rate == pytest.approx(0.5)
@@ -81,14 +81,14 @@ def test_attainment_counts_ttft_and_mean_tpot() -> None:
 
 
 def test_strict_attainment_and_per_class_ratios() -> None:
-    gold = SLOTarget("interactive", ttft_s=0.25, tbt_s=0.05)
+    gold = SLO(slo_class="interactive", ttft_ms=250, tbt_ms=50)
     timings = [
         RequestTiming(0.0, 11, first_token=0.5, finish=1.0, tokens_seen=11, max_gap=0.05),
         RequestTiming(1.0, 11, first_token=1.5, finish=2.0, tokens_seen=11, max_gap=0.3),  # froze
         RequestTiming(2.0, 11, first_token=2.1, finish=2.6, tokens_seen=11, slo=gold),
         RequestTiming(3.0, 11, first_token=3.3, finish=3.8, tokens_seen=11, slo=gold),  # late
     ]
-    m = summarize(timings, np.array([0.05]), SLO(1.0, 0.1), stall_bound_s=0.2)
+    m = summarize(timings, np.array([0.05]), SLO(ttft_ms=1000, tbt_ms=100), stall_bound_s=0.2)
     assert (m.slo_attainment, m.strict_attainment) == (0.75, 0.5)
     assert m.drain_s == pytest.approx(0.8)
     assert set(m.class_attainment) == {"interactive"}  # the others carry no SLO of their own

@@ -25,7 +25,7 @@ from sloserve_engine.bench.cpu_driver import (
     CpuEngineSpec,
     make_request,
 )
-from sloserve_engine.knobs import Knobs
+from sloserve_engine.contract.knobs import Knobs
 
 pytestmark = pytest.mark.vllm
 

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sloserve_engine.policy.views import RequestView, SLOTarget, make_request_view
+from sloserve_engine.contract.slo import SLO
+from sloserve_engine.policy.views import RequestView, make_request_view
 
 counts = st.integers(min_value=0, max_value=10**6)
 
@@ -28,7 +29,7 @@ def test_fast_view_equals_dataclass_view(
     slo_class: str,
 ) -> None:
     prompt, output, computed, blocks, predicted, bound, cap, preemptions, swapped = numbers
-    slo = SLOTarget(slo_class=slo_class)
+    slo = SLO(slo_class=slo_class)
     fast = make_request_view(
         rid, arrival, prompt, output, computed, blocks, slo, predicted, bound, cap, first,
         preemptions, swapped,
@@ -54,6 +55,6 @@ def test_fast_view_equals_dataclass_view(
 
 
 def test_fast_view_stays_frozen() -> None:
-    view = make_request_view("r", 0.0, 1, 0, 0, 0, SLOTarget(), 1, 1, 1, None, 0, 0)
+    view = make_request_view("r", 0.0, 1, 0, 0, 0, SLO(), 1, 1, 1, None, 0, 0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         view.output_tokens = 5  # type: ignore[misc]

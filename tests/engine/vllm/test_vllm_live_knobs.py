@@ -13,10 +13,9 @@ pytest.importorskip("vllm", reason="vLLM 0.26.0 (the [engine] extra) is not inst
 from vllm.v1.engine.core import EngineCore
 from vllm_adapter_helpers import Arrival, assert_all_done, make_engine
 
-from sloserve_engine.knobs import Knobs
+from sloserve_engine.contract.knobs import InvalidKnobsError, Knobs
 from sloserve_engine.policy.views import EngineSnapshot, StepPlan
 from sloserve_engine.policy.vllm_fcfs import VllmFcfsPolicy
-from sloserve_engine.vllm.knobsource import KnobsSourceError
 from sloserve_engine.vllm.scheduler import SLOScheduler, SLOSyncScheduler
 
 pytestmark = pytest.mark.vllm
@@ -52,7 +51,7 @@ def test_knobs_file_change_applies_at_the_next_step(
         cls, tiny_model_dir, asynchronous=asynchronous, sloserve={"knobs_file": str(knobs_file)}
     )
     sched = engine.scheduler
-    sched.set_policy(ChunkFromKnobs(Knobs(policy="vllm").to_policy_knobs()))
+    sched.set_policy(ChunkFromKnobs(Knobs(policy="vllm")))
     small = {"policy": "vllm", "chunkMinTokens": 8, "chunkMaxTokens": 16}
     seen: dict[int, tuple[str, int]] = {}
 
@@ -93,6 +92,6 @@ def test_utility_rpc_sets_and_reads_knobs(tiny_model_dir: Path) -> None:
     assert state["revision"] == Knobs.model_validate(doc).revision()
     assert engine.scheduler.sloserve_policy.knobs.reservation_ratio == 0.2
     assert EngineCore.sloserve_get_knobs(core) == state  # type: ignore[attr-defined]
-    with pytest.raises(KnobsSourceError, match="reservationRatio"):
+    with pytest.raises(InvalidKnobsError, match="reservationRatio"):
         EngineCore.sloserve_set_knobs(core, {"reservationRatio": 2})  # type: ignore[attr-defined]
     assert EngineCore.sloserve_get_knobs(core) == state  # type: ignore[attr-defined]

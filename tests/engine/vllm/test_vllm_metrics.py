@@ -13,7 +13,7 @@ pytest.importorskip("vllm", reason="vLLM 0.26.0 (the [engine] extra) is not inst
 from prometheus_client import CollectorRegistry
 from vllm_adapter_helpers import STEP_S, make_engine, pressure_workload
 
-from sloserve_engine.knobs import Knobs
+from sloserve_engine.contract.knobs import Knobs
 from sloserve_engine.server.metrics import EngineMetrics, FinishedRequest
 from sloserve_engine.vllm.scheduler import SLOScheduler
 

@@ -13,7 +13,7 @@ pytest.importorskip("vllm", reason="vLLM 0.26.0 (the [engine] extra) is not inst
 from vllm.v1.core.kv_cache_manager import KVCacheManager
 from vllm_adapter_helpers import Arrival, assert_all_done, make_engine
 
-from sloserve_engine.policy.knobs import PolicyKnobs
+from sloserve_engine.contract.knobs import Knobs
 from sloserve_engine.policy.views import (
     ArrivalInfo,
     EngineSnapshot,
@@ -33,7 +33,7 @@ class ScriptedPolicy:
     """Reorders, holds back, shrinks the budget, caps chunks, refuses and asks for swaps."""
 
     name: str = "vllm"
-    knobs: PolicyKnobs = field(default_factory=PolicyKnobs)
+    knobs: Knobs = field(default_factory=Knobs)
     reverse_running: bool = False
     """Serve the newest request first (so the oldest is the victim)."""
     hold: set[str] = field(default_factory=set)
@@ -47,7 +47,7 @@ class ScriptedPolicy:
     victims: list[str] = field(default_factory=list)
     finished: list[FinishedInfo] = field(default_factory=list)
 
-    def set_knobs(self, knobs: PolicyKnobs) -> None:
+    def set_knobs(self, knobs: Knobs) -> None:
         self.knobs = knobs
 
     def on_arrival(self, info: ArrivalInfo) -> Prediction:
@@ -185,7 +185,7 @@ def test_views_hide_max_tokens_and_carry_slo_and_predictions(tiny_model_dir: Pat
     views = {v.request_id: v for v in (*snapshot.running, *snapshot.waiting)}
     a, b = views["A"], views["B"]
     assert (a.slo.slo_class, a.slo.ttft_s, a.slo.tbt_s) == ("interactive", 0.25, 0.04)
-    assert b.slo == engine.scheduler.sloserve_policy.knobs.default_slo
+    assert b.slo == engine.scheduler.sloserve_policy.knobs.slo_defaults
     assert a.max_output_tokens == 512 - 30, "model-wide cap, never the request's max_tokens"
     assert (a.predicted_output, a.output_bound) == (241, 482)
     assert snapshot.total_blocks == engine.spec.num_blocks - 1
@@ -201,6 +201,6 @@ def test_unusable_slo_falls_back_to_defaults_without_failing(tiny_model_dir: Pat
     arrivals = [Arrival("A", 30, 3, extra_args={"slo_class": "chat", "ttft_ms": "fast"})]
     engine.run(arrivals)
     snapshot, _ = policy.plans[0]
-    assert snapshot.waiting[0].slo == policy.knobs.default_slo
+    assert snapshot.waiting[0].slo == policy.knobs.slo_defaults
     assert engine.scheduler.sloserve_stats.invalid_slo == 1
     assert_all_done(engine.driver, engine.spec, arrivals)

@@ -10,7 +10,7 @@ pytest.importorskip("vllm", reason="vLLM 0.26.0 (the [engine] extra) is not inst
 
 from vllm_adapter_helpers import assert_all_done, make_engine, pressure_workload
 
-from sloserve_engine.policy.knobs import POLICY_NAMES
+from sloserve_engine.contract.knobs import POLICY_NAMES
 from sloserve_engine.vllm.scheduler import SLOScheduler, SLOSyncScheduler
 
 pytestmark = pytest.mark.vllm

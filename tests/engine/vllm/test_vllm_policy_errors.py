@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from vllm_adapter_helpers import DelegatingPolicy, assert_all_done, make_engine, pressure_workload
 
 from sloserve_engine.policy import make_policy
+from sloserve_engine.policy.guard import PolicyErrorLog
 from sloserve_engine.policy.views import (
     ArrivalInfo,
     EngineSnapshot,
@@ -25,7 +26,6 @@ from sloserve_engine.policy.views import (
     StepPlan,
 )
 from sloserve_engine.server.metrics import POLICY_CALLS, EngineMetrics
-from sloserve_engine.vllm.policyguard import PolicyErrorLog
 from sloserve_engine.vllm.scheduler import SLOScheduler, SLOSyncScheduler
 
 pytestmark = pytest.mark.vllm

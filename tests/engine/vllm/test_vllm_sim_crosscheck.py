@@ -33,10 +33,10 @@ from vllm_adapter_helpers import (
 )
 
 from sloserve_engine.bench.cpu_driver import make_request
+from sloserve_engine.contract.knobs import POLICY_NAMES, Knobs
 from sloserve_engine.policy import make_policy
 from sloserve_engine.policy.base import Policy
 from sloserve_engine.policy.costmodel import cost_model_for
-from sloserve_engine.policy.knobs import POLICY_NAMES, PolicyKnobs
 from sloserve_engine.policy.views import (
     EngineSnapshot,
     PreemptionMode,
@@ -139,12 +139,12 @@ def test_adapter_and_simulator_agree_step_by_step(
         Arrival(a.request_id, a.prompt_tokens, a.output_tokens, a.step) for a in pressure_workload()
     ]
     model = cost_model_for()
-    sim_policy = Recorder(make_policy(policy, PolicyKnobs(), model))
+    sim_policy = Recorder(make_policy(policy, Knobs(), model))
     run = run_sim(sim_policy, arrivals, "async" if asynchronous else "sync")
 
     cls = SLOScheduler if asynchronous else SLOSyncScheduler
     engine = make_engine(cls, tiny_model_dir, asynchronous=asynchronous)
-    ours = Recorder(make_policy(policy, PolicyKnobs(), model))
+    ours = Recorder(make_policy(policy, Knobs(), model))
     engine.scheduler.set_policy(ours)
     slave_clock(engine.scheduler, ours, sim_policy, run.ends)
     due = dict(run.due)

@@ -19,8 +19,8 @@ from sloserve_engine.bench.cpu_driver import (
     build_vllm_config,
     make_request,
 )
+from sloserve_engine.contract.knobs import Knobs
 from sloserve_engine.policy.base import Policy
-from sloserve_engine.policy.knobs import PolicyKnobs
 from sloserve_engine.policy.views import (
     ArrivalInfo,
     EngineSnapshot,
@@ -211,10 +211,10 @@ class DelegatingPolicy:
         return self.inner.name
 
     @property
-    def knobs(self) -> PolicyKnobs:
+    def knobs(self) -> Knobs:
         return self.inner.knobs
 
-    def set_knobs(self, knobs: PolicyKnobs) -> None:
+    def set_knobs(self, knobs: Knobs) -> None:
         self.inner.set_knobs(knobs)
 
     def on_arrival(self, info: ArrivalInfo) -> Prediction:

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from prometheus_client import CollectorRegistry, start_http_server
 
-from sloserve_engine.policy.views import SLOTarget
+from sloserve_engine.contract.slo import SLO
 from sloserve_engine.server.metrics import EngineMetrics, FinishedRequest
 from sloserve_operator.autoscaler.metrics_source import (
     MetricsEndpoint,
@@ -30,7 +30,7 @@ from sloserve_operator.autoscaler.metrics_source import (
     read_exposition,
 )
 
-SLO = SLOTarget(ttft_s=1.0, tbt_s=1.0)
+SLO = SLO(ttft_ms=1000, tbt_ms=1000)
 
 
 def _free_port() -> int:

@@ -18,7 +18,7 @@ from operator_e2e import (
 
 from sloserve_dev.devcluster.cluster import DevCluster
 from sloserve_dev.devcluster.kubelet import ProcessKubelet
-from sloserve_engine.knobs import Knobs
+from sloserve_engine.contract.knobs import Knobs
 
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(300)]
 

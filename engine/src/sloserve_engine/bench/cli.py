@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..policy.knobs import POLICY_NAMES
+from ..contract.knobs import POLICY_NAMES
 
 
 def _floats(text: str) -> list[float]:
@@ -271,15 +271,15 @@ def sim_markdown(report: dict[str, Any]) -> str:
 
 
 def _run_sim(args: argparse.Namespace, console: Console) -> int:
+    from ..contract.slo import SLO
     from ..sim import load_profile
-    from ..sim.metrics import SLO
     from .plots import write_plots
     from .sweep import run_sweep, sweep_report
     from .workloads import workload_specs
 
     profile = load_profile(args.profile)
     config = _sim_config(args)
-    slo = SLO(ttft_s=args.slo_ttft_ms / 1e3, tbt_s=args.slo_tbt_ms / 1e3)
+    slo = SLO(ttft_ms=args.slo_ttft_ms, tbt_ms=args.slo_tbt_ms)
     workloads = workload_specs(args, args.rates[0])
     with Progress(
         TextColumn("{task.description}"),

@@ -29,11 +29,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..contract.attainment import ratios
+from ..contract.slo import SLO
 from ..router.knobs import RouterKnobs
 from ..router.placement import PLACEMENT_NAMES
 from ..sim import SimConfig, load_profile
 from ..sim.cluster import ClusterConfig, ClusterResult, simulate_cluster, verdict
-from ..sim.metrics import SLO
 from ..sim.workload import TRACES, WorkloadSpec, build_workload
 from .sweep import ATTAINMENT_GOAL, max_rates
 
@@ -143,7 +143,7 @@ def run_case(
     """Replay one case (also the worker-process entry point)."""
     profile = load_profile(setup.profile)
     config = SimConfig(kv_tokens=setup.kv_tokens)
-    slo = SLO(ttft_s=setup.slo_ttft_ms / 1e3, tbt_s=setup.slo_tbt_ms / 1e3)
+    slo = SLO(ttft_ms=setup.slo_ttft_ms, tbt_ms=setup.slo_tbt_ms)
     knobs = RouterKnobs.model_validate(
         {
             "placement": case.placement,

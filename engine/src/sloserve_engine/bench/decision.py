@@ -13,15 +13,17 @@ import random
 import time
 from collections.abc import Sequence
 
-from ..policy import POLICY_NAMES, make_policy
-from ..policy.views import EngineSnapshot, RequestView, SLOTarget
+from ..contract.knobs import POLICY_NAMES
+from ..contract.slo import SLO
+from ..policy import make_policy
+from ..policy.views import EngineSnapshot, RequestView
 
 
 def synthetic_snapshot(running: int, waiting: int, seed: int = 0) -> EngineSnapshot:
     """A KV-pressured state: ``running`` requests (every 8th in prefill), ``waiting`` queued."""
     rng = random.Random(seed)
     block = 16
-    slo = SLOTarget()
+    slo = SLO()
     views_running: list[RequestView] = []
     held = 0
     for i in range(running):

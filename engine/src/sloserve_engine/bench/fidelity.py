@@ -22,16 +22,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from ..contract.knobs import Knobs
+from ..contract.slo import SLO
 from ..policy.base import Policy
 from ..policy.composed import ComposedPolicy
 from ..policy.costmodel import StepCostModel
-from ..policy.knobs import PolicyKnobs
 from ..policy.predictor import PredictorConfig
 from ..policy.presets import SLOSERVE
 from ..policy.vllm_fcfs import VllmFcfsPolicy
 from ..sim.costmodel import SimProfile
 from ..sim.engine import Scheduling, SimConfig
-from ..sim.metrics import SLO
 from ..sim.runner import replay
 from ..sim.workload import WorkloadSpec, build_workload
 
@@ -86,7 +86,7 @@ COSTMODEL_F8EAA5D = StepCostModel(
 
 POLICIES_AS_RUN: dict[str, Callable[[], Policy]] = {
     "vllm": VllmFcfsPolicy,
-    "sloserve@f8eaa5d": lambda: ComposedPolicy(SLOSERVE_F8EAA5D, PolicyKnobs(), COSTMODEL_F8EAA5D),
+    "sloserve@f8eaa5d": lambda: ComposedPolicy(SLOSERVE_F8EAA5D, Knobs(), COSTMODEL_F8EAA5D),
 }
 """Policies of the reference runs, built as they ran on the GPU."""
 

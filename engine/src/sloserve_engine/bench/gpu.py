@@ -53,9 +53,10 @@ from sloserve_engine.bench.workloads import (
     workload_record,
     workload_specs,
 )
-from sloserve_engine.policy.views import SLOTarget
-from sloserve_engine.sim.metrics import SLO, STALL_S, RequestTiming, RunMetrics, summarize
+from sloserve_engine.sim.metrics import STALL_S, RequestTiming, RunMetrics, summarize
 from sloserve_engine.sim.workload import TraceRequest, WorkloadSpec, build_workload
+
+from ..contract.slo import SLO
 
 STOCK = "stock"
 LLAMA_31_8B_CONFIG = {
@@ -94,7 +95,7 @@ class RequestRecord:
     n_in: int
     n_out: int
     token_times: list[float] = field(default_factory=list)
-    slo: SLOTarget | None = None
+    slo: SLO | None = None
     """Its own SLO (mixed-SLO workloads); ``None``: the run's SLO."""
 
     @property
@@ -223,7 +224,7 @@ def write_requests_csv(path: Path, records: list[RequestRecord], slo: SLO) -> No
         w.writerow(REQUEST_COLUMNS)
         for r in records:
             finish = r.token_times[-1] if r.token_times else float("nan")
-            own = r.slo or SLOTarget(ttft_s=slo.ttft_s, tbt_s=slo.tbt_s)
+            own = r.slo or slo
             w.writerow(
                 [
                     f"{r.arrival:.6f}",
@@ -355,18 +356,17 @@ async def run_scheduler(
 
     Returns the run windows for splitting the step log.
     """
-    from sloserve_engine.knobs import Knobs
+    from sloserve_engine.contract.knobs import parse_knobs, write_knobs
 
     label = run_label(scheduler, args.tag)
     work = Path(tempfile.mkdtemp(prefix="sloserve-bench-"))  # $OUT returns only a few files
     knobs_path = work / f"knobs_{scheduler}.json"
     if scheduler != STOCK:
-        knobs = Knobs.model_validate({**json.loads(args.knobs), "policy": scheduler})
-        knobs_path.write_text(knobs.model_dump_json(by_alias=True))
+        write_knobs(knobs_path, parse_knobs({**json.loads(args.knobs), "policy": scheduler}))
     steps_file = f"steps_{label}_{stamp}.csv"
     os.environ.update(engine_env(scheduler, out / steps_file, knobs_path))
     model_dir = write_model_dir(work / "model")
-    slo = SLO(args.slo_ttft_ms / 1e3, args.slo_tbt_ms / 1e3)
+    slo = SLO(ttft_ms=args.slo_ttft_ms, tbt_ms=args.slo_tbt_ms)
     t0 = time.perf_counter()
     engine = build_engine(args, scheduler, model_dir)
     print(f"[{label}] engine up in {time.perf_counter() - t0:.1f}s", flush=True)

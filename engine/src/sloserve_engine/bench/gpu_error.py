@@ -22,14 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from ..knobs import Knobs
+from ..contract.knobs import POLICY_NAMES, InvalidKnobsError, Knobs, parse_knobs
+from ..contract.slo import SLO
 from ..policy import make_policy
-from ..policy.knobs import POLICY_NAMES, PolicyKnobs
 from ..sim.costmodel import DEFAULT_PROFILE, SimProfile, load_profile
 from ..sim.engine import SimConfig
-from ..sim.metrics import SLO
 from ..sim.runner import replay
 from ..sim.workload import WorkloadSpec, build_workload
 from .fidelity import Case, Comparison
@@ -46,7 +43,7 @@ TARGETS: dict[str, float] = {
 TRACE = "azure-conv"
 GPU_CONFIG = SimConfig(kv_tokens=97_488, scheduling="async")
 """What ``sloserve bench gpu`` ran with: its KV override and vLLM's default async scheduler."""
-GPU_SLO = SLO(ttft_s=1.0, tbt_s=0.1)
+GPU_SLO = SLO(ttft_ms=1000, tbt_ms=100)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +54,7 @@ class GpuRun:
     policy: str
     rate: float
     requests: int
-    knobs: PolicyKnobs
+    knobs: Knobs
     not_modelled: str | None
     """Why the simulator cannot replay this run; ``None`` when it can."""
 
@@ -83,15 +80,15 @@ def gpu_run(row: Mapping[str, Any]) -> GpuRun:
             f"run {label!r}: unknown policy {name!r}; choose from {', '.join(POLICY_NAMES)}"
         )
     try:
-        knobs = Knobs.model_validate({**row.get("knobs", {}), "policy": name})
-    except ValidationError as exc:
+        knobs = parse_knobs({**row.get("knobs", {}), "policy": name})
+    except InvalidKnobsError as exc:
         raise ValueError(f"run {label!r}: bad knobs: {exc}") from exc
     return GpuRun(
         label=label,
         policy=name,
         rate=float(row["rate"]),
         requests=int(row["requests"]),
-        knobs=knobs.to_policy_knobs(),
+        knobs=knobs,
         not_modelled=not_modelled_reason(row),
     )
 

@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 
 from ..contract.attainment import STALL_BOUND_MS_DEFAULT
-from ..policy.views import SLOTarget
-from ..sim.metrics import SLO, RequestTiming, summarize
+from ..contract.slo import SLO
+from ..sim.metrics import RequestTiming, summarize
 
 RunKey = tuple[str, str, float, int, int]
 """(workload, policy, rate, segment, seed): one replay."""
@@ -96,7 +96,11 @@ def read_requests(path: Path) -> list[RequestTiming]:
             started = math.isfinite(ttft)
             seen = int(r["n_tokens_seen"]) if r.get("n_tokens_seen") else (n_out if started else 0)
             own = (
-                SLOTarget(r["slo_class"], float(r["ttft_slo_s"]), float(r["tbt_slo_s"]))
+                SLO(
+                    slo_class=r["slo_class"],
+                    ttft_ms=float(r["ttft_slo_s"]) * 1000,
+                    tbt_ms=float(r["tbt_slo_s"]) * 1000,
+                )
                 if r.get("slo_class")
                 else None
             )
@@ -174,7 +178,9 @@ def load_runs(
                 if steps and (data_dir / steps).exists()
                 else (data_dir / f"{steps}.gz" if steps else _legacy_step_log(logs, sched, rate))
             )
-            slo = SLO(w.get("slo_ttft_s", 1.0), w.get("slo_tbt_s", 0.1))
+            slo = SLO(
+                ttft_ms=w.get("slo_ttft_s", 1.0) * 1000, tbt_ms=w.get("slo_tbt_s", 0.1) * 1000
+            )
             req = data_dir / w.get("req_file", f"req_{sched}_{rate:g}.csv")
             row = {k: v for k, v in w.items() if k not in ("start", "end")}
             row |= {

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from ..contract import metrics as names
 from ..server.supervisor import free_loopback_port
 
 
@@ -74,12 +75,12 @@ def _engine_means(metrics_text: str) -> tuple[float, float, float]:
     sums: dict[str, float] = {}
     for family in text_string_to_metric_families(metrics_text):
         for s in family.samples:
-            if s.name.startswith(("sloserve_ttft_seconds_", "sloserve_tbt_seconds_")):
+            if s.name.startswith((f"{names.TTFT}_", f"{names.TBT}_")):
                 sums[s.name] = sums.get(s.name, 0.0) + s.value
-    n = sums.get("sloserve_ttft_seconds_count", 0.0)
-    n_tbt = sums.get("sloserve_tbt_seconds_count", 0.0)
-    ttft = sums.get("sloserve_ttft_seconds_sum", 0.0) / n if n else 0.0
-    tbt = sums.get("sloserve_tbt_seconds_sum", 0.0) / n_tbt if n_tbt else 0.0
+    n = sums.get(f"{names.TTFT}_count", 0.0)
+    n_tbt = sums.get(f"{names.TBT}_count", 0.0)
+    ttft = sums.get(f"{names.TTFT}_sum", 0.0) / n if n else 0.0
+    tbt = sums.get(f"{names.TBT}_sum", 0.0) / n_tbt if n_tbt else 0.0
     return ttft, tbt, n
 
 

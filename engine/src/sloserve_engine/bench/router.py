@@ -42,7 +42,7 @@ from ..contract.attainment import (
     ratios,
     request_attainment,
 )
-from ..policy.views import SLOTarget
+from ..contract.slo import SLO
 from ..router.placement import PLACEMENT_NAMES
 from ..sim.workload import TraceRequest, WorkloadSpec, build_workload
 from .fleet import Child, Fleet, fleet
@@ -151,7 +151,7 @@ async def _stream_one(
 
 
 async def replay(
-    routers: Sequence[str], workload: Sequence[TraceRequest], slo: SLOTarget
+    routers: Sequence[str], workload: Sequence[TraceRequest], slo: SLO
 ) -> list[Served]:
     """Send every request at its arrival offset, round-robin over ``routers``."""
     xargs = {"slo_class": slo.slo_class, "ttft_ms": slo.ttft_s * 1e3, "tbt_ms": slo.tbt_s * 1e3}
@@ -175,7 +175,7 @@ async def replay(
         return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(workload))))
 
 
-def judge(results: Sequence[Served], slo: SLOTarget) -> list[Attainment]:
+def judge(results: Sequence[Served], slo: SLO) -> list[Attainment]:
     out = []
     for s in results:
         if s.status != 200 or s.ttft_s is None or s.finish_s is None:
@@ -257,7 +257,7 @@ def _put_knobs(f: Fleet, knobs: dict[str, Any]) -> None:
 
 
 def run_policy(
-    f: Fleet, workload: Sequence[TraceRequest], slo: SLOTarget, placement: str, shield: bool
+    f: Fleet, workload: Sequence[TraceRequest], slo: SLO, placement: str, shield: bool
 ) -> PolicyRun:
     _put_knobs(f, {"placement": placement, "shield": shield})
     _wait_idle(f)
@@ -406,7 +406,7 @@ def run(args: argparse.Namespace) -> int:
     if unknown or args.engines < 1 or args.routers < 1:
         raise ValueError(f"bad --policies {unknown} or --engines/--routers < 1")
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    slo = SLOTarget("standard", args.slo_ttft_ms / 1e3, args.slo_tbt_ms / 1e3)
+    slo = SLO(slo_class="standard", ttft_ms=args.slo_ttft_ms, tbt_ms=args.slo_tbt_ms)
     workload = build_workload(
         WorkloadSpec(
             trace=args.trace,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from ..contract.knobs import Knobs
+from ..contract.slo import SLO
 from ..policy import make_policy
-from ..policy.knobs import PolicyKnobs
 from ..sim.costmodel import SimProfile
 from ..sim.engine import SimConfig, SimEngine
-from ..sim.metrics import SLO
 from ..sim.runner import replay
 from ..sim.workload import WorkloadSpec, build_workload
 
@@ -30,7 +30,7 @@ def replay_speed(
     best: ReplaySpeed | None = None
     for _ in range(max(repeat, 1)):
         result = replay(
-            requests, make_policy(policy, PolicyKnobs(), profile.step), profile, config, SLO()
+            requests, make_policy(policy, Knobs(), profile.step), profile, config, SLO()
         )
         if best is None or result.wall_seconds < best.wall_s:
             best = ReplaySpeed(result.wall_seconds, result.metrics.makespan, result.steps)
@@ -42,7 +42,7 @@ def decision_cost(policy: str, profile: SimProfile, running: int, repeats: int =
     """Mean seconds for snapshot + ``plan`` + one ``can_admit`` with ``running`` requests running
     and as many waiting (what the executor asks a policy every step)."""
     config = SimConfig(kv_tokens=running * 4096 * 2, max_num_seqs=running, scheduling="sync")
-    engine = SimEngine(make_policy(policy, PolicyKnobs(), profile.step), profile, config)
+    engine = SimEngine(make_policy(policy, Knobs(), profile.step), profile, config)
     for k in range(2 * running):
         engine.add_request(str(k), 64 + (k * 37) % 900, 4000)
     for _ in range(10_000):

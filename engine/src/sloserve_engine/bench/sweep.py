@@ -17,12 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from ..contract.knobs import Knobs, SLODefaults
+from ..contract.slo import SLO
 from ..policy import make_policy
-from ..policy.knobs import PolicyKnobs
-from ..policy.views import SLOTarget
 from ..sim.costmodel import SimProfile
 from ..sim.engine import SimConfig
-from ..sim.metrics import SLO
 from ..sim.runner import RunResult, replay
 from ..sim.workload import WorkloadSpec, build_workload
 from .capacity import CapacityBound, capacity_bound
@@ -79,7 +78,7 @@ def run_sweep(
 
     ``progress(policy, rate, finished_now)`` is called as requests finish.
     """
-    knobs = PolicyKnobs(default_slo=SLOTarget(ttft_s=slo.ttft_s, tbt_s=slo.tbt_s))
+    knobs = Knobs(slo_defaults=SLODefaults.of(slo))
     runs: list[SweepRun] = []
     for rate in rates:
         for workload in workloads:

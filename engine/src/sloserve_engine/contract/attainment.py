@@ -26,7 +26,7 @@ overrides it per engine."""
 
 
 class SLOLike(Protocol):
-    """Any SLO with the two targets (``policy.views.SLOTarget``, the benchmarks' ``SLO``)."""
+    """Any SLO with the two targets in seconds (:class:`.slo.SLO`, or a test's stand-in)."""
 
     @property
     def ttft_s(self) -> float: ...

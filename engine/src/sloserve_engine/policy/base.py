@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from .knobs import PolicyKnobs
+from ..contract.knobs import Knobs
 from .views import (
     ArrivalInfo,
     EngineSnapshot,
@@ -21,9 +21,9 @@ class Policy(Protocol):
     """A scheduling policy: stateful only where it learns (predictor, arrival rate)."""
 
     name: str
-    knobs: PolicyKnobs
+    knobs: Knobs
 
-    def set_knobs(self, knobs: PolicyKnobs) -> None:
+    def set_knobs(self, knobs: Knobs) -> None:
         """Replace the knobs; takes effect at the next :meth:`plan` call."""
         ...
 

@@ -10,11 +10,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from ..contract.knobs import Knobs
 from .batching import Batching, StepResources, select_admissions
 from .capacity import CapacityEstimate
 from .chunking import decode_load, slo_prefill_budget
 from .costmodel import StepCostModel
-from .knobs import PolicyKnobs
 from .kvgate import Gate, GateConfig, KVLedger, blocks_for
 from .ordering import OrderingConfig, admit_key, order_running, order_waiting, split_phases
 from .predictor import ArrivalRate, LengthPredictor, PredictorConfig, confidence_for_rate
@@ -91,7 +91,7 @@ class PolicySpec:
 class ComposedPolicy:
     """Implements :class:`~.base.Policy` from a :class:`PolicySpec`."""
 
-    def __init__(self, spec: PolicySpec, knobs: PolicyKnobs, cost_model: StepCostModel) -> None:
+    def __init__(self, spec: PolicySpec, knobs: Knobs, cost_model: StepCostModel) -> None:
         self.spec = spec
         self.name = spec.name
         self.knobs = knobs
@@ -103,11 +103,11 @@ class ComposedPolicy:
         self._gate = self._gate_config(knobs)
         self.token_interval = TokenInterval()
 
-    def _gate_config(self, knobs: PolicyKnobs) -> GateConfig:
+    def _gate_config(self, knobs: Knobs) -> GateConfig:
         ratio = knobs.reservation_ratio if self.spec.use_reserve else 0.0
         return replace(self.spec.gate, reservation_ratio=ratio)
 
-    def set_knobs(self, knobs: PolicyKnobs) -> None:
+    def set_knobs(self, knobs: Knobs) -> None:
         self.knobs = knobs
         self._gate = self._gate_config(knobs)
 
@@ -286,7 +286,8 @@ class ComposedPolicy:
         return ledger.admits(candidate)
 
     def preemption_mode(self, victim: RequestView) -> PreemptionMode:
-        forced = self.knobs.preemption_mode
+        mode = self.knobs.preemption_mode
+        forced = None if mode == "auto" else PreemptionMode(mode)
         if not self.spec.auto_swap and forced is None:
             return PreemptionMode.RECOMPUTE
         return choose_mode(victim, self.cost_model, forced)

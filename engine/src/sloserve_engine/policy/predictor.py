@@ -23,7 +23,8 @@ from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .views import FinishedInfo, Prediction, SLOTarget
+from ..contract.slo import SLO
+from .views import FinishedInfo, Prediction
 
 
 class BoundMethod(StrEnum):
@@ -178,9 +179,7 @@ class LengthPredictor:
     def bucket(self, prompt_tokens: int) -> int:
         return bisect.bisect_left(self.config.prompt_bucket_edges, prompt_tokens)
 
-    def _keys(
-        self, slo: SLOTarget, prompt_tokens: int
-    ) -> tuple[tuple[str | None, int | None], ...]:
+    def _keys(self, slo: SLO, prompt_tokens: int) -> tuple[tuple[str | None, int | None], ...]:
         return ((slo.slo_class, self.bucket(prompt_tokens)), (slo.slo_class, None), (None, None))
 
     def observe(self, info: FinishedInfo) -> None:
@@ -194,7 +193,7 @@ class LengthPredictor:
             samples.add(info.output_tokens)
 
     def predict(
-        self, slo: SLOTarget, prompt_tokens: int, max_output_tokens: int, confidence: float
+        self, slo: SLO, prompt_tokens: int, max_output_tokens: int, confidence: float
     ) -> Prediction:
         """Point prediction and the bound that holds with probability ``confidence``."""
         cap = max(max_output_tokens, 1)

@@ -30,6 +30,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from ..contract.slo import SLO
+
 
 class PreemptionMode(enum.StrEnum):
     """How a preempted request gets its KV back."""
@@ -38,18 +40,6 @@ class PreemptionMode(enum.StrEnum):
     """Drop the KV; the request recomputes prompt and output so far on resume."""
     SWAP = "swap"
     """Copy the KV to host memory (vLLM's CPU KV-offload connector) and load it on resume."""
-
-
-@dataclass(frozen=True, slots=True)
-class SLOTarget:
-    """A request's service-level objective, from ``vllm_xargs`` or the engine defaults."""
-
-    slo_class: str = "standard"
-    """Name of the SLO class (tight classes are served first by SLO-aware policies)."""
-    ttft_s: float = 1.0
-    """Time-to-first-token target in seconds."""
-    tbt_s: float = 0.1
-    """Time-between-tokens (mean time per output token) target in seconds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +61,7 @@ class RequestView:
     """Tokens whose KV is computed or scheduled (vLLM's ``num_computed_tokens``)."""
     blocks_held: int
     """KV blocks on the GPU that this request holds now."""
-    slo: SLOTarget
+    slo: SLO
     predicted_output: int
     """Point prediction of the total output length, made at arrival."""
     output_bound: int
@@ -123,7 +113,7 @@ def make_request_view(
     output_tokens: int,
     computed_tokens: int,
     blocks_held: int,
-    slo: SLOTarget,
+    slo: SLO,
     predicted_output: int,
     output_bound: int,
     max_output_tokens: int,
@@ -205,7 +195,7 @@ class ArrivalInfo:
     request_id: str
     arrival_time: float
     prompt_tokens: int
-    slo: SLOTarget
+    slo: SLO
     max_output_tokens: int
 
 
@@ -224,6 +214,6 @@ class FinishedInfo:
     request_id: str
     prompt_tokens: int
     output_tokens: int
-    slo: SLOTarget
+    slo: SLO
     predicted_output: int
     finish_time: float

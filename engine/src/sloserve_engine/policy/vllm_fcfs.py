@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .knobs import PolicyKnobs
+from ..contract.knobs import DEFAULT_KNOBS, Knobs
 from .views import (
     ArrivalInfo,
     EngineSnapshot,
@@ -30,10 +30,10 @@ class VllmFcfsPolicy:
 
     name = "vllm"
 
-    def __init__(self, knobs: PolicyKnobs | None = None) -> None:
-        self.knobs = knobs or PolicyKnobs()
+    def __init__(self, knobs: Knobs = DEFAULT_KNOBS) -> None:
+        self.knobs = knobs
 
-    def set_knobs(self, knobs: PolicyKnobs) -> None:
+    def set_knobs(self, knobs: Knobs) -> None:
         self.knobs = knobs
 
     def on_arrival(self, info: ArrivalInfo) -> Prediction:
@@ -61,4 +61,5 @@ class VllmFcfsPolicy:
         return True
 
     def preemption_mode(self, victim: RequestView) -> PreemptionMode:
-        return self.knobs.preemption_mode or PreemptionMode.RECOMPUTE
+        mode = self.knobs.preemption_mode
+        return PreemptionMode.RECOMPUTE if mode == "auto" else PreemptionMode(mode)

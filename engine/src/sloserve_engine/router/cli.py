@@ -21,10 +21,9 @@ from pathlib import Path
 import uvicorn
 from pydantic import ValidationError
 
-from ..knobs import Knobs
+from ..contract.knobs import InvalidKnobsError, Knobs, load_knobs_file
 from ..policy.costmodel import CostModelError, cost_model_for, load_cost_model
 from ..server.auth import AdminAuth, AdminTokenError
-from ..server.knobs_store import InvalidKnobsError, load_knobs_file
 from .app import DEFAULT_MAX_BODY_BYTES, RouterOptions, build_router_app
 from .engines import dns_discovery, file_discovery, static_discovery
 from .knobs import RouterKnobs
@@ -129,7 +128,7 @@ def options_from(args: argparse.Namespace) -> RouterOptions:
         limits=ServiceLimits(
             args.served_model_name,
             args.max_model_len,
-            engine_knobs.to_policy_knobs().default_slo,
+            engine_knobs.slo_defaults,
         ),
         cost=cost,
         knobs=knobs,

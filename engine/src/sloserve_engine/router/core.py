@@ -25,8 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from ..contract.slo import SLO
 from ..policy.costmodel import StepCostModel
-from ..policy.views import SLOTarget
 from .admission import Action, Decision, Reason, ServiceQueue, decide
 from .demand import DemandEstimator, KvDemand
 from .knobs import RouterKnobs
@@ -46,7 +46,7 @@ class Phase(StrEnum):
 class _Request:
     request_id: str
     demand: KvDemand
-    slo: SLOTarget
+    slo: SLO
     arrival: float
     rank: int
     phase: Phase = Phase.DECIDING
@@ -129,7 +129,7 @@ class RouterCore:
     def held(self) -> int:
         return len(self.queue)
 
-    def placing(self, request_id: str) -> tuple[KvDemand, SLOTarget, float]:
+    def placing(self, request_id: str) -> tuple[KvDemand, SLO, float]:
         """Demand, SLO and arrival time of a request in flight (what a shield needs)."""
         req = self._requests[request_id]
         return req.demand, req.slo, req.arrival
@@ -149,7 +149,7 @@ class RouterCore:
         self,
         request_id: str,
         prompt_tokens: int,
-        slo: SLOTarget,
+        slo: SLO,
         now: float,
         max_tokens: int | None = None,
     ) -> Decision:

@@ -21,8 +21,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ..contract.slo import SLO
 from ..policy.predictor import LengthPredictor, PredictorConfig
-from ..policy.views import FinishedInfo, SLOTarget
+from ..policy.views import FinishedInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +68,7 @@ class DemandEstimator:
     def demand(
         self,
         prompt_tokens: int,
-        slo: SLOTarget,
+        slo: SLO,
         confidence: float,
         max_tokens: int | None = None,
     ) -> KvDemand:
@@ -92,7 +93,7 @@ class DemandEstimator:
         request_id: str,
         demand: KvDemand,
         output_tokens: int,
-        slo: SLOTarget,
+        slo: SLO,
         finish_time: float,
     ) -> None:
         """Learn from one relayed request that finished with ``output_tokens`` tokens."""

@@ -1,6 +1,6 @@
 """The router knob document: what the operator renders from ``spec.router`` and routers apply live.
 
-Same pattern as the engine's :mod:`sloserve_engine.knobs`: one pydantic model,
+Same pattern as the engine's :mod:`sloserve_engine.contract.knobs`: one pydantic model,
 camelCase on the wire, every field with a default and a description, unknown
 fields rejected with the field named. ``predictorConfidence`` is the engine's
 own field declaration, so router and engines estimate KV demand at the same
@@ -16,7 +16,7 @@ from typing import Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from ..knobs import Knobs as EngineKnobs
+from ..contract.knobs import Knobs as EngineKnobs
 
 PlacementName = Literal["random", "least-kv", "p2c", "dynamo", "slo-greedy", "sloserve"]
 """Spelled out rather than imported from :mod:`.placement` (numpy): the operator reads this

@@ -32,8 +32,8 @@ from typing import Protocol
 
 import numpy as np
 
+from ..contract.slo import SLO
 from ..policy.costmodel import StepCostModel
-from ..policy.views import SLOTarget
 from .demand import KvDemand
 from .snapshot import EngineSnapshot, kv_wait_s, prefill_time_s
 
@@ -78,7 +78,7 @@ class PlacementRequest:
 
     request_id: str
     demand: KvDemand
-    slo: SLOTarget
+    slo: SLO
     waited_s: float = 0.0
     """Time already spent since arrival (in the router's queue); counts against the TTFT."""
     now: float = 0.0

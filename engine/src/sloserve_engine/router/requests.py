@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..policy.views import SLOTarget
+from ..contract.slo import SLO
 from ..server.chat import ChatRequest, prepare_chat
 from ..server.completions import CompletionRequest, prepare_completion
 from ..server.errors import APIError
@@ -36,10 +36,10 @@ class ServiceLimits:
 
     served_model_name: str
     max_model_len: int
-    slo: SLOTarget
+    slo: SLO
     """SLO of requests that carry none (the engines' ``sloDefaults``)."""
 
-    def default_slo(self) -> SLOTarget:
+    def default_slo(self) -> SLO:
         return self.slo
 
 
@@ -49,7 +49,7 @@ class Routed:
 
     prompt_tokens: int
     max_tokens: int
-    slo: SLOTarget
+    slo: SLO
     stream: bool
 
 

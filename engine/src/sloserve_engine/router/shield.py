@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
+from ..contract.slo import SLO
 from ..policy.costmodel import StepCostModel
-from ..policy.views import SLOTarget
 from .demand import KvDemand
 from .placement import EngineState, Pending, PlacementRequest, judge
 from .snapshot import EngineSnapshot
@@ -163,7 +163,7 @@ class RegionShield:
         request_id: str,
         engine_id: str,
         demand: KvDemand,
-        slo: SLOTarget,
+        slo: SLO,
         now: float,
         waited_s: float = 0.0,
         *,
@@ -210,7 +210,7 @@ class RegionShield:
         engine_id: str,
         reason: RefusalReason,
         demand: KvDemand,
-        slo: SLOTarget,
+        slo: SLO,
         now: float,
         waited_s: float,
     ) -> Refusal:
@@ -226,7 +226,7 @@ class RegionShield:
     def propose(
         self,
         demand: KvDemand,
-        slo: SLOTarget,
+        slo: SLO,
         now: float,
         waited_s: float = 0.0,
         exclude: Iterable[str] = (),

@@ -14,10 +14,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from ..contract.knobs import InvalidKnobsError, parse_knobs
+from ..contract.pod import HEALTH_PATH, KNOBS_API_PATH
 from .auth import AdminAuth
 from .body import CLIENT_CLOSED_REQUEST, ClientGoneError, read_body
 from .errors import APIError, error_body, error_response
-from .knobs_store import InvalidKnobsError, KnobsStore, knobs_json, parse_knobs
+from .knobs_store import KnobsStore
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +35,13 @@ def _refusal(message: str, status: int, **extra: Any) -> dict[str, Any]:
 def admin_router(
     store: KnobsStore, auth: AdminAuth, health: HealthProbe, max_body_bytes: int
 ) -> APIRouter:
-    router = APIRouter(prefix="/sloserve")
+    router = APIRouter()
 
-    @router.get("/knobs")
+    @router.get(KNOBS_API_PATH)
     async def get_knobs() -> JSONResponse:
-        return JSONResponse(knobs_json(store.state()))
+        return JSONResponse(store.state().to_json())
 
-    @router.put("/knobs")
+    @router.put(KNOBS_API_PATH)
     async def put_knobs(request: Request) -> JSONResponse:
         if request.url.query:
             return error_response(
@@ -73,9 +75,9 @@ def admin_router(
                 status_code=422,
             )
         log.info("knobs in force: revision %d policy %s", state.revision, state.knobs.policy)
-        return JSONResponse(knobs_json(state))
+        return JSONResponse(state.to_json())
 
-    @router.get("/health")
+    @router.get(HEALTH_PATH)
     async def get_health() -> JSONResponse:
         healthy, details = await health()
         body = {"status": "ok" if healthy else "unavailable", **details}

@@ -25,18 +25,19 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from ..knobs import Knobs
+from ..contract.knobs import InvalidKnobsError, Knobs, load_knobs_file
+from ..contract.pod import APPLIED_SUFFIX, HTTP_PORT
 from ..policy.costmodel import cost_model_for
 from ..sim import SimConfig, load_profile
 from .auth import AdminAuth, AdminTokenError
 from .body import DEFAULT_MAX_BODY_BYTES
-from .knobs_store import InvalidKnobsError, KnobsStore, check_policy_buildable, load_knobs_file
+from .knobs_store import KnobsStore, check_policy_buildable
 from .logscrub import install_access_log_scrubber
 from .proxy import build_proxy_app
 from .simulated_app import SimulatedOptions, build_simulated_app
 from .state import STATE_PATH_ENV
 from .supervisor import VllmProcess, free_loopback_port
-from .vllm_command import APPLIED_SUFFIX, VllmLaunch, build_vllm_command, vllm_environment
+from .vllm_command import VllmLaunch, build_vllm_command, vllm_environment
 
 log = logging.getLogger("sloserve_engine.server")
 
@@ -55,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--simulated", action="store_true", help="serve from the simulator, no GPU")
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
-    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    p.add_argument(
+        "--port", type=int, default=HTTP_PORT, help=f"port to listen on (default {HTTP_PORT})"
+    )
     p.add_argument(
         "--served-model-name", default="model", help="model name clients send (default model)"
     )

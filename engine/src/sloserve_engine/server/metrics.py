@@ -1,4 +1,4 @@
-"""The single definition of every ``sloserve_*`` engine metric (docs/engine.md, "Metrics").
+"""Every ``sloserve_*`` engine metric, named in :mod:`..contract.metrics` (docs/engine.md).
 
 Both executors report through :class:`EngineMetrics` with the same two calls,
 :meth:`EngineMetrics.record_step` (once per engine step, from the policy's
@@ -24,9 +24,11 @@ from typing import Final, Literal
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
+from ..contract import metrics as names
 from ..contract.attainment import MISSED, STALL_BOUND_MS_DEFAULT, request_attainment
-from ..knobs import OTHER_SLO_CLASS, SLODefaults, slo_class_label
-from ..policy.views import EngineSnapshot, PreemptionMode, RequestView, SLOTarget, StepPlan
+from ..contract.knobs import SLODefaults
+from ..contract.slo import OTHER_SLO_CLASS, SLO, slo_class_label
+from ..policy.views import EngineSnapshot, PreemptionMode, RequestView, StepPlan
 from .attainment import (
     Outcome,
     SlidingWindowAttainment,
@@ -34,7 +36,6 @@ from .attainment import (
     overdue_count,
 )
 
-ATTAINMENT_KINDS = ("ttft", "tbt", "both", "strict")
 QUEUES = ("waiting", "running")
 POLICY_CALLS = ("plan", "can_admit", "preemption_mode", "on_arrival", "on_finish")
 """Policy methods an executor guards; one ``sloserve_policy_errors_total`` series each."""
@@ -49,7 +50,7 @@ _MOSTRECENT: Final[Literal["mostrecent"]] = "mostrecent"
 class FinishedRequest:
     """What the metrics need about a request that finished (all times on the executor's clock)."""
 
-    slo: SLOTarget
+    slo: SLO
     arrival_time: float
     first_token_time: float
     finish_time: float
@@ -126,27 +127,27 @@ class EngineMetrics:
         self.window = SlidingWindowAttainment(window_s)
         self._deadlines: list[float] = []
         self.kv_usage = Gauge(
-            "sloserve_kv_usage_ratio",
+            names.KV_USAGE,
             "Share of usable KV-cache blocks held by requests at the last step (0-1).",
             registry=registry,
             multiprocess_mode=_MOSTRECENT,
         )
         self.kv_reserved = Gauge(
-            "sloserve_kv_reserved_blocks",
+            names.KV_RESERVED,
             "KV blocks the policy holds back from admissions (global reserve plus "
             "predicted-output reservations) at the last step.",
             registry=registry,
             multiprocess_mode=_MOSTRECENT,
         )
         self.kv_pressure = Gauge(
-            "sloserve_kv_pressure_ratio",
+            names.KV_PRESSURE,
             "KV blocks needed by the context of all running and waiting requests over usable "
             "KV blocks at the last step; above 1 not everything fits.",
             registry=registry,
             multiprocess_mode=_MOSTRECENT,
         )
         self.attainment = Gauge(
-            "sloserve_slo_attainment_ratio",
+            names.SLO_ATTAINMENT,
             f"Share of requests ended in the last {window_s:g} s that met their SLO: "
             "kind=ttft (time to first token), tbt (mean time per output token), both; "
             "strict: both and no gap between two tokens above the stall bound (knob "
@@ -157,28 +158,28 @@ class EngineMetrics:
             multiprocess_mode=_MOSTRECENT,
         )
         self.window_requests = Gauge(
-            "sloserve_slo_window_requests",
+            names.SLO_WINDOW_REQUESTS,
             f"Requests finished, aborted or failed in the last {window_s:g} s plus open ones "
             "past their TTFT target (the attainment ratios' denominator).",
             registry=registry,
             multiprocess_mode=_MOSTRECENT,
         )
         self.predictor_error = Histogram(
-            "sloserve_predictor_abs_error_tokens",
+            names.PREDICTOR_ERROR,
             "Absolute error of the output-length prediction made at arrival, per finished "
             "request (tokens).",
             buckets=PREDICTOR_ERROR_BUCKETS,
             registry=registry,
         )
         self.ttft = Histogram(
-            "sloserve_ttft_seconds",
+            names.TTFT,
             "Time to first token of finished requests by SLO class (seconds).",
             ["slo_class"],
             buckets=LATENCY_BUCKETS_S,
             registry=registry,
         )
         self.tbt = Histogram(
-            "sloserve_tbt_seconds",
+            names.TBT,
             "Mean time per output token after the first, of finished requests with more than "
             "one output token, by SLO class (seconds).",
             ["slo_class"],
@@ -186,45 +187,45 @@ class EngineMetrics:
             registry=registry,
         )
         self.preemptions = Counter(
-            "sloserve_preemptions_total",
+            names.PREEMPTIONS,
             "Preempted requests by how their KV is restored (swap: host copy, recompute).",
             ["mode"],
             registry=registry,
         )
         self.queue_length = Gauge(
-            "sloserve_queue_length",
+            names.QUEUE_LENGTH,
             "Requests per queue (waiting, running) and SLO class at the last step.",
             ["queue", "slo_class"],
             registry=registry,
             multiprocess_mode=_MOSTRECENT,
         )
         self.chunk = Gauge(
-            "sloserve_chunk_tokens",
+            names.CHUNK_TOKENS,
             "Prefill chunk budget of the last step (tokens).",
             registry=registry,
             multiprocess_mode=_MOSTRECENT,
         )
         self.knobs_revision = Gauge(
-            "sloserve_knobs_revision",
+            names.KNOBS_REVISION,
             "Revision (content hash) of the knobs document the scheduler applies.",
             registry=registry,
             multiprocess_mode=_MOSTRECENT,
         )
         self.finished = Counter(
-            "sloserve_requests_finished_total",
+            names.REQUESTS_FINISHED,
             "Finished requests by SLO class and whether they met both TTFT and TBT targets.",
             ["slo_class", "attained"],
             registry=registry,
         )
         self.requests = Counter(
-            "sloserve_requests_total",
+            names.REQUESTS,
             "Requests by SLO class and outcome: finished, aborted (client went away), "
             "rejected (4xx before queueing), error (the engine failed it).",
             ["slo_class", "outcome"],
             registry=registry,
         )
         self.policy_errors = Counter(
-            "sloserve_policy_errors_total",
+            names.POLICY_ERRORS,
             "Policy calls that raised, by method (plan, can_admit, preemption_mode, on_arrival, "
             "on_finish); the scheduler used stock vLLM's decision for that call instead.",
             ["call"],

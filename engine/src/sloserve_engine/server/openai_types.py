@@ -9,7 +9,6 @@ SLOs, context length, submission, disconnects) is the same code for both.
 from __future__ import annotations
 
 import contextlib
-import math
 import re
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from typing import Annotated, Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError, WithJsonSchema
 
-from ..policy.views import SLOTarget
+from ..contract.slo import SLO, InvalidSLOError, parse_slo
 from .errors import APIError
 
 _WORD = re.compile(r"\w+|[^\w\s]")
@@ -25,7 +24,6 @@ _WORD = re.compile(r"\w+|[^\w\s]")
 M = TypeVar("M", bound=BaseModel)
 
 
-_POSITIVE_MS = {"type": "number", "exclusiveMinimum": 0}
 VllmXargs = Annotated[
     dict[str, Any] | None,
     WithJsonSchema(
@@ -33,11 +31,7 @@ VllmXargs = Annotated[
             "anyOf": [
                 {
                     "type": "object",
-                    "properties": {
-                        "slo_class": {"type": "string", "minLength": 1, "maxLength": 63},
-                        "ttft_ms": _POSITIVE_MS,
-                        "tbt_ms": _POSITIVE_MS,
-                    },
+                    "properties": SLO.model_json_schema(by_alias=False)["properties"],
                     "additionalProperties": True,
                 },
                 {"type": "null"},
@@ -61,7 +55,7 @@ class Prepared:
     created: int
     prompt_tokens: int
     max_tokens: int
-    slo: SLOTarget
+    slo: SLO
     stream: bool
     include_usage: bool
 
@@ -86,14 +80,14 @@ class RequestLimits(Protocol):
     @property
     def max_model_len(self) -> int: ...
 
-    def default_slo(self) -> SLOTarget: ...
+    def default_slo(self) -> SLO: ...
 
 
 class CompletionBackend(RequestLimits, Protocol):
     """What the OpenAI endpoints need from an engine."""
 
     def submit(
-        self, request_id: str, prompt_tokens: int, max_tokens: int, slo: SLOTarget
+        self, request_id: str, prompt_tokens: int, max_tokens: int, slo: SLO
     ) -> TokenSource: ...
 
     def record_refused(self, slo_class: str | None, status: int) -> None:
@@ -124,27 +118,13 @@ def count_text_tokens(text: str) -> int:
     return sum(1 for _ in _WORD.finditer(text))
 
 
-def slo_from_xargs(xargs: Mapping[str, Any] | None, defaults: SLOTarget) -> SLOTarget:
-    """``vllm_xargs`` ``slo_class``/``ttft_ms``/``tbt_ms`` over the engine's default SLO."""
-    xargs = xargs or {}
-    slo_class = xargs.get("slo_class", defaults.slo_class)
-    if not isinstance(slo_class, str) or not 0 < len(slo_class) <= 63:
-        raise APIError(
-            "vllm_xargs.slo_class must be a string of 1-63 characters", "vllm_xargs.slo_class"
-        )
-    targets = {"ttft_ms": defaults.ttft_s * 1000.0, "tbt_ms": defaults.tbt_s * 1000.0}
-    for key in targets:
-        if key in xargs:
-            value = xargs[key]
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not math.isfinite(value)
-                or value <= 0
-            ):
-                raise APIError(f"vllm_xargs.{key} must be a finite number > 0", f"vllm_xargs.{key}")
-            targets[key] = float(value)
-    return SLOTarget(slo_class, targets["ttft_ms"] / 1000.0, targets["tbt_ms"] / 1000.0)
+def slo_from_xargs(xargs: Mapping[str, Any] | None, defaults: SLO) -> SLO:
+    """``vllm_xargs`` SLO fields over the engine's default SLO: the contract's one parser,
+    its error a 400 naming the field (the real-mode proxy answers the same)."""
+    try:
+        return parse_slo(xargs, defaults)
+    except InvalidSLOError as exc:
+        raise APIError(str(exc), exc.field) from None
 
 
 def resolve_max_tokens(requested: int | None, prompt_tokens: int, max_model_len: int) -> int:
@@ -163,7 +143,7 @@ def resolve_max_tokens(requested: int | None, prompt_tokens: int, max_model_len:
 
 
 @contextlib.contextmanager
-def labelled_refusal(slo: SLOTarget) -> Iterator[None]:
+def labelled_refusal(slo: SLO) -> Iterator[None]:
     """Refusals raised inside carry the request's SLO class (for the requests counter)."""
     try:
         yield

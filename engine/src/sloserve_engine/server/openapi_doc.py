@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from ..knobs import Knobs
+from ..contract.knobs import Knobs
 from .chat import ChatRequest
 from .completions import CompletionRequest
 

@@ -25,7 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
-from ..knobs import KnobsState
+from ..contract.knobs import KnobsState
 from ..policy.costmodel import StepCostModel, cost_model_for
 from .admin import admin_router
 from .auth import AdminAuth

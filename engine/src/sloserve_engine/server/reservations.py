@@ -30,9 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..knobs import SLODefaults
+from ..contract.slo import SLO
 from ..policy.costmodel import StepCostModel
-from ..policy.views import SLOTarget
 from ..router.demand import KvDemand
 from ..router.shield import RegionShield, Release, Reservation
 from .auth import AdminAuth
@@ -56,7 +55,7 @@ class ReservationRequest(BaseModel):
     prompt_tokens: int = Field(ge=1, le=10_000_000)
     output_tokens: int = Field(ge=1, le=10_000_000, description="Output bound to reserve.")
     predicted_output: int = Field(ge=1, le=10_000_000)
-    slo: SLODefaults = Field(default_factory=SLODefaults)
+    slo: SLO = Field(default_factory=SLO)
     waited_s: float = Field(default=0.0, ge=0.0, le=3600.0)
     lease_s: float = Field(default=DEFAULT_LEASE_S, gt=0.0, le=3600.0)
     force: bool = Field(default=False, description="Grant without the collision test.")
@@ -106,10 +105,9 @@ class EngineShield:
         stamp = min(snapshot.observed_at, math.nextafter(oldest, -math.inf))  # just before
         shield.observe(dataclasses.replace(snapshot, observed_at=stamp))
         shield.lease_s = req.lease_s
-        slo = SLOTarget(req.slo.slo_class, req.slo.ttft_ms / 1000.0, req.slo.tbt_ms / 1000.0)
         demand = KvDemand(req.prompt_tokens, req.output_tokens, req.predicted_output)
         result = shield.reserve(
-            req.request_id, snapshot.engine_id, demand, slo, now, req.waited_s, force=req.force
+            req.request_id, snapshot.engine_id, demand, req.slo, now, req.waited_s, force=req.force
         )
         return result if isinstance(result, Reservation) else result.reason
 

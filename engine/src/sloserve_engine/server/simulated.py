@@ -21,11 +21,12 @@ import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
 
-from ..knobs import Knobs, slo_class_label
-from ..policy import make_policy
-from ..policy.views import EngineSnapshot, SLOTarget
+from ..contract.knobs import Knobs
+from ..contract.slo import SLO, slo_class_label
+from ..policy import apply_knobs
+from ..policy.guard import GuardedPolicy, PolicyArrivalError, PolicyErrorLog
+from ..policy.views import EngineSnapshot
 from ..sim import SimEngine, StepResult
 from .attainment import Outcome
 from .errors import APIError
@@ -48,7 +49,7 @@ class _Stream:
         engine: SimulatedEngine,
         request_id: str,
         arrival: float,
-        slo: SLOTarget,
+        slo: SLO,
         predicted_output: int,
     ) -> None:
         self._engine = engine
@@ -111,6 +112,8 @@ class SimulatedEngine:
         """Wall seconds the last step's tokens came out later than modelled (CPU too slow)."""
         self.failure: str | None = None
         """Why the engine loop stopped, once it has crashed (health then answers 503)."""
+        self._error_log = PolicyErrorLog(log)
+        engine.policy = GuardedPolicy(engine.policy, self._policy_failed)
         self.last_view: EngineSnapshot | None = None
         """What the policy saw at the last step (the source of ``GET /sloserve/state``)."""
         store.subscribe(self._on_knobs)
@@ -119,23 +122,25 @@ class SimulatedEngine:
         """Engine-clock seconds (wall clock × ``time_scale``)."""
         return (self._clock() - self._t0) * self.time_scale
 
-    def default_slo(self) -> SLOTarget:
-        return self.store.knobs.to_policy_knobs().default_slo
+    def default_slo(self) -> SLO:
+        return self.store.knobs.slo_defaults
 
-    def submit(
-        self, request_id: str, prompt_tokens: int, max_tokens: int, slo: SLOTarget
-    ) -> _Stream:
+    def submit(self, request_id: str, prompt_tokens: int, max_tokens: int, slo: SLO) -> _Stream:
         if self.failure is not None:
             raise APIError(f"engine failed: {self.failure}", status=503)
         arrival = self.now()
         declared = self.store.knobs.slo_defaults.declared_classes()
-        slo = replace(slo, slo_class=slo_class_label(slo.slo_class, declared))
+        label = slo_class_label(slo.slo_class, declared)
+        if label != slo.slo_class:
+            slo = slo.model_copy(update={"slo_class": label})
         try:
             prediction = self.engine.add_request(
                 request_id, prompt_tokens, max_tokens, slo=slo, arrival_time=arrival
             )
         except ValueError as exc:
             raise APIError(str(exc), "prompt") from None
+        except PolicyArrivalError as exc:
+            raise APIError(str(exc), status=500) from None
         stream = _Stream(self, request_id, arrival, slo, prediction.predicted_output)
         self._streams[request_id] = stream
         self._wake.set()
@@ -164,14 +169,18 @@ class SimulatedEngine:
         knobs, self._pending_knobs = self._pending_knobs, None
         if knobs is None:
             return
-        policy_knobs = knobs.to_policy_knobs()
-        if self.engine.policy.name == knobs.policy:
-            self.engine.policy.set_knobs(policy_knobs)
-        else:
-            self.engine.policy = make_policy(knobs.policy, policy_knobs, self.engine.profile.step)
+        policy = apply_knobs(self.engine.policy, knobs, self.engine.profile.step)
+        if not isinstance(policy, GuardedPolicy):
+            policy = GuardedPolicy(policy, self._policy_failed)
+        self.engine.policy = policy
         self.metrics.set_slo_classes(knobs.slo_defaults.declared_classes())
         self.metrics.set_knobs_revision(knobs.revision())
         log.info("applied knobs revision %d (policy %s)", knobs.revision(), knobs.policy)
+
+    def _policy_failed(self, call: str, exc: Exception) -> None:
+        """Count and (rate-limited) log a policy error; the guard decided what happens instead."""
+        self.metrics.record_policy_error(call)
+        self._error_log.report(call, exc, time.monotonic())
 
     async def run(self) -> None:
         """Step forever; cancel the task to stop. A crash fails open requests and health."""

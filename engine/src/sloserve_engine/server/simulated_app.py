@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from ..knobs import Knobs
+from ..contract.knobs import Knobs
 from ..policy import make_policy
 from ..router.snapshot import EngineSnapshot, snapshot_from_view
 from ..sim import SimConfig, SimEngine, SimProfile
@@ -51,7 +51,7 @@ def build_simulated_app(opts: SimulatedOptions) -> FastAPI:
         window_s=opts.attainment_window_s,
         slo_classes=opts.knobs.slo_defaults.declared_classes(),
     )
-    policy = make_policy(opts.knobs.policy, opts.knobs.to_policy_knobs(), opts.profile.step)
+    policy = make_policy(opts.knobs.policy, opts.knobs, opts.profile.step)
     sim = SimEngine(policy, opts.profile, opts.sim_config)
     engine = SimulatedEngine(
         sim,

@@ -10,14 +10,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..contract.pod import KNOBS_PATH_ENV, PROFILE_ENV
+
 SCHEDULER_CLS = "sloserve_engine.vllm.scheduler.SLOScheduler"
 """The plug-in scheduler the vLLM-adapter engineer provides (an ``AsyncScheduler`` subclass)."""
-KNOBS_PATH_ENV = "SLOSERVE_KNOBS_PATH"
-"""Env var naming the runtime knobs file the scheduler polls between steps."""
-PROFILE_ENV = "SLOSERVE_PROFILE"
-"""Env var naming the cost-model profile policies plan with."""
-APPLIED_SUFFIX = ".applied"
-"""The scheduler writes the applied ``KnobsState`` beside the knobs file, with this suffix."""
 PROMETHEUS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 """prometheus_client's multiprocess directory: engine-core metrics reach vLLM's /metrics."""
 BLOCK_SIZE = 16

@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..contract.attainment import MISSED, Attainment, request_attainment
+from ..contract.knobs import Knobs, SLODefaults
+from ..contract.slo import SLO
 from ..policy import make_policy
-from ..policy.knobs import PolicyKnobs
-from ..policy.views import SLOTarget
 from ..router.admission import Action, Decision, Reason
 from ..router.core import RouterCore, place_through_shields
 from ..router.knobs import RouterKnobs
@@ -45,7 +45,6 @@ from ..router.shield import RegionShield, Release
 from ..router.snapshot import EngineSnapshot, snapshot_from_view
 from .costmodel import SimProfile
 from .engine import SimConfig, SimEngine
-from .metrics import SLO
 from .workload import TraceRequest
 
 
@@ -128,9 +127,9 @@ class _Cluster:
         self.knobs = knobs
         self.cluster = cluster
         self.slo = slo
-        self.target = SLOTarget(ttft_s=slo.ttft_s, tbt_s=slo.tbt_s)
+        self.target = slo
         self.cost = profile.step
-        pk = PolicyKnobs(default_slo=self.target)
+        pk = Knobs(slo_defaults=SLODefaults.of(slo))
         self.engines = [
             SimEngine(make_policy(cluster.engine_policy, pk, profile.step), profile, config)
             for _ in range(cluster.engines)

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..contract.slo import SLO
 from ..policy.base import Policy
 from ..policy.costmodel import attention_pairs
 from ..policy.views import (
@@ -29,7 +30,6 @@ from ..policy.views import (
     Prediction,
     PreemptionMode,
     RequestView,
-    SLOTarget,
     StepPlan,
     effective_chunk_cap,
     make_request_view,
@@ -148,7 +148,7 @@ class _Req:
     )
 
     def __init__(
-        self, rid: str, arrival: float, prompt: int, target: int, slo: SLOTarget, max_out: int
+        self, rid: str, arrival: float, prompt: int, target: int, slo: SLO, max_out: int
     ) -> None:
         self.rid = rid
         self.arrival = arrival
@@ -251,7 +251,7 @@ class SimEngine:
         prompt_tokens: int,
         output_tokens: int,
         *,
-        slo: SLOTarget | None = None,
+        slo: SLO | None = None,
         arrival_time: float | None = None,
     ) -> Prediction:
         """Queue a request that will produce exactly ``output_tokens`` tokens.
@@ -274,7 +274,7 @@ class SimEngine:
                 f"request {request_id!r} needs more KV than the whole cache ({self._total} blocks)"
             )
         arrival = self._now if arrival_time is None else arrival_time
-        slo = slo or self.policy.knobs.default_slo
+        slo = slo or self.policy.knobs.slo_defaults
         max_out = cfg.max_model_len - prompt_tokens
         r = _Req(request_id, arrival, prompt_tokens, output_tokens, slo, max_out)
         pred = self.policy.on_arrival(ArrivalInfo(request_id, arrival, prompt_tokens, slo, max_out))

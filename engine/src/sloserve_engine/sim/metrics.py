@@ -19,18 +19,10 @@ from ..contract.attainment import (
     ratios,
     request_attainment,
 )
-from ..policy.views import SLOTarget
+from ..contract.slo import SLO
 
 STALL_S = STALL_BOUND_MS_DEFAULT / 1e3
 """A gap between two tokens of one request longer than this is a stall (a frozen stream)."""
-
-
-@dataclass(frozen=True, slots=True)
-class SLO:
-    """The attainment rule of the GPU baseline."""
-
-    ttft_s: float = 1.0
-    tbt_s: float = 0.1
 
 
 @dataclass(slots=True)
@@ -45,7 +37,7 @@ class RequestTiming:
     max_gap: float = 0.0
     """Longest gap between two of its tokens (s)."""
     predicted_output: int = 0
-    slo: SLOTarget | None = None
+    slo: SLO | None = None
     """Its own SLO (mixed-SLO workloads); ``None``: the run's SLO."""
 
     @property

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..contract.slo import SLO
 from ..policy.base import Policy
-from ..policy.views import SLOTarget
 from .costmodel import SimProfile
 from .engine import SimConfig, SimEngine
-from .metrics import SLO, RequestTiming, RunMetrics, summarize
+from .metrics import RequestTiming, RunMetrics, summarize
 from .workload import TraceRequest
 
 
@@ -53,7 +53,6 @@ def replay(
     """
     wall0 = time.perf_counter()
     engine = SimEngine(policy, profile, config)
-    target = SLOTarget(ttft_s=slo.ttft_s, tbt_s=slo.tbt_s)
     timings = [RequestTiming(r.arrival, r.output_tokens, slo=r.slo) for r in requests]
     last = [0.0] * len(requests)
     gaps: list[float] = []
@@ -70,7 +69,7 @@ def replay(
                 r.request_id,
                 r.prompt_tokens,
                 r.output_tokens,
-                slo=r.slo or target,
+                slo=r.slo or slo,
                 arrival_time=r.arrival,
             )
             timings[i].predicted_output = pred.predicted_output

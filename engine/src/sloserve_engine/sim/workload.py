@@ -20,7 +20,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..policy.views import SLOTarget
+from ..contract.slo import SLO
 
 Arrival = Literal["trace", "poisson", "gamma"]
 
@@ -32,9 +32,9 @@ TRACES: dict[str, tuple[str, bool]] = {
     "arxiv": ("arxiv_summarization_stats_llama2_tokenizer_filtered_v2.csv", False),
 }
 
-SLO_CLASSES: dict[str, SLOTarget] = {
-    "interactive": SLOTarget("interactive", ttft_s=0.25, tbt_s=0.05),
-    "batch": SLOTarget("batch", ttft_s=5.0, tbt_s=0.2),
+SLO_CLASSES: dict[str, SLO] = {
+    "interactive": SLO(slo_class="interactive", ttft_ms=250, tbt_ms=50),
+    "batch": SLO(slo_class="batch", ttft_ms=5000, tbt_ms=200),
 }
 """The mixed-SLO workload's classes: a chat user and an offline job on one engine."""
 SEGMENT_SEED_STRIDE = 1000
@@ -49,7 +49,7 @@ class TraceRequest:
     arrival: float
     prompt_tokens: int
     output_tokens: int
-    slo: SLOTarget | None = None
+    slo: SLO | None = None
     """Its own SLO (mixed-SLO workloads); ``None``: the run's default SLO."""
 
 
@@ -155,7 +155,7 @@ def build_workload(spec: WorkloadSpec) -> list[TraceRequest]:
     ]
 
 
-def slo_classes(spec: WorkloadSpec) -> list[SLOTarget]:
+def slo_classes(spec: WorkloadSpec) -> list[SLO]:
     """Each request's class when ``slo_mix`` is set (independent of lengths and arrivals)."""
     if spec.slo_mix is None:
         return []

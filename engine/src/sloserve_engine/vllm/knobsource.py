@@ -4,7 +4,7 @@ The scheduler runs inside vLLM's EngineCore process (a child of ``vllm
 serve``), so the engine server hands knobs over through a file it rewrites
 atomically (temp file + ``os.replace``): the scheduler ``stat``s it at the
 start of every step and applies a changed document before planning that step.
-After applying, it writes the :class:`~sloserve_engine.knobs.KnobsState` it
+After applying, it writes the :class:`~sloserve_engine.contract.knobs.KnobsState` it
 now runs with to the status file, which is how the server reads the applied
 revision back. Both paths come from the environment (inherited by the engine
 core) or from ``--additional-config '{"sloserve": {...}}'``.
@@ -12,27 +12,22 @@ core) or from ``--additional-config '{"sloserve": {...}}'``.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from ..knobs import Knobs, KnobsState
+from ..contract.knobs import InvalidKnobsError, Knobs, parse_knobs
+from ..contract.pod import (
+    APPLIED_SUFFIX,
+    KNOBS_PATH_ENV,
+    KNOBS_STATUS_PATH_ENV,
+    POLICY_ENV,
+    PROFILE_ENV,
+)
 
 log = logging.getLogger(__name__)
 
-KNOBS_FILE_ENV = "SLOSERVE_KNOBS_PATH"
-"""Path of the live knobs JSON (the ``Knobs`` wire document); polled every step."""
-KNOBS_STATUS_FILE_ENV = "SLOSERVE_KNOBS_STATUS_PATH"
-"""Where the engine core writes the applied ``KnobsState`` (default: ``<knobs file>.applied``)."""
-POLICY_ENV = "SLOSERVE_POLICY"
-"""Policy name used until a knobs document names one (a document without ``policy`` included)."""
-PROFILE_ENV = "SLOSERVE_PROFILE"
-"""Cost-model profile the policies plan with (``policy.costmodel.cost_model_for``)."""
 ADDITIONAL_CONFIG_KEY = "sloserve"
 """Key of sloserve's section in vLLM's ``additional_config``."""
 
@@ -77,15 +72,15 @@ def resolve_knobs_config(
     if environ.get(POLICY_ENV) and "policy" not in inline:
         inline = {**inline, "policy": environ[POLICY_ENV]}
     try:
-        initial = Knobs.model_validate(inline)
-    except ValidationError as exc:
-        raise KnobsSourceError(f"initial knobs: {exc}") from exc
-    file_raw = section.get("knobs_file") or environ.get(KNOBS_FILE_ENV) or None
+        initial = parse_knobs(inline, "initial knobs")
+    except InvalidKnobsError as exc:
+        raise KnobsSourceError(str(exc)) from exc
+    file_raw = section.get("knobs_file") or environ.get(KNOBS_PATH_ENV) or None
     knobs_file = Path(str(file_raw)) if file_raw else None
-    status_raw = section.get("status_file") or environ.get(KNOBS_STATUS_FILE_ENV) or None
+    status_raw = section.get("status_file") or environ.get(KNOBS_STATUS_PATH_ENV) or None
     status_file = Path(str(status_raw)) if status_raw else None
     if status_file is None and knobs_file is not None:
-        status_file = knobs_file.with_name(knobs_file.name + ".applied")
+        status_file = knobs_file.with_name(knobs_file.name + APPLIED_SUFFIX)
     profile_raw = section.get("profile") or environ.get(PROFILE_ENV) or None
     return KnobsConfig(
         initial=initial,
@@ -93,22 +88,6 @@ def resolve_knobs_config(
         status_file=status_file,
         profile=str(profile_raw) if profile_raw else None,
     )
-
-
-def parse_knobs_json(text: str, origin: str) -> Knobs:
-    """Validate a knob document; errors name the origin and the field."""
-    try:
-        return Knobs.model_validate_json(text)
-    except ValidationError as exc:
-        raise KnobsSourceError(f"{origin}: {exc}") from exc
-
-
-def parse_knobs_document(document: Mapping[str, object], origin: str) -> Knobs:
-    """Validate an already-decoded knob document (wire names); errors name the field."""
-    try:
-        return Knobs.model_validate(dict(document))
-    except ValidationError as exc:
-        raise KnobsSourceError(f"{origin}: {exc}") from exc
 
 
 class KnobsFile:
@@ -135,16 +114,8 @@ class KnobsFile:
             return None
         self._signature = signature
         try:
-            return parse_knobs_json(self.path.read_text(), str(self.path))
-        except (OSError, KnobsSourceError) as exc:
+            return parse_knobs(self.path.read_bytes(), str(self.path))
+        except (OSError, InvalidKnobsError) as exc:
             self.errors += 1
             log.error("sloserve: ignoring knobs file change: %s", exc)
             return None
-
-
-def write_status(path: Path, knobs: Knobs) -> None:
-    """Atomically publish the applied ``KnobsState`` (readers never see half a file)."""
-    state = KnobsState(revision=knobs.revision(), knobs=knobs)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(state.model_dump(mode="json", by_alias=True)))
-    tmp.replace(path)

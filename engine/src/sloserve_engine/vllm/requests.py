@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..policy.views import RequestView, SLOTarget
+from ..contract.slo import SLO
+from ..policy.views import RequestView
 
 
 @dataclass(slots=True)
 class RequestMeta:
     """What the adapter knows about a request that vLLM does not."""
 
-    slo: SLOTarget
+    slo: SLO
     predicted_output: int
     output_bound: int
     max_output_tokens: int

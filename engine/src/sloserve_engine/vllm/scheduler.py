@@ -30,7 +30,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
 from functools import cache
 from itertools import filterfalse
 from operator import attrgetter, is_
@@ -45,10 +44,12 @@ from vllm.v1.engine.core import EngineCore
 from vllm.v1.outputs import ModelRunnerOutput
 from vllm.v1.request import Request, RequestStatus
 
-from ..knobs import Knobs, KnobsState, slo_class_label
-from ..policy import make_policy
+from ..contract.knobs import Knobs, KnobsState, parse_knobs, write_atomically, write_knobs_state
+from ..contract.slo import InvalidSLOError, parse_slo, slo_class_label
+from ..policy import apply_knobs, make_policy
 from ..policy.base import Policy
 from ..policy.costmodel import StepCostModel, cost_model_for
+from ..policy.guard import PolicyErrorLog
 from ..policy.views import (
     ArrivalInfo,
     EngineSnapshot,
@@ -63,13 +64,10 @@ from ..policy.views import (
 from ..policy.vllm_fcfs import VllmFcfsPolicy
 from ..router.snapshot import snapshot_from_view
 from ..server.attainment import Outcome
-from ..server.knobs_store import write_atomically
 from ..server.metrics import EngineMetrics, FinishedRequest
 from ..server.state import STATE_PATH_ENV, engine_id
-from .knobsource import KnobsFile, parse_knobs_document, resolve_knobs_config, write_status
-from .policyguard import PolicyErrorLog
+from .knobsource import KnobsFile, resolve_knobs_config
 from .requests import RequestMeta
-from .slo import InvalidSLOError, parse_slo
 from .stats import AdapterStats
 from .steplog import StepLogMixin
 
@@ -170,7 +168,9 @@ class SLOSchedulerMixin(_Base):
         self._sl_cost_model: StepCostModel | None = (
             cost_model_for(config.profile) if config.profile else None
         )
-        self._sl_policy: Policy = self._make_policy(config.initial)
+        self._sl_policy: Policy = make_policy(
+            config.initial.policy, config.initial, self._sl_cost_model
+        )
         state_path = os.environ.get(STATE_PATH_ENV)
         self._sl_state_path = Path(state_path) if state_path else None
         """Where the router-facing snapshot goes (the server's ``GET /sloserve/state``)."""
@@ -190,20 +190,18 @@ class SLOSchedulerMixin(_Base):
 
     def sloserve_knobs_state(self) -> dict[str, Any]:
         """The applied ``KnobsState`` as wire JSON (what the utility RPC returns)."""
-        state = KnobsState(revision=self._sl_knobs.revision(), knobs=self._sl_knobs)
-        return state.model_dump(mode="json", by_alias=True)
+        return KnobsState.of(self._sl_knobs).to_json()
 
     def sloserve_set_knobs(self, document: Mapping[str, Any]) -> dict[str, Any]:
         """Validate and apply a knob document now (between steps); returns the new state."""
-        self.apply_knobs(parse_knobs_document(document, "knobs RPC"))
+        self.apply_knobs(parse_knobs(document, "knobs RPC"))
         return self.sloserve_knobs_state()
 
     def apply_knobs(self, knobs: Knobs) -> None:
         """Make ``knobs`` the knobs of the next step; a new policy name swaps the policy."""
-        if knobs.policy != self._sl_policy.name:
-            self._switch_policy(self._make_policy(knobs))
-        else:
-            self._sl_policy.set_knobs(knobs.to_policy_knobs())
+        policy = apply_knobs(self._sl_policy, knobs, self._sl_cost_model)
+        if policy is not self._sl_policy:
+            self._switch_policy(policy)
         self._sl_knobs = knobs
         self._published(knobs)
 
@@ -212,9 +210,6 @@ class SLOSchedulerMixin(_Base):
         self.sloserve_metrics = metrics
         metrics.set_slo_classes(self._sl_knobs.slo_defaults.declared_classes())
         metrics.set_knobs_revision(self._sl_knobs.revision())
-
-    def _make_policy(self, knobs: Knobs) -> Policy:
-        return make_policy(knobs.policy, knobs.to_policy_knobs(), self._sl_cost_model)
 
     def set_policy(self, policy: Policy) -> None:
         """Run ``policy`` from the next step on (embedders, tests); live requests re-announced."""
@@ -238,7 +233,7 @@ class SLOSchedulerMixin(_Base):
         self.sloserve_metrics.set_knobs_revision(revision)
         if self._sl_status_file is not None:
             try:
-                write_status(self._sl_status_file, knobs)
+                write_knobs_state(self._sl_status_file, knobs)
             except OSError as exc:
                 log.error("sloserve: cannot write knobs status %s: %s", self._sl_status_file, exc)
 
@@ -639,17 +634,19 @@ class SLOSchedulerMixin(_Base):
         super().add_request(request)
 
     def _register(self, request: Request) -> None:
-        default = self._sl_policy.knobs.default_slo
+        default = self._sl_policy.knobs.slo_defaults
         params = request.sampling_params
         extra = params.extra_args if params is not None else None
         try:
             slo = parse_slo(extra, default)
-        except InvalidSLOError as exc:
+        except InvalidSLOError as exc:  # the proxy answers 400 first; only the loopback port
             self.sloserve_stats.invalid_slo += 1
             log.warning("sloserve: request %s: %s; using defaults", request.request_id, exc)
             slo = default
         declared = self._sl_knobs.slo_defaults.declared_classes()
-        slo = replace(slo, slo_class=slo_class_label(slo.slo_class, declared))
+        label = slo_class_label(slo.slo_class, declared)
+        if label != slo.slo_class:
+            slo = slo.model_copy(update={"slo_class": label})
         meta = RequestMeta(
             slo=slo,
             predicted_output=0,

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from sloserve_engine.contract import metrics as names
 from sloserve_operator.autoscaler.decision import Decision, PodSample, ScalingPolicy
 from sloserve_operator.autoscaler.loop import Autoscaler, ReplicaState
 from sloserve_operator.autoscaler.metrics_source import MetricsEndpoint, PodsSource
@@ -138,7 +139,7 @@ def kv_usage_sample(pod: str, text: str) -> PodSample:
     usage = None
     for family in text_string_to_metric_families(text):
         for s in family.samples:
-            if s.name == "sloserve_kv_usage_ratio":
+            if s.name == names.KV_USAGE:
                 usage = s.value
     return PodSample(pod, usage, None, 0.0)
 
@@ -203,15 +204,15 @@ def _scrape_text(text: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
-            if s.name == "sloserve_requests_finished_total":
+            if s.name == names.REQUESTS_FINISHED:
                 key = f"finished_{s.labels.get('attained')}"
                 out[key] = out.get(key, 0.0) + s.value
-            elif s.name == "sloserve_slo_attainment_ratio" and s.labels.get("kind") == "both":
+            elif s.name == names.SLO_ATTAINMENT and s.labels.get("kind") == "both":
                 out["attainment"] = s.value
             elif s.name in (
-                "sloserve_kv_pressure_ratio",
-                "sloserve_kv_usage_ratio",
-                "sloserve_slo_window_requests",
+                names.KV_PRESSURE,
+                names.KV_USAGE,
+                names.SLO_WINDOW_REQUESTS,
             ):
                 out[s.name] = s.value
     return out
@@ -265,18 +266,18 @@ class Recorder:
             self._last[replica.name] = (ok, bad)
         turned_away, queued = await self._routers(routers)
         serving = [v for draining, v in values if not draining]
-        weight = sum(v.get("sloserve_slo_window_requests", 0.0) for _, v in values)
+        weight = sum(v.get(names.SLO_WINDOW_REQUESTS, 0.0) for _, v in values)
         return Row(
             t=now,
             rps=rps,
             desired=fleet.desired,
             ready=len(fleet.ready()),
             pending=fleet.pending,
-            kv_pressure=_mean([v.get("sloserve_kv_pressure_ratio") for v in serving]),
-            kv_usage=_mean([v.get("sloserve_kv_usage_ratio") for v in serving]),
+            kv_pressure=_mean([v.get(names.KV_PRESSURE) for v in serving]),
+            kv_usage=_mean([v.get(names.KV_USAGE) for v in serving]),
             attainment=(
                 sum(
-                    v.get("attainment", 1.0) * v.get("sloserve_slo_window_requests", 0.0)
+                    v.get("attainment", 1.0) * v.get(names.SLO_WINDOW_REQUESTS, 0.0)
                     for _, v in values
                 )
                 / weight

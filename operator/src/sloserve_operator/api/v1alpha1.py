@@ -6,8 +6,8 @@ exactly one place. Cross-field rules are declared once as :class:`Rule` objects:
 becomes a CEL ``x-kubernetes-validations`` entry for the API server and a pydantic check for
 the operator and the tests, so both reject the same specs with the same message.
 
-Scheduler bounds and defaults are copied from the engine's live-knob document
-(``sloserve_engine.knobs``), router ones from the router's (``sloserve_engine.router.knobs``):
+Scheduler and SLO bounds, patterns and defaults are copied from the engine contract
+(``sloserve_engine.contract``), router ones from the router's (``sloserve_engine.router.knobs``):
 a spec the API server accepts is a document every engine and router accepts.
 """
 
@@ -19,18 +19,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Self
 
 import annotated_types
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
-from sloserve_engine.knobs import (
-    MAX_SLO_CLASSES,
-    OTHER_SLO_CLASS,
-    Knobs,
-    PolicyName,
-    PreemptionModeName,
-    SLOClassName,
-    SLODefaults,
-)
+from sloserve_engine.contract.knobs import Knobs, PolicyName, PreemptionModeName, SLODefaults
+from sloserve_engine.contract.slo import MAX_SLO_CLASSES, OTHER_SLO_CLASS, SLOClass
 from sloserve_engine.router.knobs import PlacementName, RouterKnobs
 
 GROUP = "sloserve.io"
@@ -91,13 +84,17 @@ _BOUND_TYPES = {
 
 
 def _knob(name: str, description: str | None = None, model: type[BaseModel] = Knobs) -> Any:
-    """A spec field with the knob document's default and numeric bounds (single source)."""
+    """A spec field with the contract's default, numeric bounds and pattern (single source)."""
     info = model.model_fields[name]
     bounds: dict[str, Any] = {}
     for meta in info.metadata:
         for attr in ("ge", "gt", "le", "lt", "min_length", "max_length"):
             if isinstance(meta, getattr(annotated_types, _BOUND_TYPES[attr])):
                 bounds[attr] = getattr(meta, attr)
+        if isinstance(meta, StringConstraints):
+            for attr in ("min_length", "max_length", "pattern"):
+                if getattr(meta, attr) is not None:
+                    bounds[attr] = getattr(meta, attr)
     return Field(default=info.default, description=description or info.description, **bounds)
 
 
@@ -249,7 +246,7 @@ class SLOSpec(_Model):
     slo_class: str = _knob("slo_class", "SLO class of requests that carry none.", SLODefaults)
     ttft_ms: float = _knob("ttft_ms", "Time-to-first-token target in milliseconds.", SLODefaults)
     tbt_ms: float = _knob("tbt_ms", "Mean time-between-tokens target in milliseconds.", SLODefaults)
-    slo_classes: list[SLOClassName] = Field(
+    slo_classes: list[SLOClass] = Field(
         default_factory=lambda: list(SLODefaults().slo_classes),
         max_length=MAX_SLO_CLASSES,
         description=SLODefaults.model_fields["slo_classes"].description,
@@ -505,7 +502,7 @@ class LLMServiceSpec(_Model):
                 slo_class=self.slo.slo_class,
                 ttft_ms=self.slo.ttft_ms,
                 tbt_ms=self.slo.tbt_ms,
-                slo_classes=self.slo.slo_classes,
+                slo_classes=tuple(self.slo.slo_classes),
             ),
         )
 

@@ -2,9 +2,10 @@
 
 Both sources return the same :class:`Scrape`: one :class:`PodSample` per pod that answered
 and a reason per pod that did not, so a pod that is slow, restarting or gone costs one missing
-sample, never a stalled loop (AIBrix #617). Metric names are imported from the engine's
-single definition (contract 4): the tests read them from a real ``EngineMetrics`` registry, so
-a rename breaks a test here instead of silently breaking scaling (AIBrix PR #2057).
+sample, never a stalled loop (AIBrix #617). Metric names are imported from the engine
+contract (``sloserve_engine.contract.metrics``); the tests read them from a real
+``EngineMetrics`` registry, so a rename breaks a test here instead of silently breaking
+scaling (AIBrix PR #2057).
 """
 
 from __future__ import annotations
@@ -19,13 +20,11 @@ from typing import Protocol
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from sloserve_engine.contract.metrics import KV_PRESSURE, QUEUE_LENGTH
+from sloserve_engine.contract.metrics import REQUESTS_FINISHED as FINISHED
+
 from .decision import PodSample
 
-KV_PRESSURE = "sloserve_kv_pressure_ratio"
-FINISHED = "sloserve_requests_finished_total"
-"""Finished requests by ``attained="true|false"``: attainment of what finished *recently*."""
-QUEUE_LENGTH = "sloserve_queue_length"
-"""Requests by ``queue="waiting|running"``: whether a pod is busy, and how much it holds."""
 ATTAINMENT_WINDOW_S = 60
 """Prometheus source: ``increase()`` range for the attainment ratio."""
 

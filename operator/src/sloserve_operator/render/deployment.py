@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sloserve_engine.contract.pod import HEALTH_PATH
+
 from .target import (
     ADMIN_DIR,
     ADMIN_TOKEN_KEY,
@@ -19,7 +21,6 @@ from .target import (
     Target,
 )
 
-HEALTH_PATH = "/sloserve/health"
 STARTUP_BUDGET_S = 1800
 """Model download and load can take long; the startup probe allows this before liveness."""
 

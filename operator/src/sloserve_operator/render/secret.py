@@ -9,7 +9,9 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from .target import ADMIN_TOKEN_KEY, Target
+from sloserve_engine.contract.pod import ADMIN_TOKEN_KEY
+
+from .target import Target
 
 
 def new_token() -> str:

@@ -6,6 +6,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sloserve_engine.contract.pod import ADMIN_DIR as ADMIN_DIR
+from sloserve_engine.contract.pod import ADMIN_TOKEN_KEY as ADMIN_TOKEN_KEY
+from sloserve_engine.contract.pod import HTTP_PORT as HTTP_PORT
+from sloserve_engine.contract.pod import KNOBS_DIR as KNOBS_DIR
+from sloserve_engine.contract.pod import KNOBS_FILE as KNOBS_FILE
+
 from ..api import v1alpha1 as api
 
 MANAGER = "sloserve-operator"
@@ -17,13 +23,8 @@ METRICS_LABEL = "sloserve.io/metrics"
 """On the Services whose endpoints the ServiceMonitor scrapes: ``engine`` or ``router``."""
 KNOBS_REVISION_ANNOTATION = "sloserve.io/knobs-revision"
 ROUTER_KNOBS_REVISION_ANNOTATION = "sloserve.io/router-knobs-revision"
-HTTP_PORT = 8000
-KNOBS_DIR = "/etc/sloserve/knobs"
-KNOBS_FILE = "knobs.json"
 ROUTER_KNOBS_FILE = "router.json"
 """The router knob document, in the same ConfigMap as the engines' (one object, one push)."""
-ADMIN_DIR = "/etc/sloserve/admin"
-ADMIN_TOKEN_KEY = "token"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Pure parts of the adapter: SLO parsing from vllm_xargs and knob-source resolution."""
+"""Pure parts of the adapter: where the engine core's knobs come from, and the status file."""
 
 from __future__ import annotations
 
@@ -7,54 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from sloserve_engine.knobs import Knobs
-from sloserve_engine.policy.views import SLOTarget
+from sloserve_engine.contract.knobs import Knobs, write_knobs_state
 from sloserve_engine.vllm.knobsource import (
     KnobsFile,
     KnobsSourceError,
     resolve_knobs_config,
-    write_status,
 )
-from sloserve_engine.vllm.slo import InvalidSLOError, parse_slo
-
-DEFAULT = SLOTarget("standard", 1.0, 0.1)
-
-
-@pytest.mark.parametrize(
-    ("extra", "expected"),
-    [
-        pytest.param(None, DEFAULT, id="none"),
-        pytest.param({}, DEFAULT, id="empty"),
-        pytest.param({"kv_transfer_params": None}, DEFAULT, id="unrelated-keys"),
-        pytest.param({"slo_class": "chat"}, SLOTarget("chat", 1.0, 0.1), id="class-only"),
-        pytest.param(
-            {"slo_class": "chat", "ttft_ms": 250, "tbt_ms": "40"},
-            SLOTarget("chat", 0.25, 0.04),
-            id="all-fields",
-        ),
-    ],
-)
-def test_parse_slo_overrides_defaults_field_by_field(
-    extra: dict[str, object] | None, expected: SLOTarget
-) -> None:
-    assert parse_slo(extra, DEFAULT) == expected
-
-
-@pytest.mark.parametrize(
-    ("extra", "field"),
-    [
-        pytest.param({"ttft_ms": 0}, "ttft_ms", id="zero"),
-        pytest.param({"tbt_ms": -5}, "tbt_ms", id="negative"),
-        pytest.param({"ttft_ms": "fast"}, "ttft_ms", id="text"),
-        pytest.param({"ttft_ms": True}, "ttft_ms", id="bool"),
-        pytest.param({"tbt_ms": float("nan")}, "tbt_ms", id="nan"),
-        pytest.param({"slo_class": ""}, "slo_class", id="empty-class"),
-        pytest.param({"slo_class": 3}, "slo_class", id="class-not-text"),
-    ],
-)
-def test_parse_slo_names_the_bad_field(extra: dict[str, object], field: str) -> None:
-    with pytest.raises(InvalidSLOError, match=f"vllm_xargs.{field}"):
-        parse_slo(extra, DEFAULT)
 
 
 def test_resolve_defaults_without_any_source() -> None:
@@ -118,10 +76,10 @@ def test_knobs_file_reports_each_change_once(tmp_path: Path) -> None:
     assert source.poll() is None and source.errors == 1
 
 
-def test_write_status_is_the_knobs_state_document(tmp_path: Path) -> None:
+def test_write_knobs_state_is_the_knobs_state_document(tmp_path: Path) -> None:
     path = tmp_path / "knobs.json.applied"
     knobs = Knobs(policy="cacheopt")
-    write_status(path, knobs)
+    write_knobs_state(path, knobs)
     doc = json.loads(path.read_text())
     assert doc["revision"] == knobs.revision()
     assert Knobs.model_validate(doc["knobs"]) == knobs
