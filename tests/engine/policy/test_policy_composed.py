@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from policy_builders import req, snapshot
 
-from sloserve_engine.contract.knobs import Knobs
-from sloserve_engine.policy import POLICY_NAMES, make_policy
+from sloserve_engine.contract.knobs import DEFAULT_KNOBS, POLICY_NAMES, Knobs
+from sloserve_engine.policy import make_policy
 from sloserve_engine.policy.composed import ComposedPolicy
 from sloserve_engine.policy.costmodel import StepCostModel, attention_pairs
 from sloserve_engine.policy.views import (
@@ -21,7 +21,7 @@ from sloserve_engine.policy.views import (
 MODEL = StepCostModel(c0_s=0.006, prefill_token_s=2e-5, decode_seq_s=1.4e-5, decode_ctx_s=4e-8)
 
 
-def _composed(name: str, knobs: Knobs | None = None) -> ComposedPolicy:
+def _composed(name: str, knobs: Knobs = DEFAULT_KNOBS) -> ComposedPolicy:
     policy = make_policy(name, knobs, MODEL)
     assert isinstance(policy, ComposedPolicy)
     return policy
@@ -173,11 +173,11 @@ def test_sloserve_keeps_the_reserve_for_streams() -> None:
     running = (req("r", prompt=160, out=1, computed=160, blocks=10, bound=640),)
     new = req("c", prompt=160, bound=16)
     paused = req("p", prompt=150, out=10, computed=0, blocks=0, bound=16, first_token=9.0)
-    policy = _composed("sloserve", Knobs(reservation_ratio=0.6))
-    assert not policy.can_admit(60, 100, 16, running, new, 10.0)
-    assert policy.can_admit(60, 100, 16, running, paused, 10.0)
+    policy = _composed("sloserve", Knobs(reservation_ratio=0.5))
+    assert not policy.can_admit(55, 100, 16, running, new, 10.0)
+    assert policy.can_admit(55, 100, 16, running, paused, 10.0)
     policy.set_knobs(Knobs(reservation_ratio=0.0))
-    assert policy.can_admit(60, 100, 16, running, new, 10.0)
+    assert policy.can_admit(55, 100, 16, running, new, 10.0)
 
 
 def test_sloserve_resumes_a_paused_stream_before_any_new_request() -> None:
@@ -244,7 +244,7 @@ def test_chunks_are_sized_for_the_context_they_attend_to() -> None:
     snap = snapshot((decode, mid))
     fresh = snapshot((decode,), (req("w", prompt=7000, arrival=9.9),))
     for name in ("sloserve", "accelgen"):
-        chunk = make_policy(name, None, model).plan(snap).prefill_chunk_cap
+        chunk = make_policy(name, DEFAULT_KNOBS, model).plan(snap).prefill_chunk_cap
         step = model.gpu_step_s(chunk, 6000 + chunk, 1, 500, attention_pairs(chunk, 6000))
         assert step <= 0.095 + 1e-9
-        assert chunk < make_policy(name, None, model).plan(fresh).prefill_chunk_cap
+        assert chunk < make_policy(name, DEFAULT_KNOBS, model).plan(fresh).prefill_chunk_cap

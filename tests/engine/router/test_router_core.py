@@ -168,7 +168,7 @@ def test_queue_timeout_counts_from_the_first_hold_across_shield_refusals() -> No
 
     c = core(queue_timeout_s=0.5)
     c.observe(snap("a"))
-    assert c.submit("1", 1000, SLO, now=0.0).action is Action.PLACE
+    assert c.submit("1", 1000, SLO1S, now=0.0).action is Action.PLACE
     assert c.refused(Refusal("1", "a", "kv"), now=0.0).action is Action.HOLD
     for t in (0.1, 0.2, 0.3):  # placed again from the queue, refused again by the shield
         [(_, again)] = c.poll(t)

@@ -30,7 +30,7 @@ from sloserve_operator.autoscaler.metrics_source import (
     read_exposition,
 )
 
-SLO = SLO(ttft_ms=1000, tbt_ms=1000)
+SLO1S = SLO(ttft_ms=1000, tbt_ms=1000)
 
 
 def _free_port() -> int:
@@ -40,7 +40,7 @@ def _free_port() -> int:
 
 
 def _finish(m: EngineMetrics, now: float, ttft: float) -> None:
-    m.record_finish(FinishedRequest(SLO, now - 2.0, now - 2.0 + ttft, now, 11, 10, 0.05), now)
+    m.record_finish(FinishedRequest(SLO1S, now - 2.0, now - 2.0 + ttft, now, 11, 10, 0.05), now)
 
 
 @pytest.fixture
@@ -100,8 +100,8 @@ async def test_attainment_of_requests_finished_since_the_last_read(engine_pod) -
 async def test_requests_held_and_started_for_idle_and_cold_start(engine_pod) -> None:
     metrics, pod = engine_pod
     _finish(metrics, time.time(), 0.1)
-    metrics.queue_length.labels(queue="waiting", slo_class=SLO.slo_class).set(2)
-    metrics.queue_length.labels(queue="running", slo_class=SLO.slo_class).set(3)
+    metrics.queue_length.labels(queue="waiting", slo_class=SLO1S.slo_class).set(2)
+    metrics.queue_length.labels(queue="running", slo_class=SLO1S.slo_class).set(3)
     source = PodsSource(timeout_s=2.0)
     try:
         (sample,) = (await source.scrape([pod])).samples
