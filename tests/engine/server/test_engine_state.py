@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 from engine_helpers import ServeApp
 
-from sloserve_engine.knobs import Knobs
+from sloserve_engine.contract.knobs import Knobs
 from sloserve_engine.router.snapshot import EngineSnapshot
 from sloserve_engine.server.auth import AdminAuth
 from sloserve_engine.server.knobs_store import KnobsStore
