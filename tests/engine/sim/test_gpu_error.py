@@ -147,3 +147,32 @@ def test_cli_says_when_the_report_is_missing(tmp_path: Path) -> None:
     add_arguments(parser)
     args = parser.parse_args(["sim-error", "--report", str(tmp_path / "nope.json")])
     assert run(args) == 2
+
+
+def test_a_tuned_stock_row_on_a_held_out_slice_is_replayed_as_it_ran() -> None:
+    row = {
+        "policy": "vllm-tuned",
+        "rate": 15.0,
+        "requests": 750,
+        "trace": "azure-conv",
+        "arrival": "trace",
+        "segment": 2,
+        "seed": 0,
+        "slo_mix": 0.5,
+        "max_num_batched_tokens": 4096,
+        "long_prefill_token_threshold": 0,
+        "kv_tokens": 97488,
+    }
+    run = gpu_run(row)
+    assert run.policy == "vllm"
+    assert (run.engine.max_num_batched_tokens, run.engine.long_prefill_token_threshold) == (
+        4096,
+        0,
+    )
+    assert (run.workload.segment, run.workload.slo_mix, run.workload.rate) == (2, 0.5, 15.0)
+    old = gpu_run({"policy": "vllm", "rate": 16.0, "requests": 1500})
+    assert (old.workload.trace, old.workload.segment, old.engine.max_num_batched_tokens) == (
+        "azure-conv",
+        0,
+        8192,
+    )

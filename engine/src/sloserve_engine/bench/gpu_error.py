@@ -7,7 +7,10 @@ the simulator with the settings of ``sloserve bench sim`` (azure-conv, trace
 arrivals, 97,488 KV tokens, async scheduling, SLO 1 s / 100 ms) and compared.
 
 A run label is ``<policy>[-<tag>]`` (``bench gpu --tag``); its knob overrides are the
-row's ``knobs``. Runs with vLLM's CPU KV offload connector are listed, not compared:
+row's ``knobs``. Rows that name their workload (trace, segment, seed, arrivals, SLO mix) and
+engine settings (tuned stock's ``max_num_batched_tokens`` and
+``long_prefill_token_threshold``) are replayed with them; older rows are azure-conv with
+vLLM's defaults. Runs with vLLM's CPU KV offload connector are listed, not compared:
 the simulator does not model the connector's host-memory transfers.
 """
 
@@ -18,7 +21,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +60,11 @@ class GpuRun:
     knobs: Knobs
     not_modelled: str | None
     """Why the simulator cannot replay this run; ``None`` when it can."""
+    workload: WorkloadSpec = field(default_factory=lambda: WorkloadSpec(trace=TRACE))
+    """What the run replayed (trace, slice, arrivals, SLO mix), at its rate."""
+    engine: SimConfig = GPU_CONFIG
+    """The run's engine settings (tuned stock's chunked-prefill budget and threshold)."""
+    slo: SLO = GPU_SLO
 
 
 def not_modelled_reason(row: Mapping[str, Any]) -> str | None:
@@ -83,13 +91,36 @@ def gpu_run(row: Mapping[str, Any]) -> GpuRun:
         knobs = parse_knobs({**row.get("knobs", {}), "policy": name})
     except InvalidKnobsError as exc:
         raise ValueError(f"run {label!r}: bad knobs: {exc}") from exc
+    rate = float(row["rate"])
+    workload = WorkloadSpec(
+        trace=str(row.get("trace", TRACE)),
+        requests=int(row["requests"]),
+        rate=rate,
+        arrival=row.get("arrival", "trace"),
+        gamma_cv=float(row.get("gamma_cv", 3.0)),
+        segment=int(row.get("segment", 0)),
+        seed=int(row.get("seed", 0)),
+        slo_mix=row.get("slo_mix"),
+    )
+    engine = replace(
+        GPU_CONFIG,
+        kv_tokens=int(row.get("kv_tokens", GPU_CONFIG.kv_tokens)),
+        max_num_batched_tokens=int(
+            row.get("max_num_batched_tokens", GPU_CONFIG.max_num_batched_tokens)
+        ),
+        long_prefill_token_threshold=int(row.get("long_prefill_token_threshold", 0)),
+    )
+    slo = SLO(float(row.get("slo_ttft_s", GPU_SLO.ttft_s)), float(row.get("slo_tbt_s", 0.1)))
     return GpuRun(
         label=label,
         policy=name,
-        rate=float(row["rate"]),
+        rate=rate,
         requests=int(row["requests"]),
         knobs=knobs,
         not_modelled=not_modelled_reason(row),
+        workload=workload,
+        engine=engine,
+        slo=slo,
     )
 
 
@@ -161,11 +192,11 @@ def error_report(
 
 
 def simulate(run: GpuRun, profile: SimProfile) -> dict[str, Any]:
-    """Replay the run's workload the way ``sloserve bench sim`` does, with the run's knobs."""
-    spec = WorkloadSpec(trace=TRACE, requests=run.requests, rate=run.rate, arrival="trace")
+    """Replay the run's workload the way ``sloserve bench sim`` does, with the run's knobs,
+    slice and engine settings."""
     policy = make_policy(run.policy, run.knobs, profile.step)
-    result = replay(build_workload(spec), policy, profile, GPU_CONFIG, GPU_SLO)
-    return run_record(SweepRun(run.policy, run.rate, result))
+    result = replay(build_workload(run.workload), policy, profile, run.engine, run.slo)
+    return run_record(SweepRun(run.policy, run.rate, result, run.workload))
 
 
 def _signed(x: float) -> str:
