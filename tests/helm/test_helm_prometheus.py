@@ -85,7 +85,7 @@ def test_promtool_accepts_the_rendered_rules(rules_dir: Path) -> None:
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 7 rules found" in result.stdout
+    assert "SUCCESS: 9 rules found" in result.stdout
 
 
 def test_promtool_unit_tests_of_every_alert_pass(rules_dir: Path) -> None:
@@ -107,6 +107,18 @@ def _drive_engine(url: str) -> None:
             assert client.post("/v1/completions", json=body).status_code == 200
 
 
+def _drive_router(url: str) -> None:
+    """Three completions with a loose SLO through the router (placed on the engine)."""
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for _ in range(3):
+            body = {
+                "prompt": "hello " * 50,
+                "max_tokens": 8,
+                "vllm_xargs": {"ttft_ms": 60000, "tbt_ms": 60000},
+            }
+            assert client.post("/v1/completions", json=body).status_code == 200
+
+
 def _serve_operator_metrics(port: int) -> None:
     registry, operator, autoscaler = operator_registry()
     svc = (NAMESPACE, SERVICE)
@@ -116,6 +128,8 @@ def _serve_operator_metrics(port: int) -> None:
     autoscaler.decisions.labels(*svc, "ScaleUpSLO").inc()
     operator.knobs_applied_pods.labels(*svc).set(1)
     operator.reconcile_errors.labels(*svc).inc(0)
+    autoscaler.idle.labels(*svc).set(0)
+    autoscaler.cold_start.labels(*svc).set(31.5)
     start_http_server(port, addr="127.0.0.1", registry=registry)
 
 
@@ -139,7 +153,14 @@ class Prometheus:
 def prometheus(rules_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
     work = tmp_path_factory.mktemp("prometheus")
     engine_port, operator_port, prom_port = _free_port(), _free_port(), _free_port()
+    router_port = _free_port()
     engine_url = f"http://127.0.0.1:{engine_port}"
+    router_url = f"http://127.0.0.1:{router_port}"
+    router_cmd = [
+        sys.executable, "-m", "sloserve_engine.router.cli", "--host", "127.0.0.1",
+        "--port", str(router_port), "--engines", f"127.0.0.1:{engine_port}",
+        "--served-model-name", SERVICE,
+    ]  # fmt: skip
     engine_cmd = [
         sys.executable, "-m", "sloserve_engine.server.cli", "--simulated",
         "--host", "127.0.0.1", "--port", str(engine_port), "--served-model-name", SERVICE,
@@ -160,6 +181,20 @@ def prometheus(rules_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 ],
             },
             {
+                # As the operator's ServiceMonitor labels a router pod.
+                "job_name": "router",
+                "static_configs": [
+                    {
+                        "targets": [f"127.0.0.1:{router_port}"],
+                        "labels": {
+                            "namespace": NAMESPACE,
+                            "llmservice": SERVICE,
+                            "pod": "chat-router-0",
+                        },
+                    }
+                ],
+            },
+            {
                 # As the chart's operator ServiceMonitor does (honorLabels).
                 "job_name": "sloserve-operator",
                 "honor_labels": True,
@@ -172,14 +207,16 @@ def prometheus(rules_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         _tool("prometheus"), f"--config.file={work / 'prometheus.yml'}",
         f"--storage.tsdb.path={work / 'data'}", f"--web.listen-address=127.0.0.1:{prom_port}",
     ]  # fmt: skip
-    with _process(engine_cmd, work / "engine.log"):
+    with _process(engine_cmd, work / "engine.log"), _process(router_cmd, work / "router.log"):
         _eventually(lambda: _healthy(engine_url), "the simulated engine's /sloserve/health")
+        _eventually(lambda: _healthy(router_url), "the router's /sloserve/health")
         _serve_operator_metrics(operator_port)
         with _process(prom_cmd, work / "prometheus.log"):
             prom = Prometheus(f"http://127.0.0.1:{prom_port}")
             _eventually(prom.ready, "Prometheus /-/ready")
-            _eventually(lambda: len(prom.query("up == 1")) == 2, "both targets up")
+            _eventually(lambda: len(prom.query("up == 1")) == 3, "all three targets up")
             _drive_engine(engine_url)  # while Prometheus scrapes, so rates are non-zero
+            _drive_router(router_url)  # its outcomes and decisions
             _eventually(
                 lambda: bool(prom.query("llmservice:sloserve_slo_attainment:ratio >= 0")),
                 "the attainment recording rule over the finished requests",
@@ -222,9 +259,10 @@ def test_recorded_attainment_and_target_come_from_the_scraped_series(
         (sample,) = prometheus.query("llmservice:sloserve_slo_attainment:ratio")
         return float(sample["value"][1])
 
-    # 8 of 12 requests had a loose SLO, 4 an impossible one: once every finished request is
-    # scraped the ratio is 2/3 (give or take rate() extrapolation at the window's edges).
-    _eventually(lambda: 0.55 < attained() < 0.8, "attainment near 8/12", 30)
+    # 8 of 12 requests to the engine had a loose SLO, 4 an impossible one, and 3 more with a
+    # loose SLO came through the router: once every finished request is scraped the ratio is
+    # 11/15 (give or take rate() extrapolation at the window's edges).
+    _eventually(lambda: 0.6 < attained() < 0.85, "attainment near 11/15", 30)
     (target,) = prometheus.query("llmservice:sloserve_slo_target:ratio")
     assert float(target["value"][1]) == 0.95  # the autoscaler's target wins over the default
 
