@@ -41,6 +41,9 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/fake/argv":
             env = {k: os.environ.get(k) for k in os.environ if k.startswith(("SLOSERVE_", "PROM"))}
             self._send(200, json.dumps({"argv": sys.argv[1:], "env": env}).encode())
+        elif self.path == "/fake/posts":
+            posts = Path(os.environ["FAKE_VLLM_MARKER"] + ".posts")
+            self._send(200, str(len(posts.read_text()) if posts.exists() else 0).encode())
         elif self.path == "/fake/disconnects":
             self._send(200, json.dumps(_disconnects().count("x")).encode())
         elif self.path == "/fake/knobs":
@@ -59,6 +62,8 @@ class Handler(BaseHTTPRequestHandler):
         return False
 
     def do_POST(self) -> None:
+        with Path(os.environ["FAKE_VLLM_MARKER"] + ".posts").open("a") as f:
+            f.write("x")  # every body that reached "vLLM" (/fake/posts)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         if not body.get("stream"):
             if self._client_gone(float(body.get("fake_hold_s", 0))):

@@ -130,3 +130,27 @@ def test_vllm_errors_reach_the_client_in_the_openai_shape(proxy: str) -> None:
 )
 def test_openai_error_wraps_any_upstream_error_body(raw: bytes, message: str) -> None:
     assert openai_error(raw, 400)["error"]["message"] == message
+
+
+@pytest.mark.parametrize("path", ["/v1/completions", "/v1/chat/completions"])
+@pytest.mark.parametrize(
+    ("xargs", "param"),
+    [
+        ('{"tbt_ms": NaN}', "vllm_xargs.tbt_ms"),
+        ('{"ttft_ms": 1e309}', "vllm_xargs.ttft_ms"),
+        ('{"tbt_ms": "40"}', "vllm_xargs.tbt_ms"),
+        ('{"slo_class": "a b"}', "vllm_xargs.slo_class"),
+    ],
+)
+def test_bad_request_slo_is_the_simulated_engines_400_before_vllm_sees_it(
+    proxy: str, upstream: str, path: str, xargs: str, param: str
+) -> None:
+    """Real mode used to hand a bad SLO to the engine core, which logged it and used defaults."""
+    before = httpx.get(f"{upstream}/fake/posts").json()
+    raw = f'{{"prompt": "x", "max_tokens": 2, "vllm_xargs": {xargs}}}'
+    r = httpx.post(f"{proxy}{path}", content=raw, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == param
+    assert httpx.get(f"{upstream}/fake/posts").json() == before  # never forwarded
+    ok = httpx.post(f"{proxy}/v1/completions", json={"prompt": "x", "vllm_xargs": {"tbt_ms": 40}})
+    assert ok.status_code == 200

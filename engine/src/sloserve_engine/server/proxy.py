@@ -33,11 +33,13 @@ from .body import (
     CLIENT_CLOSED_REQUEST,
     DEFAULT_MAX_BODY_BYTES,
     ClientGoneError,
+    parse_off_loop,
     read_body,
     wait_for_disconnect,
 )
 from .errors import APIError, error_body, error_response, install_error_handlers
 from .knobs_store import KnobsStore
+from .openai_types import slo_from_xargs
 from .openapi_doc import document_bodies
 from .reservations import ArrivalMiddleware, EngineShield, reservations_router
 from .state import StateFile, state_router
@@ -53,6 +55,27 @@ _HOP_BY_HOP = {
     "upgrade",
     "host",
 }
+
+
+SLO_CHECKED_PATHS = ("v1/completions", "v1/chat/completions")
+"""Where real mode checks ``vllm_xargs`` itself: vLLM would hand a bad SLO to the engine
+core, where the scheduler can only log it and use the defaults."""
+
+
+def check_request_slo(body: bytes, store: KnobsStore) -> None:
+    """The simulated engine's SLO rule on a body bound for vLLM; raises its 400 (``APIError``).
+
+    Bodies that are not JSON objects, or carry no ``vllm_xargs`` object, are vLLM's to judge.
+    """
+    if b"vllm_xargs" not in body:
+        return
+    try:
+        doc = json.loads(body)  # like vLLM, NaN, Infinity and 1e309 parse (and are refused)
+    except ValueError:
+        return
+    xargs = doc.get("vllm_xargs") if isinstance(doc, dict) else None
+    if isinstance(xargs, dict):
+        slo_from_xargs(xargs, store.knobs.slo_defaults)
 
 
 def forwardable_headers(headers: Any) -> dict[str, str]:
@@ -128,6 +151,11 @@ def build_proxy_app(
             return error_response(exc)
         except ClientGoneError:
             return Response(status_code=CLIENT_CLOSED_REQUEST)
+        if request.method == "POST" and path in SLO_CHECKED_PATHS:
+            try:
+                await parse_off_loop(lambda raw: check_request_slo(raw, store), body)
+            except APIError as exc:
+                return error_response(exc)
         upstream_request = client.build_request(
             request.method,
             "/" + path,
