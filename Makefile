@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: demo test setup system-deps testenv lint fmt crds clean-venv
+.PHONY: demo test setup system-deps testenv lint fmt crds images clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -35,6 +35,10 @@ fmt: setup
 
 crds: setup
 	$(PY) -m sloserve_operator.crdgen
+
+# Both images, tagged as the chart and CRD defaults; without docker/podman/buildah it says what to run.
+images:
+	@bash hack/images.sh
 
 clean-venv:
 	rm -rf $(VENV)
