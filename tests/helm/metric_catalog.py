@@ -16,7 +16,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from sloserve_engine.contract.slo import SLO
 from sloserve_engine.router.metrics import RouterMetrics
-from sloserve_engine.server.metrics import EngineMetrics, FinishedRequest
+from sloserve_engine.telemetry.metrics import EngineMetrics, FinishedRequest
 from sloserve_operator.autoscaler.metrics import AutoscalerMetrics
 from sloserve_operator.metrics import OperatorMetrics
 

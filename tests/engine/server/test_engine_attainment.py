@@ -15,7 +15,7 @@ from sloserve_engine.contract.attainment import (
 )
 from sloserve_engine.contract.knobs import Knobs
 from sloserve_engine.contract.slo import SLO
-from sloserve_engine.server.attainment import SlidingWindowAttainment
+from sloserve_engine.telemetry.attainment import SlidingWindowAttainment
 
 GOLD = SLO(slo_class="gold", ttft_ms=500, tbt_ms=50)
 

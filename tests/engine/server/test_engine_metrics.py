@@ -20,7 +20,7 @@ from sloserve_engine.policy.views import (
     RequestView,
     StepPlan,
 )
-from sloserve_engine.server.metrics import EngineMetrics, FinishedRequest, kv_pressure
+from sloserve_engine.telemetry.metrics import EngineMetrics, FinishedRequest, kv_pressure
 
 CONTRACT_METRICS = {
     "sloserve_kv_usage_ratio": "gauge",
@@ -189,7 +189,7 @@ def test_knobs_revision_gauge(registry: CollectorRegistry) -> None:
 CHILD = textwrap.dedent(
     """
     from sloserve_engine.policy.views import PreemptionMode, StepPlan, EngineSnapshot
-    from sloserve_engine.server.metrics import EngineMetrics
+    from sloserve_engine.telemetry.metrics import EngineMetrics
     m = EngineMetrics()
     snap = EngineSnapshot(0.0, 16, 100, 75, 8192, 256, (), ())
     m.record_step(snap, StepPlan((), (), 2048), {PreemptionMode.RECOMPUTE: 3}, now=0.0)

@@ -17,13 +17,13 @@ from test_simulated_engine import metric
 from sloserve_engine.contract.attainment import MISSED
 from sloserve_engine.contract.slo import SLO
 from sloserve_engine.policy.views import EngineSnapshot, RequestView
-from sloserve_engine.server.attainment import (
+from sloserve_engine.telemetry.attainment import (
     Outcome,
     SlidingWindowAttainment,
     counts_as_miss,
     overdue_count,
 )
-from sloserve_engine.server.metrics import EngineMetrics
+from sloserve_engine.telemetry.metrics import EngineMetrics
 
 
 def _wait_idle(base: str, within_s: float) -> bool:

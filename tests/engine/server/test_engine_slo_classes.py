@@ -23,8 +23,8 @@ from pydantic import ValidationError
 from sloserve_engine.contract.knobs import Knobs, SLODefaults
 from sloserve_engine.contract.slo import MAX_SLO_CLASSES, OTHER_SLO_CLASS, SLO
 from sloserve_engine.policy.views import EngineSnapshot, RequestView
-from sloserve_engine.server.attainment import Outcome
-from sloserve_engine.server.metrics import EngineMetrics, FinishedRequest
+from sloserve_engine.telemetry.attainment import Outcome
+from sloserve_engine.telemetry.metrics import EngineMetrics, FinishedRequest
 
 SERIES_PER_CLASS = 44
 """Samples one class adds: queue_length 2, requests_finished 2 (+2 created), requests 4

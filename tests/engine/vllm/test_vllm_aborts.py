@@ -13,7 +13,7 @@ from vllm.v1.request import RequestStatus
 from vllm_adapter_helpers import FAKE_TOKEN_BASE, make_engine, pressure_workload
 
 from sloserve_engine.contract.knobs import POLICY_NAMES
-from sloserve_engine.server.metrics import EngineMetrics
+from sloserve_engine.telemetry.metrics import EngineMetrics
 from sloserve_engine.vllm.scheduler import SLOScheduler
 
 pytestmark = pytest.mark.vllm

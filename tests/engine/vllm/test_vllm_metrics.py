@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from vllm_adapter_helpers import STEP_S, make_engine, pressure_workload
 
 from sloserve_engine.contract.knobs import Knobs
-from sloserve_engine.server.metrics import EngineMetrics, FinishedRequest
+from sloserve_engine.telemetry.metrics import EngineMetrics, FinishedRequest
 from sloserve_engine.vllm.scheduler import SLOScheduler
 
 pytestmark = pytest.mark.vllm

@@ -25,7 +25,7 @@ from sloserve_engine.policy.views import (
     RequestView,
     StepPlan,
 )
-from sloserve_engine.server.metrics import POLICY_CALLS, EngineMetrics
+from sloserve_engine.telemetry.metrics import POLICY_CALLS, EngineMetrics
 from sloserve_engine.vllm.scheduler import SLOScheduler, SLOSyncScheduler
 
 pytestmark = pytest.mark.vllm

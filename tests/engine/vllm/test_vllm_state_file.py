@@ -12,8 +12,9 @@ pytest.importorskip("vllm", reason="vLLM 0.26.0 (the [engine] extra) is not inst
 
 from vllm_adapter_helpers import make_engine, pressure_workload
 
+from sloserve_engine.contract.pod import STATE_PATH_ENV
 from sloserve_engine.router.snapshot import snapshot_from_json
-from sloserve_engine.server.state import STATE_PATH_ENV, StateFile
+from sloserve_engine.server.state import StateFile
 from sloserve_engine.vllm.scheduler import SLOScheduler
 
 pytestmark = pytest.mark.vllm

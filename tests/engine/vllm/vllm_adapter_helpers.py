@@ -174,7 +174,7 @@ def make_engine(
     from prometheus_client import CollectorRegistry
 
     from sloserve_engine.bench.cpu_driver import build_scheduler, build_vllm_config
-    from sloserve_engine.server.metrics import EngineMetrics
+    from sloserve_engine.telemetry.metrics import EngineMetrics
     from sloserve_engine.vllm.scheduler import SLOSchedulerMixin
 
     section = dict(sloserve or {})

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry, start_http_server
 
-from sloserve_engine.server.metrics import EngineMetrics
+from sloserve_engine.telemetry.metrics import EngineMetrics
 from sloserve_operator.api import v1alpha1 as api
 from sloserve_operator.autoscaler.decision import Reason
 from sloserve_operator.autoscaler.loop import Autoscaler, ReplicaState

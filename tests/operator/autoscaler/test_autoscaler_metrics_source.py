@@ -21,7 +21,7 @@ import pytest
 from prometheus_client import CollectorRegistry, start_http_server
 
 from sloserve_engine.contract.slo import SLO
-from sloserve_engine.server.metrics import EngineMetrics, FinishedRequest
+from sloserve_engine.telemetry.metrics import EngineMetrics, FinishedRequest
 from sloserve_operator.autoscaler.metrics_source import (
     MetricsEndpoint,
     PodsSource,

@@ -110,7 +110,10 @@ def gpu_run(row: Mapping[str, Any]) -> GpuRun:
         ),
         long_prefill_token_threshold=int(row.get("long_prefill_token_threshold", 0)),
     )
-    slo = SLO(float(row.get("slo_ttft_s", GPU_SLO.ttft_s)), float(row.get("slo_tbt_s", 0.1)))
+    slo = SLO(
+        ttft_ms=1000 * float(row.get("slo_ttft_s", GPU_SLO.ttft_s)),
+        tbt_ms=1000 * float(row.get("slo_tbt_s", GPU_SLO.tbt_s)),
+    )
     return GpuRun(
         label=label,
         policy=name,

@@ -7,6 +7,8 @@ engine core through the environment names below.
 
 from __future__ import annotations
 
+import socket
+
 HTTP_PORT = 8000
 """The engine server's port (OpenAI API, admin API and ``/metrics``)."""
 ADMIN_PREFIX = "/sloserve"
@@ -35,3 +37,10 @@ POLICY_ENV = "SLOSERVE_POLICY"
 """Env var naming the policy used until a knobs document names one."""
 PROFILE_ENV = "SLOSERVE_PROFILE"
 """Env var naming the cost-model profile policies plan with."""
+STATE_PATH_ENV = "SLOSERVE_STATE_PATH"
+"""Env var naming the file the real-mode scheduler writes its snapshot to."""
+
+
+def engine_id() -> str:
+    """This engine's name in snapshots: the pod name in Kubernetes (its hostname)."""
+    return socket.gethostname()

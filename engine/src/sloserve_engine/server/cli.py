@@ -26,7 +26,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from ..contract.knobs import InvalidKnobsError, Knobs, load_knobs_file
-from ..contract.pod import APPLIED_SUFFIX, HTTP_PORT
+from ..contract.pod import APPLIED_SUFFIX, HTTP_PORT, STATE_PATH_ENV
 from ..policy.costmodel import cost_model_for
 from ..sim import SimConfig, load_profile
 from .auth import AdminAuth, AdminTokenError
@@ -35,7 +35,6 @@ from .knobs_store import KnobsStore, check_policy_buildable
 from .logscrub import install_access_log_scrubber
 from .proxy import build_proxy_app
 from .simulated_app import SimulatedOptions, build_simulated_app
-from .state import STATE_PATH_ENV
 from .supervisor import VllmProcess, free_loopback_port
 from .vllm_command import VllmLaunch, build_vllm_command, vllm_environment
 

@@ -6,7 +6,7 @@ token timing a GPU with the calibrated cost model would give them; no GPU
 and no thread is involved. HTTP handlers add requests between steps (they run
 on the same event loop), knob changes are applied at the top of the next
 step, and every step and finished request is reported through the same
-:class:`~sloserve_engine.server.metrics.EngineMetrics` calls the vLLM
+:class:`~sloserve_engine.telemetry.metrics.EngineMetrics` calls the vLLM
 scheduler makes.
 
 ``time_scale`` > 1 runs the modelled GPU faster than real time (tests): the
@@ -28,10 +28,10 @@ from ..policy import apply_knobs
 from ..policy.guard import GuardedPolicy, PolicyArrivalError, PolicyErrorLog
 from ..policy.views import EngineSnapshot
 from ..sim import SimEngine, StepResult
-from .attainment import Outcome
+from ..telemetry.attainment import Outcome
+from ..telemetry.metrics import EngineMetrics, FinishedRequest
 from .errors import APIError
 from .knobs_store import KnobsStore
-from .metrics import EngineMetrics, FinishedRequest
 
 log = logging.getLogger(__name__)
 

@@ -14,20 +14,21 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from ..contract.knobs import Knobs
+from ..contract.pod import engine_id
 from ..policy import make_policy
 from ..router.snapshot import EngineSnapshot, snapshot_from_view
 from ..sim import SimConfig, SimEngine, SimProfile
+from ..telemetry.metrics import EngineMetrics
 from .admin import admin_router
 from .auth import AdminAuth
 from .body import DEFAULT_MAX_BODY_BYTES
 from .errors import install_error_handlers
 from .knobs_store import KnobsStore
-from .metrics import EngineMetrics
 from .openai_api import openai_router
 from .openapi_doc import document_bodies
 from .reservations import ArrivalMiddleware, EngineShield, reservations_router
 from .simulated import SimulatedEngine
-from .state import engine_id, state_router
+from .state import state_router
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,6 @@ with (no Prometheus text to render and parse):
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,13 +23,6 @@ from fastapi.responses import JSONResponse, Response
 from ..router.snapshot import EngineSnapshot, snapshot_from_json
 
 STATE_PATH = "/sloserve/state"
-STATE_PATH_ENV = "SLOSERVE_STATE_PATH"
-"""Env var naming the file the real-mode scheduler writes its snapshot to."""
-
-
-def engine_id() -> str:
-    """This engine's name in snapshots: the pod name in Kubernetes (its hostname)."""
-    return socket.gethostname()
 
 
 class StateFile:

@@ -45,6 +45,7 @@ from vllm.v1.outputs import ModelRunnerOutput
 from vllm.v1.request import Request, RequestStatus
 
 from ..contract.knobs import Knobs, KnobsState, parse_knobs, write_atomically, write_knobs_state
+from ..contract.pod import STATE_PATH_ENV, engine_id
 from ..contract.slo import InvalidSLOError, parse_slo, slo_class_label
 from ..policy import apply_knobs, make_policy
 from ..policy.base import Policy
@@ -63,9 +64,8 @@ from ..policy.views import (
 )
 from ..policy.vllm_fcfs import VllmFcfsPolicy
 from ..router.snapshot import snapshot_from_view
-from ..server.attainment import Outcome
-from ..server.metrics import EngineMetrics, FinishedRequest
-from ..server.state import STATE_PATH_ENV, engine_id
+from ..telemetry.attainment import Outcome
+from ..telemetry.metrics import EngineMetrics, FinishedRequest
 from .knobsource import KnobsFile, resolve_knobs_config
 from .requests import RequestMeta
 from .stats import AdapterStats

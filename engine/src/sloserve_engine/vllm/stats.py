@@ -1,6 +1,6 @@
 """Adapter counters: what the scheduler did, for tests, logs and the docs' examples.
 
-The Prometheus view of the same facts is ``server.metrics.EngineMetrics``;
+The Prometheus view of the same facts is ``telemetry.metrics.EngineMetrics``;
 these counters add what only the adapter knows (refused admissions, swaps
 asked for without an offload connector, rejected knob documents). Pure.
 """
