@@ -181,3 +181,20 @@ def test_routers_are_judged_against_the_router_document() -> None:
     cond = by_type(observed(pods=behind, router_knobs_revision=7))["KnobsApplied"]
     assert (cond["status"], cond["reason"]) == ("False", "Pending")
     assert "router" in cond["message"]
+
+
+def test_knobs_applied_event_carries_the_change() -> None:
+    pending = status.operator_status(
+        observed(pods=[PodKnobState("p0", 1)]), {}, "T", reconciled=True
+    )
+    done = status.operator_status(
+        observed(pods=[PodKnobState("p0", REV)]), pending, "T", reconciled=True
+    )
+    events = status.transition_events(
+        pending["conditions"], done["conditions"], "policy: sloserve → vllm"
+    )
+    assert (
+        "Normal",
+        "KnobsApplied",
+        f"all pods run revision {REV}; changed policy: sloserve → vllm",
+    ) in events

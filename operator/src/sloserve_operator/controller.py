@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from sloserve_engine.contract.knobs import Knobs
 from sloserve_engine.router.knobs import RouterKnobs
 
-from . import knobpush, plan, render, status
+from . import knobdiff, knobpush, plan, render, status
 from .cache import Key, PodInfo, ServiceView, StateCache, is_router, pod_info
 from .k8s import ApiError, Kube, object_path
 from .knobpush import AdminEndpoint, PushResult
@@ -57,6 +57,9 @@ class ReconcileState:
     reconciled_generation: int | None = None
     recreate: set[str] = field(default_factory=set)
     failures: int = 0
+    knobs_told: dict[str, Any] | None = None
+    """The knob documents (engines, plus ``router`` when routed) as of the last KnobsApplied
+    event, or first sight: the next event says what changed since."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,13 @@ class ControllerConfig:
     """Re-push knobs to every pod this often (catches engines changed behind our back)."""
     full_resync_s: float = 1800.0
     """Re-apply every child this often (catches deletions missed while a watch was down)."""
+
+
+def _knob_documents(target: Target) -> dict[str, Any]:
+    doc: dict[str, Any] = target.spec.knobs().model_dump(by_alias=True)
+    if target.routed:
+        doc["router"] = target.spec.router_knobs().model_dump(by_alias=True)
+    return doc
 
 
 def _now() -> str:
@@ -357,6 +367,8 @@ class Controller:
         body = view.body
         meta = body["metadata"]
         old: dict[str, Any] = body.get("status") or {}
+        knobs: dict[str, Any] | None = None
+        change = ""
         if target is None:  # invalid spec: only the Degraded condition is meaningful
             gen = int(meta.get("generation", 0))
             reason, message = problem or ("InvalidSpec", "")
@@ -371,6 +383,9 @@ class Controller:
             ]
         else:
             router_revision = target.spec.router_knobs().revision() if target.routed else None
+            knobs = _knob_documents(target)
+            st.knobs_told = st.knobs_told or knobs
+            change = ", ".join(knobdiff.changed_fields(st.knobs_told, knobs))
             obs = status.Observed(
                 generation=target.generation,
                 desired_replicas=target.spec.desired_replicas(),
@@ -393,9 +408,11 @@ class Controller:
         if not status.differs(new, old):
             return
         for kind, reason, message in status.transition_events(
-            old.get("conditions") or [], new["conditions"]
+            old.get("conditions") or [], new["conditions"], change
         ):
             await self._event(view, kind, reason, message)
+            if reason == "KnobsApplied" and knobs is not None:
+                st.knobs_told = knobs
         try:
             result = await self.kube.patch_status(meta["namespace"], meta["name"], new)
         except ApiError as exc:

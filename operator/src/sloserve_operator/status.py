@@ -205,12 +205,13 @@ EVENTFUL = {
 
 
 def transition_events(
-    old: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]]
+    old: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]], knobs_change: str = ""
 ) -> list[tuple[str, str, str]]:
     """Events (type, reason, message) worth posting for the change from ``old`` to ``new``.
 
     Only transitions and new problems are reported, never steady state, so a resync or a
-    restarted operator posts nothing.
+    restarted operator posts nothing. ``knobs_change`` (from :mod:`.knobdiff`) is appended to
+    ``KnobsApplied``: the revision alone does not say what changed.
     """
     before = {c.get("type"): c for c in old}
     events = []
@@ -228,5 +229,8 @@ def transition_events(
         ):
             continue
         kind, reason = kind_reason
-        events.append((kind, reason or str(cond["reason"]), str(cond["message"])))
+        message = str(cond["message"])
+        if reason == "KnobsApplied" and knobs_change:
+            message += f"; changed {knobs_change}"
+        events.append((kind, reason or str(cond["reason"]), message))
     return events

@@ -19,6 +19,7 @@ from sloserve_operator.autoscaler.decision import (
 from sloserve_operator.autoscaler.kube import (
     event_body,
     event_worthy,
+    override_event,
     replica_state,
     rollout_in_progress,
     status_due,
@@ -184,3 +185,56 @@ def test_steady_state_posts_no_event() -> None:
 def test_status_is_written_only_with_news(new, old, since, due) -> None:
     old_patch = None if old is None else {"status": old}
     assert status_due({"status": new}, old_patch, since) is due
+
+
+def no_metrics(failures: dict[str, str]) -> Evaluation:
+    pods = (MetricsEndpoint("chat-0", "http://10.0.0.1:8000"),)
+    state = ReplicaState("ns", "chat", 1, pods)
+    obs = Observation(0.0, 1, 1, 0, False, [])
+    return Evaluation(state, Scrape((), failures), decide(ScalingPolicy(), obs))
+
+
+def test_no_metrics_from_a_starting_pod_is_normal_and_says_so() -> None:
+    ev = no_metrics({})
+    assert ev.decision.reason is Reason.NO_METRICS and event_worthy(ev, None)
+    event = event_body(BODY, ev, NOW)
+    assert event["type"] == "Normal"
+    assert event["message"].startswith("waiting for the first metrics of 1 ready pod(s)")
+    assert "scrapeFailures" not in event["message"]
+
+
+def test_no_metrics_because_scrapes_fail_is_a_warning_naming_them() -> None:
+    event = event_body(BODY, no_metrics({"chat-0": "HTTP 500"}), NOW)
+    assert event["type"] == "Warning"
+    assert event["message"].endswith("scrapeFailures=[chat-0: HTTP 500]")
+
+
+def test_a_hand_set_replica_count_that_is_changed_back_is_explained() -> None:
+    ev = evaluation(12, 0.8)  # kubectl scale --replicas=12 beyond maxReplicas 10
+    assert ev.decision.desired_replicas == 10
+    event = override_event(BODY, ev, (2, 2), (1, 10), NOW)
+    assert event is not None and event["type"] == "Warning"
+    assert event["reason"] == "ScaleOverridden"
+    assert event["message"].startswith(
+        "spec.replicas 12 was set by hand; the autoscaler owns replicas between "
+        "minReplicas (1) and maxReplicas (10) and sets 10 (ScaleToMaxReplicas)."
+    )
+    assert "set autoscaling.minReplicas = maxReplicas" in event["message"]
+
+
+@pytest.mark.parametrize(
+    ("current", "last_write"),
+    [
+        pytest.param(12, None, id="first evaluation: nothing to compare with"),
+        pytest.param(12, (12, 10), id="the cache still shows the count before our write"),
+        pytest.param(10, (12, 10), id="our own write"),
+    ],
+)
+def test_no_override_event_for_our_own_counts(current: int, last_write) -> None:
+    assert override_event(BODY, evaluation(current, 0.8), last_write, (1, 10), NOW) is None
+
+
+def test_a_hand_set_count_the_autoscaler_keeps_posts_nothing() -> None:
+    ev = evaluation(3, 0.8)  # within bounds and steady: the hand-set count stays
+    assert not ev.scales
+    assert override_event(BODY, ev, (2, 2), (1, 10), NOW) is None

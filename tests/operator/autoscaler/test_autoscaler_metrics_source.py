@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from typing import ClassVar
 from urllib.parse import parse_qs, urlparse
 
+import httpx
 import pytest
 from prometheus_client import CollectorRegistry, start_http_server
 
@@ -230,3 +231,19 @@ async def test_prometheus_down_marks_every_pod_failed() -> None:
         await source.aclose()
     assert scrape.samples == ()
     assert scrape.failures["a"].startswith("prometheus query failed: ConnectError")
+
+
+async def test_an_error_without_text_is_named_by_its_type() -> None:
+    """httpx raises some errors with an empty message; the failure must still say something.
+    A transport that raises one stands in for the network here (labelled fake)."""
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("", request=request)
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(refuse))
+    source = PodsSource(client=client)
+    try:
+        scrape = await source.scrape([MetricsEndpoint("p", "http://127.0.0.1:1")])
+    finally:
+        await client.aclose()
+    assert scrape.failures == {"p": "ConnectError"}

@@ -29,7 +29,7 @@ from ..k8s import ApiError
 from ..render.target import Target
 from ..runtime import Clients, Runtime
 from .decision import Reason
-from .kube import KubeEdge, replica_state, status_due, status_patch
+from .kube import KubeEdge, override_event, replica_state, status_due, status_patch
 from .loop import Autoscaler
 from .metrics import AutoscalerMetrics
 from .metrics_source import MetricsSource, PodsSource, PrometheusSource
@@ -54,6 +54,8 @@ class _Service:
     due: float = 0.0
     busy: bool = False
     previous: Reason | None = None
+    last_decision: tuple[int, int] | None = None
+    """(replicas before, replicas after) of the previous decision: tells a hand-set count."""
     last_status: dict[str, Any] | None = None
     last_write: float = -math.inf
 
@@ -128,9 +130,11 @@ class AutoscalerLoop:
         now = dt.datetime.now(dt.UTC)
         patch = status_patch(evaluation, now)
         due = status_due(patch, svc.last_status, time.monotonic() - svc.last_write)
+        bounds = (auto.min_replicas, auto.max_replicas)
+        override = override_event(body, evaluation, svc.last_decision, bounds, now)
         try:
             await KubeEdge(clients.kube).apply(
-                body, evaluation, svc.previous, now, patch if due else None
+                body, evaluation, svc.previous, now, patch if due else None, override
             )
         except ApiError as exc:
             log.warning("autoscaler: %s/%s: API error, retrying next interval: %s", *key, exc)
@@ -138,6 +142,7 @@ class AutoscalerLoop:
         if due:
             svc.last_status, svc.last_write = patch, time.monotonic()
         svc.previous = evaluation.decision.reason
+        svc.last_decision = (state.current_replicas, evaluation.decision.desired_replicas)
         if evaluation.scales:
             log.info("autoscaler: %s/%s %s", *key, evaluation.decision.message)
         if evaluation.decision.activity != "Active":

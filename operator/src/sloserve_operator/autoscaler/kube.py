@@ -31,7 +31,7 @@ JsonObj = Mapping[str, Any]
 _EXPLAINED_HOLDS = frozenset(
     {Reason.PENDING, Reason.ROLLOUT, Reason.NO_METRICS, Reason.SLO_CEILING}
 )
-_WARNINGS = frozenset({Reason.PENDING, Reason.NO_METRICS})
+_WARNINGS = frozenset({Reason.PENDING})
 
 
 def _endpoints(pods: Iterable[PodInfo]) -> tuple[MetricsEndpoint, ...]:
@@ -81,9 +81,16 @@ def event_worthy(evaluation: Evaluation, previous_reason: Reason | None) -> bool
     return evaluation.scales or (reason in _EXPLAINED_HOLDS and reason != previous_reason)
 
 
+def event_type(evaluation: Evaluation) -> str:
+    """Warning only for something wrong: pods pending for lack of GPUs, or metrics that do
+    not come because scrapes fail. No metrics yet from pods that just started is normal."""
+    reason = evaluation.decision.reason
+    if reason in _WARNINGS or (reason is Reason.NO_METRICS and evaluation.scrape.failures):
+        return "Warning"
+    return "Normal"
+
+
 def event_body(body: JsonObj, evaluation: Evaluation, now: dt.datetime) -> dict[str, Any]:
-    meta = body["metadata"]
-    stamp = now.isoformat().replace("+00:00", "Z")
     reason = evaluation.decision.reason
     state = evaluation.state
     message = evaluation.decision.message
@@ -92,9 +99,50 @@ def event_body(body: JsonObj, evaluation: Evaluation, now: dt.datetime) -> dict[
             f"not scaling beyond {state.current_replicas}: {state.pending_replicas} pod(s) "
             f"pending (no free GPU). {message}"
         )
-    if evaluation.scrape.failures:
-        failed = ", ".join(f"{k}: {v}" for k, v in sorted(evaluation.scrape.failures.items()))
+    failures = evaluation.scrape.failures
+    if reason is Reason.NO_METRICS and not failures:
+        message = (
+            f"waiting for the first metrics of {len(state.ready_pods)} ready pod(s); "
+            f"normal while engines start. {message}"
+        )
+    if failures:
+        failed = ", ".join(f"{k}: {v}" for k, v in sorted(failures.items()))
         message += f" scrapeFailures=[{failed}]"
+    return _event(body, event_type(evaluation), reason.value, message, now)
+
+
+OVERRIDDEN = "ScaleOverridden"
+
+
+def override_event(
+    body: JsonObj,
+    evaluation: Evaluation,
+    last_write: tuple[int, int] | None,
+    bounds: tuple[int, int],
+    now: dt.datetime,
+) -> dict[str, Any] | None:
+    """The Event that explains why a hand-set ``spec.replicas`` is being changed back.
+
+    ``last_write`` is (replicas before, replicas after) of this loop's previous decision. A
+    count that is neither is someone else's (``kubectl scale``); the cache showing the value
+    from before our own write (a watch that lags) is not. None when there is nothing to say.
+    """
+    current, desired = evaluation.state.current_replicas, evaluation.decision.desired_replicas
+    if last_write is None or current in last_write or desired == current:
+        return None
+    low, high = bounds
+    message = (
+        f"spec.replicas {current} was set by hand; the autoscaler owns replicas between "
+        f"minReplicas ({low}) and maxReplicas ({high}) and sets {desired} "
+        f"({evaluation.decision.reason.value}). To pin replicas set autoscaling.minReplicas = "
+        "maxReplicas, or disable autoscaling (autoscaling.enabled: false)"
+    )
+    return _event(body, "Warning", OVERRIDDEN, message, now)
+
+
+def _event(body: JsonObj, kind: str, reason: str, message: str, now: dt.datetime) -> dict[str, Any]:
+    meta = body["metadata"]
+    stamp = now.isoformat().replace("+00:00", "Z")
     return {
         "apiVersion": "v1",
         "kind": "Event",
@@ -106,9 +154,9 @@ def event_body(body: JsonObj, evaluation: Evaluation, now: dt.datetime) -> dict[
             "namespace": meta["namespace"],
             "uid": meta["uid"],
         },
-        "reason": reason.value,
+        "reason": reason,
         "message": message[:1024],
-        "type": "Warning" if reason in _WARNINGS else "Normal",
+        "type": kind,
         "source": {"component": FIELD_MANAGER},
         "reportingComponent": FIELD_MANAGER,
         "firstTimestamp": stamp,
@@ -183,9 +231,11 @@ class KubeEdge:
         previous_reason: Reason | None,
         now: dt.datetime,
         status: JsonObj | None,
+        override: JsonObj | None = None,
     ) -> None:
         """Only the writes that carry news: often none at all. ``status`` is the
-        :func:`status_patch` to write, or None when :func:`status_due` said it is not due."""
+        :func:`status_patch` to write, or None when :func:`status_due` said it is not due;
+        ``override`` the :func:`override_event` to post, if any."""
         meta = body["metadata"]
         path = f"{collection_path(api.API_VERSION, api.KIND, meta['namespace'])}/{meta['name']}"
         if evaluation.scales:
@@ -193,9 +243,12 @@ class KubeEdge:
             await self._merge_patch(f"{path}/scale", replicas)
         if status is not None:
             await self._merge_patch(f"{path}/status", status)
+        events = [override] if override is not None else []
         if event_worthy(evaluation, previous_reason):
+            events.append(event_body(body, evaluation, now))
+        for event in events:
             try:
-                await self._kube.create(event_body(body, evaluation, now))
+                await self._kube.create(event)
             except ApiError as exc:  # an Event is best effort; the scale itself happened
                 log.warning("autoscaler: could not post event on %s: %s", meta["name"], exc)
 

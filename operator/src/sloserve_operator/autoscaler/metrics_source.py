@@ -153,7 +153,7 @@ class PodsSource:
         except httpx.HTTPStatusError as exc:
             return f"HTTP {exc.response.status_code}"
         except httpx.HTTPError as exc:
-            return f"{type(exc).__name__}: {exc}"
+            return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         except ValueError as exc:  # the exposition did not parse
             return f"unparsable metrics: {exc}"
 
