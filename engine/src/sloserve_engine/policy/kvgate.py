@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from ..contract.knobs import DEFAULT_KNOBS
 from .views import RequestView
 
 
@@ -49,8 +50,9 @@ class GateConfig:
 
     gate: Gate = Gate.LENDING
     """Which admission rule applies."""
-    reservation_ratio: float = 0.05
-    """Global reserve as a share of all blocks (knob ``reservation_ratio``)."""
+    reservation_ratio: float = DEFAULT_KNOBS.reservation_ratio
+    """Global reserve as a share of all blocks: the knob's default here, the knob in force
+    once a composed policy builds its gate (``ComposedPolicy._gate_config``)."""
     extension_fraction: float = 0.25
     """Proactive extension step for a request that reaches its bound, as a share of the bound."""
     guard_steps: int = 2
