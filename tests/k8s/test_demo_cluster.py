@@ -51,12 +51,12 @@ def processes_mentioning(text: str) -> list[int]:
 def test_demo_piped_to_a_file_prints_next_steps_and_timestamped_status_lines(
     tmp_path: Path,
 ) -> None:
-    """`sloserve demo --duration 30 > file`: what a CI log or `tee` sees (no terminal)."""
+    """`sloserve demo --duration 60 > file`: what a CI log or `tee` sees (no terminal)."""
     require_testenv()
     workdir = tmp_path / "demo"
     out_file = tmp_path / "demo.out"
     argv = [sys.executable, "-m", "sloserve_operator.cli", "demo", "--workdir", str(workdir)]
-    argv += ["--duration", "30", "--peak-rps", "6", "--low-rps", "2", "--interval", "5"]
+    argv += ["--duration", "60", "--peak-rps", "6", "--low-rps", "2", "--interval", "5"]
     with out_file.open("w") as out_fh:
         done = subprocess.run(argv, stdout=out_fh, stderr=subprocess.STDOUT, timeout=170)
     out = out_file.read_text()
@@ -67,9 +67,15 @@ def test_demo_piped_to_a_file_prints_next_steps_and_timestamped_status_lines(
     status = re.findall(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ status .*$", out, re.M)
     assert len(status) >= 5, out
     assert any(re.search(r" ready=[1-9]", line) for line in status), status  # an engine served
+    # The example has a router tier: load goes through ready router pods once they are up.
+    routed = [line for line in status if re.search(r" routers=[1-9]\d*/\d+ via=router ", line)]
+    assert routed, status
+    assert re.search(r" ok=[1-9]", routed[-1]), routed
     assert "every process it started has exited" in out
-    assert f"kept the working directory {workdir}" in out  # --workdir given: the user's dir
+    flat = " ".join(out.split())  # rich wraps long lines on a pipe too
+    assert f"kept the working directory {workdir} " in flat  # --workdir given: the user's dir
     kubelet_log = (workdir / "logs" / "process-kubelet.log").read_text()
     assert re.search(r"--simulated --host 127\.\d+\.\d+\.\d+ ", kubelet_log)
+    assert re.search(r"-m sloserve_engine\.router\.cli --host 127\.\d+\.\d+\.\d+ ", kubelet_log)
     assert "Ready=True" in kubelet_log
     assert processes_mentioning(str(workdir)) == []

@@ -11,6 +11,7 @@ from rich.console import Console
 from sloserve_dev.devcluster.demo import (
     engine_url,
     event_line,
+    load_targets,
     next_steps,
     render_status,
     status_line,
@@ -66,12 +67,14 @@ def test_status_view_shows_service_numbers_pods_load_and_events() -> None:
             "metadata": {"name": "llama-8b-abc"},
             "spec": {"nodeName": "gpu-h100-0"},
             "status": {"podIP": "127.64.0.2", "phase": "Running"},
-        }
+        },
+        _router("llama-8b-router-xyz", True, "127.64.0.5"),
     ]
+    service["status"]["readyRouters"] = 1
     stats = LoadStats(sent=10, ok=9, failed=1, rps=12.5, last_error="boom")
     events = [{"reason": "ScaledUp", "message": "2 -> 3: kv pressure 0.91 > 0.80"}]
     console = Console(width=160, record=True)
-    console.print(render_status(service, pods, stats, events))
+    console.print(render_status(service, pods, stats, events, "router"))
     text = console.export_text()
     for expected in (
         "llama-8b",
@@ -80,6 +83,10 @@ def test_status_view_shows_service_numbers_pods_load_and_events() -> None:
         "2->3 KVPressure",
         "llama-8b-abc",
         "127.64.0.2",
+        "router pods",
+        "llama-8b-router-xyz",
+        "127.64.0.5",
+        "router",
         "12.5",
         "ScaledUp",
         "last load error: boom",
@@ -101,11 +108,55 @@ def test_status_line_is_one_timestamped_line_with_the_service_numbers() -> None:
     service = {"status": {"replicas": 2, "readyReplicas": 1, "sloAttainment": 0.987}}
     ready_pod = {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}
     stats = LoadStats(sent=10, ok=9, failed=1, rps=4.0)
-    line = status_line(0.0, service, [ready_pod, {}], stats)
-    assert line.startswith("1970-01-01T00:00:00Z status replicas=2 ready=1 pods=1/2 ")
-    assert "attainment=0.987 kv_pressure=- rps=4.0 sent=10 ok=9 failed=1" in line
+    line = status_line(
+        0.0, service, [ready_pod, {}, _router("r", True, "127.0.0.9")], stats, "router"
+    )
+    assert line.startswith("1970-01-01T00:00:00Z status replicas=2 ready=1 pods=1/2 routers=1/1 ")
+    assert " via=router attainment=0.987 kv_pressure=- rps=4.0 sent=10 ok=9 failed=1" in line
     assert "\n" not in line
-    assert status_line(0.0, None, [], LoadStats()).count("=-") == 4  # nothing known yet
+    assert status_line(0.0, None, [], LoadStats()).count("=-") == 5  # nothing known yet
+
+
+def _router(name: str, ready: bool, ip: str) -> dict[str, object]:
+    return {
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "sloserve-router"}},
+        "spec": {
+            "containers": [{"command": ["sloserve-router"], "ports": [{"containerPort": 8000}]}]
+        },
+        "status": {
+            "podIP": ip,
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
+
+
+def _engine(name: str, ready: bool, ip: str) -> dict[str, object]:
+    pod = _router(name, ready, ip)
+    pod["metadata"] = {"name": name, "labels": {"app.kubernetes.io/name": "sloserve-engine"}}
+    return pod
+
+
+def test_load_goes_through_ready_routers_and_falls_back_to_engines() -> None:
+    engines = [_engine("e1", True, "127.0.0.2"), _engine("e2", False, "127.0.0.3")]
+    routers = [_router("r1", True, "127.0.0.8"), _router("r2", True, "127.0.0.9")]
+    serving = {"e1", "e2", "r1", "r2"}
+    assert load_targets(engines + routers, serving) == (
+        [
+            "http://127.0.0.8:8000",
+            "http://127.0.0.9:8000",
+        ],
+        "router",
+    )
+    # A router whose process is down is no target, like a failing endpoint.
+    assert load_targets(engines + routers, serving - {"r2"}) == (
+        ["http://127.0.0.8:8000"],
+        "router",
+    )
+    # No router ready (no router tier, or routers starting): straight at the ready engines.
+    assert load_targets(engines, serving) == (["http://127.0.0.2:8000"], "engines")
+    assert load_targets(engines + routers, {"e1", "e2"}) == (["http://127.0.0.2:8000"], "engines")
+    assert load_targets([], set()) == ([], "engines")
 
 
 def test_event_line_names_type_reason_and_message() -> None:

@@ -3,7 +3,8 @@
 Builds or reuses the control plane, registers simulated GPU nodes, runs engine pods as local
 ``sloserve-engine --simulated`` processes (the process kubelet), installs the CRDs with
 kubectl, runs the operator, applies docs/examples/llmservice.yaml, drives swinging load at the
-engine pods and shows live status until Ctrl-C (or ``--duration``); then cleans up.
+router pods (at the engine pods when the service has no router tier) and shows live status until
+Ctrl-C (or ``--duration``); then cleans up.
 
 A terminal gets a live view that redraws in place; a pipe or a log file gets plain,
 timestamped status lines at a steady interval instead, because a redrawn frame shows nothing
@@ -55,6 +56,8 @@ from sloserve_dev.devcluster.testenv import (
 
 OPERATOR_MODULE = "sloserve_operator.main"
 SERVICE_LABEL = "sloserve.io/service"
+NAME_LABEL = "app.kubernetes.io/name"
+ROUTER_NAME = "sloserve-router"
 ENGINE_PORT_DEFAULT = 8000
 EVENTS_SHOWN = 6
 
@@ -133,6 +136,29 @@ def engine_url(pod: JsonObj) -> str | None:
     return f"http://{ip}:{port}"
 
 
+def is_router(pod: JsonObj) -> bool:
+    return bool((pod.get("metadata", {}).get("labels") or {}).get(NAME_LABEL) == ROUTER_NAME)
+
+
+def load_targets(pods: list[JsonObj], serving: set[str]) -> tuple[list[str], str]:
+    """Where load goes, and through what: the ready router pods, as the LLMService's Service
+    would pick them; the ready engine pods only when no router is ready (no router tier, or
+    routers still starting). ``serving`` names the pods whose process is up."""
+
+    def urls(router: bool) -> list[str]:
+        return [
+            url
+            for pod in pods
+            if is_router(pod) == router
+            and pod_ready_condition(pod)
+            and pod.get("metadata", {}).get("name") in serving
+            and (url := engine_url(pod))
+        ]
+
+    routers = urls(True)
+    return (routers, "router") if routers else (urls(False), "engines")
+
+
 def next_steps(kubeconfig: Path, bin_dir: Path, namespace: str, name: str, workdir: Path) -> str:
     """What a newcomer pastes into a second terminal, and where every log is.
 
@@ -154,14 +180,20 @@ def next_steps(kubeconfig: Path, bin_dir: Path, namespace: str, name: str, workd
     )
 
 
-def status_line(now: float, service: JsonObj | None, pods: list[JsonObj], stats: LoadStats) -> str:
+def status_line(
+    now: float, service: JsonObj | None, pods: list[JsonObj], stats: LoadStats, via: str = "-"
+) -> str:
     """One plain, timestamped status line: what a pipe or a log file shows instead of the view."""
     status = (service or {}).get("status") or {}
-    ready_pods = sum(1 for pod in pods if pod_ready_condition(pod))
+    engines = [pod for pod in pods if not is_router(pod)]
+    routers = [pod for pod in pods if is_router(pod)]
+    ready_engines = sum(1 for pod in engines if pod_ready_condition(pod))
+    ready_routers = sum(1 for pod in routers if pod_ready_condition(pod))
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
     return (
         f"{stamp} status replicas={_fmt(status.get('replicas'), '{}')} "
-        f"ready={_fmt(status.get('readyReplicas'), '{}')} pods={ready_pods}/{len(pods)} "
+        f"ready={_fmt(status.get('readyReplicas'), '{}')} pods={ready_engines}/{len(engines)} "
+        f"routers={ready_routers}/{len(routers)} via={via} "
         f"attainment={_fmt(status.get('sloAttainment'))} "
         f"kv_pressure={_fmt(status.get('kvPressure'))} rps={stats.rps:.1f} "
         f"sent={stats.sent} ok={stats.ok} failed={stats.failed} in_flight={stats.in_flight}"
@@ -182,12 +214,25 @@ def _fmt(value: object, pattern: str = "{:.3f}") -> str:
 
 
 def render_status(
-    service: JsonObj | None, pods: list[JsonObj], stats: LoadStats, events: list[JsonObj]
+    service: JsonObj | None,
+    pods: list[JsonObj],
+    stats: LoadStats,
+    events: list[JsonObj],
+    via: str = "-",
 ) -> Group:
-    """The live view: service status, pods, load and the latest events."""
+    """The live view: service status, engine and router pods, load and the latest events."""
     status = (service or {}).get("status") or {}
     head = Table(title="LLMService", show_header=True, expand=True)
-    for column in ("name", "replicas", "ready", "SLO attainment", "KV pressure", "last scale"):
+    columns = (
+        "name",
+        "replicas",
+        "ready",
+        "routers",
+        "SLO attainment",
+        "KV pressure",
+        "last scale",
+    )
+    for column in columns:
         head.add_column(column)
     last = status.get("lastScale") or {}
     last_text = f"{last.get('from')}->{last.get('to')} {last.get('reason', '')}" if last else "-"
@@ -195,24 +240,15 @@ def render_status(
         (service or {}).get("metadata", {}).get("name", "(not created yet)"),
         _fmt(status.get("replicas"), "{}"),
         _fmt(status.get("readyReplicas"), "{}"),
+        _fmt(status.get("readyRouters"), "{}"),
         _fmt(status.get("sloAttainment")),
         _fmt(status.get("kvPressure")),
         last_text,
     )
-    pod_table = Table(title="engine pods", expand=True)
-    for column in ("pod", "node", "pod IP", "phase", "ready"):
-        pod_table.add_column(column)
-    for pod in pods:
-        ready = pod_ready_condition(pod)
-        pod_table.add_row(
-            pod["metadata"]["name"],
-            pod.get("spec", {}).get("nodeName", "-"),
-            pod.get("status", {}).get("podIP", "-"),
-            pod.get("status", {}).get("phase", "-"),
-            "-" if ready is None else str(ready),
-        )
+    pod_table = _pod_table("engine pods", [pod for pod in pods if not is_router(pod)])
+    router_table = _pod_table("router pods", [pod for pod in pods if is_router(pod)])
     load = Table(title="load", expand=True)
-    for column in ("target rps", "sent", "ok", "failed", "in flight", "targets"):
+    for column in ("target rps", "sent", "ok", "failed", "in flight", "targets", "via"):
         load.add_column(column)
     load.add_row(
         f"{stats.rps:.1f}",
@@ -221,16 +257,33 @@ def render_status(
         str(stats.failed),
         str(stats.in_flight),
         str(len(stats.targets)),
+        via,
     )
     event_table = Table(title="events (scale, knobs)", expand=True)
     for column in ("reason", "message"):
         event_table.add_column(column)
     for event in events[-EVENTS_SHOWN:]:
         event_table.add_row(event.get("reason", ""), event.get("message", ""))
-    parts: list[Table | str] = [head, pod_table, load, event_table]
+    parts: list[Table | str] = [head, pod_table, router_table, load, event_table]
     if stats.last_error:
         parts.append(f"last load error: {stats.last_error}")
     return Group(*parts)
+
+
+def _pod_table(title: str, pods: list[JsonObj]) -> Table:
+    table = Table(title=title, expand=True)
+    for column in ("pod", "node", "pod IP", "phase", "ready"):
+        table.add_column(column)
+    for pod in pods:
+        ready = pod_ready_condition(pod)
+        table.add_row(
+            pod["metadata"]["name"],
+            pod.get("spec", {}).get("nodeName", "-"),
+            pod.get("status", {}).get("podIP", "-"),
+            pod.get("status", {}).get("phase", "-"),
+            "-" if ready is None else str(ready),
+        )
+    return table
 
 
 # ---------------------------------------------------------------- effects
@@ -284,6 +337,8 @@ class View:
     pods: list[JsonObj] = field(default_factory=list)
     events: list[JsonObj] = field(default_factory=list)
     targets: list[str] = field(default_factory=list)
+    via: str = "-"
+    """``router`` or ``engines``: what the load goes through now."""
 
 
 def observe(api: KubeApi, namespace: str, name: str, kubelet: ProcessKubelet, view: View) -> None:
@@ -294,13 +349,12 @@ def observe(api: KubeApi, namespace: str, name: str, kubelet: ProcessKubelet, vi
         f"/api/v1/namespaces/{namespace}/pods", {"labelSelector": f"{SERVICE_LABEL}={name}"}
     )
     view.pods = pods["items"]
-    view.targets = [  # what a Service would route to: ready endpoints only
-        url
+    serving = {
+        pod["metadata"]["name"]
         for pod in view.pods
-        if pod_ready_condition(pod)
-        and kubelet.running(namespace, pod["metadata"]["name"])
-        and (url := engine_url(pod))
-    ]
+        if kubelet.running(namespace, pod["metadata"]["name"])
+    }
+    view.targets, view.via = load_targets(view.pods, serving)
     events = api.get(f"/api/v1/namespaces/{namespace}/events")["items"]
     events.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
     view.events = [
@@ -342,7 +396,7 @@ async def _live_view(
     with Live(render_status(None, [], stats, []), console=console, refresh_per_second=2) as screen:
         while time.monotonic() < deadline and not stop.is_set():
             await asyncio.to_thread(observe, api, args.namespace, name, kubelet, view)
-            screen.update(render_status(view.service, view.pods, stats, view.events))
+            screen.update(render_status(view.service, view.pods, stats, view.events, view.via))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
 
@@ -368,7 +422,7 @@ async def _plain_lines(
                 seen.add(uid)
                 _plain(event_line(time.time(), event))
         if time.monotonic() >= next_line:
-            _plain(status_line(time.time(), view.service, view.pods, stats))
+            _plain(status_line(time.time(), view.service, view.pods, stats, view.via))
             next_line += max(args.interval, 0.5)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
