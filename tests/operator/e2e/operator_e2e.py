@@ -68,8 +68,8 @@ def sample(name: str = "sim-8b", *, replicas: int = 2, **spec: Any) -> dict[str,
     body["metadata"] = {"name": name}
     body["spec"]["autoscaling"] = {"enabled": False, "minReplicas": 1, "maxReplicas": 8}
     body["spec"]["replicas"] = replicas
-    # No router tier unless a test asks for one: the process kubelet runs engine pods only,
-    # so kwok's always-ready router pods would have nothing behind them.
+    # No router tier unless a test asks for one (test_e2e_router.py does): two router
+    # processes per service would only slow the tests that are about engines on 2 cores.
     body["spec"]["router"] = {"replicas": 0}
     for key, value in spec.items():
         body["spec"][key] = {**body["spec"].get(key, {}), **value}
