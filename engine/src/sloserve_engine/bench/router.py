@@ -112,6 +112,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--skip", default="", help="comma list of phases to skip: policies,latency,relay"
     )
+    from .router_arms import ARM_NAMES  # router_arms imports this module's client side
+
+    g = p.add_argument_group("already-running engines (issue 17: real vLLM on a GPU)")
+    g.add_argument(
+        "--engine-urls",
+        default=None,
+        help="comma list of running engines' URLs: start only routers in front of them and "
+        "run the placement arms (--arms) at --rates, instead of simulated engines",
+    )
+    g.add_argument("--admin-token-file", type=Path, default=None, help="the routers' admin token")
+    g.add_argument("--arms", default=",".join(ARM_NAMES), help="placement arms, in run order")
+    g.add_argument("--rates", default="", help="comma list of rates (default: --rate)")
+    g.add_argument("--oos", default="", help="out-of-sample runs, TRACE@RATE comma list")
+    g.add_argument(
+        "--oos-requests", type=int, default=0, help="requests per --oos run (0: --requests)"
+    )
+    g.add_argument("--segment", type=int, default=0, help="which slice of --requests requests")
+    g.add_argument("--model-name", default="sim", help="the engines' served model name")
+    g.add_argument("--out", type=Path, default=Path("/tmp/sloserve-bench-router-urls"))
+    g.add_argument("--label", default="placement arms against running engines")
 
 
 # ---------------------------------------------------------------------------- client side
@@ -400,6 +420,10 @@ def relay_throughput(router: Child, streams: int, tokens: int) -> dict[str, floa
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.engine_urls:
+        from . import router_arms
+
+        return router_arms.run(args)
     console = Console()
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     unknown = [p for p in policies if p not in PLACEMENT_NAMES]
