@@ -289,7 +289,9 @@ def test_switching_policies_under_load_keeps_every_request_exact(
 def test_kv_pressure_preempts_and_every_request_still_gets_exactly_its_tokens(
     serve_app: ServeApp, make_sim_app: SimAppFactory
 ) -> None:
-    with serve_app(make_sim_app(kv_tokens=2048, time_scale=20)) as url:
+    # time_scale 5, not 20: the over-committed window lasts long enough for a 10 ms poll to
+    # see it even on a loaded machine (at 20 it was sometimes missed).
+    with serve_app(make_sim_app(kv_tokens=2048, time_scale=5)) as url:
         pressure = 0.0
 
         async def run() -> list[int]:
