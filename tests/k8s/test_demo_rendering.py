@@ -115,6 +115,10 @@ def test_status_line_is_one_timestamped_line_with_the_service_numbers() -> None:
     assert " via=router attainment=0.987 kv_pressure=- rps=4.0 sent=10 ok=9 failed=1" in line
     assert "\n" not in line
     assert status_line(0.0, None, [], LoadStats()).count("=-") == 5  # nothing known yet
+    # Why requests fail (a router's 429, an engine's 503) shows on a pipe too.
+    stats.last_error = "http://127.0.0.8:8000: HTTP 429 rejected\nbody"
+    line = status_line(0.0, service, [], stats, "router")
+    assert line.endswith(" last_error='http://127.0.0.8:8000: HTTP 429 rejected\\nbody'")
 
 
 def _router(name: str, ready: bool, ip: str) -> dict[str, object]:

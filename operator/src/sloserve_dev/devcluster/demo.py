@@ -197,6 +197,7 @@ def status_line(
         f"attainment={_fmt(status.get('sloAttainment'))} "
         f"kv_pressure={_fmt(status.get('kvPressure'))} rps={stats.rps:.1f} "
         f"sent={stats.sent} ok={stats.ok} failed={stats.failed} in_flight={stats.in_flight}"
+        + (f" last_error={stats.last_error!r}" if stats.last_error else "")
     )
 
 
