@@ -9,6 +9,7 @@ import pytest
 from rich.console import Console
 
 from sloserve_dev.devcluster.demo import (
+    as_simulated,
     engine_url,
     event_line,
     load_targets,
@@ -166,3 +167,12 @@ def test_load_goes_through_ready_routers_and_falls_back_to_engines() -> None:
 def test_event_line_names_type_reason_and_message() -> None:
     event = {"type": "Normal", "reason": "Scaled", "message": "1 -> 2"}
     assert event_line(60.0, event) == "1970-01-01T00:01:00Z event Normal Scaled: 1 -> 2"
+
+
+def test_the_demo_applies_its_example_as_simulated_without_touching_the_rest() -> None:
+    manifest = {"kind": "LLMService", "spec": {"engine": {"profile": "p"}, "slo": {"ttftMs": 1}}}
+    out = as_simulated(manifest)
+    assert out["spec"]["engine"] == {"profile": "p", "simulated": True}
+    assert out["spec"]["slo"] == {"ttftMs": 1}
+    assert manifest["spec"]["engine"] == {"profile": "p"}  # the input is not modified
+    assert as_simulated({"kind": "LLMService"})["spec"] == {"engine": {"simulated": True}}

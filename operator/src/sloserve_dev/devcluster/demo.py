@@ -66,6 +66,8 @@ console = Console()
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_cluster_arguments(parser)
+    # The engines are simulated with the H200 profile, so the nodes say H200 too.
+    parser.set_defaults(gpu_type="h200")
     parser.add_argument(
         "--example",
         type=Path,
@@ -440,6 +442,14 @@ def _example(path: Path) -> JsonObj:
     return doc
 
 
+def as_simulated(manifest: JsonObj) -> JsonObj:
+    """The manifest with ``spec.engine.simulated: true``: the dev cluster has no GPUs, and
+    status and ``kubectl describe`` should say the engines are simulated, not pretend."""
+    spec = dict(manifest.get("spec") or {})
+    spec["engine"] = {**(spec.get("engine") or {}), "simulated": True}
+    return {**manifest, "spec": spec}
+
+
 def _run_demo(args: argparse.Namespace, config_problems: list[str]) -> int:
     if config_problems:
         console.print("[red]" + "; ".join(config_problems))
@@ -497,7 +507,10 @@ def _run_cluster(
             install_crds(cluster, args.crds)
             cluster.kubectl("create", "namespace", args.namespace)
             with operator_process(cluster, args.namespace):
-                cluster.kubectl("apply", "-n", args.namespace, "-f", str(args.example))
+                applied = cp.workdir / "llmservice.yaml"
+                applied.write_text(yaml.safe_dump(as_simulated(manifest), sort_keys=False))
+                cluster.kubectl("apply", "-n", args.namespace, "-f", str(applied))
+                _plain(f"applied {args.example} with spec.engine.simulated: true (no GPUs here)")
                 name = manifest["metadata"]["name"]
                 _plain(next_steps(cp.kubeconfig, testenv.bin_dir, args.namespace, name, cp.workdir))
                 model = (
