@@ -9,6 +9,8 @@ import pytest
 from rich.console import Console
 
 from sloserve_dev.devcluster.demo import (
+    PlainLines,
+    View,
     as_simulated,
     engine_url,
     event_line,
@@ -176,3 +178,15 @@ def test_the_demo_applies_its_example_as_simulated_without_touching_the_rest() -
     assert out["spec"]["slo"] == {"ttftMs": 1}
     assert manifest["spec"]["engine"] == {"profile": "p"}  # the input is not modified
     assert as_simulated({"kind": "LLMService"})["spec"] == {"engine": {"simulated": True}}
+
+
+def test_plain_lines_print_each_event_once_and_status_at_the_interval(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    view = View(events=[{"metadata": {"uid": "e1"}, "reason": "Scaled", "message": "1 -> 2"}])
+    lines = PlainLines(view, LoadStats(), interval=3600.0)
+    lines.show()
+    lines.show()  # same event, status not yet due
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split(" ", 1)[1] == "event Normal Scaled: 1 -> 2"
+    assert len(out) == 2 and " status replicas=" in out[1]

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -368,7 +368,7 @@ def observe(api: KubeApi, namespace: str, name: str, kubelet: ProcessKubelet, vi
 async def live(
     api: KubeApi, args: argparse.Namespace, name: str, model: str, kubelet: ProcessKubelet
 ) -> None:
-    """Drive load and redraw the status until the duration ends or SIGINT/SIGTERM arrives."""
+    """Drive load and show status until the duration ends or SIGINT/SIGTERM arrives."""
     view, stats, stop = View(), LoadStats(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -376,59 +376,52 @@ async def live(
     profile = LoadProfile(low_rps=args.low_rps, peak_rps=args.peak_rps, period_s=args.period)
     load = asyncio.create_task(drive_load(lambda: view.targets, model, stats, stop, profile))
     deadline = time.monotonic() + args.duration if args.duration > 0 else float("inf")
+
+    async def watch(show: Callable[[], None]) -> None:
+        """Observe once a second and show what changed, until the deadline or a stop."""
+        while time.monotonic() < deadline and not stop.is_set():
+            await asyncio.to_thread(observe, api, args.namespace, name, kubelet, view)
+            show()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+
     try:
         if console.is_terminal:
-            await _live_view(api, args, name, kubelet, view, stats, stop, deadline)
+            first = render_status(None, [], stats, [])
+            with Live(first, console=console, refresh_per_second=2) as screen:
+                await watch(
+                    lambda: screen.update(
+                        render_status(view.service, view.pods, stats, view.events, view.via)
+                    )
+                )
         else:
-            await _plain_lines(api, args, name, kubelet, view, stats, stop, deadline)
+            await watch(PlainLines(view, stats, args.interval).show)
     finally:
         stop.set()
         await load
 
 
-async def _live_view(
-    api: KubeApi,
-    args: argparse.Namespace,
-    name: str,
-    kubelet: ProcessKubelet,
-    view: View,
-    stats: LoadStats,
-    stop: asyncio.Event,
-    deadline: float,
-) -> None:
-    with Live(render_status(None, [], stats, []), console=console, refresh_per_second=2) as screen:
-        while time.monotonic() < deadline and not stop.is_set():
-            await asyncio.to_thread(observe, api, args.namespace, name, kubelet, view)
-            screen.update(render_status(view.service, view.pods, stats, view.events, view.via))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
+@dataclass
+class PlainLines:
+    """What a pipe or a log file gets: each new event once, and a status line every
+    ``interval`` seconds, flushed line by line."""
 
+    view: View
+    stats: LoadStats
+    interval: float
+    seen: set[str] = field(default_factory=set)
+    next_line: float = field(default_factory=time.monotonic)
 
-async def _plain_lines(
-    api: KubeApi,
-    args: argparse.Namespace,
-    name: str,
-    kubelet: ProcessKubelet,
-    view: View,
-    stats: LoadStats,
-    stop: asyncio.Event,
-    deadline: float,
-) -> None:
-    """Status every ``--interval`` seconds and each new event once, flushed line by line."""
-    seen: set[str] = set()
-    next_line = time.monotonic()
-    while time.monotonic() < deadline and not stop.is_set():
-        await asyncio.to_thread(observe, api, args.namespace, name, kubelet, view)
-        for event in view.events:
+    def show(self) -> None:
+        for event in self.view.events:
             uid = str(event.get("metadata", {}).get("uid", id(event)))
-            if uid not in seen:
-                seen.add(uid)
+            if uid not in self.seen:
+                self.seen.add(uid)
                 _plain(event_line(time.time(), event))
-        if time.monotonic() >= next_line:
-            _plain(status_line(time.time(), view.service, view.pods, stats, view.via))
-            next_line += max(args.interval, 0.5)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 1.0)
+        if time.monotonic() >= self.next_line:
+            view = self.view
+            _plain(status_line(time.time(), view.service, view.pods, self.stats, view.via))
+            self.next_line += max(self.interval, 0.5)
 
 
 def _plain(line: str) -> None:
