@@ -9,23 +9,17 @@ a message count through the fake tokenizer, and each message adds
 
 from __future__ import annotations
 
-import time
-import uuid
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import APIError
 from .openai_types import (
     Prepared,
     RequestLimits,
     StreamOptions,
     VllmXargs,
-    check_model,
     count_text_tokens,
-    labelled_refusal,
-    resolve_max_tokens,
-    slo_from_xargs,
+    prepare,
     usage,
     validate_body,
 )
@@ -77,22 +71,12 @@ def message_tokens(message: ChatMessage) -> int:
 def prepare_chat(body: bytes, backend: RequestLimits) -> Prepared:
     """Parse and check one chat body; raises :class:`APIError`."""
     req = validate_body(ChatRequest, body)
-    check_model(req.model, backend)
-    slo = slo_from_xargs(req.vllm_xargs, backend.default_slo())
-    with labelled_refusal(slo):
-        if req.n != 1:
-            raise APIError("n > 1 is not supported by the simulated engine", "n")
-        prompt_tokens = sum(message_tokens(m) for m in req.messages)
-        requested = req.max_completion_tokens or req.max_tokens
-        max_tokens = resolve_max_tokens(requested, prompt_tokens, backend.max_model_len)
-    return Prepared(
-        request_id=f"chatcmpl-{uuid.uuid4().hex}",
-        created=int(time.time()),
-        prompt_tokens=prompt_tokens,
-        max_tokens=max_tokens,
-        slo=slo,
-        stream=req.stream,
-        include_usage=bool(req.stream_options and req.stream_options.include_usage),
+    return prepare(
+        req,
+        backend,
+        "chatcmpl",
+        lambda: sum(message_tokens(m) for m in req.messages),
+        req.max_completion_tokens or req.max_tokens,
     )
 
 

@@ -9,8 +9,6 @@ as vLLM does for sampling options the fake model cannot honour.
 
 from __future__ import annotations
 
-import time
-import uuid
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,11 +19,8 @@ from .openai_types import (
     RequestLimits,
     StreamOptions,
     VllmXargs,
-    check_model,
     count_text_tokens,
-    labelled_refusal,
-    resolve_max_tokens,
-    slo_from_xargs,
+    prepare,
     usage,
     validate_body,
 )
@@ -74,21 +69,12 @@ def count_prompt_tokens(prompt: str | list[int]) -> int:
 def prepare_completion(body: bytes, backend: RequestLimits) -> Prepared:
     """Parse and check one completions body; raises :class:`APIError`."""
     req = validate_body(CompletionRequest, body)
-    check_model(req.model, backend)
-    slo = slo_from_xargs(req.vllm_xargs, backend.default_slo())
-    with labelled_refusal(slo):
-        if req.n != 1:
-            raise APIError("n > 1 is not supported by the simulated engine", "n")
-        prompt_tokens = count_prompt_tokens(single_prompt(req.prompt))
-        max_tokens = resolve_max_tokens(req.max_tokens, prompt_tokens, backend.max_model_len)
-    return Prepared(
-        request_id=f"cmpl-{uuid.uuid4().hex}",
-        created=int(time.time()),
-        prompt_tokens=prompt_tokens,
-        max_tokens=max_tokens,
-        slo=slo,
-        stream=req.stream,
-        include_usage=bool(req.stream_options and req.stream_options.include_usage),
+    return prepare(
+        req,
+        backend,
+        "cmpl",
+        lambda: count_prompt_tokens(single_prompt(req.prompt)),
+        req.max_tokens,
     )
 
 

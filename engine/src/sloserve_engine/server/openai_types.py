@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Iterator, Mapping
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol, TypeVar
 
@@ -179,3 +181,49 @@ class ResponseShape(Protocol):
 
     def whole(self, p: Prepared, model: str, text: str, produced: int) -> dict[str, Any]:
         """The non-streaming answer."""
+
+
+class OpenAIBody(Protocol):
+    """The fields completions and chat bodies share."""
+
+    @property
+    def model(self) -> str | None: ...
+
+    @property
+    def n(self) -> int: ...
+
+    @property
+    def stream(self) -> bool: ...
+
+    @property
+    def stream_options(self) -> StreamOptions | None: ...
+
+    @property
+    def vllm_xargs(self) -> dict[str, Any] | None: ...
+
+
+def prepare(
+    req: OpenAIBody,
+    backend: RequestLimits,
+    id_prefix: str,
+    count_prompt: Callable[[], int],
+    requested_max_tokens: int | None,
+) -> Prepared:
+    """Check what completions and chat share (model, SLO, ``n``, lengths) in one place, so
+    both endpoints refuse the same body the same way; raises :class:`APIError`."""
+    check_model(req.model, backend)
+    slo = slo_from_xargs(req.vllm_xargs, backend.default_slo())
+    with labelled_refusal(slo):
+        if req.n != 1:
+            raise APIError("n > 1 is not supported by the simulated engine", "n")
+        prompt_tokens = count_prompt()
+        max_tokens = resolve_max_tokens(requested_max_tokens, prompt_tokens, backend.max_model_len)
+    return Prepared(
+        request_id=f"{id_prefix}-{uuid.uuid4().hex}",
+        created=int(time.time()),
+        prompt_tokens=prompt_tokens,
+        max_tokens=max_tokens,
+        slo=slo,
+        stream=req.stream,
+        include_usage=bool(req.stream_options and req.stream_options.include_usage),
+    )
