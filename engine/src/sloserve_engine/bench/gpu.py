@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sloserve_engine.bench.sweep import DRAIN_BOUND_S, aggregate, max_rates
+from sloserve_engine.bench.sweep import DRAIN_BOUND_S, aggregate, max_rates, metrics_record
 from sloserve_engine.bench.workloads import (
     add_workload_arguments,
     workload_name,
@@ -269,28 +269,7 @@ def policy_of(label: str) -> str:
 
 def summary_row(label: str, rate: float, m: RunMetrics) -> dict[str, object]:
     """One ``runs`` entry in the JSON format of ``sloserve bench sim``."""
-    return {
-        "policy": policy_of(label),
-        "rate": rate,
-        "requests": m.requests,
-        "completed": m.completed,
-        "ttft_p50": m.ttft_p50,
-        "ttft_p90": m.ttft_p90,
-        "ttft_p99": m.ttft_p99,
-        "tbt_p50": m.tbt_p50,
-        "tbt_p99": m.tbt_p99,
-        "slo_attainment": m.slo_attainment,
-        "strict_attainment": m.strict_attainment,
-        "class_attainment": {
-            k: {"standard": v.standard, "strict": v.strict, "requests": v.requests}
-            for k, v in m.class_attainment.items()
-        },
-        "drain_s": m.drain_s,
-        "max_tbt_p99": m.max_tbt_p99,
-        "stalls_over_200ms": m.stalls_over_200ms,
-        "goodput": m.goodput,
-        "output_tok_s": m.output_tok_s,
-    }
+    return {"policy": policy_of(label), "rate": rate, **metrics_record(m)}
 
 
 def offloading_args(gib: float | None) -> dict[str, object]:

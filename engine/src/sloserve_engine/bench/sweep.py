@@ -22,6 +22,7 @@ from ..contract.slo import SLO
 from ..policy import make_policy
 from ..sim.costmodel import SimProfile
 from ..sim.engine import SimConfig
+from ..sim.metrics import RunMetrics
 from ..sim.runner import RunResult, replay
 from ..sim.workload import WorkloadSpec, build_workload
 from .capacity import CapacityBound, capacity_bound
@@ -97,21 +98,15 @@ def run_sweep(
     return runs
 
 
-def run_record(run: SweepRun) -> dict[str, Any]:
-    """One entry of the report's ``runs`` list (times in seconds)."""
-    m = run.result.metrics
-    kv = run.result.kv_usage
+def metrics_record(m: RunMetrics) -> dict[str, Any]:
+    """The latency and attainment fields every run row carries, simulated or measured."""
     return {
-        "policy": run.policy,
-        "rate": run.rate,
-        **(workload_record(run.workload) if run.workload is not None else {}),
         "requests": m.requests,
         "completed": m.completed,
         "ttft_p50": m.ttft_p50,
         "ttft_p90": m.ttft_p90,
         "ttft_p99": m.ttft_p99,
         "tbt_p50": m.tbt_p50,
-        "tbt_p90": m.tbt_p90,
         "tbt_p99": m.tbt_p99,
         "slo_attainment": m.slo_attainment,
         "strict_attainment": m.strict_attainment,
@@ -120,11 +115,24 @@ def run_record(run: SweepRun) -> dict[str, Any]:
             for k, v in m.class_attainment.items()
         },
         "drain_s": m.drain_s,
-        "stall_rate": m.stall_rate,
-        "goodput": m.goodput,
-        "output_tok_s": m.output_tok_s,
         "max_tbt_p99": m.max_tbt_p99,
         "stalls_over_200ms": m.stalls_over_200ms,
+        "goodput": m.goodput,
+        "output_tok_s": m.output_tok_s,
+    }
+
+
+def run_record(run: SweepRun) -> dict[str, Any]:
+    """One entry of the report's ``runs`` list (times in seconds)."""
+    m = run.result.metrics
+    kv = run.result.kv_usage
+    return {
+        "policy": run.policy,
+        "rate": run.rate,
+        **(workload_record(run.workload) if run.workload is not None else {}),
+        **metrics_record(m),
+        "tbt_p90": m.tbt_p90,
+        "stall_rate": m.stall_rate,
         "preemptions": run.result.preemptions,
         "preemptions_by_mode": {
             "recompute": run.result.preemptions_recompute,
