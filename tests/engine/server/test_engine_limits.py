@@ -67,6 +67,35 @@ def test_admin_put_over_the_limit_is_413_and_changes_nothing(small: str, token_f
     assert httpx.get(f"{small}/sloserve/knobs").json() == before
 
 
+RESERVATION = {"requestId": "r1", "promptTokens": 10, "outputTokens": 10, "predictedOutput": 5}
+
+
+def test_reservation_over_the_limit_is_413_and_reserves_nothing(
+    small: str, token_file: Path
+) -> None:
+    auth = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+    body = json.dumps(RESERVATION).encode() + b" " * LIMIT
+    r = httpx.post(f"{small}/sloserve/reservations", content=body, headers=auth)
+    assert "--max-body-bytes" in str(_openai_error(r, 413)["message"])
+    # nothing was reserved under r1: the same id is still free (a second grant is "duplicate")
+    r = httpx.post(f"{small}/sloserve/reservations", json=RESERVATION, headers=auth)
+    assert r.status_code == 201, r.text
+
+
+def test_reservation_refusals_use_the_openai_error_shape(small: str, token_file: Path) -> None:
+    url = f"{small}/sloserve/reservations"
+    r = httpx.post(url, json=RESERVATION)
+    _openai_error(r, 401)
+    assert r.headers["www-authenticate"] == "Bearer"
+    auth = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+    bad_slo = {**RESERVATION, "slo": {"ttftMs": -1}}
+    assert _openai_error(httpx.post(url, json=bad_slo, headers=auth), 422)["param"] == "slo.ttftMs"
+    not_json = httpx.post(url, content=b"{", headers=auth)
+    assert "invalid reservation" in str(_openai_error(not_json, 422)["message"])
+    bad_reason = httpx.delete(f"{url}/r1", params={"reason": "nope"}, headers=auth)
+    assert _openai_error(bad_reason, 422)["param"] == "reason"
+
+
 def test_large_body_under_the_limit_parses_off_the_loop_and_is_served(small: str) -> None:
     """Above INLINE_PARSE_BYTES the body is parsed in a worker thread: same answer."""
     pad = "y" * (2 * INLINE_PARSE_BYTES)

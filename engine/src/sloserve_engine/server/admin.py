@@ -32,6 +32,25 @@ def _refusal(message: str, status: int, **extra: Any) -> dict[str, Any]:
     return {**error_body(message, status), "detail": message, **extra}
 
 
+def auth_refusal(auth: AdminAuth, request: Request) -> JSONResponse | None:
+    """The answer to a caller without the admin token (``None``: allowed), logged; every
+    endpoint that changes the engine refuses the same way."""
+    decision = auth.check(request.headers.get("authorization"))
+    if decision.allowed:
+        return None
+    log.warning(
+        "%s %s refused (%d): %s",
+        request.method,
+        request.url.path,
+        decision.status,
+        decision.message,
+    )
+    headers = {"WWW-Authenticate": "Bearer"} if decision.status == 401 else None
+    return JSONResponse(
+        _refusal(decision.message, decision.status), status_code=decision.status, headers=headers
+    )
+
+
 def admin_router(
     store: KnobsStore, auth: AdminAuth, health: HealthProbe, max_body_bytes: int
 ) -> APIRouter:
@@ -51,15 +70,8 @@ def admin_router(
                     "query",
                 )
             )
-        decision = auth.check(request.headers.get("authorization"))
-        if not decision.allowed:
-            log.warning("PUT /sloserve/knobs refused (%d): %s", decision.status, decision.message)
-            headers = {"WWW-Authenticate": "Bearer"} if decision.status == 401 else None
-            return JSONResponse(
-                _refusal(decision.message, decision.status),
-                status_code=decision.status,
-                headers=headers,
-            )
+        if (denied := auth_refusal(auth, request)) is not None:
+            return denied
         try:
             state = store.replace(parse_knobs(await read_body(request, max_body_bytes)))
         except APIError as exc:

@@ -139,7 +139,7 @@ def build_proxy_app(
         state = StateFile(state_file)
         app.include_router(state_router(state))
         shield = EngineShield(state, cost or cost_model_for(), time.time)
-        app.include_router(reservations_router(shield, auth))
+        app.include_router(reservations_router(shield, auth, max_body_bytes))
         app.add_middleware(ArrivalMiddleware, shield=shield)
     document_bodies(app)
 

@@ -34,7 +34,10 @@ from ..contract.slo import SLO
 from ..policy.costmodel import StepCostModel
 from ..router.demand import KvDemand
 from ..router.shield import RegionShield, Release, Reservation
+from .admin import auth_refusal
 from .auth import AdminAuth
+from .body import CLIENT_CLOSED_REQUEST, ClientGoneError, read_body
+from .errors import APIError, error_response
 from .state import StateSource
 
 log = logging.getLogger(__name__)
@@ -134,37 +137,30 @@ class ArrivalMiddleware:
         await self.app(scope, receive, send)
 
 
-def reservations_router(desk: EngineShield, auth: AdminAuth) -> APIRouter:
+def reservations_router(desk: EngineShield, auth: AdminAuth, max_body_bytes: int) -> APIRouter:
+    """Refusals use OpenAI's error shape (``param`` names the field), like every other
+    engine endpoint; a body above ``max_body_bytes`` is 413 before it is parsed."""
     router = APIRouter()
-
-    def refused(request: Request) -> JSONResponse | None:
-        decision = auth.check(request.headers.get("authorization"))
-        if decision.allowed:
-            return None
-        headers = {"WWW-Authenticate": "Bearer"} if decision.status == 401 else None
-        return JSONResponse(
-            {"detail": decision.message}, status_code=decision.status, headers=headers
-        )
 
     @router.post(RESERVATIONS_PATH)
     async def reserve(request: Request) -> JSONResponse:
-        if (denied := refused(request)) is not None:
+        if (denied := auth_refusal(auth, request)) is not None:
             return denied
         try:
-            req = ReservationRequest.model_validate_json(await request.body())
+            req = ReservationRequest.model_validate_json(await read_body(request, max_body_bytes))
+        except APIError as exc:
+            return error_response(exc)
+        except ClientGoneError:
+            return JSONResponse({}, status_code=CLIENT_CLOSED_REQUEST)
         except ValidationError as exc:
             first = exc.errors()[0]
-            field = ".".join(str(p) for p in first["loc"]) or "(body)"
-            return JSONResponse(
-                {"detail": f"invalid reservation: {field}: {first['msg']}", "field": field},
-                status_code=422,
-            )
+            field = ".".join(str(p) for p in first["loc"]) or None
+            message = f"invalid reservation: {field or '(body)'}: {first['msg']}"
+            return error_response(APIError(message, field, status=422))
         result = desk.reserve(req)
         if result == "no-state":
-            return JSONResponse(
-                {"detail": "engine state not known yet"},
-                status_code=503,
-                headers={"Retry-After": "1"},
+            return error_response(
+                APIError("engine state not known yet", None, status=503), {"Retry-After": "1"}
             )
         if isinstance(result, Reservation):
             body = {"granted": True, **_camel(dataclasses.asdict(result))}
@@ -175,17 +171,14 @@ def reservations_router(desk: EngineShield, auth: AdminAuth) -> APIRouter:
 
     @router.delete(RESERVATIONS_PATH + "/{request_id}")
     async def release(request_id: str, request: Request) -> JSONResponse:
-        if (denied := refused(request)) is not None:
+        if (denied := auth_refusal(auth, request)) is not None:
             return denied
         raw = request.query_params.get("reason", Release.FIRST_TOKEN.value)
         try:
             why = Release(raw)
         except ValueError:
             choices = ", ".join(r.value for r in Release)
-            return JSONResponse(
-                {"detail": f"reason must be one of {choices}", "field": "reason"},
-                status_code=422,
-            )
+            return error_response(APIError(f"reason must be one of {choices}", "reason", 422))
         return JSONResponse({"released": desk.release(request_id, why)})
 
     return router

@@ -108,7 +108,7 @@ def build_simulated_app(opts: SimulatedOptions) -> FastAPI:
         return snapshot_from_view(view, name, name, opts.profile.step, observed_at=engine.now())
 
     shield = EngineShield(live_state, opts.profile.step, engine.now)
-    app.include_router(reservations_router(shield, auth))
+    app.include_router(reservations_router(shield, auth, opts.max_body_bytes))
     app.add_middleware(ArrivalMiddleware, shield=shield)
     document_bodies(app)
 
