@@ -287,7 +287,7 @@ def test_engine_reservations_need_the_token_collide_and_expire(two_by_two: Fleet
         assert time.monotonic() < deadline
         time.sleep(0.1)
     bad = httpx.post(url, json={**big, "promptTokens": 0}, headers=auth)
-    assert bad.status_code == 422 and bad.json()["field"] == "promptTokens"
+    assert bad.status_code == 422 and bad.json()["error"]["param"] == "promptTokens"
     granted = httpx.post(url, json=big, headers=auth)
     assert granted.status_code == 201, granted.text
     assert granted.json()["granted"] is True
