@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from sloserve_engine.bench.fleet import Child, Fleet, fleet, free_port
+from sloserve_engine.bench.fleet import Child, Fleet, fleet, free_port, wait_ready
 from sloserve_engine.router.snapshot import snapshot_from_json
 
 pytestmark = pytest.mark.slow  # each fleet starts 3-4 Python processes
@@ -224,13 +224,18 @@ def test_router_knobs_change_live_validated_and_authenticated(two_by_two: Fleet)
 
 
 def test_no_reachable_engine_gives_503_with_retry_after(tmp_path: Path) -> None:
+    """Held for an engine up to ``coldStartTimeoutS`` (engines come and go), then 503."""
     with fleet(tmp_path) as f:
-        router = f.start_router(engines=[f"127.0.0.1:{free_port()}"])  # nobody listens there
+        knobs = tmp_path / "router-knobs.json"
+        knobs.write_text(json.dumps({"coldStartTimeoutS": 1.0}))
+        nobody = f"127.0.0.1:{free_port()}"  # nobody listens there
+        router = f.start_router("--knobs-file", str(knobs), engines=[nobody])
         f.wait_ready()
         r = httpx.post(router.url + "/v1/completions", json={"model": "sim", "prompt": "x"})
         assert r.status_code == 503
         assert int(r.headers["retry-after"]) >= 1
         assert r.json()["error"]["type"] == "ServiceUnavailableError"
+        assert "cold-start timeout (1 s)" in r.json()["error"]["message"]
         assert _metric(router.url, "sloserve_router_requests_total", outcome="unavailable") == 1
         assert _metric(router.url, "sloserve_router_engines", state="down") == 1
 
@@ -378,3 +383,54 @@ def test_scaled_to_zero_requests_are_held_and_counted_until_the_cold_start_timeo
         assert "cold-start timeout" in response.json()["error"]["message"]
         assert time.monotonic() - started >= 1.5
         assert _metric(router.url, "sloserve_router_requests_total", outcome="unavailable") == 1
+
+
+def test_at_zero_a_request_is_held_across_stale_engines_and_released_when_one_appears(
+    tmp_path: Path,
+) -> None:
+    """The dev-cluster bug: after a scale to zero the router still knew the dead engines until
+    its next periodic re-resolution and answered a request 503 at once. Now a request with no
+    live engine is held, the router re-resolves while it waits, and the request is released
+    as soon as a new engine's address appears (here the periodic resolution is 60 s, so
+    only the wake-up resolution can find it)."""
+    with fleet(tmp_path) as f:
+        engines = tmp_path / "engines"
+        old = f.start_engine()
+        f.wait_ready()
+        engines.write_text(old.hostport + "\n")
+        router = f.start_router("--resolve-interval-s", "60", file=engines)
+        f.wait_ready()
+        client = _client(router)
+        eventually = time.monotonic() + 30
+        while _metric(router.url, "sloserve_router_engines", state="live") < 1:
+            assert time.monotonic() < eventually, router.tail()
+            time.sleep(0.1)
+        assert client.completions.create(model="sim", prompt="warm", max_tokens=3).usage
+        # Scale to zero: the engine goes and its address leaves the list (the kubelet's file,
+        # a headless Service's DNS); the router's next periodic resolution is a minute away.
+        old.stop()
+        engines.write_text("")
+
+        async def at_zero() -> tuple[httpx.Response, float, float]:
+            async with httpx.AsyncClient(base_url=router.url, timeout=60) as http:
+                body = {"model": "sim", "prompt": "wake", "max_tokens": 4}
+                request = asyncio.create_task(http.post("/v1/completions", json=body))
+                await asyncio.sleep(1.0)
+                assert not request.done(), "answered at zero instead of held"
+                depth = _metric(router.url, "sloserve_router_queue_depth")
+                new = f.start_engine()
+                await asyncio.to_thread(wait_ready, new)
+                engines.write_text(new.hostport + "\n")  # the new replica is Ready
+                appeared = time.monotonic()
+                response = await request
+                return response, depth, time.monotonic() - appeared
+
+        response, depth, released_after_s = asyncio.run(at_zero())
+        assert depth == 1.0
+        assert response.status_code == 200, response.text
+        assert response.json()["usage"]["completion_tokens"] == 4
+        assert released_after_s < 10.0, released_after_s  # not the 60 s periodic resolution
+        assert _metric(router.url, "sloserve_router_requests_total", outcome="finished") == 2
+        assert (
+            _metric(router.url, "sloserve_router_requests_total", 0.0, outcome="unavailable") == 0
+        )

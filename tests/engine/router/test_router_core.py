@@ -113,22 +113,19 @@ def test_at_zero_engines_requests_wait_for_the_first_one_then_get_503() -> None:
     """Scale to zero: held, not 503; placed on the first engine whatever its predicted TTFT
     (the wait already spent the budget); past ``coldStartTimeoutS`` 503 (reason cold_start)."""
     c = core(cold_start_timeout_s=30.0, queue_timeout_s=0.5)
-    c.scaled_to_zero = True
+    c.hold_without_engines = True  # as the HTTP router sets it
     first = c.submit("1", 100, SLO1S, now=0.0)
     assert (first.action, first.reason) == (Action.HOLD, Reason.COLD_START)
     c.submit("2", 100, SLO1S, now=20.0)
     assert c.poll(10.0) == []  # far past queueTimeoutS: cold holds use coldStartTimeoutS
-    # The first engine is discovered but not polled yet: still held, not 503.
-    c.scaled_to_zero = False
-    assert c.poll(12.0) == []
+    assert c.poll(12.0) == []  # the first engine is discovered but not polled yet: held
     c.observe(snap("a", delay=4.0, at=12.5))  # would fail admission for a fresh request
     placed = c.poll(13.0)
     assert [(r, d.action, d.engine_id) for r, d in placed] == [
         ("1", Action.PLACE, "a"),
         ("2", Action.PLACE, "a"),
     ]
-    c.forget("a")
-    c.scaled_to_zero = True
+    c.forget("a")  # engines gone again (scaled to zero, or all restarting)
     assert c.submit("3", 100, SLO1S, now=14.0).reason is Reason.COLD_START
     assert c.poll(43.9) == []
     [(rid, gone)] = c.poll(44.0)
@@ -136,8 +133,26 @@ def test_at_zero_engines_requests_wait_for_the_first_one_then_get_503() -> None:
     assert c.outcomes == {"rejected:cold_start": 1}
 
 
-def test_without_scale_to_zero_no_engine_is_503_at_once() -> None:
+def test_a_request_that_waited_for_an_engine_is_granted_by_its_shield() -> None:
+    """The first engine after a cold start takes the held requests: its shield would refuse
+    them on TTFT (the wait spent the budget), so they are forced (the router's 429 bug)."""
+    shield = RegionShield("r0", COST)
     c = core()
+    c.hold_without_engines = True
+    assert c.submit("cold", 100, SLO1S, now=0.0).reason is Reason.COLD_START
+    s = snap("a", delay=4.0, at=9.0)
+    shield.observe(s)
+    c.observe(s)
+    [(rid, d)] = c.poll(10.0)
+    assert c.forced("cold")
+    d, res = place_through_shields(c, {"r0": shield}, rid, d, 10.0)
+    assert res is not None and res.engine_id == "a"
+    assert c.submit("fresh", 100, SLO1S, now=10.0).reason is Reason.SLO_INFEASIBLE
+    assert c.outcomes == {"rejected:slo_infeasible": 1}
+
+
+def test_a_host_whose_engines_never_leave_gets_503_at_once_without_engines() -> None:
+    c = core()  # the cluster simulator: hold_without_engines stays off
     assert c.submit("x", 100, SLO1S, now=0.0).reason is Reason.NO_REPLICA
 
 

@@ -117,12 +117,18 @@ class Fleet:
         return child
 
     def start_router(self, *extra: str, engines: Sequence[str] | None = None,
-                     dns: str | None = None, model: str = "sim") -> Child:  # fmt: skip
+                     dns: str | None = None, file: Path | None = None,
+                     model: str = "sim") -> Child:  # fmt: skip
         """A router in front of ``engines`` (``host:port``; default: every engine started),
-        or of what the name in ``dns`` (``name:port``) resolves to."""
+        of what the name in ``dns`` (``name:port``) resolves to, or of the engines listed in
+        ``file`` (re-read at every resolution)."""
         port = free_port()
         targets = ",".join([e.hostport for e in self.engines] if engines is None else engines)
-        where = ["--engines-dns", dns] if dns else ["--engines", targets]
+        where = ["--engines", targets]
+        if dns:
+            where = ["--engines-dns", dns]
+        elif file is not None:
+            where = ["--engines-file", str(file)]
         args = [
             "--host", "127.0.0.1", "--port", str(port), *where,
             "--served-model-name", model, "--admin-token-file", str(self.token_file),

@@ -44,8 +44,8 @@ class Reason(StrEnum):
     TIMEOUT = "timeout"
     """Held longer than ``queueTimeoutS`` (429)."""
     COLD_START = "cold_start"
-    """Held because no engine exists yet (scaled to zero, waking); 503 after
-    ``coldStartTimeoutS``."""
+    """Held because no engine can take requests (scaled to zero, waking, all restarting); 503
+    after ``coldStartTimeoutS``."""
     KV_WAIT = "kv_wait"
     """Held: some engine can meet the TTFT but none has the KV yet."""
 
@@ -77,9 +77,9 @@ def decide(
 ) -> Decision:
     """Place, hold or reject one request given every engine judged for it (best first).
 
-    ``ttft_budget_s`` is the TTFT target minus the time already waited. ``waking``: no engine
-    exists yet (scale to zero), so a request without candidates waits for the first one
-    instead of getting 503 at once.
+    ``ttft_budget_s`` is the TTFT target minus the time already waited. ``waking``: engines
+    are expected to appear (scale to zero), so a request without candidates waits for the
+    first one instead of getting 503 at once.
     """
     if not candidates:
         if waking and queue_has_room:

@@ -146,6 +146,7 @@ class Router:
         self.clock = clock
         seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(4), "big")
         self.core = RouterCore(opts.knobs, opts.cost, opts.limits.max_model_len, seed)
+        self.core.hold_without_engines = True  # engines come and go: wait for one, bounded
         self._waiting: dict[str, asyncio.Future[Decision]] = {}
         """Held requests' handlers, woken by :meth:`tick` with their next decision."""
         self._ids = itertools.count()
@@ -165,9 +166,7 @@ class Router:
     # ------------------------------------------------------------------ state
 
     def sync(self) -> None:
-        """Hand the core every new snapshot; engines that are down or stale leave it. With no
-        engine discovered at all (scaled to zero) the core holds requests for the first."""
-        self.core.scaled_to_zero = not self.pool.engines
+        """Hand the core every new snapshot; engines that are down or stale leave it."""
         live = self.pool.live()
         urls = {e.url for e in live}
         for url in list(self._observed):
@@ -182,8 +181,12 @@ class Router:
                 )
 
     def tick(self) -> None:
-        """Judge held requests again on the freshest state (every poll interval)."""
+        """Judge held requests again on the freshest state (every poll interval). While some
+        wait and no engine is live, discovery runs again at once: the engines the router knew
+        may be gone (scaled to zero) and a new one must be found as soon as it is Ready."""
         self.sync()
+        if self.core.held() and not self._observed:
+            self.pool.resolve_soon()
         for rid, decision in self.core.poll(self.clock()):
             self._wake(rid, decision)
         self._wake_shed()
@@ -275,7 +278,7 @@ class Router:
             return RejectedError(
                 Outcome.UNAVAILABLE,
                 503,
-                "no engine started within the router's cold-start timeout "
+                "no engine became available within the router's cold-start timeout "
                 f"({self.knobs.cold_start_timeout_s:g} s)",
                 retry,
             )
@@ -312,7 +315,7 @@ class Router:
             },
             "waitedS": self.clock() - arrival,
             "leaseS": self.knobs.lease_s,
-            "force": not self.knobs.admission,
+            "force": self.core.forced(rid),
         }
         try:
             response = await self.client.post(

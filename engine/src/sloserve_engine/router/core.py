@@ -81,9 +81,11 @@ class RouterCore:
         self.placement = make_placement(knobs.placement, cost, seed, knobs.top_k)
         self.queue = ServiceQueue(knobs.queue_limit, knobs.queue_timeout_s)
         self._shed: list[str] = []
-        self.scaled_to_zero = False
-        """Set by the host while discovery finds no engine at all: requests are held for the
-        first engine (``coldStartTimeoutS``) instead of answered 503."""
+        self.hold_without_engines = False
+        """Set by a host whose engines come and go (the HTTP router: scale to zero, restarts,
+        discovery lag): with no engine to place on, requests are held for the first one
+        (``coldStartTimeoutS``) instead of answered 503 at once. The cluster simulator's
+        engines never leave, so it keeps the default."""
         self.outcomes: dict[str, int] = {}
         """Count of each ending (``finished``, ``failed``, ``rejected:<reason>``)."""
 
@@ -134,6 +136,12 @@ class RouterCore:
         req = self._requests[request_id]
         return req.demand, req.slo, req.arrival
 
+    def forced(self, request_id: str) -> bool:
+        """Whether a shield should grant this placement without its collision test: admission
+        is off, or the request waited for an engine to exist (a cold start already spent its
+        TTFT budget; the first engine takes it, as :meth:`_decide` places it)."""
+        return not self.knobs.admission or self._requests[request_id].cold
+
     def take_shed(self) -> list[str]:
         """Held requests evicted by more important ones since the last call (answer 429)."""
         shed, self._shed = self._shed, []
@@ -170,7 +178,7 @@ class RouterCore:
         held = req.phase is Phase.HELD
         room = held or self.queue.has_room(req.rank)
         admission = self.knobs.admission and not req.cold
-        waking = self.scaled_to_zero or req.cold
+        waking = self.hold_without_engines or req.cold
         decision = decide(candidates, req.slo.ttft_s - waited, admission, room, waking)
         return self._apply(req, decision, now)
 
@@ -306,7 +314,7 @@ def place_through_shields(
             slo,
             now,
             now - arrival,
-            force=not core.knobs.admission,
+            force=core.forced(request_id),
         )
         if isinstance(answer, Reservation):
             core.granted(request_id, answer.engine_id, now)

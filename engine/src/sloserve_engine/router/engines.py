@@ -7,6 +7,11 @@ again every ``resolve_interval_s`` so scaled-out pods join and deleted ones
 leave. Each endpoint has its own polling task (a slow engine never delays the
 others) that reads ``GET /sloserve/state`` every ``poll_interval_s``.
 
+While requests wait for an engine (none is live), the host asks for a resolution
+now (:meth:`EnginePool.resolve_soon`), at most every ``WAKE_RESOLVE_INTERVAL_S``:
+engines that left are forgotten and a new one is polled within a fraction of a
+second of its address appearing, instead of at the next periodic resolution.
+
 An engine takes part in placement only while its last poll succeeded and its
 state is younger than ``stale_after_s``: a killed engine refuses the next
 poll (out within one poll interval), a hung one times out and ages out, and
@@ -30,6 +35,11 @@ from ..server.state import STATE_PATH
 from .snapshot import EngineSnapshot, snapshot_from_json
 
 log = logging.getLogger(__name__)
+
+WAKE_RESOLVE_INTERVAL_S = 0.25
+"""Shortest gap between two resolutions asked for by waiting requests: a held request is
+released at most this long after its engine's address appears (4 lookups a second per
+router, and only while requests wait with no engine live)."""
 
 Discover = Callable[[], Awaitable[list[str]]]
 """Returns the base URLs (``http://host:port``) of the engines that exist now."""
@@ -152,16 +162,28 @@ class EnginePool:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.updated = asyncio.Event()
         """Set after every successful poll (a queue waiting for capacity re-tries then)."""
+        self._resolve_now = asyncio.Event()
+
+    def resolve_soon(self) -> None:
+        """Resolve again now (or ``WAKE_RESOLVE_INTERVAL_S`` after the last resolution)
+        rather than at the next period: requests are waiting and no engine is live."""
+        self._resolve_now.set()
 
     async def run(self) -> None:
         """Discover and poll until cancelled."""
         try:
             while True:
+                resolved_at = self._clock()
+                self._resolve_now.clear()  # asked again during this resolution: go again
                 try:
                     self._reconcile(await self._discover())
                 except OSError as exc:  # DNS failure: keep the engines we know
                     log.warning("engine discovery failed: %s", exc)
-                await asyncio.sleep(self.resolve_interval_s)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._resolve_now.wait(), self.resolve_interval_s)
+                gap = WAKE_RESOLVE_INTERVAL_S - (self._clock() - resolved_at)
+                if gap > 0:
+                    await asyncio.sleep(gap)
         finally:
             for task in self._tasks.values():
                 task.cancel()

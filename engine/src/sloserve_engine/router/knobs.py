@@ -59,9 +59,9 @@ class RouterKnobs(BaseModel):
         default=300.0,
         gt=0.0,
         le=3600.0,
-        description="Longest a request is held while no engine exists (the service is "
-        "scaled to zero and waking: an engine start takes minutes); then 503 with "
-        "Retry-After.",
+        description="Longest a request is held while no engine is live (the service is "
+        "scaled to zero and waking, or every engine is restarting: an engine start takes "
+        "minutes); then 503 with Retry-After.",
     )
     ttft_margin: float = Field(
         default=1.0,
