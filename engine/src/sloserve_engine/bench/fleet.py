@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,14 +72,28 @@ class Child:
             return ""
 
 
-def _start(name: str, module: str, args: Sequence[str], log_dir: Path, port: int) -> Child:
+def _start(
+    name: str,
+    module: str,
+    args: Sequence[str],
+    log_dir: Path,
+    port: int,
+    cpus: AbstractSet[int] | None = None,
+) -> Child:
+    """``cpus``: the CPUs the child may run on (what ``taskset -c`` sets), before it starts."""
     log = log_dir / f"{name}.log"
+
+    def pin() -> None:
+        if cpus is not None:
+            os.sched_setaffinity(0, cpus)
+
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", module, *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=pin if cpus is not None else None,
         )
     return Child(name, port, process, log)
 
@@ -104,7 +119,13 @@ class Fleet:
     engines: list[Child] = field(default_factory=list)
     routers: list[Child] = field(default_factory=list)
 
-    def start_engine(self, *extra: str, time_scale: float = 1.0, model: str = "sim") -> Child:
+    def start_engine(
+        self,
+        *extra: str,
+        time_scale: float = 1.0,
+        model: str = "sim",
+        cpus: AbstractSet[int] | None = None,
+    ) -> Child:
         port = free_port()
         args = [
             "--simulated", "--host", "127.0.0.1", "--port", str(port),
@@ -112,13 +133,14 @@ class Fleet:
             "--time-scale", str(time_scale), "--log-level", "warning", *extra,
         ]  # fmt: skip
         child = _start(f"engine-{len(self.engines)}", "sloserve_engine.server.cli", args,
-                       self.log_dir, port)  # fmt: skip
+                       self.log_dir, port, cpus)  # fmt: skip
         self.engines.append(child)
         return child
 
     def start_router(self, *extra: str, engines: Sequence[str] | None = None,
                      dns: str | None = None, file: Path | None = None,
-                     model: str = "sim") -> Child:  # fmt: skip
+                     model: str = "sim",
+                     cpus: AbstractSet[int] | None = None) -> Child:  # fmt: skip
         """A router in front of ``engines`` (``host:port``; default: every engine started),
         of what the name in ``dns`` (``name:port``) resolves to, or of the engines listed in
         ``file`` (re-read at every resolution)."""
@@ -135,7 +157,7 @@ class Fleet:
             "--log-level", "warning", *extra,
         ]  # fmt: skip
         child = _start(f"router-{len(self.routers)}", "sloserve_engine.router.cli", args,
-                       self.log_dir, port)  # fmt: skip
+                       self.log_dir, port, cpus)  # fmt: skip
         self.routers.append(child)
         return child
 

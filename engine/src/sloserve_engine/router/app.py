@@ -19,43 +19,58 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import itertools
 import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import httpx
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+import aiohttp
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..policy.costmodel import StepCostModel
 from ..server.auth import AdminAuth
-from ..server.body import wait_for_disconnect
-from ..server.errors import APIError, error_response
+from ..server.body import ClientGoneError
+from ..server.errors import APIError, error_response, install_error_handlers
 from ..server.reservations import RESERVATION_HEADER, RESERVATIONS_PATH
 from .admission import Action, Decision, Reason
+from .asgi import read_body, send_bytes, send_error, wait_for_disconnect
 from .core import RouterCore
 from .engines import Discover, EnginePool
 from .knobs import RouterKnobs
 from .knobs_api import KnobsBox, knobs_router
 from .metrics import Outcome, RouterMetrics
 from .placement import PlacementRequest
-from .relay import End, UnreachableError, Upstream, open_upstream, read_body, relay_stream
+from .relay import (
+    End,
+    UnreachableError,
+    Upstream,
+    engine_session,
+    open_upstream,
+    read_upstream,
+    relay_stream,
+    request_headers,
+)
 from .requests import BODY_SCHEMAS, PATHS, Routed, ServiceLimits, parse_request
 from .shield import Refusal, RefusalReason, Release
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 RELAY_ATTEMPTS = 2
 """Placements tried when the chosen engine turns out unreachable (nothing was generated)."""
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+SHIELD_TIMEOUT = aiohttp.ClientTimeout(total=1.0)
+RELEASE_TIMEOUT = aiohttp.ClientTimeout(total=2.0)
+MODELS_TIMEOUT = aiohttp.ClientTimeout(total=2.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,23 +90,6 @@ class RouterOptions:
     """Placement RNG seed; ``None``: different per process, so replicas do not herd in step."""
 
 
-class ClientGoneError(Exception):
-    """The client disconnected before its answer started."""
-
-
-async def _unless_gone(gone: asyncio.Future[None], work: Awaitable[T]) -> T:
-    """``work``'s result, or :class:`ClientGoneError` (``work`` cancelled) if the client
-    disconnects first."""
-    task = asyncio.ensure_future(work)
-    watched: set[asyncio.Future[Any]] = {task, gone}
-    done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
-    if task in done:
-        return task.result()
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    raise ClientGoneError
-
-
 class RejectedError(Exception):
     """A request that will not be placed: the response and outcome are decided."""
 
@@ -101,14 +99,13 @@ class RejectedError(Exception):
         self.status = status
         self.retry_after_s = retry_after_s
 
-    def response(self) -> JSONResponse:
+    async def send(self, send: Send) -> None:
         exc = APIError(str(self), None, status=self.status)
-        return _with_retry(error_response(exc), self.retry_after_s)
+        await send_error(send, exc, _retry_after(self.retry_after_s))
 
 
-def _with_retry(response: JSONResponse, seconds: float) -> JSONResponse:
-    response.headers["Retry-After"] = str(max(int(seconds), 1))
-    return response
+def _retry_after(seconds: float) -> dict[str, str]:
+    return {"Retry-After": str(max(int(seconds), 1))}
 
 
 @dataclass(slots=True)
@@ -134,13 +131,12 @@ class Router:
     def __init__(
         self,
         opts: RouterOptions,
-        client: httpx.AsyncClient,
         pool: EnginePool,
         metrics: RouterMetrics,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.opts = opts
-        self.client = client
+        self._session: aiohttp.ClientSession | None = None
         self.pool = pool
         self.metrics = metrics
         self.clock = clock
@@ -151,10 +147,39 @@ class Router:
         """Held requests' handlers, woken by :meth:`tick` with their next decision."""
         self._ids = itertools.count()
         self._background: set[asyncio.Task[None]] = set()
-        self._token = opts.admin_token_file.read_text().strip() if opts.admin_token_file else None
+        token = opts.admin_token_file.read_text().strip() if opts.admin_token_file else None
+        self._shield_headers = {"Content-Type": "application/json"}
+        if token:
+            self._shield_headers["Authorization"] = f"Bearer {token}"
         self._shield_warned = False
         self._observed: dict[str, float] = {}
         """Receive time of the snapshot the core holds, per engine."""
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The pooled client to the engines (made on the event loop, at start-up)."""
+        if self._session is None:
+            raise RuntimeError("the router has not started")
+        return self._session
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The client session, engine polling and queue ticks, for the app's lifetime."""
+        # Everything alive at start-up (modules, schemas, the app) lives as long as the
+        # process: keep it out of the collector, whose full passes over it stall requests.
+        gc.freeze()
+        async with engine_session(self.opts.upstream_read_timeout_s) as session:
+            self._session = session
+            tasks = [
+                asyncio.create_task(self.pool.run(session), name="engine-pool"),
+                asyncio.create_task(self.run_ticks(), name="router-ticks"),
+            ]
+            try:
+                yield
+            finally:
+                for task in (*tasks, *self._background):
+                    task.cancel()
+                await asyncio.gather(*tasks, *self._background, return_exceptions=True)
 
     @property
     def knobs(self) -> RouterKnobs:
@@ -318,27 +343,29 @@ class Router:
             "force": self.core.forced(rid),
         }
         try:
-            response = await self.client.post(
-                url + RESERVATIONS_PATH, json=body, headers=self._auth_header(), timeout=1.0
-            )
-        except httpx.HTTPError as exc:
+            async with self.session.post(
+                url + RESERVATIONS_PATH,
+                data=json.dumps(body).encode(),
+                headers=self._shield_headers,
+                timeout=SHIELD_TIMEOUT,
+            ) as response:
+                status = response.status
+                payload = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
             self._warn_shield(f"{url}: {type(exc).__name__}")
             return None
-        if response.status_code == 201:
+        if status == 201:
             return _ShieldAnswer(True)
-        if response.status_code == 409:
-            reason = response.json().get("reason", "kv")
+        if status == 409:
+            reason = json.loads(payload).get("reason", "kv")
             return _ShieldAnswer(False, reason if reason in ("kv", "ttft") else "kv")
-        self._warn_shield(f"{url} answered {response.status_code}: {response.text[:200]}")
+        self._warn_shield(f"{url} answered {status}: {payload[:200]!r}")
         return None
 
     def _warn_shield(self, why: str) -> None:
         if not self._shield_warned:
             self._shield_warned = True
             log.warning("engine shield unavailable, placing on the local check: %s", why)
-
-    def _auth_header(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._token}"} if self._token else {}
 
     def release(self, placement: Placement, why: Release) -> None:
         """End the engine's reservation (in the background: its lease expires anyway)."""
@@ -351,53 +378,61 @@ class Router:
         task.add_done_callback(self._background.discard)
 
     async def _release_remote(self, placement: Placement, why: Release) -> None:
-        url = f"{placement.url}{RESERVATIONS_PATH}/{placement.request_id}"
-        with contextlib.suppress(httpx.HTTPError):
-            await self.client.delete(
-                url, params={"reason": why.value}, headers=self._auth_header(), timeout=2.0
-            )
+        url = f"{placement.url}{RESERVATIONS_PATH}/{placement.request_id}?reason={why.value}"
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            async with self.session.delete(
+                url, headers=self._shield_headers, timeout=RELEASE_TIMEOUT
+            ) as response:
+                await response.read()
 
     # ------------------------------------------------------------------ serving
 
-    async def serve(self, request: Request, path: str) -> Response:
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """One completions or chat request, end to end, on raw ASGI (the hot path). The
+        client leaving aborts whatever is in progress: held in the queue, waiting for the
+        engine's headers, its non-streamed body, or a stream."""
+        path: str = scope["path"]
         try:
-            body = await _read_limited(request, self.opts.max_body_bytes)
+            body = await read_body(scope["headers"], receive, self.opts.max_body_bytes)
             routed = parse_request(path, body, self.opts.limits)
         except APIError as exc:
             self.metrics.outcome(Outcome.INVALID)
-            return error_response(exc)
-        gone = asyncio.ensure_future(wait_for_disconnect(request))
+            await send_error(send, exc)
+            return
+        except ClientGoneError:
+            self.metrics.outcome(Outcome.ABORTED)
+            return
+        gone = asyncio.ensure_future(wait_for_disconnect(receive))
+        work = asyncio.ensure_future(self._route(path, scope, body, routed, send))
         try:
-            return await self._route(path, request, body, routed, gone)
+            await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            gone.cancel()  # a streamed answer's own disconnect watch takes over
+            gone.cancel()
+            work.cancel()  # a no-op once it is done
+            await asyncio.gather(work, gone, return_exceptions=True)
 
     async def _route(
-        self, path: str, request: Request, body: bytes, routed: Routed, gone: asyncio.Future[None]
-    ) -> Response:
-        """Place and relay; a client that leaves first aborts whatever is in progress
-        (held in the queue, waiting for the engine's headers or its non-streamed body)."""
-        headers = dict(request.headers)
+        self, path: str, scope: Scope, body: bytes, routed: Routed, send: Send
+    ) -> None:
+        """Place and relay (cancelled when the client leaves)."""
         for attempt in range(RELAY_ATTEMPTS):
             rid = f"r{next(self._ids)}"
             arrival = self.clock()
             placement: Placement | None = None
             try:
-                placement = await _unless_gone(gone, self.place(rid, routed))
-                if placement.remote:
-                    headers[RESERVATION_HEADER] = rid
-                upstream = await _unless_gone(
-                    gone, open_upstream(self.client, placement.url, path, headers, body)
-                )
-                if routed.stream and upstream.status == 200:
-                    return self._stream(routed, placement, upstream, arrival)
-                content = await _unless_gone(gone, read_body(upstream))
+                placement = await self.place(rid, routed)
+                extra = {RESERVATION_HEADER: rid} if placement.remote else {}
+                headers = request_headers(scope["headers"], extra)
+                upstream = await open_upstream(self.session, placement.url, path, headers, body)
+                if not (routed.stream and upstream.status == 200):
+                    content = await read_upstream(upstream)
             except RejectedError as exc:
                 self.metrics.outcome(exc.outcome)
-                return exc.response()
-            except ClientGoneError:
-                self._abandoned(rid, placement)
-                return Response(status_code=499)  # nobody reads it; the engine was told
+                await exc.send(send)
+                return
+            except asyncio.CancelledError:
+                self._abandoned(rid, placement)  # nobody to answer; the engine was told
+                raise
             except UnreachableError as exc:
                 assert placement is not None
                 log.warning("engine unreachable at relay (attempt %d): %s", attempt + 1, exc)
@@ -405,17 +440,22 @@ class Router:
                 self.release(placement, Release.ENGINE_GONE)
                 self.core.failed(rid, self.clock())
                 continue
-            except httpx.HTTPError as exc:  # the engine died while sending the body
+            except (aiohttp.ClientError, TimeoutError) as exc:  # the engine died mid-answer
                 assert placement is not None
                 self.release(placement, Release.FAILED)
                 self.core.failed(rid, self.clock())
                 self.metrics.outcome(Outcome.ERROR)
                 message = f"the engine failed mid-response: {type(exc).__name__}"
-                return error_response(APIError(message, None, status=502))
-            return self._complete(placement, upstream, content)
+                await send_error(send, APIError(message, None, status=502))
+                return
+            if routed.stream and upstream.status == 200:
+                await self._stream(routed, placement, upstream, arrival, send)
+            else:
+                await self._complete(placement, upstream, content, send)
+            return
         self.metrics.outcome(Outcome.UNAVAILABLE)
-        return _with_retry(
-            error_response(APIError("no engine is reachable", None, status=503)), 1.0
+        await send_error(
+            send, APIError("no engine is reachable", None, status=503), _retry_after(1)
         )
 
     def _abandoned(self, rid: str, placement: Placement | None) -> None:
@@ -426,58 +466,58 @@ class Router:
             self.core.failed(rid, self.clock())
         self.metrics.outcome(Outcome.ABORTED)
 
-    def _complete(self, placement: Placement, upstream: Upstream, content: bytes) -> Response:
+    async def _complete(
+        self, placement: Placement, upstream: Upstream, content: bytes, send: Send
+    ) -> None:
         """A non-streamed answer (or an engine error to a stream), as the engine sent it."""
         rid = placement.request_id
         ok = upstream.status < 400
         self.release(placement, Release.COMPLETED if ok else Release.FAILED)
-        produced = _usage_tokens(content)
-        if ok and produced:
+        produced = _usage_tokens(content) if ok else None
+        if produced:
             self.core.finished(rid, produced, True, self.clock())
         else:
             self.core.failed(rid, self.clock())
         self.metrics.outcome(_status_outcome(upstream.status))
-        return Response(content, status_code=upstream.status, headers=upstream.headers())
+        await send_bytes(send, upstream.status, upstream.headers(), content)
 
-    def _stream(
-        self, routed: Routed, placement: Placement, upstream: Upstream, arrival: float
-    ) -> Response:
+    async def _stream(
+        self, routed: Routed, placement: Placement, upstream: Upstream, arrival: float, send: Send
+    ) -> None:
+        """Relay a stream; the first chunk is the first token (the reservation ends there),
+        each ``finish_reason`` key one token (counted in the bytes, nothing parsed)."""
         rid = placement.request_id
-        first_at: list[float] = []
-        tokens = [0]
+        first_at: float | None = None
+        tokens = 0
 
-        def on_first() -> None:
-            now = self.clock()
-            first_at.append(now)
-            self.core.first_token(rid, now)
-            self.release(placement, Release.FIRST_TOKEN)
+        def on_chunk(chunk: bytes) -> None:
+            nonlocal first_at, tokens
+            tokens += chunk.count(b'"finish_reason"')
+            if first_at is None:
+                first_at = self.clock()
+                self.core.first_token(rid, first_at)
+                self.release(placement, Release.FIRST_TOKEN)
 
         def on_end(end: End) -> None:
             now = self.clock()
             self.release(placement, Release.COMPLETED if end is End.FINISHED else Release.FAILED)
-            if end is End.FINISHED and tokens[0] > 0:
-                met = bool(first_at) and first_at[0] - arrival <= routed.slo.ttft_s
-                self.core.finished(rid, tokens[0], met, now)
+            if end is End.FINISHED and tokens > 0:
+                met = first_at is not None and first_at - arrival <= routed.slo.ttft_s
+                self.core.finished(rid, tokens, met, now)
             else:
                 self.core.failed(rid, now)
             self.metrics.outcome(Outcome(end.value))
 
-        async def counted() -> AsyncIterator[bytes]:
-            async for chunk in relay_stream(upstream, on_first_chunk=on_first, on_end=on_end):
-                tokens[0] += chunk.count(b'"finish_reason"')
-                yield chunk
-
-        return StreamingResponse(counted(), status_code=200, headers=upstream.headers())
+        await relay_stream(upstream, send, on_chunk=on_chunk, on_end=on_end)
 
     async def models(self) -> Response:
         """``GET /v1/models`` from any live engine (all serve the same model)."""
         for engine in self.pool.live():
-            with contextlib.suppress(httpx.HTTPError):
-                r = await self.client.get(engine.url + "/v1/models", timeout=2.0)
-                return Response(r.content, status_code=r.status_code, media_type="application/json")
-        return _with_retry(
-            error_response(APIError("no engine is reachable", None, status=503)), 1.0
-        )
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with self.session.get(engine.url + "/v1/models", timeout=MODELS_TIMEOUT) as r:
+                    content = await r.read()
+                return Response(content, status_code=r.status, media_type="application/json")
+        return error_response(APIError("no engine is reachable", None, status=503), _retry_after(1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -502,69 +542,30 @@ def _usage_tokens(content: bytes) -> int | None:
     return value if isinstance(value, int) else None
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise APIError(
-            f"request body exceeds the router's limit of {limit} bytes", None, status=413
-        )
-    chunks: list[bytes] = []
-    total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise APIError(
-                f"request body exceeds the router's limit of {limit} bytes", None, status=413
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def build_router_app(opts: RouterOptions) -> FastAPI:
-    """One app = one router replica, with its own metrics registry."""
+def build_router_app(opts: RouterOptions) -> ASGIApp:
+    """One app = one router replica, with its own metrics registry: completions and chat on
+    raw ASGI (the hot path), everything else (models, knobs, health, metrics, the OpenAPI
+    document) through FastAPI."""
     registry = CollectorRegistry()
     metrics = RouterMetrics(registry)
-    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
-    client = httpx.AsyncClient(
-        limits=limits,
-        timeout=httpx.Timeout(opts.upstream_read_timeout_s, connect=1.0),
-    )
     pool = EnginePool(
-        client,
         opts.discover,
         poll_interval_s=opts.poll_interval_s,
         stale_after_s=opts.stale_after_s,
         resolve_interval_s=opts.resolve_interval_s,
     )
-    router = Router(opts, client, pool, metrics)
+    router = Router(opts, pool, metrics)
     box = KnobsBox(opts.knobs, router.apply_knobs)
     metrics.knobs_revision.set(box.revision)
     box.subscribe(lambda knobs: metrics.knobs_revision.set(knobs.revision()))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        tasks = [
-            asyncio.create_task(pool.run(), name="engine-pool"),
-            asyncio.create_task(router.run_ticks(), name="router-ticks"),
-        ]
-        try:
+        async with router.running():
             yield
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await client.aclose()
 
     app = FastAPI(title="sloserve-router", lifespan=lifespan)
-
-    for path in PATHS:
-
-        async def endpoint(request: Request, _path: str = path) -> Response:
-            return await router.serve(request, _path)
-
-        app.add_api_route(
-            path, endpoint, methods=["POST"], openapi_extra=_json_body(BODY_SCHEMAS[path])
-        )
+    install_error_handlers(app)
 
     @app.get("/v1/models")
     async def models() -> Response:
@@ -589,13 +590,51 @@ def build_router_app(opts: RouterOptions) -> FastAPI:
         metrics.state_age.set(pool.max_state_age_s())
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.state.router = router
-    return app
+    _document_hot_paths(app)
+    return HotPath(router, app)
 
 
-def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
-    """OpenAPI ``requestBody`` for a route that reads its body itself (relayed unchanged)."""
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+class HotPath:
+    """ASGI in front of the FastAPI app: ``POST`` completions and chat go straight to
+    :meth:`Router.serve`; another method on those paths is 405 in OpenAI's error shape."""
+
+    def __init__(self, router: Router, app: ASGIApp) -> None:
+        self.router = router
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in PATHS:
+            if scope["method"] == "POST":
+                await self.router.serve(scope, receive, send)
+            else:
+                exc = APIError(f"{scope['path']} takes POST", None, status=405)
+                await send_error(send, exc, {"Allow": "POST"})
+            return
+        await self.app(scope, receive, send)
+
+
+def _document_hot_paths(app: FastAPI) -> None:
+    """``/openapi.json`` also describes the raw ASGI routes, with the engine's request models
+    as their bodies (clients and the API fuzzer see every documented field)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            for path in PATHS:
+                doc["paths"][path] = {
+                    "post": {
+                        "operationId": "create" + path.replace("/", "_"),
+                        "requestBody": {
+                            "required": True,
+                            "content": {"application/json": {"schema": BODY_SCHEMAS[path]}},
+                        },
+                        "responses": {"200": {"description": "the engine's answer, unchanged"}},
+                    }
+                }
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _engine_counts(pool: EnginePool) -> dict[str, int]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import socket
 import time
@@ -29,7 +30,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+import aiohttp
 
 from ..server.state import STATE_PATH
 from .snapshot import EngineSnapshot, snapshot_from_json
@@ -144,7 +145,6 @@ class EnginePool:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
         discover: Discover,
         *,
         poll_interval_s: float = 0.05,
@@ -152,12 +152,12 @@ class EnginePool:
         resolve_interval_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._client = client
         self._discover = discover
         self.poll_interval_s = poll_interval_s
         self.stale_after_s = stale_after_s
         self.resolve_interval_s = resolve_interval_s
         self._clock = clock
+        self._session: aiohttp.ClientSession | None = None
         self.engines: dict[str, Polled] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.updated = asyncio.Event()
@@ -169,8 +169,9 @@ class EnginePool:
         rather than at the next period: requests are waiting and no engine is live."""
         self._resolve_now.set()
 
-    async def run(self) -> None:
-        """Discover and poll until cancelled."""
+    async def run(self, session: aiohttp.ClientSession) -> None:
+        """Discover and poll (through ``session``) until cancelled."""
+        self._session = session
         try:
             while True:
                 resolved_at = self._clock()
@@ -202,16 +203,18 @@ class EnginePool:
             self._tasks[url] = asyncio.create_task(self._poll_forever(url), name=f"poll {url}")
 
     async def _poll_forever(self, url: str) -> None:
-        timeout = httpx.Timeout(self.stale_after_s)
+        assert self._session is not None, "polling starts from run()"
+        timeout = aiohttp.ClientTimeout(total=self.stale_after_s)
         while True:
             polled = self.engines.get(url)
             if polled is None:
                 return
             try:
-                response = await self._client.get(url + STATE_PATH, timeout=timeout)
-                response.raise_for_status()
-                snapshot = snapshot_from_json(response.json())
-            except (httpx.HTTPError, ValueError) as exc:
+                async with self._session.get(url + STATE_PATH, timeout=timeout) as response:
+                    if response.status != 200:
+                        raise ValueError(f"status {response.status}")
+                    snapshot = snapshot_from_json(json.loads(await response.read()))
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 if polled.up or polled.failures == 0:
                     log.warning("engine %s state poll failed: %s", url, type(exc).__name__)
                 polled.up = False

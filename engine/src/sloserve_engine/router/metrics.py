@@ -102,15 +102,21 @@ class RouterMetrics:
             "Revision (content hash) of the router knobs document in force.",
             registry=registry,
         )
-        for outcome in Outcome:
-            self.requests.labels(outcome=outcome.value)
-        for miss in MISSES:
-            self.misses.labels(reason=miss.value)
         for state in ENGINE_STATES:
             self.engines.labels(state=state)
 
+        self._counted = {
+            outcome: (
+                self.requests.labels(outcome=outcome.value),
+                self.misses.labels(reason=outcome.value) if outcome in MISSES else None,
+            )
+            for outcome in Outcome
+        }
+        """Each outcome's children, bound once (a label lookup per request is measurable)."""
+
     def outcome(self, outcome: Outcome) -> None:
         """Count one request's outcome (call exactly once per request)."""
-        self.requests.labels(outcome=outcome.value).inc()
-        if outcome in MISSES:
-            self.misses.labels(reason=outcome.value).inc()
+        requests, misses = self._counted[outcome]
+        requests.inc()
+        if misses is not None:
+            misses.inc()

@@ -33,9 +33,9 @@ class ClientGoneError(Exception):
     """The client disconnected before its request body was complete: nobody to answer."""
 
 
-def too_large(limit: int) -> APIError:
+def too_large(limit: int, server: str = "engine") -> APIError:
     return APIError(
-        f"request body exceeds the engine's limit of {limit} bytes (--max-body-bytes)",
+        f"request body exceeds the {server}'s limit of {limit} bytes (--max-body-bytes)",
         None,
         status=413,
     )
