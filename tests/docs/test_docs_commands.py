@@ -18,95 +18,19 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from sloserve_dev.devcluster.pytest_plugin import require_testenv
+from sloserve_dev.docblocks import FENCE, MARKER, SHELL_LANGS, Block, Command, parse
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = ("README.md", "docs/user-guide.md", "docs/operations.md")
-SHELL_LANGS = frozenset({"bash", "sh", "shell", "console"})
 # What a block may need that a test machine does not have. long-run: the demo, the whole
 # suite and the e2e suites, each of which is its own test (or is CI itself).
 NEEDS = frozenset({"cluster", "gpu", "container-builder", "network", "long-run"})
-MARKER = re.compile(r"^<!--\s*needs:\s*([a-z-]+)\s*-->$")
-FENCE = re.compile(r"^```\s*([A-Za-z0-9_-]*)\s*$")
 REPO_DIRS = ("crds/", "helm/", "docs/", "tests/", "hack/", "engine/", "operator/")
-
-
-@dataclass(frozen=True)
-class Command:
-    """One command line (continuations joined) and, for console blocks, its expected output."""
-
-    line: str
-    expected: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Block:
-    page: str
-    lineno: int
-    lang: str
-    needs: str | None
-    commands: tuple[Command, ...]
-
-    @property
-    def id(self) -> str:
-        return f"{self.page}:{self.lineno}"
-
-
-def _bash_commands(body: list[str]) -> list[Command]:
-    commands: list[Command] = []
-    pending = ""
-    for raw in body:
-        line = raw.rstrip()
-        if not pending and (not line.strip() or line.lstrip().startswith("#")):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1].strip() + " "
-            continue
-        commands.append(Command(pending + line.strip()))
-        pending = ""
-    if pending:
-        commands.append(Command(pending.strip()))
-    return commands
-
-
-def _console_commands(body: list[str]) -> list[Command]:
-    commands: list[Command] = []
-    for line in body:
-        if line.startswith("$ "):
-            commands.append(Command(line[2:]))
-        elif commands and line.strip():
-            last = commands[-1]
-            commands[-1] = Command(last.line, (*last.expected, line.strip()))
-    return commands
-
-
-def parse(page: str, text: str) -> list[Block]:
-    """Shell blocks of one Markdown page, each with the marker that precedes its fence."""
-    lines = text.splitlines()
-    blocks: list[Block] = []
-    i = 0
-    while i < len(lines):
-        fence = FENCE.match(lines[i])
-        if fence is None:
-            i += 1
-            continue
-        end = i + 1
-        while end < len(lines) and not lines[end].startswith("```"):
-            end += 1
-        lang = fence.group(1).lower()
-        if lang in SHELL_LANGS:
-            marker = MARKER.match(lines[i - 1].strip()) if i > 0 else None
-            body = lines[i + 1 : end]
-            cmds = _console_commands(body) if lang == "console" else _bash_commands(body)
-            needs = marker.group(1) if marker else None
-            blocks.append(Block(page, i + 1, lang, needs, tuple(cmds)))
-        i = end + 1
-    return blocks
 
 
 def _all_blocks() -> list[Block]:

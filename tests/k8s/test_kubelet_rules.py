@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 from sloserve_dev.devcluster.kubelet import (
+    OPERATOR_ARGV,
+    NotRunnable,
+    PodProcessSpec,
     ReadinessProbe,
     VolumeRef,
     engine_addresses,
@@ -145,7 +148,7 @@ def test_pod_runs_only_while_running_on_a_simulated_node_and_not_deleting() -> N
 
 def test_process_spec_takes_first_container_env_and_mounted_volumes_only() -> None:
     spec = pod_process_spec(engine_pod())
-    assert spec is not None
+    assert isinstance(spec, PodProcessSpec)
     assert spec.argv[0] == "sloserve-engine"
     assert dict(spec.env) == {"A": "1", "IP": "127.64.0.9"}
     assert [(v.volume, v.kind, v.source, v.mount_path) for v in spec.volumes] == [
@@ -154,10 +157,57 @@ def test_process_spec_takes_first_container_env_and_mounted_volumes_only() -> No
     assert spec.grace_s == 10.0  # capped: tests must not wait a minute per pod
 
 
-def test_pod_without_command_is_not_runnable() -> None:
+def test_pod_of_an_unknown_image_without_command_is_not_runnable_and_says_why() -> None:
     pod = engine_pod()
-    del pod["spec"]["containers"][0]["command"]  # type: ignore[index]
-    assert pod_process_spec(pod) is None
+    container = pod["spec"]["containers"][0]  # type: ignore[index]
+    del container["command"]
+    container["image"] = "nginx:1.27"
+    why = pod_process_spec(pod)
+    assert isinstance(why, NotRunnable)
+    assert why.reason == "NotRunLocally"
+    assert "'nginx:1.27'" in why.message and "sloserve/operator" in why.message
+
+
+def test_operator_image_runs_its_dockerfile_entrypoint_with_the_pods_args() -> None:
+    """The chart's operator pod gives only args; the program is the image's ENTRYPOINT."""
+    pod = engine_pod()
+    pod["spec"]["containers"][0] = {  # type: ignore[index]
+        "name": "operator",
+        "image": "registry.example:5000/sloserve/operator@sha256:" + "a" * 64,
+        "args": ["operator", "--peering=sloserve", "--all-namespaces", "--metrics-port=8080"],
+    }
+    pod["spec"]["serviceAccountName"] = "sloserve"  # type: ignore[index]
+    spec = pod_process_spec(pod)
+    assert isinstance(spec, PodProcessSpec)
+    assert spec.argv[0] == "sloserve"  # operator/Dockerfile: ENTRYPOINT ["sloserve"]
+    assert (spec.service_account, spec.container) == ("sloserve", "operator")
+    argv = rewrite_argv(spec.argv, "127.64.0.4", {}, ENGINE)
+    assert argv == [
+        *OPERATOR_ARGV,
+        "operator",
+        "--peering=sloserve",
+        "--all-namespaces",
+        "--metrics-port=8080",
+        "--host",
+        "127.64.0.4",
+    ]
+
+
+def test_operator_image_without_args_runs_its_cmd() -> None:
+    pod = engine_pod()
+    pod["spec"]["containers"][0] = {"name": "op", "image": "sloserve/operator:0.1.0"}  # type: ignore[index]
+    spec = pod_process_spec(pod)
+    assert isinstance(spec, PodProcessSpec)
+    assert spec.argv == ("sloserve", "operator", "--all-namespaces")  # ENTRYPOINT + CMD
+
+
+def test_no_credentials_when_the_pod_opts_out_of_the_token() -> None:
+    pod = engine_pod()
+    pod["spec"]["automountServiceAccountToken"] = False  # type: ignore[index]
+    spec = pod_process_spec(pod)
+    assert isinstance(spec, PodProcessSpec) and spec.service_account is None
+    default = pod_process_spec(engine_pod())
+    assert isinstance(default, PodProcessSpec) and default.service_account == "default"
 
 
 def test_volume_files_decode_secrets_and_respect_items() -> None:

@@ -15,6 +15,7 @@ import kopf
 
 from .api import v1alpha1 as api
 from .controller import Controller
+from .render import monitor
 from .render.target import ENGINE_NAME, MANAGER, ROUTER_NAME
 from .runtime import Clients, Runtime
 
@@ -25,7 +26,7 @@ CHILD_RESOURCES = (
     ("", "v1", "configmaps"),
     ("", "v1", "secrets"),
     ("policy", "v1", "poddisruptionbudgets"),
-    ("monitoring.coreos.com", "v1", "servicemonitors"),
+    (monitor.GROUP, "v1", monitor.PLURAL),  # optional: optional_apis.py
 )
 
 

@@ -26,6 +26,7 @@ from .autoscaler import handlers as autoscaler_handlers
 from .controller import ControllerConfig
 from .handlers import CHILD_LABELS, CHILD_RESOURCES, POD_SELECTOR
 from .metrics import OperatorMetrics, default_metrics
+from .optional_apis import quiet_optional_apis
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,10 @@ class OperatorOptions:
     priority: int = 0
     """kopf peering priority: the highest active replica serves, equal ones all pause."""
     liveness_port: int | None = None
+    host: str = "0.0.0.0"
+    """Address the liveness (and metrics) endpoints bind: every interface of the pod by
+    default; a local process that plays a pod (the dev cluster's process kubelet) binds its
+    pod IP instead, so replicas on one machine do not collide."""
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     autoscaler: bool = True
 
@@ -105,9 +110,12 @@ async def serve(
     stop_flag: asyncio.Event | threading.Event | None = None,
     ready_flag: asyncio.Event | threading.Event | None = None,
 ) -> None:
+    quiet_optional_apis()
     runtime = Runtime(metrics, options.controller)
     registry = build_registry(options, runtime)
-    liveness = f"http://0.0.0.0:{options.liveness_port}/healthz" if options.liveness_port else None
+    liveness = (
+        f"http://{options.host}:{options.liveness_port}/healthz" if options.liveness_port else None
+    )
     await kopf.operator(
         registry=registry,
         settings=settings_for(options, registry),
@@ -141,6 +149,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--metrics-port", type=int, default=8080, help="0 disables")
     parser.add_argument("--liveness-port", type=int, default=8081, help="0 disables")
+    parser.add_argument(
+        "--host",
+        default="0.0.0.0",
+        help="address the metrics and liveness endpoints bind (default: every interface)",
+    )
     parser.add_argument("--workers", type=int, default=16, help="parallel reconciles")
     parser.add_argument(
         "--knob-resync-seconds", type=float, default=300.0, help="re-push knobs this often"
@@ -168,13 +181,14 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     metrics = default_metrics()
     if args.metrics_port:
-        start_http_server(args.metrics_port, registry=metrics.registry)
+        start_http_server(args.metrics_port, addr=args.host, registry=metrics.registry)
     options = OperatorOptions(
         standalone=args.standalone or not args.peering,
         peering=args.peering,
         priority=_priority(args),
         namespaces=tuple(args.namespace),
         liveness_port=args.liveness_port or None,
+        host=args.host,
         controller=ControllerConfig(
             workers=args.workers,
             knob_resync_s=args.knob_resync_seconds,

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -52,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     up.add_argument(
         "--no-kubelet",
         action="store_true",
-        help="do not run engine pods as local processes (the process kubelet)",
+        help="run no pods as local processes (no process kubelet; kwok marks every pod Ready)",
     )
     sub.add_parser("down", help="stop the control plane that `sloserve testenv up` started")
     sub.add_parser("status", help="print the running control plane's kubeconfig and server")
@@ -116,6 +117,8 @@ def _up(args: argparse.Namespace) -> int:
     testenv = find_testenv()
     nodes = default_gpu_nodes(args.nodes, args.gpu_type, args.gpus_per_node)
     started = time.monotonic()
+    if args.no_kubelet:  # nothing will probe the pods: kwok's instant readiness
+        config = dataclasses.replace(config, pod_readiness="instant")
     with dev_cluster(testenv, nodes, config) as cluster:
         cp = cluster.control_plane
         kubelet = None

@@ -18,6 +18,7 @@ from types import TracebackType
 import httpx
 
 from sloserve_dev.devcluster.kubeapi import KubeApi, write_kubeconfig
+from sloserve_dev.devcluster.kwokstages import PodReadiness, write_stages
 from sloserve_dev.devcluster.pki import SERVICE_CLUSTER_IP_RANGE, Pki, make_pki
 from sloserve_dev.devcluster.podcidr import PodCidrLease, lease_pod_cidr
 from sloserve_dev.devcluster.processes import (
@@ -49,6 +50,11 @@ class ControlPlaneConfig:
     """Per-component readiness limit; generous because the machine's cores are shared."""
     keep_workdir: bool = True
     """Leave logs behind after stop() so failures can be read."""
+    pod_readiness: PodReadiness = "probe"
+    """``probe``: a pod whose container has a readinessProbe starts unready and becomes Ready
+    when the process kubelet's probe passes, as under a real kubelet (no Ready flicker at
+    start). ``instant``: kwok's default, every pod Ready at once; only for clusters where
+    nothing runs the pods (kwokstages.py)."""
 
 
 @dataclass
@@ -158,9 +164,14 @@ class ControlPlane:
             self._spawn("kube-controller-manager", self._controller_manager_args())
             scheduler_port, kwok_port = free_port(), free_port()
             scheduler = self._spawn("kube-scheduler", self._scheduler_args(scheduler_port))
+            stages = write_stages(
+                self.testenv.kwok_stages,
+                self.config.pod_readiness,
+                self.workdir / "kwok-stages.yaml",
+            )
             kwok = self._spawn(
                 "kwok",
-                self._kwok_args(kwok_port),
+                self._kwok_args(kwok_port, stages),
                 env={**self.env(), "HOME": str(self.workdir)},  # kwok reads ~/.kwok/kwok.yaml
             )
             sched_url = f"https://{LOOPBACK}:{scheduler_port}/healthz"
@@ -241,10 +252,10 @@ class ControlPlane:
             f"--secure-port={port}",
         ]
 
-    def _kwok_args(self, port: int) -> list[str]:
+    def _kwok_args(self, port: int, stages: Path) -> list[str]:
         return [
             f"--kubeconfig={self.kubeconfig}",
-            f"--config={self.testenv.kwok_stages}",
+            f"--config={stages}",
             "--manage-all-nodes=false",
             f"--manage-nodes-with-annotation-selector="
             f"{KWOK_NODE_ANNOTATION}={KWOK_NODE_ANNOTATION_VALUE}",

@@ -1,11 +1,15 @@
 """The process kubelet: a stand-in for a real kubelet plus container runtime.
 
 kwok makes pods of simulated nodes Running and gives them loopback pod IPs, but runs nothing.
-This helper watches those pods and, for each Running engine pod, starts the pod's own command
-as a local process bound to the pod IP, with the pod's ConfigMap and Secret volumes written to
-a per-pod directory. The operator, the autoscaler and users then reach engines over real HTTP
-at pod IPs, as in a cluster. What it does not simulate: images, probes (kwok reports pods Ready
-at once), resource limits, ``envFrom``, projected/emptyDir/hostPath volumes, exec/logs APIs.
+This helper watches those pods and, for each Running pod, starts the pod's own program as a
+local process bound to the pod IP, with the pod's ConfigMap and Secret volumes written to a
+per-pod directory: engine and router pods, the chart's operator pods (images.py: the program of
+an image comes from this repository's Dockerfile), any container with an explicit command. A
+pod it cannot run (an unknown image, a program missing here) is reported as not running
+(``NotRunLocally``), never left looking Running. The operator, the autoscaler and users then
+reach engines over real HTTP at pod IPs, as in a cluster. What it does not simulate: image
+pulls, liveness/startup probes, resource limits, ``envFrom``, projected/emptyDir/hostPath
+volumes, exec/logs APIs.
 """
 
 from __future__ import annotations
@@ -25,17 +29,25 @@ from pathlib import Path, PurePosixPath
 
 import httpx
 
+from sloserve_dev.devcluster.credentials import write_service_account_kubeconfig
+from sloserve_dev.devcluster.images import KNOWN_IMAGES, image_config
 from sloserve_dev.devcluster.kubeapi import JsonObj, KubeApi, KubeApiError
 from sloserve_dev.devcluster.pki import Pki
+from sloserve_dev.devcluster.podstatus import NOT_RUN_REASON, not_run_event, not_run_status
 from sloserve_dev.devcluster.processes import ManagedProcess
 
 log = logging.getLogger(__name__)
 
 ENGINE_SELECTOR = "app.kubernetes.io/name in (sloserve-engine,sloserve-router)"
-"""Engine pods, and router pods (``sloserve-router`` from the same image)."""
+"""Engine pods, and router pods (``sloserve-router`` from the same image): what a kubelet
+on a cluster shared by several tests runs. The default (``""``) is every pod."""
 ENGINE_EXECUTABLE = "sloserve-engine"
 ROUTER_EXECUTABLE = "sloserve-router"
 ROUTER_ARGV = (sys.executable, "-m", "sloserve_engine.router.cli")
+OPERATOR_EXECUTABLE = "sloserve"
+OPERATOR_ARGV = (sys.executable, "-m", "sloserve_operator.cli")
+"""The ``sloserve`` console script's program (``operator`` and the other subcommands)."""
+KUBECONFIG_FILE = "kubeconfig"
 ENGINES_DNS_FLAG = "--engines-dns"
 ENGINES_FILE = "engines"
 """In a router pod's directory: the ready engines its headless Service would resolve to
@@ -102,6 +114,12 @@ class PodProcessSpec:
     readiness: ReadinessProbe | None = None
     service: str = ""
     """The pod's ``sloserve.io/service`` label: a router's engines are that service's."""
+    container: str = ""
+    """The first container's name: its ``containerStatuses`` entry carries ``ready`` (what
+    ``kubectl get pods`` shows as READY)."""
+    service_account: str | None = None
+    """The ServiceAccount whose token the pod gets (None: ``automountServiceAccountToken:
+    false``, so the process gets no credentials at all)."""
 
     @property
     def is_router(self) -> bool:
@@ -210,25 +228,52 @@ def pod_ready_condition(pod: JsonObj) -> bool | None:
     return None
 
 
-def pod_process_spec(pod: JsonObj) -> PodProcessSpec | None:
-    """The first container as a process spec, or None when it has no explicit command."""
+@dataclass(frozen=True)
+class NotRunnable:
+    """Why a pod cannot run here; reported in its status and an Event (reason NotRunLocally)."""
+
+    message: str
+    reason: str = NOT_RUN_REASON
+
+
+def pod_process_spec(pod: JsonObj) -> PodProcessSpec | NotRunnable:
+    """The first container as a process spec, or why it cannot run here.
+
+    The program is the container's ``command``, else the ENTRYPOINT of a known image
+    (images.py); ``args`` replace the image's CMD, as in Kubernetes.
+    """
     meta, spec = pod["metadata"], pod.get("spec", {})
     containers = spec.get("containers") or []
-    if not containers or not containers[0].get("command"):
-        return None  # no way to know an image's entrypoint without the image
+    if not containers:
+        return NotRunnable("the pod has no containers")
     container = containers[0]
+    image = str(container.get("image", ""))
+    config = image_config(image)
+    if container.get("command"):
+        argv = (*container["command"], *(container.get("args") or ()))
+    elif config is not None and config.entrypoint:
+        argv = config.argv(None, container.get("args"))
+    else:
+        return NotRunnable(
+            f"image {image!r} cannot run on the dev cluster: there is no container runtime; "
+            f"the process kubelet runs the images built from this repository "
+            f"({', '.join(KNOWN_IMAGES)}) and containers that give a command"
+        )
     grace = float(spec.get("terminationGracePeriodSeconds", 30))
+    automount = spec.get("automountServiceAccountToken") is not False
     return PodProcessSpec(
         uid=meta["uid"],
         namespace=meta["namespace"],
         name=meta["name"],
         pod_ip=pod["status"]["podIP"],
-        argv=tuple(container["command"]) + tuple(container.get("args") or ()),
+        argv=argv,
         env=_container_env(pod, container),
         volumes=_volume_refs(pod, container),
         grace_s=min(grace, MAX_GRACE_S),
         readiness=readiness_probe(container),
         service=str((meta.get("labels") or {}).get(SERVICE_LABEL, "")),
+        container=str(container.get("name", "")),
+        service_account=(spec.get("serviceAccountName") or "default") if automount else None,
     )
 
 
@@ -284,22 +329,27 @@ def rewrite_argv(
 ) -> list[str]:
     """Turn a container command into a local command line for this pod.
 
-    ``sloserve-engine`` becomes this venv's engine with ``--simulated``; ``python`` becomes this
-    interpreter; ``--host``/``--bind`` values become the pod IP (added for the engine if absent,
-    since its default 0.0.0.0 would collide with every other pod); arguments under a volume's
-    mountPath point into the pod's materialised volume directory.
+    ``sloserve-engine`` becomes this venv's engine with ``--simulated``; ``sloserve`` and
+    ``sloserve-router`` this venv's programs; ``python`` becomes this interpreter;
+    ``--host``/``--bind`` values become the pod IP (added for the engine and ``sloserve
+    operator`` if absent, since their default 0.0.0.0 would collide with every other pod);
+    arguments under a volume's mountPath point into the pod's materialised volume directory.
     """
     if not argv:
         raise ValueError("empty container command")
     exe, rest = argv[0], list(argv[1:])
-    is_engine = PurePosixPath(exe).name == ENGINE_EXECUTABLE
+    program = PurePosixPath(exe).name
+    is_engine = program == ENGINE_EXECUTABLE
+    binds_all = is_engine or (program == OPERATOR_EXECUTABLE and rest[:1] == ["operator"])
     out: list[str]
     if is_engine:
         out = [*engine_argv]
         if SIMULATED_FLAG not in rest:
             out.append(SIMULATED_FLAG)
-    elif PurePosixPath(exe).name == ROUTER_EXECUTABLE:
+    elif program == ROUTER_EXECUTABLE:
         out = [*ROUTER_ARGV]
+    elif program == OPERATOR_EXECUTABLE:
+        out = [*OPERATOR_ARGV]
     elif exe in PYTHON_EXECUTABLES:
         out = [sys.executable]
     else:
@@ -325,7 +375,7 @@ def rewrite_argv(
         else:
             out.append(_rewrite_value(arg, mounts))
         i += 1
-    if is_engine and not has_host:
+    if binds_all and not has_host:
         cut = out.index("--") if "--" in out else len(out)
         out[cut:cut] = ["--host", pod_ip]
     return out
@@ -344,6 +394,12 @@ def volume_files(ref: VolumeRef, obj: JsonObj) -> dict[str, bytes]:
 
 
 # ---------------------------------------------------------------- side effects
+
+
+def _executable_exists(program: str) -> bool:
+    if os.sep in program:
+        return os.access(program, os.X_OK)
+    return shutil.which(program) is not None
 
 
 def _sync_dir(directory: Path, files: Mapping[str, bytes]) -> bool:
@@ -391,12 +447,13 @@ class PodProcess:
 
 @dataclass
 class ProcessKubelet:
-    """Watch engine pods on kwok nodes and run each one as a local process at its pod IP."""
+    """Watch pods on kwok nodes and run each one as a local process at its pod IP."""
 
     server: str
     pki: Pki
     workdir: Path
-    selector: str = ENGINE_SELECTOR
+    selector: str = ""
+    """Label selector of the pods it runs; empty: every pod on a kwok node."""
     engine_argv: list[str] = field(default_factory=default_engine_argv)
     volume_refresh_s: float = 2.0
     log_path: Path | None = None
@@ -409,6 +466,8 @@ class ProcessKubelet:
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
     _threads: list[threading.Thread] = field(init=False, default_factory=list)
     _log_handler: logging.Handler | None = field(init=False, default=None)
+    _not_runnable: dict[str, str] = field(init=False, default_factory=dict)
+    """uid -> the reason already reported for a pod that cannot run here."""
 
     def start(self) -> ProcessKubelet:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -538,13 +597,13 @@ class ProcessKubelet:
         for pod in seen:
             if pod_should_run(pod, nodes):
                 spec = pod_process_spec(pod)
-                if spec is None:
-                    log.warning(
-                        "process kubelet: pod %s has no command; not run", pod["metadata"]["name"]
-                    )
+                if isinstance(spec, NotRunnable):
+                    self._report_not_runnable(api, pod, spec)
                 else:
                     desired[spec.uid] = spec
                     observed[spec.uid] = pod_ready_condition(pod)
+        alive = {p["metadata"]["uid"] for p in seen}
+        self._not_runnable = {u: m for u, m in self._not_runnable.items() if u in alive}
         with self._lock:
             for uid in [u for u in self.pods if u not in desired]:
                 self._stop_process(self.pods.pop(uid))
@@ -591,11 +650,24 @@ class ProcessKubelet:
             pod.proc = None
             if pod.ready:
                 self._report_ready(api, pod, False)
-        if time.monotonic() < pod.next_start:
+        if time.monotonic() < pod.next_start or pod.spec.uid in self._not_runnable:
             return
         engines = pod.directory / ENGINES_FILE if pod.spec.is_router else None
         argv = rewrite_argv(pod.spec.argv, pod.spec.pod_ip, pod.mounts(), self.engine_argv, engines)
+        if not _executable_exists(argv[0]):
+            with self._lock:
+                raw = self._seen.get(pod.spec.uid)
+            if raw is not None:
+                missing = NotRunnable(f"the program {argv[0]!r} is not on this machine's PATH")
+                self._report_not_runnable(api, raw, missing)
+            return
         env = {**os.environ, **dict(pod.spec.env)}
+        env.pop("KUBECONFIG", None)  # never the kubelet's own (admin) credentials
+        if pod.spec.service_account is not None:
+            kubeconfig = pod.directory / KUBECONFIG_FILE
+            if not kubeconfig.is_file() and not self._credentials(api, pod, kubeconfig):
+                return
+            env["KUBECONFIG"] = str(kubeconfig)
         with self._lock:
             if self._stop.is_set() or self.pods.get(pod.spec.uid) is not pod:
                 return
@@ -655,14 +727,57 @@ class ProcessKubelet:
             for kind in ("Ready", "ContainersReady")
         ]
         path = f"/api/v1/namespaces/{pod.spec.namespace}/pods/{pod.spec.name}/status"
+        body: JsonObj = {"status": {"conditions": conditions}}
+        if pod.spec.container:
+            body["status"]["containerStatuses"] = [{"name": pod.spec.container, "ready": ready}]
         try:
-            api.patch_status(path, {"status": {"conditions": conditions}})
+            api.patch_status(path, body)
         except KubeApiError as exc:
             if exc.status != 404:  # a pod deleted meanwhile needs no status
                 raise
         pod.ready = ready
         pod.reported_at = time.monotonic()
         log.info("process kubelet: %s Ready=%s", pod.spec.key, status)
+
+    def _credentials(self, api: KubeApi, pod: PodProcess, path: Path) -> bool:
+        """Write the pod's ServiceAccount kubeconfig (credentials.py); False while it waits."""
+        account = pod.spec.service_account or "default"
+        try:
+            write_service_account_kubeconfig(
+                api, self.server, self.pki, pod.spec.namespace, account, path
+            )
+        except KubeApiError as exc:
+            if exc.status != 404:
+                raise
+            log.info("process kubelet: %s waits for serviceaccount %s", pod.spec.key, account)
+            return False
+        return True
+
+    def _report_not_runnable(self, api: KubeApi, pod: JsonObj, why: NotRunnable) -> None:
+        """Once per pod: unready, container waiting with the reason, one Warning Event."""
+        meta = pod["metadata"]
+        if self._not_runnable.get(meta["uid"]) == why.message:
+            return
+        container = (pod.get("spec", {}).get("containers") or [{}])[0]
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        status = not_run_status(
+            container.get("name", ""), container.get("image", ""), why.reason, why.message, now
+        )
+        try:
+            api.patch_status(
+                f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status", status
+            )
+            api.create(
+                f"/api/v1/namespaces/{meta['namespace']}/events",
+                not_run_event(pod, why.reason, why.message, now),
+            )
+        except KubeApiError as exc:
+            if exc.status != 404:  # a pod deleted meanwhile needs no status
+                raise
+        self._not_runnable[meta["uid"]] = why.message
+        log.warning(
+            "process kubelet: %s/%s not run: %s", meta["namespace"], meta["name"], why.message
+        )
 
     def _materialise(self, api: KubeApi, pod: PodProcess) -> bool:
         for ref in pod.spec.volumes:

@@ -2,7 +2,8 @@
 
 ``k8s`` (session): control plane + two 8-GPU H100 nodes, started once per session.
 ``namespace``: a fresh namespace per test, deleted afterwards.
-``kubelet``: a process kubelet running engine pods of the session cluster as local processes.
+``kubelet``: a process kubelet running engine and router pods of the session cluster as local
+processes.
 Without the built binaries the tests skip with a reason naming ``make testenv``; under CI
 (``CI=true``) they fail instead, so CI can never pass by skipping the real cluster.
 """
@@ -20,7 +21,7 @@ import pytest
 from sloserve_dev.devcluster.cluster import DevCluster, dev_cluster
 from sloserve_dev.devcluster.controlplane import ControlPlaneConfig
 from sloserve_dev.devcluster.kubeapi import KubeApiError
-from sloserve_dev.devcluster.kubelet import ProcessKubelet
+from sloserve_dev.devcluster.kubelet import ENGINE_SELECTOR, ProcessKubelet
 from sloserve_dev.devcluster.testenv import Testenv, TestenvMissingError, find_testenv
 
 LOG_PATHS = pytest.StashKey[list[Path]]()
@@ -43,7 +44,11 @@ def k8s(
 ) -> Iterator[DevCluster]:
     testenv = require_testenv()
     workdir = tmp_path_factory.mktemp("k8s")
-    with dev_cluster(testenv, config=ControlPlaneConfig(workdir=workdir)) as cluster:
+    # kwok's instant readiness: many tests here run no process kubelet (the scale test, the
+    # chart install) and count on kwok's Ready pods; the `kubelet` fixture still owns Ready for
+    # the pods it runs (it reports False at start, then the probe's verdict).
+    config = ControlPlaneConfig(workdir=workdir, pod_readiness="instant")
+    with dev_cluster(testenv, config=config) as cluster:
         request.config.stash[LOG_PATHS] = cluster.control_plane.log_paths()
         with pytest.MonkeyPatch.context() as mp:
             env = cluster.control_plane.env()
@@ -70,7 +75,11 @@ def kubelet(
     request.node.stash[KUBELET_DIR] = tmp_path / "kubelet"
     workdir = tmp_path / "kubelet"
     log_path = workdir / "process-kubelet.log"
-    with ProcessKubelet(cp.server, cp.pki, workdir, log_path=log_path) as kubelet:
+    # Engine and router pods only: the session cluster is shared, and a kubelet that ran every
+    # pod could start another test's leftovers (a chart's operator pod, say).
+    with ProcessKubelet(
+        cp.server, cp.pki, workdir, selector=ENGINE_SELECTOR, log_path=log_path
+    ) as kubelet:
         yield kubelet
 
 
