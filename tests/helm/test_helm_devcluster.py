@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from chartkit import REPO
@@ -284,6 +285,9 @@ def test_the_documented_helm_install_runs_the_operator_and_serves_the_example(up
         logs[pod["metadata"]["name"]] = (pod_dir / "container.log").read_text()
         statuses = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
         assert statuses["Ready"] == "True" and pod["status"]["containerStatuses"][0]["ready"]
+        # `--host <pod IP>`: each replica's endpoints at its own pod IP, on the chart's ports
+        metrics = httpx.get(f"http://{pod['status']['podIP']}:8080/metrics", timeout=5).text
+        assert "sloserve_operator_" in metrics
     peering = up.api.get("/apis/kopf.dev/v1/clusterkopfpeerings/sloserve")
     assert set(peering.get("status") or {}) & set(logs), "no chart pod holds the peering"
     for pod_name, log in logs.items():
