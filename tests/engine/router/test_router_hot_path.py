@@ -139,6 +139,9 @@ def test_latency_and_relay_phases_print_a_json_summary(
     assert report["relay"]["tokens"] == 3 * 50 and report["latency"]["samples"] == 5
     assert report["latency"]["decisions"] == 2 * 5  # both routers, the measured samples only
     assert summary["relay_tokens_per_s"] == round(report["relay"]["tokens_per_wall_s"])
+    assert 1 <= report["relay"]["client_chunks"] <= 3 * 50 + 3 * 2  # events, role and [DONE]
+    paired = report["latency"]["router_no_shield_paired_added_median_ms"]
+    assert summary["added_p50_ms"] == round(paired, 3)
     assert summary["targets_met"]["decision_p99_le_ms"] == (summary["decision_p99_le_ms"] <= 2.0)
     assert set(summary["targets_met"]) == {
         "added_p50_ms", "added_p99_ms", "decision_p99_le_ms", "relay_tokens_per_s",

@@ -165,44 +165,50 @@ async def added_latency(
         out[f"{name}_added_p50_ms"] = (_pct(times[name], 0.5) - _pct(times["direct"], 0.5)) * 1e3
         out[f"{name}_added_p99_ms"] = (_pct(times[name], 0.99) - _pct(times["direct"], 0.99)) * 1e3
         out[f"{name}_paired_added_median_ms"] = statistics.median(added) * 1e3
+        out[f"{name}_paired_added_p99_ms"] = _pct(added, 0.99) * 1e3
     out["shield_hop_p50_ms"] = out["router_p50_ms"] - out["router_no_shield_p50_ms"]
     out.update(decision_quantiles(before, after))
     out["samples"] = samples
     return out
 
 
-async def _drain(session: aiohttp.ClientSession, url: str, tokens: int) -> int:
-    """One streamed completion read to its end; tokens counted in the bytes (one
-    ``finish_reason`` key per token event), as the router counts them."""
+async def _drain(session: aiohttp.ClientSession, url: str, tokens: int) -> tuple[int, int]:
+    """One streamed completion read to its end: (tokens, chunks read). Tokens are counted in
+    the bytes (one ``finish_reason`` key per token event), as the router counts them; a
+    chunk holds several events when they queued up on the socket."""
     body = json.dumps(
         {"model": "sim", "prompt": [9] * 16, "max_tokens": tokens, "stream": True}
     ).encode()
-    got = 0
+    got = chunks = 0
     async with session.post(url + "/v1/completions", data=body, headers=JSON_HEADERS) as r:
         async for chunk in r.content.iter_any():
             got += chunk.count(b'"finish_reason"')
-    return got
+            chunks += 1
+    return got, chunks
 
 
 def relay_throughput(router: Child, streams: int, tokens: int) -> dict[str, float]:
-    async def go() -> int:
+    async def go() -> list[tuple[int, int]]:
         connector = aiohttp.TCPConnector(limit=0)
         timeout = aiohttp.ClientTimeout(total=600)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            counts = await asyncio.gather(
+            return await asyncio.gather(
                 *(_drain(session, router.url, tokens) for _ in range(streams))
             )
-            return sum(counts)
 
     before = [scrape(router.url)]
     cpu0 = cpu_seconds(router.process.pid)
     t0 = time.monotonic()
-    relayed = asyncio.run(go())
+    counts = asyncio.run(go())
     wall = time.monotonic() - t0
     cpu = cpu_seconds(router.process.pid) - cpu0
+    relayed = sum(n for n, _ in counts)
+    chunks = sum(c for _, c in counts)
     return {
         "streams": streams,
         "tokens": relayed,
+        "client_chunks": chunks,
+        "tokens_per_chunk": relayed / max(chunks, 1),
         "wall_s": wall,
         "router_cpu_s": cpu,
         "router_cpu_share": cpu / wall,
