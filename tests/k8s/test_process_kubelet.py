@@ -229,3 +229,29 @@ def test_readiness_probe_decides_the_ready_condition(
         "Ready=False after failureThreshold failed probes",
         timeout_s=30,
     )
+
+
+def test_a_process_that_exits_shows_crash_loop_back_off_not_running(
+    k8s: DevCluster, namespace: str, kubelet: ProcessKubelet
+) -> None:
+    """kwok reported the container running; the kubelet says it exited and is backing off."""
+    api = k8s.control_plane.api
+    pod = web_pod("crashing")
+    pod["spec"]["containers"][0]["command"] = ["python3", "-c", "import sys; sys.exit(3)"]
+    pod["spec"]["containers"][0]["args"] = []
+    api.create(f"/api/v1/namespaces/{namespace}/configmaps", content("v1"))
+    api.create(f"/api/v1/namespaces/{namespace}/pods", pod)
+
+    def crashed() -> JsonObj | None:
+        status = api.get(f"/api/v1/namespaces/{namespace}/pods/crashing")["status"]
+        (container,) = status.get("containerStatuses") or [{}]
+        waiting = container.get("state", {}).get("waiting", {})
+        return container if waiting.get("reason") == "CrashLoopBackOff" else None
+
+    container = eventually(crashed, "CrashLoopBackOff", timeout_s=60)
+    assert "running" not in container["state"]
+    assert container["restartCount"] >= 1 and not container["ready"]
+    assert container["lastState"]["terminated"]["exitCode"] == 3
+    assert "container.log" in container["state"]["waiting"]["message"]
+    table = k8s.kubectl("get", "pod", "crashing", "-n", namespace, "--no-headers").stdout
+    assert "CrashLoopBackOff" in table and " 0/1 " in f" {table} "

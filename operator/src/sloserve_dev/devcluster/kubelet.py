@@ -33,7 +33,13 @@ from sloserve_dev.devcluster.credentials import write_service_account_kubeconfig
 from sloserve_dev.devcluster.images import KNOWN_IMAGES, image_config
 from sloserve_dev.devcluster.kubeapi import JsonObj, KubeApi, KubeApiError
 from sloserve_dev.devcluster.pki import Pki
-from sloserve_dev.devcluster.podstatus import NOT_RUN_REASON, not_run_event, not_run_status
+from sloserve_dev.devcluster.podstatus import (
+    NOT_RUN_REASON,
+    crashed_status,
+    not_run_event,
+    not_run_status,
+    restarted_status,
+)
 from sloserve_dev.devcluster.processes import ManagedProcess
 
 log = logging.getLogger(__name__)
@@ -396,6 +402,10 @@ def volume_files(ref: VolumeRef, obj: JsonObj) -> dict[str, bytes]:
 # ---------------------------------------------------------------- side effects
 
 
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _executable_exists(program: str) -> bool:
     if os.sep in program:
         return os.access(program, os.X_OK)
@@ -645,11 +655,18 @@ class ProcessKubelet:
                 pod.spec.key,
                 pod.proc.popen.returncode,
             )
+            code = pod.proc.popen.returncode
             pod.restarts += 1
-            pod.next_start = time.monotonic() + min(2.0**pod.restarts, MAX_RESTART_BACKOFF_S)
+            backoff = min(2.0**pod.restarts, MAX_RESTART_BACKOFF_S)
+            pod.next_start = time.monotonic() + backoff
             pod.proc = None
             if pod.ready:
                 self._report_ready(api, pod, False)
+            if pod.spec.container:  # kwok still says "running": say it is not
+                status = crashed_status(
+                    pod.spec.container, code, pod.restarts, backoff, str(pod.log_path), _now()
+                )
+                self._patch_pod_status(api, pod.spec.namespace, pod.spec.name, status)
         if time.monotonic() < pod.next_start or pod.spec.uid in self._not_runnable:
             return
         engines = pod.directory / ENGINES_FILE if pod.spec.is_router else None
@@ -672,6 +689,9 @@ class ProcessKubelet:
             if self._stop.is_set() or self.pods.get(pod.spec.uid) is not pod:
                 return
             pod.proc = ManagedProcess(pod.spec.key, argv, pod.log_path, env=env, cwd=pod.directory)
+        if pod.restarts and pod.spec.container:
+            status = restarted_status(pod.spec.container, pod.restarts, _now())
+            self._patch_pod_status(api, pod.spec.namespace, pod.spec.name, status)
         if pod.spec.readiness is None:
             pod.ready = True  # no probe: ready while running, as kwok already reports
         else:  # kwok said Ready at once; the probe decides now
@@ -720,7 +740,7 @@ class ProcessKubelet:
             self._report_ready(api, pod, pod.ready)
 
     def _report_ready(self, api: KubeApi, pod: PodProcess, ready: bool) -> None:
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = _now()
         status = "True" if ready else "False"
         conditions = [
             {"type": kind, "status": status, "lastTransitionTime": now}
@@ -738,6 +758,13 @@ class ProcessKubelet:
         pod.ready = ready
         pod.reported_at = time.monotonic()
         log.info("process kubelet: %s Ready=%s", pod.spec.key, status)
+
+    def _patch_pod_status(self, api: KubeApi, namespace: str, name: str, body: JsonObj) -> None:
+        try:
+            api.patch_status(f"/api/v1/namespaces/{namespace}/pods/{name}/status", body)
+        except KubeApiError as exc:
+            if exc.status != 404:  # a pod deleted meanwhile needs no status
+                raise
 
     def _credentials(self, api: KubeApi, pod: PodProcess, path: Path) -> bool:
         """Write the pod's ServiceAccount kubeconfig (credentials.py); False while it waits."""
@@ -759,20 +786,18 @@ class ProcessKubelet:
         if self._not_runnable.get(meta["uid"]) == why.message:
             return
         container = (pod.get("spec", {}).get("containers") or [{}])[0]
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = _now()
         status = not_run_status(
             container.get("name", ""), container.get("image", ""), why.reason, why.message, now
         )
+        self._patch_pod_status(api, meta["namespace"], meta["name"], status)
         try:
-            api.patch_status(
-                f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status", status
-            )
             api.create(
                 f"/api/v1/namespaces/{meta['namespace']}/events",
                 not_run_event(pod, why.reason, why.message, now),
             )
         except KubeApiError as exc:
-            if exc.status != 404:  # a pod deleted meanwhile needs no status
+            if exc.status not in (403, 404):  # the namespace is going away
                 raise
         self._not_runnable[meta["uid"]] = why.message
         log.warning(

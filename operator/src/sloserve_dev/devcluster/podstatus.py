@@ -70,3 +70,49 @@ def not_run_event(pod: JsonObj, reason: str, message: str, now: str) -> JsonObj:
         "lastTimestamp": now,
         "count": 1,
     }
+
+
+def crashed_status(
+    container: str, exit_code: int | None, restarts: int, backoff_s: float, log: str, now: str
+) -> JsonObj:
+    """The container exited and waits to be restarted: ``CrashLoopBackOff``, as a kubelet says."""
+    message = f"back-off {backoff_s:.0f}s restarting the exited process; its log: {log}"
+    return {
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": container,
+                    "ready": False,
+                    "started": False,
+                    "restartCount": restarts,
+                    "state": {
+                        "running": None,
+                        "waiting": {"reason": "CrashLoopBackOff", "message": message},
+                    },
+                    "lastState": {
+                        "terminated": {
+                            "exitCode": exit_code if exit_code is not None else -1,
+                            "reason": "Error" if exit_code else "Completed",
+                            "finishedAt": now,
+                        }
+                    },
+                }
+            ]
+        }
+    }
+
+
+def restarted_status(container: str, restarts: int, now: str) -> JsonObj:
+    """The container's process runs again (after a crash): running, restart counted."""
+    return {
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": container,
+                    "started": True,
+                    "restartCount": restarts,
+                    "state": {"waiting": None, "running": {"startedAt": now}},
+                }
+            ]
+        }
+    }
