@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FIRST_OCTET, LAST_OCTET = 64, 254
-LOCK_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / (
-    "sloserve-testenv/run/pod-cidrs"
-)
+LOCK_DIR = Path.home() / ".cache" / "sloserve-testenv" / "run" / "pod-cidrs"
+"""Not under ``$XDG_CACHE_HOME``: loopback addresses are shared by every process of the user,
+so the locks must be too, also for a ``testenv up`` whose run-state file a test moved away
+with ``XDG_CACHE_HOME`` (it would otherwise lease the range a running cluster holds)."""
 
 
 class NoFreePodCidrError(RuntimeError):
