@@ -443,6 +443,7 @@ def summary(report: RouterReport) -> dict[str, Any]:
             "relay_tokens_per_router_cpu_s": round(relay["tokens_per_router_cpu_s"]),
             "relay_router_cpu_share": round(relay["router_cpu_share"], 3),
             "relay_tokens_per_chunk": round(relay["tokens_per_chunk"], 2),
+            "relay_chunks_per_router_cpu_s": round(relay["chunks_per_router_cpu_s"]),
         }
     met = {k: out[k] <= bound for k, bound in TARGETS_MS.items() if k in out}
     if relay:

@@ -214,5 +214,7 @@ def relay_throughput(router: Child, streams: int, tokens: int) -> dict[str, floa
         "router_cpu_share": cpu / wall,
         "tokens_per_wall_s": relayed / wall,
         "tokens_per_router_cpu_s": relayed / cpu if cpu > 0 else math.nan,
+        # what one core relays when every token is its own chunk (no coalescing)
+        "chunks_per_router_cpu_s": chunks / cpu if cpu > 0 else math.nan,
         **decision_quantiles(before, [scrape(router.url)]),
     }

@@ -20,6 +20,7 @@ end. Three things must never hang or leak:
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from enum import StrEnum
 
 import aiohttp
 from starlette.types import Send
+from yarl import URL
 
 HOP_BY_HOP = frozenset(
     {
@@ -71,8 +73,9 @@ def engine_session(read_timeout_s: float, connect_timeout_s: float = 1.0) -> aio
     )
     return aiohttp.ClientSession(
         connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),  # one engine's cookie must never reach other clients
         auto_decompress=False,
-        skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
         timeout=aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s
         ),
@@ -112,9 +115,15 @@ async def open_upstream(
 ) -> Upstream:
     """Send the request; returns once the engine answered with headers."""
     try:
-        return Upstream(await session.post(url + path, data=body, headers=headers))
+        return Upstream(await session.post(_target(url, path), data=body, headers=headers))
     except aiohttp.ClientConnectorError as exc:
         raise UnreachableError(f"{url}: {type(exc).__name__}") from exc
+
+
+@functools.lru_cache(maxsize=4096)
+def _target(url: str, path: str) -> URL:
+    """The parsed URL of an engine's endpoint (parsed once, not per request)."""
+    return URL(url + path)
 
 
 def error_event(message: str) -> bytes:
