@@ -249,10 +249,7 @@ def pod_process_spec(pod: JsonObj) -> PodProcessSpec | NotRunnable:
     (images.py); ``args`` replace the image's CMD, as in Kubernetes.
     """
     meta, spec = pod["metadata"], pod.get("spec", {})
-    containers = spec.get("containers") or []
-    if not containers:
-        return NotRunnable("the pod has no containers")
-    container = containers[0]
+    container = (spec.get("containers") or [{}])[0]  # the API requires at least one
     image = str(container.get("image", ""))
     config = image_config(image)
     if container.get("command"):
@@ -746,15 +743,10 @@ class ProcessKubelet:
             {"type": kind, "status": status, "lastTransitionTime": now}
             for kind in ("Ready", "ContainersReady")
         ]
-        path = f"/api/v1/namespaces/{pod.spec.namespace}/pods/{pod.spec.name}/status"
         body: JsonObj = {"status": {"conditions": conditions}}
         if pod.spec.container:
             body["status"]["containerStatuses"] = [{"name": pod.spec.container, "ready": ready}]
-        try:
-            api.patch_status(path, body)
-        except KubeApiError as exc:
-            if exc.status != 404:  # a pod deleted meanwhile needs no status
-                raise
+        self._patch_pod_status(api, pod.spec.namespace, pod.spec.name, body)
         pod.ready = ready
         pod.reported_at = time.monotonic()
         log.info("process kubelet: %s Ready=%s", pod.spec.key, status)
@@ -768,7 +760,7 @@ class ProcessKubelet:
 
     def _credentials(self, api: KubeApi, pod: PodProcess, path: Path) -> bool:
         """Write the pod's ServiceAccount kubeconfig (credentials.py); False while it waits."""
-        account = pod.spec.service_account or "default"
+        account = pod.spec.service_account or "default"  # only called when it has one
         try:
             write_service_account_kubeconfig(
                 api, self.server, self.pki, pod.spec.namespace, account, path
