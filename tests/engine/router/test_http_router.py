@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -434,3 +435,43 @@ def test_at_zero_a_request_is_held_across_stale_engines_and_released_when_one_ap
         assert (
             _metric(router.url, "sloserve_router_requests_total", 0.0, outcome="unavailable") == 0
         )
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_a_router_stopped_with_requests_held_at_zero_answers_them_with_an_error(
+    tmp_path: Path, how: str
+) -> None:
+    """A router restart (pod deleted: SIGTERM; crashed: SIGKILL) while requests are held at
+    zero: every client gets an error at once, not a hang. SIGTERM answers the held requests
+    503 with Retry-After before uvicorn's 20 s shutdown grace (a client can retry at another
+    router replica); SIGKILL leaves the clients a closed connection."""
+    with fleet(tmp_path) as f:
+        router = f.start_router(file=tmp_path / "no-engines")  # scaled to zero
+        f.wait_ready()
+
+        async def held_then_stopped() -> tuple[list[httpx.Response | Exception], float]:
+            async with httpx.AsyncClient(base_url=router.url, timeout=60) as http:
+                body = {"model": "sim", "prompt": "wake", "max_tokens": 4}
+                requests = [
+                    asyncio.create_task(http.post("/v1/completions", json=body)) for _ in range(5)
+                ]
+                while _metric(router.url, "sloserve_router_queue_depth") < 5:
+                    await asyncio.sleep(0.1)
+                stopped = time.monotonic()
+                if how == "SIGTERM":
+                    router.process.terminate()  # the router's own PID (its session leader)
+                else:
+                    router.kill()
+                answers = await asyncio.gather(*requests, return_exceptions=True)
+                return list(answers), time.monotonic() - stopped
+
+        answers, after_s = asyncio.run(held_then_stopped())
+        assert after_s < 10.0, after_s  # an error at once, not a hang until the grace ends
+        if how == "SIGTERM":
+            for answer in answers:
+                assert isinstance(answer, httpx.Response), answer
+                assert answer.status_code == 503 and int(answer.headers["retry-after"]) >= 1
+                assert "shutting down" in answer.json()["error"]["message"]
+            assert router.process.wait(30) == -signal.SIGTERM  # uvicorn re-raises it, exits
+        else:
+            assert all(isinstance(a, httpx.TransportError) for a in answers), answers

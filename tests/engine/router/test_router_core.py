@@ -191,3 +191,17 @@ def test_queue_timeout_counts_from_the_first_hold_across_shield_refusals() -> No
         assert c.refused(Refusal("1", "a", "kv"), now=t).action is Action.HOLD
     [(rid, timed_out)] = c.poll(0.5)
     assert (rid, timed_out.reason) == ("1", Reason.TIMEOUT)
+
+
+def test_drain_rejects_every_held_request_once() -> None:
+    c = core()
+    c.hold_without_engines = True
+    for rid in ("a", "b"):
+        assert c.submit(rid, 100, SLO1S, now=0.0).action is Action.HOLD
+    drained = c.drain()
+    assert [(rid, d.action, d.reason) for rid, d in drained] == [
+        ("a", Action.REJECT, Reason.SHUTDOWN),
+        ("b", Action.REJECT, Reason.SHUTDOWN),
+    ]
+    assert c.held() == 0 and c.drain() == []
+    assert c.outcomes == {"rejected:shutdown": 2}

@@ -48,6 +48,8 @@ class Reason(StrEnum):
     after ``coldStartTimeoutS``."""
     KV_WAIT = "kv_wait"
     """Held: some engine can meet the TTFT but none has the KV yet."""
+    SHUTDOWN = "shutdown"
+    """Held when this router was told to stop (503: another router replica can take it)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -154,6 +154,8 @@ class Router:
         self._shield_warned = False
         self._observed: dict[str, float] = {}
         """Receive time of the snapshot the core holds, per engine."""
+        self.draining = False
+        """Set when the process is told to stop: held requests get 503 at the next tick."""
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -212,7 +214,8 @@ class Router:
         self.sync()
         if self.core.held() and not self._observed:
             self.pool.resolve_soon()
-        for rid, decision in self.core.poll(self.clock()):
+        ended = self.core.drain() if self.draining else self.core.poll(self.clock())
+        for rid, decision in ended:
             self._wake(rid, decision)
         self._wake_shed()
         self._publish_depth()
@@ -306,6 +309,10 @@ class Router:
                 "no engine became available within the router's cold-start timeout "
                 f"({self.knobs.cold_start_timeout_s:g} s)",
                 retry,
+            )
+        if reason is Reason.SHUTDOWN:
+            return RejectedError(
+                Outcome.UNAVAILABLE, 503, "the router is shutting down; retry", retry
             )
         if reason is Reason.TIMEOUT:
             return RejectedError(

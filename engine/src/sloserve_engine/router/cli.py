@@ -17,6 +17,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 from pydantic import ValidationError
@@ -24,7 +25,7 @@ from pydantic import ValidationError
 from ..contract.knobs import InvalidKnobsError, Knobs, load_knobs_file
 from ..policy.costmodel import CostModelError, cost_model_for, load_cost_model
 from ..server.auth import AdminAuth, AdminTokenError
-from .app import DEFAULT_MAX_BODY_BYTES, RouterOptions, build_router_app
+from .app import DEFAULT_MAX_BODY_BYTES, Router, RouterOptions, build_router_app
 from .engines import dns_discovery, file_discovery, static_discovery
 from .knobs import RouterKnobs
 from .requests import ServiceLimits
@@ -152,8 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InvalidKnobsError, AdminTokenError, CostModelError, ValueError) as exc:
         print(f"sloserve-router: error: {exc}", file=sys.stderr)
         return 2
+    app = build_router_app(opts)
     config = uvicorn.Config(
-        build_router_app(opts),
+        app,
         host=args.host,
         port=args.port,
         log_level=args.log_level,
@@ -161,8 +163,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         access_log=False,
         proxy_headers=False,  # nothing reads the client address; one middleware less a request
     )
-    uvicorn.Server(config).run()
+    DrainingServer(config, app.state.router).run()
     return 0
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, except that a stop signal (a pod deleted or restarted) first answers
+    the requests held in the router's queue with 503 and ``Retry-After``: held at zero they
+    would otherwise wait out the shutdown grace and then lose their connection, while the
+    client could retry at another router replica now."""
+
+    def __init__(self, config: uvicorn.Config, router: Router) -> None:
+        super().__init__(config)
+        self._router = router
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._router.draining = True  # a flag only: the event loop's next tick acts on it
+        super().handle_exit(sig, frame)
 
 
 if __name__ == "__main__":

@@ -257,6 +257,16 @@ class RouterCore:
                 out.append((rid, decision))
         return out
 
+    def drain(self) -> list[tuple[str, Decision]]:
+        """The router is stopping: every held request is rejected now (``shutdown``), so its
+        client can retry at another replica instead of waiting out the shutdown grace."""
+        out = []
+        for rid in self.queue.in_order():
+            self.queue.remove(rid)
+            self._end(rid, f"rejected:{Reason.SHUTDOWN}")
+            out.append((rid, Decision(Action.REJECT, reason=Reason.SHUTDOWN, retry_after_s=1.0)))
+        return out
+
     # ------------------------------------------------------------------ endings
 
     def first_token(self, request_id: str, now: float) -> None:
