@@ -475,3 +475,18 @@ def test_a_router_stopped_with_requests_held_at_zero_answers_them_with_an_error(
             assert router.process.wait(30) == -signal.SIGTERM  # uvicorn re-raises it, exits
         else:
             assert all(isinstance(a, httpx.TransportError) for a in answers), answers
+
+
+def test_two_routers_in_front_of_one_engine_do_not_refuse_each_other(tmp_path: Path) -> None:
+    """Request ids are unique across routers: with both counting r0, r1, ... the engine's
+    shield refused the second router's placements as duplicates (exactly once)."""
+    with fleet(tmp_path) as f:
+        f.start_engine()
+        first, second = f.start_router(), f.start_router()
+        f.wait_ready()
+        for router in (first, second):
+            client = _client(router)
+            for _ in range(3):
+                done = client.completions.create(model="sim", prompt="hi", max_tokens=2)
+                assert done.usage is not None and done.usage.completion_tokens == 2
+            assert _metric(router.url, "sloserve_router_shield_refusals_total") == 0

@@ -146,6 +146,11 @@ class Router:
         self._waiting: dict[str, asyncio.Future[Decision]] = {}
         """Held requests' handlers, woken by :meth:`tick` with their next decision."""
         self._ids = itertools.count()
+        self._id_prefix = os.urandom(4).hex() + "-"
+        """Request ids are unique across router replicas: an engine's shield refuses a second
+        reservation under an id it knows (exactly once), so routers that all counted r0, r1, ...
+        refused each other's placements (seen as every other router's requests held, then 429,
+        in a burst at zero with two routers)."""
         self._background: set[asyncio.Task[None]] = set()
         token = opts.admin_token_file.read_text().strip() if opts.admin_token_file else None
         self._shield_headers = {"Content-Type": "application/json"}
@@ -423,7 +428,7 @@ class Router:
     ) -> None:
         """Place and relay (cancelled when the client leaves)."""
         for attempt in range(RELAY_ATTEMPTS):
-            rid = f"r{next(self._ids)}"
+            rid = f"{self._id_prefix}{next(self._ids)}"
             arrival = self.clock()
             placement: Placement | None = None
             try:
