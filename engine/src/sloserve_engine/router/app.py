@@ -554,7 +554,7 @@ def _usage_tokens(content: bytes) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def build_router_app(opts: RouterOptions) -> ASGIApp:
+def build_router_app(opts: RouterOptions) -> HotPath:
     """One app = one router replica, with its own metrics registry: completions and chat on
     raw ASGI (the hot path), everything else (models, knobs, health, metrics, the OpenAPI
     document) through FastAPI."""

@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         access_log=False,
         proxy_headers=False,  # nothing reads the client address; one middleware less a request
     )
-    DrainingServer(config, app.state.router).run()
+    DrainingServer(config, app.router).run()
     return 0
 
 
