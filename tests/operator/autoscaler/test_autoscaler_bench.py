@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 
 from sloserve_dev.autoscaler.bench import (
+    client_attainment,
     count_flaps,
+    e2e_bound_s,
+    episode_from_json,
     step_trace,
     summarize,
     violation_minutes,
@@ -16,6 +19,9 @@ from sloserve_dev.autoscaler.harness import (
     Phase,
     Row,
     RunConfig,
+    Served,
+    Workload,
+    arrivals,
     rate_at,
 )
 
@@ -83,3 +89,48 @@ def test_steady_trace_has_no_step_reaction() -> None:
     ep.decisions = [DecisionLog(20, 1, 2, "ScaleUpKVPressure", "")]
     s = summarize(ep, 0.9)
     assert (s.reaction_from_step_s, s.scale_down_after_drop_s, s.flaps) == (None, None, 0)
+
+
+def test_client_side_bound_and_attainment() -> None:
+    assert e2e_bound_s(1) == pytest.approx(1.0)  # default SLO: TTFT 1 s, mean TBT 100 ms
+    assert e2e_bound_s(101) == pytest.approx(11.0)
+    requests = [
+        Served(0.0, 2.0, 200, 101),  # within 11 s, answered at 2 s: bucket 0
+        Served(1.0, 12.0, 200, 101),  # over the bound, answered at 13 s: bucket 1
+        Served(2.0, 0.5, 429, 50),  # turned away: a miss, bucket 0
+        Served(3.0, 9.0, 200, 101),  # bucket 1, within
+    ]
+    att, minutes = client_attainment(requests, 0.9) or (None, None)
+    assert att == pytest.approx(2 / 4)
+    assert minutes == pytest.approx(20 / 60)  # both buckets at 50 %
+    assert client_attainment([Served(0.0, 1.0, 200)], 0.9) is None  # no token counts
+
+
+def test_client_errors_count_as_misses_but_router_turn_aways_only_once() -> None:
+    ep = Episode("x", [Phase(100, 5)], RunConfig(routers=1))
+    ep.rows = [row(0, 1, 1.0, ok=9), row(10, 1, 1.0, ok=9, miss=1), row(20, 1, 1.0, ok=10)]
+    # The 429 is already in the rows' misses (the recorder reads the router); the 502 and
+    # the dropped connection are not, and land in the bucket in which they ended.
+    ep.requests = [
+        Served(10.0, 1.0, 429, 64),
+        Served(20.0, 1.0, 502, 64),
+        Served(21.0, 2.0, 0, 64),
+    ]
+    s = summarize(ep, 0.9)
+    assert s.client_errors == 2
+    assert s.attainment == pytest.approx(28 / 31)
+    assert s.violation_minutes == pytest.approx(10 / 60)  # bucket 2: 10 of 12
+
+
+def test_saved_episodes_reload_and_replay_their_token_counts() -> None:
+    trace = [Phase(5, 2.0), Phase(10, 0.0), Phase(20, 4.0)]
+    sent = list(arrivals(trace, Workload(), 3))
+    assert sent == list(arrivals(trace, Workload(), 3))  # seeded
+    ep = Episode("x", trace, RunConfig(seed=3))
+    ep.rows = [row(0, 1, 1.0, ok=5)]
+    # Answers recorded in completion order, without token counts (older episodes).
+    ep.requests = [Served(t, 1.0 + i % 3, 200) for i, (t, _) in enumerate(sent)][::-1]
+    again = episode_from_json(ep.to_json())
+    by_time = sorted(again.requests, key=lambda r: r.sent_at)
+    assert [r.max_tokens for r in by_time] == [b["max_tokens"] for _, b in sent]
+    assert summarize(again, 0.9) == summarize(episode_from_json(again.to_json()), 0.9)

@@ -38,3 +38,38 @@ async def test_overload_on_one_engine_adds_a_replica(tmp_path: Path) -> None:
     for port in range(18600, 18600 + len(list(tmp_path.glob("engine-*.log")))):
         with socket.socket() as sock:  # every engine process was stopped on the way out
             assert sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+async def test_a_drained_engine_serves_what_routers_still_place_on_it(tmp_path: Path) -> None:
+    """A router places on a scaled-down engine until its next re-read of the engine list: the
+    engine must still answer then, and stop only once it holds nothing."""
+    import asyncio
+
+    import httpx
+
+    from sloserve_dev.autoscaler.fleet import EngineFleet
+
+    fleet = EngineFleet(
+        ["--kv-tokens", "16384", "--served-model-name", "m", "--time-scale", "4"],
+        18650,
+        tmp_path,
+        unlist_s=1.0,
+    )
+    try:
+        await fleet.scale_to(1)
+        while not fleet.ready():
+            await asyncio.sleep(0.2)
+        replica = fleet.ready()[0]
+        await fleet.scale_to(0)
+        assert not fleet.ready()  # unlisted at once
+        body = {"model": "m", "prompt": [101] * 300, "max_tokens": 200}
+        async with httpx.AsyncClient(timeout=30.0) as client:
+            response = await client.post(f"{replica.url}/v1/completions", json=body)
+        assert response.status_code == 200
+        for _ in range(100):
+            if replica.process.returncode is not None:
+                break
+            await asyncio.sleep(0.2)
+        assert replica.process.returncode is not None  # stopped once idle
+    finally:
+        await fleet.close()

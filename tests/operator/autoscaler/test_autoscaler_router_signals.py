@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sloserve_operator.autoscaler.decision import (
     Decision,
@@ -51,6 +53,65 @@ def test_router_rejections_count_as_misses_and_scale_up() -> None:
     assert d.signals.attainment == pytest.approx(20 / 30)
     assert d.desired_replicas > 2
     assert d.reason in {Reason.SCALE_UP_SLO, Reason.SCALE_UP_SLO_FAST}
+
+
+LEAD = ScalingPolicy(slo_attainment_target=0.9)
+"""The operator's defaults for a spec with ``slo.attainmentTarget`` 0.9 (10 s up-window)."""
+
+
+def test_turned_away_while_the_engine_scrape_failed_sizes_from_the_served_share() -> None:
+    """Bench, 2026-12-03 17:03, t=40 s: the one engine's scrape timed out and the router had
+    turned 15 away, which read as attainment 0 and asked for 18 replicas (5 after the step
+    bound) where 2 carry the load. The routers answered 60 in that window: 45 served."""
+    obs = Observation(100.0, 1, 1, samples=(), router=RouterSample(0, 60, 15))
+    d = decide(LEAD, obs)
+    assert d.signals.attainment == pytest.approx(0.75)
+    assert (d.desired_replicas, d.reason) == (2, Reason.SCALE_UP_SLO_FAST)
+
+
+def test_misses_counted_over_failed_router_reads_do_not_read_as_a_collapse() -> None:
+    """Bench, t=361 s: the router's reads had failed for ~100 s; its next delta held those
+    seconds' 13 misses (of ~400 answers) against 8 finishes of the one pod that answered in 5 s.
+    Read as 8 / 21 = 0.38 that asked for 7 replicas; as ratios it is no SLO problem."""
+    pods = (pod(kv=0.2, att=1.0, done=8.0),)
+    obs = Observation(100.0, 3, 3, samples=pods, router=RouterSample(0, 400, 13))
+    d = decide(LEAD, obs)
+    assert d.signals.attainment == pytest.approx(1 - 13 / 400)
+    assert d.signals.slo_desired is None
+    assert d.desired_replicas <= 3
+
+
+def test_a_window_with_nothing_served_asks_for_one_more_not_twenty_times() -> None:
+    busy = (pod(att=None, done=0.0, busy=20.0), pod("p1", att=None, done=0.0, busy=20.0))
+    d = decide(LEAD, observe(2, *busy, router=RouterSample(0, 20, 20)))
+    assert d.signals.attainment == 0.0
+    assert (d.desired_replicas, d.reason) == (3, Reason.SCALE_UP_SLO_FAST)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    engine=st.floats(0.0, 1.0),
+    weight=st.floats(1.0, 500.0),
+    answered=st.floats(1.0, 500.0),
+    missed_share=st.floats(0.0, 1.0),
+    span=st.floats(1.0, 50.0),
+)
+def test_attainment_is_a_ratio_of_ratios(
+    engine: float, weight: float, answered: float, missed_share: float, span: float
+) -> None:
+    """However many intervals the router's counters cover, the attainment stays the same;
+    it never exceeds the engines' own, and more turned away never raises it."""
+
+    def att(outcomes: float, missed: float) -> float | None:
+        obs = observe(1, pod(att=engine, done=weight), router=RouterSample(0, outcomes, missed))
+        return decide(POLICY, obs).signals.attainment
+
+    missed = answered * missed_share
+    one = att(answered, missed)
+    assert one is not None and 0.0 <= one <= engine + 1e-9
+    assert att(answered * span, missed * span) == pytest.approx(one)
+    more = att(answered, min(answered, missed + 1.0))
+    assert more is not None and more <= one + 1e-9
 
 
 def test_nothing_finished_while_requests_wait_reads_zero_not_full() -> None:

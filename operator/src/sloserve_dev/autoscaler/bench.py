@@ -19,23 +19,28 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from sloserve_engine.contract.slo import SLO
 from sloserve_operator.api import v1alpha1 as api
 from sloserve_operator.autoscaler.spec import policy_from_spec
 
 from .harness import (
+    DecisionLog,
     Episode,
     KvUsageBaseline,
     Phase,
     Row,
     RunConfig,
     ScalingController,
+    Served,
     SloAutoscaler,
     Workload,
+    arrivals,
     run_episode,
 )
 
@@ -66,6 +71,18 @@ class Summary:
     """Requests the routers rejected, timed out or had no engine for (all counted as missed)."""
     cold_start_s: float | None = None
     """Longest wake from zero the autoscaler measured (scale-up to first request served)."""
+    client_errors: int = 0
+    """Requests that failed at the client without a router counting them as turned away (no
+    connection, 502 from an engine that failed mid-answer): misses nobody else counted, added
+    to ``violation_minutes`` and ``attainment``."""
+    client_latency_p50_s: float | None = None
+    """End-to-end latency at the client of the answered (200) requests, median and p99."""
+    client_latency_p99_s: float | None = None
+    client_attainment: float | None = None
+    """Share of all requests answered within the SLO's end-to-end bound at the client
+    (:func:`e2e_bound_s`): what the clients saw, router, relay and harness included."""
+    client_violation_minutes: float | None = None
+    """Like ``violation_minutes``, from the client's view alone (10 s buckets by answer time)."""
 
 
 def step_trace(capacity_rps: float, low: float, high: float, times: Sequence[float]) -> list[Phase]:
@@ -78,22 +95,55 @@ def step_trace(capacity_rps: float, low: float, high: float, times: Sequence[flo
     ]
 
 
-def violation_minutes(rows: Sequence[Row], target: float) -> float:
+def violation_minutes(
+    rows: Sequence[Row], target: float, other_misses: Sequence[float] = ()
+) -> float:
     """Buckets whose finished (and turned-away) requests attained less than ``target``; a
     bucket in which nothing finished while requests were outstanding is a violation too (it
-    must not read as 100 %)."""
+    must not read as 100 %). ``other_misses``: times of misses no counter saw (client errors).
+    """
     buckets: dict[int, list[float]] = {}
     for row in rows:
         acc = buckets.setdefault(int(row.t // BUCKET_S), [0.0, 0.0, 0.0])
         acc[0] += row.attained
         acc[1] += row.missed
         acc[2] = max(acc[2], row.outstanding)
+    for t in other_misses:
+        buckets.setdefault(int(t // BUCKET_S), [0.0, 0.0, 0.0])[1] += 1.0
     bad = sum(
         1
         for ok, miss, waiting in buckets.values()
         if (ok + miss > 0 and ok / (ok + miss) < target) or (ok + miss == 0 and waiting > 0)
     )
     return bad * BUCKET_S / 60.0
+
+
+def e2e_bound_s(max_tokens: int, slo: SLO | None = None) -> float:
+    """Longest end-to-end time of a non-streamed answer of ``max_tokens`` tokens that can still
+    have met ``slo`` (default: the engines' default SLO): the first token within TTFT, the rest
+    at the mean TBT. Beyond it the client cannot have seen the SLO met."""
+    slo = slo or SLO()
+    return slo.ttft_s + slo.tbt_s * max(0, max_tokens - 1)
+
+
+def client_attainment(requests: Sequence[Served], target: float) -> tuple[float, float] | None:
+    """(attainment, violation minutes) of the requests as the client saw them: answered
+    within :func:`e2e_bound_s`, in 10 s buckets by answer time. ``None`` without the token
+    counts (episodes recorded before they were kept)."""
+    if not requests or not all(r.max_tokens for r in requests):
+        return None
+    buckets: dict[int, list[int]] = {}
+    for r in requests:
+        acc = buckets.setdefault(int((r.sent_at + r.latency_s) // BUCKET_S), [0, 0])
+        acc[0] += r.status == 200 and r.latency_s <= e2e_bound_s(r.max_tokens)
+        acc[1] += 1
+    met = sum(ok for ok, _ in buckets.values())
+    bad = sum(1 for ok, n in buckets.values() if ok / n < target)
+    return met / len(requests), bad * BUCKET_S / 60.0
+
+
+def _quantile(xs: Sequence[float], q: float) -> float | None:
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else None
 
 
 def count_flaps(sizes: Sequence[int]) -> int:
@@ -128,8 +178,16 @@ def summarize(episode: Episode, target: float) -> Summary:
             ),
             None,
         )
+    turned_away = {429, 503} if episode.config.routers else set()
+    errors = [
+        r.sent_at + r.latency_s
+        for r in episode.requests
+        if r.status != 200 and r.status not in turned_away
+    ]
     ok = sum(r.attained for r in rows)
-    miss = sum(r.missed for r in rows)
+    miss = sum(r.missed for r in rows) + len(errors)
+    answered = sorted(r.latency_s for r in episode.requests if r.status == 200)
+    client = client_attainment(episode.requests, target)
     replica_s = sum(a.ready * (b.t - a.t) for a, b in itertools.pairwise(rows))
     sizes = [episode.config.initial_replicas, *(d.desired for d in episode.decisions)]
     return Summary(
@@ -137,7 +195,7 @@ def summarize(episode: Episode, target: float) -> Summary:
         reaction_from_step_s=ups[0] - step_at if ups else None,
         reaction_from_violation_s=ups[0] - below if ups and below is not None else None,
         recovery_s=recovered - below if recovered is not None and below is not None else None,
-        violation_minutes=violation_minutes(rows, target),
+        violation_minutes=violation_minutes(rows, target, errors),
         attainment=ok / (ok + miss) if ok + miss else None,
         replica_minutes=replica_s / 60.0,
         peak_replicas=max(sizes),
@@ -146,6 +204,11 @@ def summarize(episode: Episode, target: float) -> Summary:
         decisions=len(episode.decisions),
         turned_away=sum(r.turned_away for r in rows),
         cold_start_s=max(episode.cold_starts, default=None),
+        client_errors=len(errors),
+        client_latency_p50_s=_quantile(answered, 0.5),
+        client_latency_p99_s=_quantile(answered, 0.99),
+        client_attainment=None if client is None else client[0],
+        client_violation_minutes=None if client is None else client[1],
     )
 
 
@@ -293,6 +356,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "places requests on the least-loaded engine itself)",
     )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--from-episodes",
+        type=Path,
+        metavar="EPISODES_JSON",
+        help="run nothing: summarize and plot the episodes of an earlier run into --out",
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
 
 
@@ -344,7 +413,52 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         routers=args.routers,
     )
-    makers = controllers(spec)
+    if args.from_episodes is not None:
+        episodes = [episode_from_json(e) for e in json.loads(args.from_episodes.read_text())]
+    else:
+        episodes = _run_all(args, trace, config, controllers(spec), console)
+    summaries = [summarize(ep, target) for ep in episodes]
+    (args.out / "episodes.json").write_text(json.dumps([ep.to_json() for ep in episodes]))
+    (args.out / "summary.json").write_text(json.dumps([asdict(s) for s in summaries], indent=2))
+    plot(episodes, target, policy_from_spec(spec).kv_pressure_target, args.out / "episode.png")
+    if any(ep.config.routers for ep in episodes):
+        plot_requests(episodes, args.out / "requests.png")
+    table = Table(title="autoscaler bench (modelled seconds)")
+    for column in asdict(summaries[0]):
+        table.add_column(column)
+    for s in summaries:
+        table.add_row(*(_fmt(v) for v in asdict(s).values()))
+    console.print(table)
+    return 0
+
+
+def episode_from_json(data: dict[str, Any]) -> Episode:
+    """An episode as ``episodes.json`` holds it (``Episode.to_json``), for re-summarizing."""
+    config: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in data["config"].items()
+    }
+    episode = Episode(data["controller"], [Phase(**p) for p in data["trace"]], RunConfig(**config))
+    episode.rows = [Row(**r) for r in data["rows"]]
+    episode.decisions = [DecisionLog(**d) for d in data["decisions"]]
+    episode.requests = [Served(**r) for r in data["requests"]]
+    if episode.requests and not any(r.max_tokens for r in episode.requests):
+        # Recorded before token counts were kept: replay the seeded load (sent in this order).
+        sent = sorted(episode.requests, key=lambda r: r.sent_at)
+        bodies = arrivals(episode.trace, Workload(), episode.config.seed)
+        for request, (_, body) in zip(sent, bodies, strict=True):
+            request.max_tokens = body["max_tokens"]
+    episode.sent, episode.failed = data["sent"], data["failed"]
+    episode.cold_starts = list(data.get("cold_starts", []))
+    return episode
+
+
+def _run_all(
+    args: argparse.Namespace,
+    trace: list[Phase],
+    config: RunConfig,
+    makers: dict[str, Callable[[Callable[[], float]], ScalingController]],
+    console: Console,
+) -> list[Episode]:
     episodes = []
     with Progress(
         TextColumn("{task.description}"),
@@ -368,19 +482,7 @@ def run(args: argparse.Namespace) -> int:
                         run_episode(makers[name], trace, Workload(), config, Path(logs), tick)
                     )
                 )
-    summaries = [summarize(ep, target) for ep in episodes]
-    (args.out / "episodes.json").write_text(json.dumps([ep.to_json() for ep in episodes]))
-    (args.out / "summary.json").write_text(json.dumps([asdict(s) for s in summaries], indent=2))
-    plot(episodes, target, policy_from_spec(spec).kv_pressure_target, args.out / "episode.png")
-    if args.routers:
-        plot_requests(episodes, args.out / "requests.png")
-    table = Table(title="autoscaler bench (modelled seconds)")
-    for column in asdict(summaries[0]):
-        table.add_column(column)
-    for s in summaries:
-        table.add_row(*(_fmt(v) for v in asdict(s).values()))
-    console.print(table)
-    return 0
+    return episodes
 
 
 def _fmt(value: object) -> str:

@@ -3,7 +3,7 @@
 This is the closed-loop harness's stand-in for a Deployment: ``scale_to(n)`` starts or drains
 processes, a process is "ready" once ``GET /sloserve/health`` answers, replicas beyond
 ``gpu_limit`` stay "pending" (no free GPU), and a replica being removed first stops receiving
-requests and is terminated when its in-flight requests are done (or after a grace period).
+requests and is terminated once the engine itself holds no request (or after a grace period).
 The engines, their HTTP API and their metrics are the real ones; only the orchestration is ours.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from sloserve_operator.autoscaler.metrics_source import MetricsEndpoint
+from sloserve_operator.autoscaler.metrics_source import MetricsEndpoint, read_exposition
 
 ENGINE = [
     sys.executable,
@@ -54,8 +54,12 @@ class EngineFleet:
         log_dir: Path,
         gpu_limit: int = 1000,
         drain_grace_s: float = 30.0,
+        unlist_s: float = 0.0,
     ) -> None:
+        """``unlist_s``: wall seconds a draining replica keeps serving before it is checked for
+        idleness, the time routers take to stop placing on it (0 without routers)."""
         self._args = engine_args
+        self._unlist = unlist_s
         self._next_port = base_port
         self._log_dir = log_dir
         self._gpu_limit = gpu_limit
@@ -79,6 +83,7 @@ class EngineFleet:
         self.desired = n
         live = [r for r in self.replicas if not r.draining]
         for replica in live[n:][::-1]:
+            replica.draining = True  # unlisted now, not when the drain task first runs
             self._spawn(self._drain(replica))
         while len([r for r in self.replicas if not r.draining]) < min(n, self._gpu_limit):
             await self._start()
@@ -113,11 +118,18 @@ class EngineFleet:
                 await asyncio.sleep(0.2)
 
     async def _drain(self, replica: Replica) -> None:
-        replica.draining = True
+        """Stop placing on the replica, then stop it once the engine holds nothing.
+
+        With routers in front the harness does not see requests in flight (``in_flight``
+        counts only its own placements), so the engine's own queues decide: stopping at once
+        cut the requests it was serving (502) and refused the ones a router placed before its
+        next re-read of the engine list (503, a miss the autoscaler then counted)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._grace
-        while replica.in_flight and loop.time() < deadline:
-            await asyncio.sleep(0.2)
+        await asyncio.sleep(self._unlist)
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while loop.time() < deadline and (replica.in_flight or await _holds(client, replica)):
+                await asyncio.sleep(0.2)
         await self._stop(replica)
 
     async def _stop(self, replica: Replica) -> None:
@@ -141,3 +153,17 @@ class EngineFleet:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await asyncio.gather(*(self._stop(r) for r in list(self.replicas)))
+
+
+async def _holds(client: httpx.AsyncClient, replica: Replica) -> bool:
+    """Whether the engine still runs or queues a request (unknown counts as yes while the
+    process lives: a slow answer is no proof that it is idle)."""
+    if replica.process.returncode is not None:
+        return False
+    try:
+        response = await client.get(f"{replica.url}/metrics")
+        response.raise_for_status()
+        reading = read_exposition(response.text)
+    except (httpx.HTTPError, ValueError):
+        return True
+    return reading.running + reading.waiting > 0

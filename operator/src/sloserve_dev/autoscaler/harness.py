@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,8 +29,8 @@ from sloserve_operator.autoscaler.loop import Autoscaler, ReplicaState
 from sloserve_operator.autoscaler.metrics_source import MetricsEndpoint, PodsSource
 from sloserve_operator.autoscaler.router_source import RouterView, read_router_exposition
 
-from .fleet import EngineFleet
-from .routers import RouterTier
+from .fleet import EngineFleet, Replica
+from .routers import RESOLVE_S, RouterTier
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,9 @@ class Served:
     latency_s: float
     status: int
     """HTTP status; 0 when the connection failed."""
+    max_tokens: int = 0
+    """Output tokens asked for (the simulated engines produce all of them): the client-side
+    end-to-end bound of the SLO depends on it."""
 
 
 @dataclass
@@ -300,6 +303,36 @@ def _mean(xs: Sequence[float | None]) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
+def arrivals(
+    trace: Sequence[Phase], workload: Workload, seed: int
+) -> Iterator[tuple[float, dict[str, Any]]]:
+    """The seeded open-loop load: (modelled send time, completions body), Poisson per phase.
+    The same seed gives the same requests, so a saved episode's can be replayed."""
+    rng = random.Random(seed)
+    end = trace[-1].until_s
+    t = 0.0
+    while True:
+        rps = rate_at(trace, t)
+        if rps <= 0:  # an idle phase sends nothing: skip to where the next one starts
+            t = next((p.until_s for p in trace if p.until_s > t), end)
+        else:
+            t += rng.expovariate(rps)
+        if t >= end:
+            return
+        if rps <= 0:
+            continue
+        yield (
+            t,
+            {
+                "model": workload.model,
+                "prompt": [
+                    rng.randrange(100, 30000) for _ in range(rng.randint(*workload.prompt_tokens))
+                ],
+                "max_tokens": rng.randint(*workload.output_tokens),
+            },
+        )
+
+
 def rate_at(trace: Sequence[Phase], t: float) -> float:
     for phase in trace:
         if t < phase.until_s:
@@ -315,31 +348,29 @@ async def _request(
     routers: RouterTier | None,
     clock: Callable[[], float],
 ) -> None:
-    if routers is not None:
-        sent, status = clock(), 0
-        try:
-            response = await client.post(f"{routers.pick()}/v1/completions", json=body)
-            status = response.status_code
-            if status != 200:
-                episode.failed += 1  # turned away (429/503): counted as missed by the recorder
-        except httpx.HTTPError:
-            episode.failed += 1
-        episode.requests.append(Served(sent, clock() - sent, status))
-        return
-    ready = fleet.ready()
-    if not ready:
-        episode.failed += 1
-        return
-    replica = min(ready, key=lambda r: r.in_flight)
-    replica.in_flight += 1
+    """Send one request and record how the client saw it (cut off at the end of the trace,
+    it is not recorded: the harness ended it, not the service)."""
+    sent, status = clock(), 0
+    replica = routers.pick() if routers is not None else _least_loaded(fleet)
+    if isinstance(replica, Replica):
+        replica.in_flight += 1
     try:
-        response = await client.post(f"{replica.url}/v1/completions", json=body)
-        if response.status_code != 200:
-            episode.failed += 1
+        url = replica.url if isinstance(replica, Replica) else replica
+        if url is not None:
+            status = (await client.post(f"{url}/v1/completions", json=body)).status_code
     except httpx.HTTPError:
-        episode.failed += 1
+        pass  # no answer: status 0
     finally:
-        replica.in_flight -= 1
+        if isinstance(replica, Replica):
+            replica.in_flight -= 1
+    if status != 200:
+        episode.failed += 1  # a router's 429/503 is also counted as missed by the recorder
+    episode.requests.append(Served(sent, clock() - sent, status, body["max_tokens"]))
+
+
+def _least_loaded(fleet: EngineFleet) -> Replica | None:
+    """Without routers the load generator places, as a least-requests gateway would."""
+    return min(fleet.ready(), key=lambda r: r.in_flight, default=None)
 
 
 async def run_episode(
@@ -368,6 +399,8 @@ async def run_episode(
         log_dir,
         gpu_limit=config.gpu_limit,
         drain_grace_s=wall(60.0),
+        # publish() runs every 0.25 s and routers re-read the list every RESOLVE_S.
+        unlist_s=0.25 + RESOLVE_S + 0.5 if config.routers else 0.0,
     )
     recorder = Recorder()
     tier = (
@@ -375,7 +408,6 @@ async def run_episode(
         if config.routers
         else None
     )
-    rng = random.Random(config.seed)
     end = trace[-1].until_s
     tasks: set[asyncio.Task[None]] = set()
     try:
@@ -432,27 +464,12 @@ async def run_episode(
             asyncio.create_task(publish()),
         ]
         timeout = httpx.Timeout(wall(600.0) + 30.0, connect=2.0)
-        async with httpx.AsyncClient(timeout=timeout) as client:
-            t = 0.0
-            while True:
-                rps = rate_at(trace, t)
-                if rps <= 0:  # an idle phase sends nothing: skip to where the next one starts
-                    t = next((p.until_s for p in trace if p.until_s > t), end)
-                else:
-                    t += rng.expovariate(rps)
-                if t >= end:
-                    break
-                if rps <= 0:
-                    continue
+        # Open loop: the generator must not throttle itself (httpx's default pool of 100
+        # connections queued requests inside the client once answers slowed down).
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=200)
+        async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+            for t, body in arrivals(trace, workload, config.seed):
                 await asyncio.sleep(max(0.0, wall(t) - (loop.time() - start)))
-                body = {
-                    "model": workload.model,
-                    "prompt": [
-                        rng.randrange(100, 30000)
-                        for _ in range(rng.randint(*workload.prompt_tokens))
-                    ],
-                    "max_tokens": rng.randint(*workload.output_tokens),
-                }
                 episode.sent += 1
                 task = asyncio.create_task(_request(client, fleet, body, episode, tier, clock))
                 tasks.add(task)

@@ -15,9 +15,9 @@ tested without a cluster (docs/autoscaling.md):
   (AIBrix #593/#617); with no traffic KV pressure is 0, so a service still scales down
   (Dynamo #6985); pending pods (no free GPU) block further scale-up instead of looping;
 * with a router tier, its view counts: a request it turned away (rejected, timed out, no
-  engine) is a miss in the attainment, a window in which nothing finished while requests
-  wait in its queue reads as attainment 0, not 100 %, and a queue that does not shrink asks
-  for the replicas it needs;
+  engine) is a miss in the attainment (the engines' attainment times the routers' served
+  share), a window in which nothing finished while requests wait in its queue reads as
+  attainment 0, not 100 %, and a queue that does not shrink asks for the replicas it needs;
 * scale to zero (``min_replicas`` 0) only after ``scale_to_zero_after_s`` without any request
   arriving, queued or running, and back to ``max(1, what the queue needs)`` at once, without
   the up-window, as soon as the routers hold a request.
@@ -221,6 +221,9 @@ class Signals:
     slo_ceiling: float | None = None
     router_queued: float | None = None
     router_missed: float = 0.0
+    router_outcomes: float = 0.0
+    """Requests the routers answered in the window, turned away or not: with ``router_missed``,
+    the served share that scales the engines' attainment."""
     queue_desired: int | None = None
     idle_s: float = 0.0
     """Seconds since a request was last seen arriving, queued or running."""
@@ -260,6 +263,7 @@ class Decision:
                 ""
                 if s.router_queued is None
                 else f" routerQueued={s.router_queued:g} routerMissed={s.router_missed:g}"
+                f" routerAnswered={s.router_outcomes:g}"
                 f" queueDesired={s.queue_desired} idleSeconds={s.idle_s:.0f}"
             )
         )
@@ -281,10 +285,10 @@ def decide(policy: ScalingPolicy, obs: Observation, history: History = History()
     ]
     kv_mean = sum(kv) / len(kv) if kv else None
     missed = router.missed if router is not None else 0.0
-    finished = sum(w for _, w in weighted) + missed
-    attainment = sum(a * w for a, w in weighted) / finished if finished > 0 else None
-    if attainment is None and router is not None and router.queued > 0:
-        attainment = 0.0  # requests wait and nothing finished: that is not 100 %
+    engine_finished = sum(w for _, w in weighted)
+    finished = engine_finished + missed
+    attainment = _attainment(weighted, router)
+    served = engine_finished + (max(0.0, router.outcomes - missed) if router else 0.0)
     ready = max(obs.ready_replicas, len(fresh))
     floor = max(1, policy.min_replicas)  # only the idle rule goes below one replica
 
@@ -305,7 +309,7 @@ def decide(policy: ScalingPolicy, obs: Observation, history: History = History()
     last_up = history.last_scale_up
     waking = woke_at is not None  # woken replicas have not served yet: judge them once they do
     settling = waking or (last_up is not None and now - last_up < policy.slo_settle_s)
-    slo_desired, fast = _slo_desired(policy, attainment, ready, current, settling)
+    slo_desired, fast = _slo_desired(policy, attainment, ready, current, settling, served > 0)
     queue_desired = _queue_desired(router, history.last_queued, capacity, ready, current, waking)
     candidates = [d for d in (kv_desired, slo_desired, queue_desired) if d is not None]
 
@@ -330,6 +334,7 @@ def decide(policy: ScalingPolicy, obs: Observation, history: History = History()
         slo_ceiling=ceiling,
         router_queued=None if router is None else router.queued,
         router_missed=missed,
+        router_outcomes=0.0 if router is None else router.outcomes,
         queue_desired=queue_desired,
         idle_s=now - last_activity,
     )
@@ -481,15 +486,50 @@ def _kv_desired(
     return math.ceil(demand / policy.kv_pressure_target - 1e-9)
 
 
+def _attainment(
+    weighted: Sequence[tuple[float, float]], router: RouterSample | None
+) -> float | None:
+    """Share of the window's requests that met their SLO.
+
+    Engine side: the finished-weighted attainment of the pods that reported. With routers,
+    multiplied by the share of the requests the routers answered that they did not turn away
+    (``1 - missed / outcomes``). A product of two ratios, not a sum of counts: a pod whose
+    scrape failed, or a router counter read after several failed reads (its delta then spans
+    minutes, not one interval), changes the weight of a ratio but cannot make a few turned-away
+    requests outweigh the finishes nobody counted (a bench run read 0.00 from 15 turned away
+    while its one engine's scrape timed out, and 0.38 from 13 misses of the last 100 s). With
+    no pod reporting, the served requests count as met: the upper bound, so a scale-up sized
+    by it is the least the turned-away requests alone justify.
+    """
+    weight = sum(w for _, w in weighted)
+    engine = sum(a * w for a, w in weighted) / weight if weight > 0 else None
+    if router is None:
+        return engine
+    if router.missed > 0:
+        answered = max(router.outcomes, router.missed)
+        return (1.0 if engine is None else engine) * (1.0 - router.missed / answered)
+    if engine is None and router.queued > 0:
+        return 0.0  # requests wait and nothing finished: that is not 100 %
+    return engine
+
+
 def _slo_desired(
-    policy: ScalingPolicy, attainment: float | None, ready: int, current: int, settling: bool
+    policy: ScalingPolicy,
+    attainment: float | None,
+    ready: int,
+    current: int,
+    settling: bool,
+    served: bool,
 ) -> tuple[int | None, bool]:
     """``ceil(ready * target / attainment)`` while attainment is below target.
 
     The ratio reads attainment as the share of the load that ``ready`` replicas serve within
     SLO; it only ever pushes up (scale-down is the KV signal's job, checked against the SLO
     pressure ceiling). Attainment is floored at 0.05 so a total collapse still gives a finite
-    number, which the step bound then limits.
+    number, which the step bound then limits. A window in which nothing was served at all
+    (everything turned away, or nothing finished while requests wait) says nothing about how
+    much the replicas can take: it asks for one more, not for ``target / 0.05`` times as many
+    (the queue signal sizes a queue by the learned per-replica capacity).
     """
     if attainment is None or attainment >= policy.slo_attainment_target:
         return None, False
@@ -498,6 +538,8 @@ def _slo_desired(
         # Replicas just asked for are starting or have served only briefly: judge them once
         # the lagging attainment window has seen them, or one scale-up compounds into several.
         return current, fast
+    if not served:
+        return current + 1, fast
     desired = math.ceil(ready * policy.slo_attainment_target / max(attainment, 0.05) - 1e-9)
     return max(desired, current + 1), fast
 
