@@ -20,8 +20,10 @@ system-deps:
 testenv:
 	@bash hack/testenv.sh >/dev/null
 
+# `make demo DEMO_ARGS=--scale-to-zero`: idle -> 0 replicas -> a burst at zero -> wake.
+DEMO_ARGS ?=
 demo: setup testenv
-	$(VENV)/bin/sloserve demo
+	$(VENV)/bin/sloserve demo $(DEMO_ARGS)
 
 test: setup testenv
 	bash hack/test.sh

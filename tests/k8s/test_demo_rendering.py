@@ -12,12 +12,14 @@ from sloserve_dev.devcluster.demo import (
     PlainLines,
     View,
     as_simulated,
+    at_zero,
     engine_url,
     event_line,
     load_targets,
     next_steps,
     render_status,
     status_line,
+    with_scale_to_zero,
 )
 from sloserve_dev.devcluster.loadgen import LoadProfile, LoadStats, completion_body, rate_at
 
@@ -190,3 +192,40 @@ def test_plain_lines_print_each_event_once_and_status_at_the_interval(
     out = capsys.readouterr().out.splitlines()
     assert out[0].split(" ", 1)[1] == "event Normal Scaled: 1 -> 2"
     assert len(out) == 2 and " status replicas=" in out[1]
+
+
+def test_status_line_shows_the_scale_to_zero_episode() -> None:
+    service = {"status": {"replicas": 0, "activity": "Waking", "lastColdStartSeconds": 12.5}}
+    stats = LoadStats(phase="burst", last_burst="30/30 answered in 12.9-14.1 s")
+    line = status_line(0.0, service, [], stats, "router")
+    assert line.endswith(
+        " activity=Waking cold_start=12.5s phase=burst last_burst='30/30 answered in 12.9-14.1 s'"
+    )
+    assert "activity" not in status_line(0.0, None, [], LoadStats())  # only when known
+
+
+def test_at_zero_means_zero_asked_for_and_no_engine_pod_left() -> None:
+    zero = {"spec": {"replicas": 0}}
+    router, engine = _router("r", True, "127.0.0.8"), _engine("e", False, "127.0.0.2")
+    assert at_zero(zero, [router])
+    assert not at_zero(zero, [router, engine])  # still terminating
+    assert not at_zero({"spec": {"replicas": 1}}, [router])
+    assert not at_zero(None, [])
+
+
+def test_the_scale_to_zero_manifest_is_one_the_crd_accepts() -> None:
+    from sloserve_dev.devcluster.demo import ZERO_IDLE_S, ZERO_STARTUP_DELAY_S, _example
+    from sloserve_operator.api.v1alpha1 import LLMServiceSpec
+
+    example = as_simulated(
+        _example(Path(__file__).resolve().parents[2] / "docs/examples/llmservice.yaml")
+    )
+    out = with_scale_to_zero(example)
+    spec = LLMServiceSpec.model_validate(out["spec"])  # the CEL rules are mirrored here
+    assert spec.autoscaling.min_replicas == 0
+    assert spec.autoscaling.scale_to_zero_after_s == ZERO_IDLE_S
+    assert spec.engine.simulated_startup_delay_s == ZERO_STARTUP_DELAY_S
+    assert spec.router.replicas >= 1
+    assert example["spec"]["autoscaling"]["minReplicas"] == 1  # the input is not modified
+    no_router = with_scale_to_zero({"spec": {"router": {"replicas": 0}}})
+    assert no_router["spec"]["router"]["replicas"] == 1  # routers hold requests at zero

@@ -37,7 +37,12 @@ from sloserve_dev.devcluster.cluster import DevCluster, dev_cluster
 from sloserve_dev.devcluster.controlplane import ControlPlaneConfig
 from sloserve_dev.devcluster.kubeapi import JsonObj, KubeApi, KubeApiError
 from sloserve_dev.devcluster.kubelet import ProcessKubelet, pod_ready_condition
-from sloserve_dev.devcluster.loadgen import LoadProfile, LoadStats, drive_load
+from sloserve_dev.devcluster.loadgen import (
+    LoadProfile,
+    LoadStats,
+    drive_load,
+    drive_zero_episode,
+)
 from sloserve_dev.devcluster.nodes import GpuNodeSpec, default_gpu_nodes
 from sloserve_dev.devcluster.processes import (
     ManagedProcess,
@@ -60,6 +65,10 @@ NAME_LABEL = "app.kubernetes.io/name"
 ROUTER_NAME = "sloserve-router"
 ENGINE_PORT_DEFAULT = 8000
 EVENTS_SHOWN = 6
+ZERO_IDLE_S = 30
+"""``--scale-to-zero``: the shortest idle window the CRD allows (scaleToZeroAfterS)."""
+ZERO_STARTUP_DELAY_S = 10
+"""``--scale-to-zero``: the simulated engines' "model load", so the cold start shows."""
 
 console = Console()
 
@@ -91,6 +100,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=5.0,
         help="seconds between status lines when stdout is not a terminal",
+    )
+    parser.add_argument(
+        "--scale-to-zero",
+        action="store_true",
+        help="show a scale-to-zero episode instead of the swinging load: the service may go "
+        f"to zero after {ZERO_IDLE_S} s idle, engines take {ZERO_STARTUP_DELAY_S} s to start; "
+        "warm load, idle until zero, then a burst at zero (repeated)",
     )
     parser.add_argument(
         "--keep",
@@ -192,6 +208,14 @@ def status_line(
     ready_engines = sum(1 for pod in engines if pod_ready_condition(pod))
     ready_routers = sum(1 for pod in routers if pod_ready_condition(pod))
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    zero = [
+        f"activity={status['activity']}" if status.get("activity") else "",
+        f"cold_start={status['lastColdStartSeconds']:g}s"
+        if status.get("lastColdStartSeconds") is not None
+        else "",
+        f"phase={stats.phase}" if stats.phase else "",
+        f"last_burst={stats.last_burst!r}" if stats.last_burst else "",
+    ]
     return (
         f"{stamp} status replicas={_fmt(status.get('replicas'), '{}')} "
         f"ready={_fmt(status.get('readyReplicas'), '{}')} pods={ready_engines}/{len(engines)} "
@@ -199,8 +223,33 @@ def status_line(
         f"attainment={_fmt(status.get('sloAttainment'))} "
         f"kv_pressure={_fmt(status.get('kvPressure'))} rps={stats.rps:.1f} "
         f"sent={stats.sent} ok={stats.ok} failed={stats.failed} in_flight={stats.in_flight}"
+        + "".join(f" {part}" for part in zero if part)
         + (f" last_error={stats.last_error!r}" if stats.last_error else "")
     )
+
+
+def at_zero(service: JsonObj | None, pods: list[JsonObj]) -> bool:
+    """The service asks for 0 replicas and no engine pod is left (the routers stay)."""
+    spec = (service or {}).get("spec") or {}
+    return spec.get("replicas") == 0 and not any(not is_router(pod) for pod in pods)
+
+
+def with_scale_to_zero(manifest: JsonObj) -> JsonObj:
+    """The manifest for ``--scale-to-zero``: minReplicas 0 after ``ZERO_IDLE_S`` idle (the
+    scale-down window no longer, as the CRD requires), a visible engine start, and at least one
+    router (the routers hold requests at zero)."""
+    spec = dict(manifest.get("spec") or {})
+    spec["autoscaling"] = {
+        **(spec.get("autoscaling") or {}),
+        "minReplicas": 0,
+        "scaleToZeroAfterS": ZERO_IDLE_S,
+        "scaleDownStabilizationSeconds": ZERO_IDLE_S,
+    }
+    spec["engine"] = {**(spec.get("engine") or {}), "simulatedStartupDelayS": ZERO_STARTUP_DELAY_S}
+    router = dict(spec.get("router") or {})
+    router["replicas"] = max(int(router.get("replicas", 2)), 1)
+    spec["router"] = router
+    return {**manifest, "spec": spec}
 
 
 def event_line(now: float, event: JsonObj) -> str:
@@ -231,6 +280,7 @@ def render_status(
         "replicas",
         "ready",
         "routers",
+        "activity",
         "SLO attainment",
         "KV pressure",
         "last scale",
@@ -244,6 +294,7 @@ def render_status(
         _fmt(status.get("replicas"), "{}"),
         _fmt(status.get("readyReplicas"), "{}"),
         _fmt(status.get("readyRouters"), "{}"),
+        _fmt(status.get("activity"), "{}"),
         _fmt(status.get("sloAttainment")),
         _fmt(status.get("kvPressure")),
         last_text,
@@ -251,7 +302,7 @@ def render_status(
     pod_table = _pod_table("engine pods", [pod for pod in pods if not is_router(pod)])
     router_table = _pod_table("router pods", [pod for pod in pods if is_router(pod)])
     load = Table(title="load", expand=True)
-    for column in ("target rps", "sent", "ok", "failed", "in flight", "targets", "via"):
+    for column in ("target rps", "sent", "ok", "failed", "in flight", "targets", "via", "phase"):
         load.add_column(column)
     load.add_row(
         f"{stats.rps:.1f}",
@@ -261,6 +312,7 @@ def render_status(
         str(stats.in_flight),
         str(len(stats.targets)),
         via,
+        stats.phase or "-",
     )
     event_table = Table(title="events (scale, knobs)", expand=True)
     for column in ("reason", "message"):
@@ -268,6 +320,8 @@ def render_status(
     for event in events[-EVENTS_SHOWN:]:
         event_table.add_row(event.get("reason", ""), event.get("message", ""))
     parts: list[Table | str] = [head, pod_table, router_table, load, event_table]
+    if stats.last_burst:
+        parts.append(f"last burst at zero: {stats.last_burst}")
     if stats.last_error:
         parts.append(f"last load error: {stats.last_error}")
     return Group(*parts)
@@ -373,8 +427,14 @@ async def live(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    profile = LoadProfile(low_rps=args.low_rps, peak_rps=args.peak_rps, period_s=args.period)
-    load = asyncio.create_task(drive_load(lambda: view.targets, model, stats, stop, profile))
+    if args.scale_to_zero:
+        episode = drive_zero_episode(
+            lambda: view.targets, model, stats, stop, lambda: at_zero(view.service, view.pods)
+        )
+        load = asyncio.create_task(episode)
+    else:
+        profile = LoadProfile(low_rps=args.low_rps, peak_rps=args.peak_rps, period_s=args.period)
+        load = asyncio.create_task(drive_load(lambda: view.targets, model, stats, stop, profile))
     deadline = time.monotonic() + args.duration if args.duration > 0 else float("inf")
 
     async def watch(show: Callable[[], None]) -> None:
@@ -501,9 +561,18 @@ def _run_cluster(
             cluster.kubectl("create", "namespace", args.namespace)
             with operator_process(cluster, args.namespace):
                 applied = cp.workdir / "llmservice.yaml"
-                applied.write_text(yaml.safe_dump(as_simulated(manifest), sort_keys=False))
+                body = as_simulated(manifest)
+                if args.scale_to_zero:
+                    body = with_scale_to_zero(body)
+                applied.write_text(yaml.safe_dump(body, sort_keys=False))
                 cluster.kubectl("apply", "-n", args.namespace, "-f", str(applied))
                 _plain(f"applied {args.example} with spec.engine.simulated: true (no GPUs here)")
+                if args.scale_to_zero:
+                    _plain(
+                        f"scale to zero: minReplicas 0, scaleToZeroAfterS {ZERO_IDLE_S}, "
+                        f"engines start in {ZERO_STARTUP_DELAY_S} s; warm load, idle until "
+                        "zero, then a burst at zero (repeated)"
+                    )
                 name = manifest["metadata"]["name"]
                 _plain(next_steps(cp.kubeconfig, testenv.bin_dir, args.namespace, name, cp.workdir))
                 model = (

@@ -13,6 +13,7 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -46,6 +47,10 @@ class LoadStats:
     rps: float = 0.0
     last_error: str = ""
     targets: list[str] = field(default_factory=list)
+    phase: str = ""
+    """The scale-to-zero episode's phase (``warm``, ``idle``, ``burst``); empty otherwise."""
+    last_burst: str = ""
+    """How the episode's last burst at zero ended: answered / sent and their latency."""
 
 
 def completion_body(
@@ -63,20 +68,26 @@ def completion_body(
 
 async def _one(
     client: httpx.AsyncClient, url: str, body: dict[str, object], stats: LoadStats
-) -> None:
+) -> bool:
+    """Send one request; ``True`` if it was answered 200."""
     stats.in_flight += 1
     try:
         response = await client.post(url, json=body)
         if response.status_code == 200:
             stats.ok += 1
-        else:
-            stats.failed += 1
-            stats.last_error = f"{url}: HTTP {response.status_code} {response.text[:120]}"
+            return True
+        stats.failed += 1
+        stats.last_error = f"{url}: HTTP {response.status_code} {response.text[:120]}"
     except httpx.HTTPError as exc:
         stats.failed += 1
         stats.last_error = f"{url}: {type(exc).__name__} {exc}"
     finally:
         stats.in_flight -= 1
+    return False
+
+
+def _client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=2.0))
 
 
 async def drive_load(
@@ -86,15 +97,17 @@ async def drive_load(
     stop: asyncio.Event,
     profile: LoadProfile | None = None,
     seed: int = 0,
+    finish_in_flight: bool = False,
 ) -> None:
-    """Send requests to ``targets()`` (base URLs) until ``stop`` is set."""
+    """Send requests to ``targets()`` (base URLs) until ``stop`` is set; then cancel those in
+    flight, or with ``finish_in_flight`` wait for their answers (a phase ends, not the demo)."""
     profile = profile or LoadProfile()
     rng = random.Random(seed)
     loop = asyncio.get_running_loop()
     start = loop.time()
-    tasks: set[asyncio.Task[None]] = set()
+    tasks: set[asyncio.Task[bool]] = set()
     turn = 0
-    async with httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=2.0)) as client:
+    async with _client() as client:
         while not stop.is_set():
             stats.rps = rate_at(profile, loop.time() - start)
             with contextlib.suppress(TimeoutError):
@@ -111,6 +124,85 @@ async def drive_load(
             )
             tasks.add(task)
             task.add_done_callback(tasks.discard)
-        for task in tasks:
-            task.cancel()
+        if not finish_in_flight:
+            for task in tasks:
+                task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@dataclass(frozen=True)
+class ZeroEpisode:
+    """The demo's scale-to-zero episode: steady load, then nothing until the service is at
+    zero replicas, then a burst all at once (held by the routers while a replica starts);
+    idle, zero and burst then repeat."""
+
+    warm_s: float = 20.0
+    warm_rps: float = 2.0
+    burst: int = 30
+
+
+async def drive_zero_episode(
+    targets: Callable[[], list[str]],
+    model: str,
+    stats: LoadStats,
+    stop: asyncio.Event,
+    at_zero: Callable[[], bool],
+    episode: ZeroEpisode | None = None,
+    seed: int = 0,
+) -> None:
+    """Warm load for ``warm_s``; then, until ``stop``: wait for ``at_zero()``, send a burst."""
+    episode = episode or ZeroEpisode()
+    stats.phase = "warm"
+    warm = LoadProfile(low_rps=episode.warm_rps, peak_rps=episode.warm_rps)
+    warm_done = asyncio.Event()
+    timer = asyncio.get_running_loop().call_later(episode.warm_s, warm_done.set)
+    stopper = asyncio.create_task(stop.wait())
+    stopper.add_done_callback(lambda _: warm_done.set())
+    try:
+        await drive_load(targets, model, stats, warm_done, warm, seed, finish_in_flight=True)
+    finally:
+        timer.cancel()
+        stopper.cancel()
+    rng = random.Random(seed + 1)
+    async with _client() as client:
+        while not stop.is_set():
+            stats.phase, stats.rps = "idle", 0.0
+            while not stop.is_set() and not (at_zero() and targets()):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+            if stop.is_set():
+                return
+            stats.phase = "burst"
+            current = targets()
+            stats.targets = current
+            stats.sent += episode.burst
+            urls = [f"{current[i % len(current)]}/v1/completions" for i in range(episode.burst)]
+            bodies = [completion_body(model, rng, LoadProfile()) for _ in urls]
+            burst = asyncio.gather(
+                *(_timed(client, u, b, stats) for u, b in zip(urls, bodies, strict=True))
+            )
+            stopped = asyncio.ensure_future(stop.wait())
+            watched: set[asyncio.Future[Any]] = {burst, stopped}
+            await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if not burst.done():  # Ctrl-C during a cold start: do not wait it out
+                burst.cancel()
+                await asyncio.gather(burst, return_exceptions=True)
+                return
+            timed = burst.result()
+            answered = sum(ok for ok, _ in timed)
+            latencies = [s for _, s in timed]
+            stats.last_burst = (
+                f"{answered}/{episode.burst} answered in "
+                f"{min(latencies):.1f}-{max(latencies):.1f} s"
+            )
+
+
+async def _timed(
+    client: httpx.AsyncClient, url: str, body: dict[str, object], stats: LoadStats
+) -> tuple[bool, float]:
+    """:func:`_one` and how long it took."""
+    loop = asyncio.get_running_loop()
+    sent_at = loop.time()
+    ok = await _one(client, url, body, stats)
+    return ok, loop.time() - sent_at
