@@ -97,6 +97,25 @@ def test_headers_pass_through_both_ways_and_engine_connections_are_reused(
     assert 1 <= len(established) <= 4, established
 
 
+@pytest.mark.slow
+def test_router_knobs_refusals_use_the_openai_shape_and_the_body_limit(
+    small_router: Fleet,
+) -> None:
+    url = small_router.routers[0].url + "/sloserve/knobs"
+    before = httpx.get(url).json()
+    unauthenticated = httpx.put(url, json={"placement": "p2c"})
+    assert _error(unauthenticated, 401)["message"] == unauthenticated.json()["detail"]
+    auth = {"Authorization": "Bearer " + small_router.token_file.read_text().strip()}
+    big = b'{"placement": "p2c"}' + b" " * LIMIT
+    assert "router's limit" in str(
+        _error(httpx.put(url, content=big, headers=auth), 413)["message"]
+    )
+    bad = httpx.put(url, json={"queueLimit": -1}, headers=auth)
+    _error(bad, 422)
+    assert bad.json()["errors"][0]["field"] == "queueLimit"
+    assert httpx.get(url).json() == before  # nothing changed
+
+
 def test_pinning_gives_the_router_a_cpu_of_its_own_or_none() -> None:
     available = sorted(os.sched_getaffinity(0))
     assert pinning(-1).router is None

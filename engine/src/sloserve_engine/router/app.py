@@ -592,7 +592,8 @@ def build_router_app(opts: RouterOptions) -> HotPath:
             "queueDepth": router.core.held(),
         }
 
-    app.include_router(knobs_router(box, AdminAuth(opts.admin_token_file), health))
+    auth = AdminAuth(opts.admin_token_file)
+    app.include_router(knobs_router(box, auth, health, opts.max_body_bytes))
 
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:

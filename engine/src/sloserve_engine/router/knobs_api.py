@@ -17,8 +17,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from ..server.admin import HealthProbe
+from ..server.admin import HealthProbe, auth_refusal, refusal
 from ..server.auth import AdminAuth
+from ..server.body import CLIENT_CLOSED_REQUEST, ClientGoneError, read_body
+from ..server.errors import APIError, error_response
 from .knobs import RouterKnobs
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,11 @@ def parse_router_knobs(raw: bytes | str) -> RouterKnobs:
     return RouterKnobs.model_validate_json(raw)
 
 
-def knobs_router(box: KnobsBox, auth: AdminAuth, health: HealthProbe) -> APIRouter:
+def knobs_router(
+    box: KnobsBox, auth: AdminAuth, health: HealthProbe, max_body_bytes: int
+) -> APIRouter:
+    """Refusals in OpenAI's error shape plus ``detail`` (and ``errors``), as the engine's
+    admin API answers; a document above ``max_body_bytes`` is 413 before it is parsed."""
     router = APIRouter(prefix="/sloserve")
 
     @router.get("/knobs")
@@ -79,14 +85,14 @@ def knobs_router(box: KnobsBox, auth: AdminAuth, health: HealthProbe) -> APIRout
         },
     )
     async def put_knobs(request: Request) -> JSONResponse:
-        decision = auth.check(request.headers.get("authorization"))
-        if not decision.allowed:
-            headers = {"WWW-Authenticate": "Bearer"} if decision.status == 401 else None
-            return JSONResponse(
-                {"detail": decision.message}, status_code=decision.status, headers=headers
-            )
+        if (denied := auth_refusal(auth, request)) is not None:
+            return denied
         try:
-            knobs = parse_router_knobs(await request.body())
+            knobs = parse_router_knobs(await read_body(request, max_body_bytes, "router"))
+        except APIError as exc:
+            return error_response(exc)
+        except ClientGoneError:
+            return JSONResponse({}, status_code=CLIENT_CLOSED_REQUEST)
         except ValidationError as exc:
             errors = [
                 {"field": ".".join(str(p) for p in e["loc"]) or "(document)", "message": e["msg"]}
@@ -94,7 +100,7 @@ def knobs_router(box: KnobsBox, auth: AdminAuth, health: HealthProbe) -> APIRout
             ]
             detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
             return JSONResponse(
-                {"detail": f"invalid router knobs: {detail}", "errors": errors}, status_code=422
+                refusal(f"invalid router knobs: {detail}", 422, errors=errors), status_code=422
             )
         box.replace(knobs)
         log.info("router knobs in force: revision %d placement %s", box.revision, knobs.placement)

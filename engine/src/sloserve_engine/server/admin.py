@@ -27,7 +27,7 @@ HealthProbe = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
 """Returns (healthy, details) for ``GET /sloserve/health``."""
 
 
-def _refusal(message: str, status: int, **extra: Any) -> dict[str, Any]:
+def refusal(message: str, status: int, **extra: Any) -> dict[str, Any]:
     """OpenAI's error shape, plus ``detail`` (and ``errors``) that the operator reads."""
     return {**error_body(message, status), "detail": message, **extra}
 
@@ -47,7 +47,7 @@ def auth_refusal(auth: AdminAuth, request: Request) -> JSONResponse | None:
     )
     headers = {"WWW-Authenticate": "Bearer"} if decision.status == 401 else None
     return JSONResponse(
-        _refusal(decision.message, decision.status), status_code=decision.status, headers=headers
+        refusal(decision.message, decision.status), status_code=decision.status, headers=headers
     )
 
 
@@ -81,7 +81,7 @@ def admin_router(
         except InvalidKnobsError as exc:
             log.warning("PUT /sloserve/knobs rejected: %s", exc)
             return JSONResponse(
-                _refusal(
+                refusal(
                     f"invalid knobs document: {exc}", 422, errors=[e.to_json() for e in exc.errors]
                 ),
                 status_code=422,

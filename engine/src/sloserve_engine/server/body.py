@@ -50,18 +50,18 @@ def declared_length(value: str | None) -> int | None:
     return int(value)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, server: str = "engine") -> bytes:
     """The whole body, or :func:`too_large` as soon as it is known to exceed ``limit``."""
     declared = declared_length(request.headers.get("content-length"))
     if declared is not None and declared > limit:
-        raise too_large(limit)
+        raise too_large(limit, server)
     chunks: list[bytes] = []
     total = 0
     try:
         async for chunk in request.stream():
             total += len(chunk)
             if total > limit:
-                raise too_large(limit)
+                raise too_large(limit, server)
             chunks.append(chunk)
     except ClientDisconnect:
         raise ClientGoneError from None
