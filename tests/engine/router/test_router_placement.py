@@ -139,3 +139,22 @@ def test_ttft_margin_shrinks_the_budget() -> None:
     assert judge(s, REQ, COST).ttft_ok
     tight = PlacementRequest("r", REQ.demand, REQ.slo, 0.0, 0.0, ttft_margin=0.5)
     assert not judge(s, tight, COST).ttft_ok
+    # Time already waited in the router's queue shrinks what is left to share.
+    short = EngineState(snap(delay=0.3))
+    assert judge(short, tight, COST).ttft_ok
+    late = PlacementRequest("r", REQ.demand, REQ.slo, 0.5, 0.0, ttft_margin=0.5)
+    assert not judge(short, late, COST).ttft_ok
+
+
+def test_ttft_margin_never_refuses_what_an_idle_engine_serves_in_time() -> None:
+    # A long prompt under a tight SLO: its own prefill takes most of the target, so a margin
+    # on the whole TTFT would refuse it on an empty engine; the margin covers only the wait.
+    idle = EngineState(snap(free=97_000, reserved=0, running=0, delay=0.0))
+    long_prompt = PlacementRequest(
+        "r", demand(7000, 100), SLO(ttft_ms=250), 0.0, 0.0, ttft_margin=0.2
+    )
+    cand = judge(idle, long_prompt, COST)
+    assert 0.125 < cand.predicted_ttft_s < 0.25  # > 0.2 × 250 ms, < 250 ms
+    assert cand.feasible
+    queued = EngineState(snap(free=97_000, reserved=0, running=0, delay=0.05))
+    assert not judge(queued, long_prompt, COST).ttft_ok

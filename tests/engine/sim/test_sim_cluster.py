@@ -81,6 +81,7 @@ def test_bad_cluster_config_is_named() -> None:
 def test_bench_cluster_cli_writes_table_json_and_plot(tmp_path, capsys) -> None:
     import json
 
+    from sloserve_engine.bench.cluster import DEFAULT_MARGIN
     from sloserve_operator.cli import main
 
     out = tmp_path / "c.json"
@@ -103,9 +104,11 @@ def test_bench_cluster_cli_writes_table_json_and_plot(tmp_path, capsys) -> None:
             "--kv-tokens",
             "40000",
             "--ttft-margin",
-            "1,0.5",
+            f"{DEFAULT_MARGIN:g},0.5",
             "--shield-delay-ms",
             "100",
+            "--segments",
+            "0,1",
             "--json",
             str(out),
             "--plots",
@@ -114,12 +117,51 @@ def test_bench_cluster_cli_writes_table_json_and_plot(tmp_path, capsys) -> None:
     )
     assert rc == 0
     rep = json.loads(out.read_text())
-    assert len(rep["runs"]) == 16
+    assert len(rep["runs"]) == 32
+    assert {r["segment"] for r in rep["runs"]} == {0, 1}
+    assert {s["slices"] for s in rep["summary"]} == {2}
+    assert set(rep["capacity_bound"]) == {"0", "1"} and all(
+        v > 0 for v in rep["capacity_bound"].values()
+    )
+    for r in rep["runs"]:
+        assert len(r["refusals_per_1k_windows"]) == 4 and len(r["attainment_windows"]) == 4
+        misses = r["requests"] - round(r["slo_attainment"] * r["requests"])
+        assert sum(r["miss_causes"].values()) == misses
+        assert r["drain_s"] >= 0
     assert {r["label"] for r in rep["runs"]} >= {"random", "slo-greedy margin 0.5 2r/500ms"}
     assert rep["setup"]["shield_delay_ms"] == 100.0
     assert all(r["requests"] == 60 for r in rep["runs"])
     assert (tmp_path / "cluster_azure-conv_trace.png").stat().st_size > 0
     assert "max rate" in capsys.readouterr().out
+
+
+def test_per_window_means_consecutive_slices() -> None:
+    from sloserve_engine.bench.cluster import per_window
+
+    assert per_window([1, 1, 0, 0, 2, 2, 4, 4]) == [1.0, 0.0, 2.0, 4.0]
+    assert per_window([3.0, 5.0], windows=1) == [4.0]
+
+
+def test_miss_causes_split_misses_by_the_room_engines_had_at_arrival() -> None:
+    from sloserve_engine.bench.cluster import miss_causes
+    from sloserve_engine.sim.cluster import ClusterResult, RequestOutcome
+
+    def out(delays: tuple[float, ...], met: bool) -> RequestOutcome:
+        o = RequestOutcome(arrival=0.0, output_tokens=2, queue_delays=delays)
+        if met:
+            o.first_token, o.finish, o.tokens_seen = 0.1, 0.15, 2
+        else:
+            o.rejected = "slo_infeasible"
+        return o
+
+    outs = [
+        out((0.1, 2.0), met=True),  # met: not a miss
+        out((1.5, 2.0), met=False),  # every engine past the 1 s target
+        out((0.2, 3.0), met=False),  # one engine within half the target
+        out((0.7, 3.0), met=False),  # in between
+    ]
+    res = ClusterResult(outs, SLO(ttft_ms=1000), 0, 0, 0.0, 0)
+    assert miss_causes(res) == {"cluster_full": 1, "room_somewhere": 1, "in_between": 1}
 
 
 def test_bench_cluster_cli_names_a_bad_placement(capsys) -> None:

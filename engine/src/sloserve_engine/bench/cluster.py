@@ -35,7 +35,11 @@ from ..router.placement import PLACEMENT_NAMES
 from ..sim import SimConfig, load_profile
 from ..sim.cluster import ClusterConfig, ClusterResult, simulate_cluster, verdict
 from ..sim.workload import TRACES, WorkloadSpec, build_workload
-from .sweep import ATTAINMENT_GOAL, max_rates
+from .capacity import capacity_bound
+from .sweep import ATTAINMENT_GOAL, aggregate, format_spread, max_rates
+
+DEFAULT_MARGIN: float = RouterKnobs.model_fields["ttft_margin"].default
+"""The router's own default: series at any other margin say so in their label."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +52,9 @@ class Case:
     state_delay_ms: float = 0.0
     shield: bool = True
     admission: bool = True
-    ttft_margin: float = 1.0
+    ttft_margin: float = DEFAULT_MARGIN
+    segment: int = 0
+    """Which disjoint slice of the trace (``--segments``): same label, averaged over."""
 
     @property
     def label(self) -> str:
@@ -58,7 +64,7 @@ class Case:
             parts.append("unshielded")
         if not self.admission:
             parts.append("no-admission")
-        if self.ttft_margin != 1.0:
+        if self.ttft_margin != DEFAULT_MARGIN:
             parts.append(f"margin {self.ttft_margin:g}")
         if self.routers != 1 or self.state_delay_ms:
             parts.append(f"{self.routers}r/{self.state_delay_ms:g}ms")
@@ -82,7 +88,7 @@ class Setup:
     slo_ttft_ms: float = 1000.0
     slo_tbt_ms: float = 100.0
 
-    def workload(self, rate: float) -> WorkloadSpec:
+    def workload(self, rate: float, segment: int = 0) -> WorkloadSpec:
         return WorkloadSpec(
             trace=self.trace,
             requests=self.requests,
@@ -90,7 +96,40 @@ class Setup:
             arrival=self.arrival,  # type: ignore[arg-type]
             gamma_cv=self.gamma_cv,
             seed=self.seed,
+            segment=segment,
         )
+
+
+WINDOWS = 4
+"""Request-index windows the refusal rate is reported over (does learning cut it?)."""
+
+
+def per_window(values: Sequence[float], windows: int = WINDOWS) -> list[float]:
+    """Mean of ``values`` over ``windows`` consecutive, near-equal slices (request order)."""
+    edges = np.linspace(0, len(values), windows + 1).astype(int)
+    return [
+        float(np.mean(values[a:b])) if b > a else math.nan for a, b in itertools.pairwise(edges)
+    ]
+
+
+def miss_causes(result: ClusterResult) -> dict[str, int]:
+    """Misses split by whether any engine had room when the request arrived.
+
+    ``cluster_full``: every engine's fresh predicted queue delay was already past the TTFT
+    target, so no placement could have met it; ``room_somewhere``: some engine was within
+    half the target, so a better placement (or admission) might have.
+    """
+    slo = result.slo.ttft_s
+    out = {"cluster_full": 0, "room_somewhere": 0, "in_between": 0}
+    for o in result.outcomes:
+        if verdict(o, result.slo).both or not o.queue_delays:
+            continue
+        best = min(o.queue_delays)
+        key = (
+            "cluster_full" if best >= slo else "room_somewhere" if best < slo / 2 else "in_between"
+        )
+        out[key] += 1
+    return out
 
 
 def record(case: Case, setup: Setup, result: ClusterResult) -> dict[str, Any]:
@@ -103,7 +142,6 @@ def record(case: Case, setup: Setup, result: ClusterResult) -> dict[str, Any]:
     for o in outs:
         if o.rejected is not None:
             rejected[o.rejected] = rejected.get(o.rejected, 0) + 1
-    half = len(outs) // 2
     verdicts = [verdict(o, slo) for o in outs]
     att = ratios(verdicts)
     finished = [v for o, v in zip(outs, verdicts, strict=True) if o.finish is not None]
@@ -126,10 +164,14 @@ def record(case: Case, setup: Setup, result: ClusterResult) -> dict[str, Any]:
         "missed_tbt_only": sum(1 for v in finished if v.ttft and not v.tbt),
         "shield_refusals": result.refusals,
         "refusals_per_1k": 1000.0 * result.refusals / len(outs),
-        "refusals_per_1k_first_half": 1000.0 * sum(o.refusals for o in outs[:half]) / max(half, 1),
-        "refusals_per_1k_second_half": 1000.0
-        * sum(o.refusals for o in outs[half:])
-        / max(len(outs) - half, 1),
+        "refusals_per_1k_windows": [1000.0 * x for x in per_window([o.refusals for o in outs])],
+        "attainment_windows": per_window([float(v.both) for v in verdicts]),
+        "miss_causes": miss_causes(result),
+        "queue_delay_spread_mean": float(
+            np.mean([max(o.queue_delays) - min(o.queue_delays) for o in outs if o.queue_delays])
+        ),
+        "drain_s": max((o.finish for o in outs if o.finish is not None), default=0.0)
+        - max(o.arrival for o in outs),
         "preemptions": result.preemptions,
         "served_per_engine": per,
         "imbalance": float((max(per) - min(per)) / max(float(np.mean(per)), 1.0)) if per else 0.0,
@@ -160,7 +202,7 @@ def run_case(
         shield_delay_s=setup.shield_delay_ms / 1e3,
         seed=setup.seed,
     )
-    requests = build_workload(setup.workload(case.rate))
+    requests = build_workload(setup.workload(case.rate, case.segment))
     result = simulate_cluster(requests, knobs, profile, config, slo, cluster, progress)
     return record(case, setup, result)
 
@@ -172,12 +214,13 @@ def cases(
     delays_ms: Sequence[float],
     shields: Sequence[bool],
     admissions: Sequence[bool],
-    margins: Sequence[float] = (1.0,),
+    margins: Sequence[float] = (DEFAULT_MARGIN,),
+    segments: Sequence[int] = (0,),
 ) -> list[Case]:
     return [
-        Case(p, r, m, d, s, a, g)
-        for r, p, m, d, s, a, g in itertools.product(
-            rates, placements, routers, delays_ms, shields, admissions, margins
+        Case(p, r, m, d, s, a, g, k)
+        for k, r, p, m, d, s, a, g in itertools.product(
+            segments, rates, placements, routers, delays_ms, shields, admissions, margins
         )
     ]
 
@@ -206,10 +249,20 @@ def run_cases(
 
 
 def report(rows: list[dict[str, Any]], setup: Setup) -> dict[str, Any]:
-    rows = sorted(rows, key=lambda r: (r["label"], r["rate"]))
+    """Runs, their mean ± spread over segments, max rates, and the fluid capacity bound."""
+    rows = sorted(rows, key=lambda r: (r["label"], r["rate"], r["segment"]))
+    config = SimConfig(kv_tokens=setup.kv_tokens)
+    profile = load_profile(setup.profile)
+    bound = {
+        k: setup.engines
+        * capacity_bound(build_workload(setup.workload(1.0, k)), profile, config).rate
+        for k in sorted({r["segment"] for r in rows})
+    }
     return {
         "setup": asdict(setup),
         "goal": ATTAINMENT_GOAL,
+        "capacity_bound": bound,
+        "summary": aggregate(rows),
         "max_rate": max_rates(rows),
         "max_rate_strict": max_rates({**r, "slo_attainment": r["strict_attainment"]} for r in rows),
         "runs": rows,
@@ -249,6 +302,23 @@ def table(rep: dict[str, Any]) -> Table:
             f"{r['refusals_per_1k']:.1f}",
             str(r["preemptions"]),
             f"{r['imbalance']:.2f}",
+        )
+    return t
+
+
+def spread_table(rep: dict[str, Any]) -> Table:
+    """Mean ± sample std (min–max) over the swept segments, per series and rate."""
+    t = Table(title="over segments: mean ± std (min–max)")
+    for col in ("placement", "rate", "slices", "attain", "TTFT p99 (s)", "drain (s)"):
+        t.add_column(col, justify="right")
+    for r in rep["summary"]:
+        t.add_row(
+            r["policy"],
+            f"{r['rate']:g}",
+            str(r["slices"]),
+            format_spread(r, "slo_attainment", "{:.1%}"),
+            format_spread(r, "ttft_p99", "{:.2f}"),
+            format_spread(r, "drain_s", "{:.1f}"),
         )
     return t
 
@@ -326,6 +396,13 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _segment(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"segment {text!r} must be >= 0")
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engines", type=int, default=4)
     p.add_argument("--regions", type=int, default=2, help="shield regions (contiguous groups)")
@@ -341,7 +418,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shield", type=_csv(_onoff), default=[True], help="on,off")
     p.add_argument("--admission", type=_csv(_onoff), default=[True], help="on,off")
     p.add_argument(
-        "--ttft-margin", type=_csv(_positive), default=[1.0], help="router ttftMargin values"
+        "--ttft-margin",
+        type=_csv(_positive),
+        default=[DEFAULT_MARGIN],
+        help="router ttftMargin values",
     )
     p.add_argument("--rates", type=_csv(_positive), default=[48.0, 56.0, 64.0])
     p.add_argument("--trace", default="azure-conv", choices=sorted(TRACES))
@@ -350,6 +430,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gamma-cv", type=float, default=3.0)
     p.add_argument("--kv-tokens", type=int, default=97_488)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--segments",
+        type=_csv(_segment),
+        default=[0],
+        help="disjoint trace slices of --requests each (timed traces) or independent draws; "
+        "results are averaged over them",
+    )
     p.add_argument("--profile", default="h200-llama-3.1-8b")
     p.add_argument("--jobs", type=int, default=1, help="worker processes")
     p.add_argument("--json", type=Path, default=None, help="write the report here")
@@ -387,6 +474,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         args.shield,
         args.admission,
         args.ttft_margin,
+        args.segments,
     )
     with Progress(
         TextColumn("{task.description}"),
@@ -401,13 +489,18 @@ def run(args: argparse.Namespace, console: Console) -> int:
         def done(case: Case, row: dict[str, Any]) -> None:
             progress.advance(task)
             progress.console.print(
-                f"  {case.label} @ {case.rate:g}: attainment {row['slo_attainment']:.1%}",
+                f"  {case.label} @ {case.rate:g} (segment {case.segment}): "
+                f"attainment {row['slo_attainment']:.1%}",
                 highlight=False,
             )
 
         rows = run_cases(todo, setup, args.jobs, done)
     rep = report(rows, setup)
     console.print(table(rep))
+    if len(args.segments) > 1:
+        console.print(spread_table(rep))
+    bound = ", ".join(f"segment {k}: {v:.1f}" for k, v in rep["capacity_bound"].items())
+    console.print(f"fluid capacity bound of the cluster (req/s): {bound}")
     console.print(f"max rate with >= 90% attainment: {json.dumps(rep['max_rate'])}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

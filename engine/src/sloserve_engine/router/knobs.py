@@ -64,11 +64,13 @@ class RouterKnobs(BaseModel):
         "minutes); then 503 with Retry-After.",
     )
     ttft_margin: float = Field(
-        default=1.0,
+        default=0.15,
         gt=0.0,
         le=1.0,
         description="Share of a request's TTFT target its predicted TTFT must fit in to be "
-        "placed; below 1 trades rejections for a shorter tail.",
+        "placed (a request whose own prefill alone exceeds it may still go to an engine "
+        "with no wait): below 1 sheds long prompts first and cuts the TTFT tail. 0.15 was "
+        "chosen on azure-conv only (docs/benchmarks.md, 'Router (simulator)').",
     )
     shield: bool = Field(
         default=True,

@@ -83,8 +83,9 @@ class PlacementRequest:
     """Time already spent since arrival (in the router's queue); counts against the TTFT."""
     now: float = 0.0
     ttft_margin: float = 1.0
-    """Share of the TTFT target a placement must fit in (the ``ttftMargin`` knob): below 1
-    leaves room for prediction error before the engine deprioritises a late request."""
+    """Share of the TTFT target a placement's predicted TTFT must fit in (the ``ttftMargin``
+    knob; see :func:`judge`): below 1 leaves room for prediction error before the engine
+    deprioritises a late request, and sheds long prompts first under load."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +96,8 @@ class Candidate:
     predicted_ttft_s: float
     """Predicted time from now to the first token on this engine."""
     ttft_ok: bool
-    """``waited + predicted TTFT <= ttft_margin × SLO TTFT``."""
+    """``waited + predicted TTFT <= SLO TTFT`` and the predicted wait (TTFT minus the own
+    prefill) ``<= max(ttft_margin × (SLO TTFT − waited) − own prefill, 0)``."""
     kv_ok: bool
     """Pending plus this demand fit in the headroom plus what drains before the TTFT target."""
 
@@ -125,15 +127,31 @@ def kv_fits(state: EngineState, demand: KvDemand, horizon_s: float) -> bool:
     return state.pending.demand_tokens + demand.total_tokens <= room
 
 
+def own_prefill_s(state: EngineState, demand: KvDemand, cost: StepCostModel) -> float:
+    """The request's own prefill on ``state``'s engine: the part of its TTFT that is known."""
+    s = state.snapshot
+    running = s.running + state.pending.requests
+    return prefill_time_s(cost, demand.prompt_tokens, running, s.max_batched_tokens)
+
+
 def judge(state: EngineState, request: PlacementRequest, cost: StepCostModel) -> Candidate:
-    """The one yardstick: predicted TTFT against the SLO and the KV collision test."""
+    """The one yardstick: predicted TTFT against the SLO and the KV collision test.
+
+    ``ttftMargin``: the predicted TTFT must fit in that share of the budget, so under load a
+    request whose own prefill takes more of it (a long prompt) needs a shorter wait, and the
+    expensive requests are refused first. A request whose own prefill alone exceeds the share
+    may still go to an engine where it waits for nothing: a margin never refuses what an idle
+    engine serves in time, whatever the prompt length or SLO class.
+    """
     ttft = predict_ttft(state, request.demand, cost)
-    budget = request.slo.ttft_s * request.ttft_margin - request.waited_s
+    budget = request.slo.ttft_s - request.waited_s
+    own = own_prefill_s(state, request.demand, cost)
+    allowed_wait = max(request.ttft_margin * budget - own, 0.0)
     return Candidate(
         state.engine_id,
         ttft,
-        ttft <= budget,
-        kv_fits(state, request.demand, budget),
+        ttft <= budget and ttft - own <= allowed_wait,
+        kv_fits(state, request.demand, allowed_wait + own),
     )
 
 

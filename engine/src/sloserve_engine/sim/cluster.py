@@ -100,6 +100,9 @@ class RequestOutcome:
     placed_at: float | None = None
     predicted_ttft: float | None = None
     """The router's predicted TTFT from placement (first choice; alternatives not re-judged)."""
+    queue_delays: tuple[float, ...] = ()
+    """Every engine's predicted queue delay in its newest snapshot at this request's arrival
+    (fresh, whatever the routers saw): whether some engine had room when it arrived."""
 
 
 @dataclass(slots=True)
@@ -225,6 +228,9 @@ class _Cluster:
 
     def _arrive(self, k: int, now: float) -> None:
         r = self.requests[k]
+        self.out[k].queue_delays = tuple(
+            self._seen(e, now).predicted_queue_delay_s for e in range(len(self.engines))
+        )
         j = self.rng.randrange(len(self.routers))
         self.owner[r.request_id] = j
         self._refresh(j, now)
