@@ -53,6 +53,7 @@ def test_operator_extra_has_kopf_and_no_engine_or_bench_dependency(tmp_path: Pat
 def test_server_extra_runs_the_simulated_engine_without_kopf(tmp_path: Path) -> None:
     names = resolved("server", tmp_path)
     assert {"fastapi", "uvicorn", "numpy"} <= names
+    assert {"aiohttp", "uvloop", "httptools"} <= names  # the router's hot path
     assert not names & (HEAVY | {"kopf", "kubernetes-asyncio", "rich"})
 
 
