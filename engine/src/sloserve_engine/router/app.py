@@ -39,11 +39,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..policy.costmodel import StepCostModel
 from ..server.auth import AdminAuth
-from ..server.body import ClientGoneError
+from ..server.body import ClientGoneError, wait_for_disconnect
 from ..server.errors import APIError, error_response, install_error_handlers
 from ..server.reservations import RESERVATION_HEADER, RESERVATIONS_PATH
 from .admission import Action, Decision, Reason
-from .asgi import read_body, send_bytes, send_error, wait_for_disconnect
+from .asgi import read_body, send_bytes, send_error
 from .core import RouterCore
 from .engines import Discover, EnginePool
 from .knobs import RouterKnobs
@@ -421,7 +421,9 @@ class Router:
         finally:
             gone.cancel()
             work.cancel()  # a no-op once it is done
-            await asyncio.gather(work, gone, return_exceptions=True)
+            failure, _ = await asyncio.gather(work, gone, return_exceptions=True)
+        if isinstance(failure, Exception):
+            raise failure  # a bug: uvicorn logs it and answers 500
 
     async def _route(
         self, path: str, scope: Scope, body: bytes, routed: Routed, send: Send

@@ -44,12 +44,6 @@ async def read_body(headers: list[tuple[bytes, bytes]], receive: Receive, limit:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def wait_for_disconnect(receive: Receive) -> None:
-    """Return once the client has gone (call after the body was read)."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
 async def send_bytes(
     send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
 ) -> None:

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from fastapi import Request
 from starlette.requests import ClientDisconnect
+from starlette.types import Receive
 
 from .errors import APIError
 
@@ -75,9 +76,8 @@ async def parse_off_loop(parse: Callable[[bytes], T], body: bytes) -> T:
     return await asyncio.to_thread(parse, body)
 
 
-async def wait_for_disconnect(request: Request) -> None:
-    """Return once the client has gone (call after the body was read)."""
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
+async def wait_for_disconnect(receive: Receive) -> None:
+    """Return once the client has gone (call after the body was read; ``receive`` is the
+    ASGI one, ``request.receive`` for a Starlette request)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass

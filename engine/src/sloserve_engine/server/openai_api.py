@@ -76,7 +76,7 @@ async def _complete(
 ) -> Response:
     """The whole answer, unless the client leaves first (then the request is aborted)."""
     work = asyncio.ensure_future(_collect(source))
-    gone = asyncio.ensure_future(wait_for_disconnect(request))
+    gone = asyncio.ensure_future(wait_for_disconnect(request.receive))
     try:
         await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
         if not work.done():

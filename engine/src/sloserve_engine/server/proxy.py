@@ -164,7 +164,7 @@ def build_proxy_app(
             content=body,
         )
         sending = asyncio.ensure_future(client.send(upstream_request, stream=True))
-        gone = asyncio.ensure_future(wait_for_disconnect(request))
+        gone = asyncio.ensure_future(wait_for_disconnect(request.receive))
         try:
             await asyncio.wait({sending, gone}, return_when=asyncio.FIRST_COMPLETED)
         finally:
