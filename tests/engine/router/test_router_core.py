@@ -33,8 +33,7 @@ def test_own_placements_count_until_a_snapshot_shows_them() -> None:
 
 
 def test_hold_then_place_on_fresher_state_or_time_out() -> None:
-    # Margin 1: the KV wait (~0.7 s) fits the whole target, not the default share.
-    c = core(queue_timeout_s=0.5, ttft_margin=1.0)
+    c = core(queue_timeout_s=0.5)
     c.observe(snap("a", free=1_000, drain=3_000.0))  # TTFT fine, KV does not fit yet
     d = c.submit("1", 3000, SLO1S, now=0.0)
     assert (d.action, d.reason) == (Action.HOLD, Reason.KV_WAIT)
@@ -62,7 +61,7 @@ def test_reject_at_once_when_no_engine_can_meet_the_ttft() -> None:
 
 
 def test_lower_classes_are_shed_first() -> None:
-    c = core(queue_limit=1, ttft_margin=1.0)
+    c = core(queue_limit=1)
     c.observe(snap("a", free=1_000, drain=3_000.0))
     assert c.submit("b", 3000, SLO(slo_class="batch"), now=0.0).action is Action.HOLD
     assert c.submit("i", 3000, SLO(slo_class="interactive"), now=0.0).action is Action.HOLD

@@ -64,13 +64,14 @@ class RouterKnobs(BaseModel):
         "minutes); then 503 with Retry-After.",
     )
     ttft_margin: float = Field(
-        default=0.15,
+        default=1.0,
         gt=0.0,
         le=1.0,
         description="Share of a request's TTFT target its predicted TTFT must fit in to be "
         "placed (a request whose own prefill alone exceeds it may still go to an engine "
-        "with no wait): below 1 sheds long prompts first and cuts the TTFT tail. 0.15 was "
-        "chosen on azure-conv only (docs/benchmarks.md, 'Router (simulator)').",
+        "with no wait): below 1 sheds long prompts first and cuts the TTFT tail, and "
+        "refuses requests a bursty workload would have served in time "
+        "(docs/benchmarks.md, 'Router (simulator)').",
     )
     shield: bool = Field(
         default=True,
