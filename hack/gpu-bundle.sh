@@ -4,7 +4,7 @@
 # into one site folder, drop what a dense Llama never loads, compress, and split into parts
 # small enough to carry (64 MiB per call, with the working tree).
 #
-#   bash hack/gpu-bundle.sh            # -> .gpu/parts/part.00 .. part.NN (4 parts of at most 50 MiB)
+#   bash hack/gpu-bundle.sh            # -> .gpu/parts/part.00 .. part.NN (4 parts of at most 44 MiB)
 #
 # Then carry the parts in back-to-back calls (the machine keeps files outside the tree only
 # while it stays warm) and unpack on the last one; docs/benchmarks.md ("GPU proof") shows the
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-.gpu}
 REQS=${REQS:-../shared/gpu/vllm-0.26.0-resolved-requirements.txt}
 PRESENT=hack/gpu-present.txt
-PART_SIZE=${PART_SIZE:-50M}  # one carry holds 64 MiB including the tracked tree (~7 MiB)
+PART_SIZE=${PART_SIZE:-44M}  # one carry holds 64 MiB including the tracked tree (~16 MB on 2026-12-03)
 [[ -f $REQS ]] || { echo "gpu-bundle: $REQS not found (the shared folder beside the checkout)" >&2; exit 2; }
 mkdir -p "$OUT"
 
