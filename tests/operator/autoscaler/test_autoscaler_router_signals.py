@@ -282,3 +282,40 @@ def test_a_failed_router_read_neither_restarts_the_idle_clock_nor_goes_to_zero()
     )
     gone = decide(ZERO, observe(1, pod(busy=0.0), now=900.0, router=IDLE_ROUTER), d.history)
     assert (gone.desired_replicas, gone.reason) == (0, Reason.SCALE_TO_ZERO)
+
+
+def test_engine_misses_below_a_pressure_that_met_the_slo_add_no_replicas() -> None:
+    """Bench, 2026-12-03 17:42, t=105 s and 150 s: four, then five engines at KV pressure 0.1
+    and 0.04 missed 22-27 % (CPU-starved simulated engines), where one engine at 0.27 had met
+    the SLO; the SLO signal went 4 -> 5 -> 7 and its ceiling of 0.04 blocked every scale-down."""
+    met = decide(LEAD, observe(1, pod(kv=0.27, att=1.0, done=20.0)))
+    assert met.history.slo_met_pressure == (100.0, 0.27)
+    starved = (pod(kv=0.1, att=0.75, done=40.0), pod("p1", kv=0.1, att=0.75, done=40.0))
+    d = decide(LEAD, observe(2, *starved, now=200.0), met.history)
+    assert d.signals.attainment == pytest.approx(0.75)  # still reported as measured
+    assert d.signals.slo_desired is None and d.desired_replicas <= 2
+    assert d.history.slo_ceilings == ()  # and no ceiling learned from it
+    # The routers' turn-aways are capacity misses whatever the pressure: they still count.
+    d = decide(LEAD, observe(2, *starved, now=200.0, router=RouterSample(0, 80, 40)), met.history)
+    assert d.signals.slo_desired == 4
+    # At or above the pressure that met the SLO, engine misses ask for replicas as before.
+    loaded = (pod(kv=0.5, att=0.6, done=40.0), pod("p1", kv=0.5, att=0.6, done=40.0))
+    assert decide(LEAD, observe(2, *loaded, now=200.0), met.history).desired_replicas == 3
+    # The memory lapses like the ceilings' does.
+    late = 100.0 + LEAD.slo_ceiling_memory_s + 1
+    assert decide(LEAD, observe(2, *starved, now=late), met.history).signals.slo_desired == 3
+
+
+def test_a_queue_seen_once_asks_for_nothing_and_the_fast_path_does_not_carry_it() -> None:
+    router = RouterSample(queued=1, outcomes=20, missed=0)
+    d = decide(POLICY, observe(3, pod(), pod("p1"), pod("p2"), router=router))
+    assert d.signals.queue_desired is None  # one moment's hold
+    d = decide(POLICY, observe(3, pod(), pod("p1"), pod("p2"), router=router), d.history)
+    assert d.signals.queue_desired == 4  # held at two decisions in a row
+    # Attainment far below target while settling: the SLO signal holds at 3, and the fast
+    # path must not let the queue's 4 skip the up-window (10 s; recommended 3 just before).
+    pods = (pod(att=0.1), pod("p1", att=0.1), pod("p2", att=0.1))
+    history = History(recommendations=((95.0, 3),), last_scale_up=90.0, last_queued=1.0)
+    d = decide(LEAD, observe(3, *pods, router=router), history)
+    assert (d.signals.fast_path, d.signals.queue_desired) == (True, 4)
+    assert d.desired_replicas == 3

@@ -192,6 +192,8 @@ class History:
     recommendations: tuple[tuple[float, int], ...] = ()
     slo_ceilings: tuple[tuple[float, float], ...] = ()
     """(time, mean per-pod KV pressure) observed while attainment was below target."""
+    slo_met_pressure: tuple[float, float] | None = None
+    """(time, highest mean per-pod KV pressure at which a window met the SLO target)."""
     last_scale_up: float | None = None
     last_activity: float | None = None
     """When a request was last seen arriving, queued or running (the idle clock)."""
@@ -219,6 +221,9 @@ class Signals:
     fast_path: bool = False
     recommendation: int = 0
     slo_ceiling: float | None = None
+    slo_met_pressure: float | None = None
+    """Highest per-pod KV pressure that met the SLO lately; engine misses below it are not
+    taken as a lack of replicas."""
     router_queued: float | None = None
     router_missed: float = 0.0
     router_outcomes: float = 0.0
@@ -259,6 +264,7 @@ class Decision:
             f" (finished={s.finished_requests:g}) sloDesired={s.slo_desired}"
             f" fastPath={s.fast_path} pods={s.pods_with_metrics}"
             + ("" if s.slo_ceiling is None else f" sloPressureCeiling={s.slo_ceiling:.3f}")
+            + ("" if s.slo_met_pressure is None else f" sloMetPressure={s.slo_met_pressure:.3f}")
             + (
                 ""
                 if s.router_queued is None
@@ -288,8 +294,27 @@ def decide(policy: ScalingPolicy, obs: Observation, history: History = History()
     engine_finished = sum(w for _, w in weighted)
     finished = engine_finished + missed
     attainment = _attainment(weighted, router)
-    served = engine_finished + (max(0.0, router.outcomes - missed) if router else 0.0)
     ready = max(obs.ready_replicas, len(fresh))
+    met = history.slo_met_pressure
+    if met is not None and now - met[0] > policy.slo_ceiling_memory_s:
+        met = None
+    if met is not None and kv_mean is not None and kv_mean < met[1] * (1.0 - policy.tolerance):
+        # Engines miss while each carries less than it carried when the SLO was met: load
+        # does not explain those misses (on the 2-core bench VM: CPU starvation of the
+        # simulated engines), and more replicas would not cure them. Only the routers'
+        # turn-aways, which are capacity misses by definition, still ask for replicas.
+        slo_attainment = _attainment((), router)
+    else:
+        slo_attainment = attainment
+    if (
+        attainment is not None
+        and attainment >= policy.slo_attainment_target
+        and kv_mean is not None
+        and len(fresh) >= obs.ready_replicas
+        and (met is None or kv_mean >= met[1])
+    ):
+        met = (now, kv_mean)
+    served = engine_finished + (max(0.0, router.outcomes - missed) if router else 0.0)
     floor = max(1, policy.min_replicas)  # only the idle rule goes below one replica
 
     busy: list[float] = [s.busy for s in fresh if s.busy is not None]
@@ -309,7 +334,7 @@ def decide(policy: ScalingPolicy, obs: Observation, history: History = History()
     last_up = history.last_scale_up
     waking = woke_at is not None  # woken replicas have not served yet: judge them once they do
     settling = waking or (last_up is not None and now - last_up < policy.slo_settle_s)
-    slo_desired, fast = _slo_desired(policy, attainment, ready, current, settling, served > 0)
+    slo_desired, fast = _slo_desired(policy, slo_attainment, ready, current, settling, served > 0)
     queue_desired = _queue_desired(router, history.last_queued, capacity, ready, current, waking)
     candidates = [d for d in (kv_desired, slo_desired, queue_desired) if d is not None]
 
@@ -332,6 +357,7 @@ def decide(policy: ScalingPolicy, obs: Observation, history: History = History()
         slo_desired=slo_desired,
         fast_path=fast,
         slo_ceiling=ceiling,
+        slo_met_pressure=None if met is None else met[1],
         router_queued=None if router is None else router.queued,
         router_missed=missed,
         router_outcomes=0.0 if router is None else router.outcomes,
@@ -343,7 +369,7 @@ def decide(policy: ScalingPolicy, obs: Observation, history: History = History()
     def hold(
         desired: int, reason: Reason, sig: Signals, recs: tuple[tuple[float, int], ...]
     ) -> Decision:
-        memory = History(recs, ceilings, last_up, last_activity, woke_at, queued, capacity)
+        memory = History(recs, ceilings, met, last_up, last_activity, woke_at, queued, capacity)
         return Decision(desired, reason, sig, memory, cold_start)
 
     if current == 0 and policy.min_replicas == 0:
@@ -389,7 +415,11 @@ def decide(policy: ScalingPolicy, obs: Observation, history: History = History()
     down_window = [r for t, r in recs if now - t <= policy.scale_down_stabilization_s]
     stabilized = current
     if raw > current:
-        stabilized = max(current, raw if fast else min(up_window))
+        stabilized = max(current, min(up_window))
+        if fast and slo_desired is not None:
+            # The fast path lets the SLO signal's own number skip the window, not whatever
+            # another signal asked for in the same evaluation (one queued request did).
+            stabilized = max(stabilized, min(slo_desired, raw))
     elif raw < current:
         stabilized = min(current, max(down_window))
     up_limit = current + max(policy.scale_up_max_step, current)
@@ -444,9 +474,14 @@ def _queue_desired(
     current: int,
     waking: bool,
 ) -> int | None:
-    """A router queue that did not shrink since the last decision: the replicas serving now
-    cannot take it, so add what it needs (one replica per learned capacity, else one)."""
-    if router is None or router.queued <= 0 or router.queued < last_queued or current == 0:
+    """A router queue held at two decisions in a row and not smaller at the second: the
+    replicas serving now cannot take it, so add what it needs (one replica per learned
+    capacity, else one)."""
+    if router is None or router.queued <= 0 or current == 0:
+        return None
+    if last_queued <= 0 or router.queued < last_queued:
+        # A queue seen once may be a moment's hold (a request waits for a KV block to free up);
+        # a queue at two decisions in a row that did not shrink is one the replicas cannot take.
         return None
     if ready < current or waking:
         # Replicas asked for are starting, or have not served yet after a wake from zero
