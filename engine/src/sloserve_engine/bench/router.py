@@ -8,7 +8,10 @@ Four measurements, each from real processes and real sockets:
    the routers (what a Service in front of router pods does). Every request
    is judged by the one attainment rule (:mod:`sloserve_engine.contract.attainment`);
    429/503/errors/cut-off streams are misses. The routers' own histograms give
-   the decision time; their counters give shield refusals.
+   the decision time; their counters give shield refusals. With ``--segments`` the
+   arms run in rounds, one trace slice each, the arm order rotated between rounds
+   (:func:`rotations`), after an unrecorded ``--warmup``; :func:`ranking` gives each
+   arm's mean and spread.
 2. **Shield on/off** for one policy: refusals per 1,000 requests and attainment.
 3. **Added latency** and **decision time**, 4. **relay throughput**, with the
    router alone on one core: :mod:`.router_perf`.
@@ -62,6 +65,9 @@ class Served:
 class PolicyRun:
     placement: str
     shield: bool
+    segment: int
+    round: int
+    position: int
     standard: float
     strict: float
     requests: int
@@ -79,6 +85,7 @@ class RouterReport:
     machine: str
     config: dict[str, Any]
     runs: list[PolicyRun] = field(default_factory=list)
+    ranking: list[dict[str, Any]] = field(default_factory=list)
     latency: dict[str, float] = field(default_factory=dict)
     relay: dict[str, float] = field(default_factory=dict)
 
@@ -98,7 +105,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="least-kv",
         help="comma list of policies also run with the shield off (right after shield on)",
     )
-    p.add_argument("--warmup", type=int, default=0, help="requests replayed first and not recorded")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        help="requests replayed first and not recorded (taken from the slice after the last "
+        "of --segments, so no measured request is seen twice)",
+    )
+    p.add_argument(
+        "--segments",
+        default="0",
+        help="comma list of trace slices of --requests each; one round of every arm per "
+        "slice, the arm order rotated from round to round (order effects balanced)",
+    )
     p.add_argument("--slo-ttft-ms", type=float, default=1000.0)
     p.add_argument("--slo-tbt-ms", type=float, default=100.0)
     p.add_argument("--latency-samples", type=int, default=200)
@@ -222,6 +241,53 @@ def judge(results: Sequence[Served], slo: SLO) -> list[Attainment]:
     return out
 
 
+# ---------------------------------------------------------------------------- rounds
+
+
+def parse_segments(text: str) -> list[int]:
+    """``"0,1,2"`` → ``[0, 1, 2]``; distinct, non-negative."""
+    out = [int(s) for s in text.split(",") if s.strip()]
+    if not out or min(out) < 0 or len(set(out)) != len(out):
+        raise ValueError(f"--segments {text!r}: expected distinct non-negative integers")
+    return out
+
+
+Arm = tuple[str, bool]
+"""(placement, shield on)."""
+
+
+def rotations(arms: Sequence[Arm], rounds: int) -> list[list[Arm]]:
+    """The arm order of each round: round r starts ``r * len(arms) // rounds`` arms further
+    on, so an arm's position moves evenly through the run (with ``rounds == len(arms)`` every
+    arm runs once in every position). Engines learn as they serve, so a fixed order would
+    credit later arms with better-trained engines."""
+    m = len(arms)
+    return [[arms[(r * m // rounds + i) % m] for i in range(m)] if m else [] for r in range(rounds)]
+
+
+def ranking(runs: Sequence[PolicyRun]) -> list[dict[str, Any]]:
+    """Per arm over its rounds: mean, min and max standard attainment, best mean first."""
+    by_arm: dict[Arm, list[PolicyRun]] = {}
+    for r in runs:
+        by_arm.setdefault((r.placement, r.shield), []).append(r)
+    rows = [
+        {
+            "placement": placement,
+            "shield": shield,
+            "rounds": len(rs),
+            "standard_mean": sum(r.standard for r in rs) / len(rs),
+            "standard_min": min(r.standard for r in rs),
+            "standard_max": max(r.standard for r in rs),
+            "strict_mean": sum(r.strict for r in rs) / len(rs),
+            "shield_refusals_per_1k": 1000
+            * sum(r.shield_refusals for r in rs)
+            / max(1, sum(r.requests for r in rs)),
+        }
+        for (placement, shield), rs in by_arm.items()
+    ]
+    return sorted(rows, key=lambda row: -float(row["standard_mean"]))
+
+
 # ---------------------------------------------------------------------------- scraping
 
 
@@ -284,7 +350,14 @@ def _put_knobs(f: Fleet, knobs: dict[str, Any]) -> None:
 
 
 def run_policy(
-    f: Fleet, workload: Sequence[TraceRequest], slo: SLO, placement: str, shield: bool
+    f: Fleet,
+    workload: Sequence[TraceRequest],
+    slo: SLO,
+    placement: str,
+    shield: bool,
+    segment: int = 0,
+    rnd: int = 0,
+    position: int = 0,
 ) -> PolicyRun:
     _put_knobs(f, {"placement": placement, "shield": shield})
     _wait_idle(f)
@@ -300,6 +373,9 @@ def run_policy(
     return PolicyRun(
         placement=placement,
         shield=shield,
+        segment=segment,
+        round=rnd,
+        position=position,
         standard=rat.standard,
         strict=rat.strict,
         requests=rat.requests,
@@ -327,15 +403,21 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"bad --policies {unknown} or --engines/--routers < 1")
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     slo = SLO(slo_class="standard", ttft_ms=args.slo_ttft_ms, tbt_ms=args.slo_tbt_ms)
-    workload = build_workload(
-        WorkloadSpec(
+    segments = parse_segments(args.segments)
+    if args.warmup > args.requests:
+        raise ValueError("--warmup must be <= --requests")
+
+    def workload(segment: int) -> list[TraceRequest]:
+        spec = WorkloadSpec(
             trace=args.trace,
             requests=args.requests,
             rate=args.rate,
             arrival="trace",
             seed=args.seed,
+            segment=segment,
         )
-    )
+        return build_workload(spec)
+
     report = RouterReport(
         command="sloserve bench router " + " ".join(_argv(args)),
         machine=f"{os.uname().nodename}: {os.cpu_count()} CPUs, loopback HTTP; load average "
@@ -358,17 +440,27 @@ def run(args: argparse.Namespace) -> int:
             arms = [(p, on) for p in policies for on in (True, False) if on or p in compare]
             if args.warmup:  # engines' output-length predictors learn before anything counts
                 console.print(f"warm-up: {args.warmup} requests (not recorded) ...")
-                run_policy(f, workload[: args.warmup], slo, "random", False)
-            for placement, shield in arms:
-                console.print(f"policy {placement} shield={'on' if shield else 'off'} ...")
-                result = run_policy(f, workload, slo, placement, shield)
-                report.runs.append(result)
-                console.print(
-                    f"  standard {result.standard:.3f} strict {result.strict:.3f} "
-                    f"rejected {result.rejected} errors {result.errors} "
-                    f"refusals {result.shield_refusals} decision p99 <= "
-                    f"{result.decision_p99_le_s * 1e3:g} ms"
-                )
+                warm = workload(max(segments) + 1)[: args.warmup]
+                run_policy(f, warm, slo, "random", False, segment=-1)
+            orders = rotations(arms, len(segments))
+            for rnd, (segment, order) in enumerate(zip(segments, orders, strict=True)):
+                replay_slice = workload(segment)
+                for position, (placement, shield) in enumerate(order):
+                    console.print(
+                        f"round {rnd} (segment {segment}): {placement} "
+                        f"shield={'on' if shield else 'off'} ..."
+                    )
+                    result = run_policy(
+                        f, replay_slice, slo, placement, shield, segment, rnd, position
+                    )
+                    report.runs.append(result)
+                    console.print(
+                        f"  standard {result.standard:.3f} strict {result.strict:.3f} "
+                        f"rejected {result.rejected} errors {result.errors} "
+                        f"refusals {result.shield_refusals} decision p99 <= "
+                        f"{result.decision_p99_le_s * 1e3:g} ms"
+                    )
+            report.ranking = ranking(report.runs)
     from .router_perf import added_latency, client_on, pinning, relay_throughput
 
     pin = pinning(args.router_cpu)
@@ -455,8 +547,8 @@ def summary(report: RouterReport) -> dict[str, Any]:
 def _argv(args: argparse.Namespace) -> list[str]:
     out = []
     keys = ("engines", "routers", "trace", "requests", "rate", "kv_tokens", "policies",
-            "shield_compare", "warmup", "skip", "slo_ttft_ms", "slo_tbt_ms", "latency_samples",
-            "relay_streams", "relay_tokens", "relay_time_scale", "relay_engines",
+            "shield_compare", "warmup", "segments", "skip", "slo_ttft_ms", "slo_tbt_ms",
+            "latency_samples", "relay_streams", "relay_tokens", "relay_time_scale", "relay_engines",
             "seed")  # fmt: skip
     for key in keys:
         out += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
@@ -468,13 +560,14 @@ def _argv(args: argparse.Namespace) -> list[str]:
 def _print(console: Console, report: RouterReport) -> None:
     if report.runs:
         table = Table(title="placement over real processes (misses: 429/503/errors)")
-        for col in ("placement", "shield", "standard", "strict", "rejected", "errors",
+        for col in ("placement", "shield", "segment", "standard", "strict", "rejected", "errors",
                     "refusals/1k", "decision p99 ≤", "TTFT p99 (served)"):  # fmt: skip
             table.add_column(col)
         for r in report.runs:
             table.add_row(
                 r.placement,
                 "on" if r.shield else "off",
+                str(r.segment),
                 f"{r.standard:.3f}",
                 f"{r.strict:.3f}",
                 str(r.rejected),
@@ -482,6 +575,20 @@ def _print(console: Console, report: RouterReport) -> None:
                 f"{1000 * r.shield_refusals / max(r.requests, 1):.1f}",
                 f"{r.decision_p99_le_s * 1e3:g} ms",
                 f"{r.ttft_p99_s:.3f} s" if r.ttft_p99_s is not None else "-",
+            )
+        console.print(table)
+    if report.ranking:
+        table = Table(title="ranking: standard attainment over the rounds (mean, min–max)")
+        for col in ("placement", "shield", "rounds", "mean", "min–max", "refusals/1k"):
+            table.add_column(col)
+        for row in report.ranking:
+            table.add_row(
+                row["placement"],
+                "on" if row["shield"] else "off",
+                str(row["rounds"]),
+                f"{row['standard_mean']:.3f}",
+                f"{row['standard_min']:.3f}–{row['standard_max']:.3f}",
+                f"{row['shield_refusals_per_1k']:.0f}",
             )
         console.print(table)
     if report.latency:
