@@ -82,7 +82,9 @@ def test_cel_rules_and_subresources_present() -> None:
     assert "self.minReplicas <= self.maxReplicas" in rules
     assert "self.chunkMinTokens <= self.chunkMaxTokens" in rules
     names = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert names[:7] == ["Ready", "Replicas", "Routers", "Activity", "SLO", "KV-Pressure", "Policy"]
+    assert names[:8] == [
+        *("Ready", "Replicas", "Routers", "Activity", "SLO", "KV-Pressure", "Policy", "Engines")
+    ]
     assert {"Endpoint", "Last-Request"} <= set(names)
     assert "self.autoscaling.minReplicas > 0 || self.router.replicas > 0" in rules
     assert names[-1] == "Age"

@@ -71,7 +71,7 @@ def _observe_values(registry: CollectorRegistry, series: dict[str, Series]) -> N
 def engine_series() -> dict[str, Series]:
     """Every engine sample name, with label values after one finished request."""
     registry = CollectorRegistry()
-    metrics = EngineMetrics(registry=registry, slo_classes=("interactive",))
+    metrics = EngineMetrics(registry=registry, slo_classes=("interactive",), mode="simulated")
     metrics.record_finish(
         FinishedRequest(
             slo=SLO(slo_class="interactive"),

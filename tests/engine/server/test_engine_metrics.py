@@ -37,6 +37,7 @@ CONTRACT_METRICS = {
     "sloserve_knobs_revision": "gauge",
     "sloserve_requests_finished": "counter",
     "sloserve_requests": "counter",
+    "sloserve_engine_info": "gauge",
 }
 GOLD = SLO(slo_class="gold", ttft_ms=500, tbt_ms=50)
 
@@ -84,7 +85,7 @@ def registry() -> CollectorRegistry:
 
 
 def test_every_contract_metric_exists_with_type_and_help(registry: CollectorRegistry) -> None:
-    EngineMetrics(registry)
+    EngineMetrics(registry, mode="simulated")
     families = {
         f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())
     }
@@ -94,10 +95,18 @@ def test_every_contract_metric_exists_with_type_and_help(registry: CollectorRegi
         assert len(families[name].documentation) > 20, name
 
 
+@pytest.mark.parametrize("mode", ["simulated", "vllm"])
+def test_engine_info_names_the_mode_and_only_it(registry: CollectorRegistry, mode: str) -> None:
+    """One series, value 1: the operator reads the label as ``status.engineMode``."""
+    EngineMetrics(registry, mode=mode)  # type: ignore[arg-type]
+    info = {k: v for k, v in _samples(registry).items() if k[0] == "sloserve_engine_info"}
+    assert info == {("sloserve_engine_info", (("mode", mode),)): 1.0}
+
+
 def test_record_step_reports_kv_queues_chunk_reserve_and_preemptions(
     registry: CollectorRegistry,
 ) -> None:
-    m = EngineMetrics(registry, slo_classes=("gold", "bronze"))
+    m = EngineMetrics(registry, slo_classes=("gold", "bronze"), mode="simulated")
     bronze = SLO(slo_class="bronze", ttft_ms=5000, tbt_ms=200)
     snap = _snapshot(
         running=(_req("a", 40, out=5, held=3), _req("b", 10, out=1, held=1, slo=bronze)),
@@ -133,7 +142,7 @@ def test_kv_pressure_of_an_empty_engine_is_zero() -> None:
 def test_record_finish_feeds_window_counter_and_predictor_error(
     registry: CollectorRegistry,
 ) -> None:
-    m = EngineMetrics(registry, window_s=10.0, slo_classes=("gold",))
+    m = EngineMetrics(registry, window_s=10.0, slo_classes=("gold",), mode="simulated")
     m.record_finish(
         FinishedRequest(GOLD, 0.0, 0.2, 0.7, 11, predicted_output=15, max_gap_s=0.06), now=0.7
     )
@@ -166,7 +175,7 @@ def test_record_finish_feeds_window_counter_and_predictor_error(
 def test_strict_attainment_counts_a_frozen_stream_that_met_its_mean(
     registry: CollectorRegistry,
 ) -> None:
-    m = EngineMetrics(registry, window_s=10.0)
+    m = EngineMetrics(registry, window_s=10.0, mode="simulated")
     # 11 tokens over 0.5 s after the first (50 ms mean) but one 0.3 s freeze: standard, not strict.
     frozen = FinishedRequest(GOLD, 0.0, 0.2, 0.7, 11, 11, max_gap_s=0.3, stall_bound_s=0.2)
     m.record_finish(frozen, now=0.7)
@@ -181,7 +190,7 @@ def test_strict_attainment_counts_a_frozen_stream_that_met_its_mean(
 
 
 def test_knobs_revision_gauge(registry: CollectorRegistry) -> None:
-    m = EngineMetrics(registry)
+    m = EngineMetrics(registry, mode="simulated")
     m.set_knobs_revision(0xFFFFFFFF)
     assert _samples(registry)[("sloserve_knobs_revision", ())] == float(0xFFFFFFFF)
 
@@ -190,7 +199,7 @@ CHILD = textwrap.dedent(
     """
     from sloserve_engine.policy.views import PreemptionMode, StepPlan, EngineSnapshot
     from sloserve_engine.telemetry.metrics import EngineMetrics
-    m = EngineMetrics()
+    m = EngineMetrics(mode="vllm")
     snap = EngineSnapshot(0.0, 16, 100, 75, 8192, 256, (), ())
     m.record_step(snap, StepPlan((), (), 2048), {PreemptionMode.RECOMPUTE: 3}, now=0.0)
     m.set_knobs_revision(1234)
@@ -211,3 +220,4 @@ def test_metrics_recorded_in_another_process_aggregate_in_multiprocess_mode(
     assert s[("sloserve_chunk_tokens", ())] == 2048
     assert s[("sloserve_knobs_revision", ())] == 1234
     assert s[("sloserve_preemptions_total", (("mode", "recompute"),))] == 3
+    assert s[("sloserve_engine_info", (("mode", "vllm"),))] == 1

@@ -84,7 +84,7 @@ def test_which_outcomes_are_slo_misses(outcome: Outcome, miss: bool) -> None:
 
 def test_aborted_and_failed_requests_enter_the_window_as_misses() -> None:
     registry = CollectorRegistry()
-    m = EngineMetrics(registry, window_s=10.0)
+    m = EngineMetrics(registry, window_s=10.0, mode="simulated")
     m.record_ended("standard", Outcome.ABORTED, now=1.0)
     m.record_ended("standard", Outcome.ERROR, now=2.0)
     m.record_ended("standard", Outcome.REJECTED, now=3.0)
@@ -115,7 +115,7 @@ def _waiting(rid: str, arrival: float, ttft_s: float) -> RequestView:
 def test_window_where_nothing_finished_but_requests_wait_past_ttft_is_not_full() -> None:
     """Nothing finished, two requests wait: one already past its TTFT target."""
     registry = CollectorRegistry()
-    m = EngineMetrics(registry, window_s=60.0)
+    m = EngineMetrics(registry, window_s=60.0, mode="simulated")
     snapshot = EngineSnapshot(
         now=2.0,
         block_size=16,

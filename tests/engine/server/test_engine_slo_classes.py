@@ -51,7 +51,7 @@ def test_ten_thousand_random_classes_stay_within_the_series_bound() -> None:
     rng = random.Random(12)
     registry = CollectorRegistry()
     declared = ("interactive", "standard", "batch")
-    m = EngineMetrics(registry, slo_classes=declared)
+    m = EngineMetrics(registry, slo_classes=declared, mode="simulated")
     for i in range(10_000):
         name = rng.choice([*declared, _random_class(rng)])
         slo = SLO(slo_class=name, ttft_ms=500, tbt_ms=50)

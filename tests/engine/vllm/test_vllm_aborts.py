@@ -26,7 +26,7 @@ def test_aborted_requests_free_everything_and_teach_nothing(
     engine = make_engine(SLOScheduler, tiny_model_dir, asynchronous=True, knobs={"policy": policy})
     sched = engine.scheduler
     registry = CollectorRegistry()
-    sched.use_metrics(EngineMetrics(registry))
+    sched.use_metrics(EngineMetrics(registry, mode="vllm"))
     workload = pressure_workload()
     aborted: list[str] = []
     states: set[RequestStatus] = set()

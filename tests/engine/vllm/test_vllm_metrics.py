@@ -24,7 +24,7 @@ def test_metrics_follow_the_scheduler(tiny_model_dir: Path) -> None:
     engine = make_engine(SLOScheduler, tiny_model_dir, asynchronous=True, knobs={"policy": "vllm"})
     registry = CollectorRegistry()
     sched = engine.scheduler
-    sched.use_metrics(EngineMetrics(registry))
+    sched.use_metrics(EngineMetrics(registry, mode="vllm"))
     running_seen: list[float] = []
 
     def sample(step: int) -> None:
@@ -67,7 +67,7 @@ class CountingMetrics(EngineMetrics):
     """Real metrics that also remember when each step was reported."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        super().__init__(registry)
+        super().__init__(registry, mode="vllm")
         self.reports: list[tuple[float, bool]] = []
 
     def record_step(self, snapshot: Any, plan: Any, preempted: Any, now: float) -> None:
@@ -98,7 +98,7 @@ class FinishLog(EngineMetrics):
     """Real metrics that also keep every finished request they were given."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        super().__init__(registry)
+        super().__init__(registry, mode="vllm")
         self.by_arrival: list[FinishedRequest] = []
 
     def record_finish(self, request: FinishedRequest, now: float) -> None:

@@ -82,7 +82,7 @@ def test_raising_policy_degrades_and_every_request_finishes_exactly(
     engine = make_engine(cls, tiny_model_dir, asynchronous=asynchronous, knobs={"policy": "vllm"})
     sched = engine.scheduler
     registry = CollectorRegistry()
-    sched.use_metrics(EngineMetrics(registry))
+    sched.use_metrics(EngineMetrics(registry, mode="vllm"))
     policy = FlakyPolicy()
     sched.set_policy(policy)
     workload = pressure_workload()
@@ -118,6 +118,6 @@ def test_error_log_once_per_distinct_error_and_rate_limited() -> None:
 
 
 def test_unknown_policy_call_is_refused_by_the_metric() -> None:
-    metrics = EngineMetrics(CollectorRegistry())
+    metrics = EngineMetrics(CollectorRegistry(), mode="vllm")
     with pytest.raises(ValueError, match="unknown policy call"):
         metrics.record_policy_error("plan_typo")

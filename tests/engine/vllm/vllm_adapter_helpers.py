@@ -195,7 +195,7 @@ def make_engine(
     clock = [0.0]
     if isinstance(sched, SLOSchedulerMixin):
         sched.sloserve_clock = lambda: clock[0]
-        sched.use_metrics(EngineMetrics(CollectorRegistry()))
+        sched.use_metrics(EngineMetrics(CollectorRegistry(), mode="vllm"))
         sched.sloserve_metrics_interval_s = 0.0
     return Engine(FakeModelDriver(sched, depth=2 if asynchronous else 1), spec, clock)
 

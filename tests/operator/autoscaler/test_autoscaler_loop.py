@@ -35,7 +35,7 @@ def test_policy_defaults_follow_the_spec_and_slo_target_falls_back() -> None:
 @pytest.fixture
 def engine() -> Iterator[tuple[EngineMetrics, MetricsEndpoint]]:
     registry = CollectorRegistry()
-    metrics = EngineMetrics(registry=registry)
+    metrics = EngineMetrics(registry=registry, mode="simulated")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -47,7 +47,7 @@ def _finish(m: EngineMetrics, now: float, ttft: float) -> None:
 @pytest.fixture
 def engine_pod() -> Iterator[tuple[EngineMetrics, MetricsEndpoint]]:
     registry = CollectorRegistry()
-    metrics = EngineMetrics(registry=registry, window_s=60.0)
+    metrics = EngineMetrics(registry=registry, window_s=60.0, mode="simulated")
     port = _free_port()
     server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
     yield metrics, MetricsEndpoint("engine-0", f"http://127.0.0.1:{port}")
@@ -109,6 +109,7 @@ async def test_requests_held_and_started_for_idle_and_cold_start(engine_pod) -> 
     finally:
         await source.aclose()
     assert (sample.busy, sample.started) == (5.0, 4.0)
+    assert sample.mode == "simulated"  # sloserve_engine_info, from the engine's own registry
 
 
 def test_restarted_pod_starts_over() -> None:
@@ -140,7 +141,14 @@ async def test_slow_and_dead_pods_fail_alone(engine_pod, slow_pod) -> None:
 
 def test_exposition_without_our_metrics_reads_as_nothing() -> None:
     reading = read_exposition("# HELP other x\n# TYPE other gauge\nother 1\n")
-    assert (reading.kv_pressure, reading.finished) == (None, 0)
+    assert (reading.kv_pressure, reading.finished, reading.mode) == (None, 0, None)
+
+
+def test_engine_info_outside_the_declared_modes_reads_as_no_mode() -> None:
+    """The label set is bounded: only ``ENGINE_MODES`` reach the status."""
+    assert read_exposition('sloserve_engine_info{mode="vllm"} 1\n').mode == "vllm"
+    assert read_exposition('sloserve_engine_info{mode="tpu"} 1\n').mode is None
+    assert read_exposition('sloserve_engine_info{mode="vllm"} 0\n').mode is None
 
 
 def test_unparsable_exposition_raises() -> None:
@@ -203,6 +211,7 @@ async def test_prometheus_source_joins_series_by_pod(prometheus) -> None:
         ],
         "sloserve_requests_finished_total:true": [({"pod": "a"}, now - 2, "9.6")],
         "sloserve_queue_length": [({"pod": "a"}, now - 2, "3")],
+        "sloserve_engine_info": [({**base, "pod": "a", "mode": "vllm"}, now - 2, "1")],
     }
     pods = [MetricsEndpoint(n, "") for n in ("a", "b", "c")]
     source = PrometheusSource(prometheus, "ns", "chat")
@@ -216,11 +225,13 @@ async def test_prometheus_source_joins_series_by_pod(prometheus) -> None:
     assert a.age_s == pytest.approx(2, abs=1)
     assert (b.attainment, b.age_s > 90) == (None, True)
     assert (a.busy, a.started, b.busy) == (3.0, 15.0, None)
+    assert (a.mode, b.mode) == ("vllm", None)
     assert scrape.failures == {"c": "no series in prometheus"}
     assert (
         'sum by (pod) (increase(sloserve_requests_finished_total{namespace="ns",'
         'llmservice="chat",attained="true"}[60s]))'
     ) in _PromAPI.queries
+    assert 'sloserve_engine_info{namespace="ns",llmservice="chat"} == 1' in _PromAPI.queries
 
 
 async def test_prometheus_down_marks_every_pod_failed() -> None:

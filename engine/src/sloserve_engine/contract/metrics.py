@@ -9,6 +9,8 @@ suffix, histograms by their base name (samples add ``_bucket``/``_sum``/``_count
 
 from __future__ import annotations
 
+from typing import Literal
+
 KV_USAGE = "sloserve_kv_usage_ratio"
 """Gauge: share of usable KV blocks held by requests at the last step."""
 KV_RESERVED = "sloserve_kv_reserved_blocks"
@@ -39,9 +41,17 @@ REQUESTS = "sloserve_requests_total"
 """Counter by ``slo_class`` and ``outcome`` (finished, aborted, rejected, error): every request."""
 POLICY_ERRORS = "sloserve_policy_errors_total"
 """Counter by ``call``: policy calls that raised (stock vLLM decided instead)."""
+ENGINE_INFO = "sloserve_engine_info"
+"""Gauge by ``mode`` (:data:`ENGINE_MODES`), always 1: what serves the requests. The operator
+reports it as ``status.engineMode``, so a pod whose command was changed outside the spec (the
+dev cluster's process kubelet adds ``--simulated``) is visible as such."""
 
 ATTAINMENT_KINDS = ("ttft", "tbt", "both", "strict")
 """Values of the ``kind`` label of :data:`SLO_ATTAINMENT`; ``both`` is what scaling reads."""
+
+EngineMode = Literal["simulated", "vllm"]
+ENGINE_MODES: tuple[EngineMode, ...] = ("simulated", "vllm")
+"""Values of the ``mode`` label of :data:`ENGINE_INFO`: the simulator, or vLLM on a GPU."""
 
 ENGINE_METRICS = (
     KV_USAGE,
@@ -59,5 +69,6 @@ ENGINE_METRICS = (
     REQUESTS_FINISHED,
     REQUESTS,
     POLICY_ERRORS,
+    ENGINE_INFO,
 )
 """All of the above, for tests that check the engine exports exactly these."""

@@ -51,6 +51,7 @@ def build_simulated_app(opts: SimulatedOptions) -> FastAPI:
         registry,
         window_s=opts.attainment_window_s,
         slo_classes=opts.knobs.slo_defaults.declared_classes(),
+        mode="simulated",
     )
     policy = make_policy(opts.knobs.policy, opts.knobs, opts.profile.step)
     sim = SimEngine(policy, opts.profile, opts.sim_config)

@@ -123,7 +123,10 @@ class EngineMetrics:
         registry: CollectorRegistry | None = REGISTRY,
         window_s: float = 60.0,
         slo_classes: Iterable[str] = SLODefaults().declared_classes(),
+        *,
+        mode: names.EngineMode,
     ) -> None:
+        """``mode`` has no default: an engine that is not asked cannot claim to be real."""
         self.window = SlidingWindowAttainment(window_s)
         self._deadlines: list[float] = []
         self.kv_usage = Gauge(
@@ -231,8 +234,17 @@ class EngineMetrics:
             ["call"],
             registry=registry,
         )
-        for mode in PreemptionMode:
-            self.preemptions.labels(mode=mode.value)
+        self.info = Gauge(
+            names.ENGINE_INFO,
+            "Always 1, labelled with what serves the requests: mode=simulated (the simulator, "
+            "no GPU) or mode=vllm (vLLM's engine core).",
+            ["mode"],
+            registry=registry,
+            multiprocess_mode=_MOSTRECENT,
+        )
+        self.info.labels(mode=mode).set(1)
+        for preemption in PreemptionMode:
+            self.preemptions.labels(mode=preemption.value)
         for call in POLICY_CALLS:
             self.policy_errors.labels(call=call)
         self._declared: frozenset[str] = frozenset()

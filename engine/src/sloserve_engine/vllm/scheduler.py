@@ -104,7 +104,7 @@ else:
 @cache
 def process_metrics() -> EngineMetrics:
     """One metrics set per process on the default registry (multiprocess-aware under vLLM)."""
-    return EngineMetrics()
+    return EngineMetrics(mode="vllm")
 
 
 def _note_token(meta: RequestMeta, produced: int, now: float) -> None:

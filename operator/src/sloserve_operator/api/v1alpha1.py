@@ -511,6 +511,9 @@ class LLMServiceSpec(_Model):
 
 ConditionType = Literal["Available", "Progressing", "Degraded", "KnobsApplied"]
 Activity = Literal["Active", "Idle", "Waking"]
+EngineModeObserved = Literal["simulated", "vllm", "mixed", "unknown"]
+"""``status.engineMode``: every answering engine pod says the same mode (``simulated``,
+``vllm``), they disagree (``mixed``), or none says (``unknown``)."""
 
 
 class Condition(_Model):
@@ -610,6 +613,15 @@ class LLMServiceStatus(_Model):
         ge=0.0,
         description="Latest wake from zero: seconds from the scale-up to the first token served.",
     )
+    engine_mode: EngineModeObserved | None = Field(
+        default=None,
+        description="What the ready engine pods say serves requests (their "
+        "`sloserve_engine_info` metric), not what the spec asks: `simulated`, `vllm`, `mixed` "
+        "(pods disagree) or `unknown` (an engine without that metric). Differs from "
+        "`spec.engine.simulated` on the dev cluster, which runs every engine simulated "
+        "(Event `EngineModeDiffers`). Kept while no pod answers; unset until the autoscaler "
+        "(`autoscaling.enabled`) first reads the pods.",
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
@@ -696,6 +708,12 @@ PRINTER_COLUMNS: tuple[dict[str, Any], ...] = (
         "type": "string",
         "jsonPath": ".spec.scheduler.policy",
         "description": "Scheduling policy.",
+    },
+    {
+        "name": "Engines",
+        "type": "string",
+        "jsonPath": ".status.engineMode",
+        "description": "What the engine pods say they run: simulated, vllm, mixed or unknown.",
     },
     {
         "name": "Knobs",

@@ -154,6 +154,8 @@ class PodSample:
     started: float = 0.0
     """Requests the pod has begun serving since it started (finished + running): above 0 once
     it has served a first token, give or take one step."""
+    mode: str | None = None
+    """What serves on the pod (``sloserve_engine_info``'s ``mode``); None if it does not say."""
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,21 @@ from typing import Any
 import kopf
 import pydantic
 
+from ..api.v1alpha1 import EngineModeObserved
 from ..cache import Key, StateCache
 from ..k8s import ApiError
 from ..render.target import Target
 from ..runtime import Clients, Runtime
 from .decision import Reason
-from .kube import KubeEdge, override_event, replica_state, status_due, status_patch
+from .engine_mode import observed_mode
+from .kube import (
+    KubeEdge,
+    engine_mode_event,
+    override_event,
+    replica_state,
+    status_due,
+    status_patch,
+)
 from .loop import Autoscaler
 from .metrics import AutoscalerMetrics
 from .metrics_source import MetricsSource, PodsSource, PrometheusSource
@@ -58,6 +67,8 @@ class _Service:
     """(replicas before, replicas after) of the previous decision: tells a hand-set count."""
     last_status: dict[str, Any] | None = None
     last_write: float = -math.inf
+    last_mode: EngineModeObserved | None = None
+    """The engines' mode at the last evaluation any pod answered (an Event when it changes)."""
 
 
 class AutoscalerLoop:
@@ -132,9 +143,12 @@ class AutoscalerLoop:
         due = status_due(patch, svc.last_status, time.monotonic() - svc.last_write)
         bounds = (auto.min_replicas, auto.max_replicas)
         override = override_event(body, evaluation, svc.last_decision, bounds, now)
+        simulated = target.spec.engine.simulated
+        mode_event = engine_mode_event(body, evaluation, simulated, svc.last_mode, now)
+        events = [e for e in (override, mode_event) if e is not None]
         try:
             await KubeEdge(clients.kube).apply(
-                body, evaluation, svc.previous, now, patch if due else None, override
+                body, evaluation, svc.previous, now, patch if due else None, events
             )
         except ApiError as exc:
             log.warning("autoscaler: %s/%s: API error, retrying next interval: %s", *key, exc)
@@ -142,6 +156,7 @@ class AutoscalerLoop:
         if due:
             svc.last_status, svc.last_write = patch, time.monotonic()
         svc.previous = evaluation.decision.reason
+        svc.last_mode = observed_mode(s.mode for s in evaluation.scrape.samples) or svc.last_mode
         svc.last_decision = (state.current_replicas, evaluation.decision.desired_replicas)
         if evaluation.scales:
             log.info("autoscaler: %s/%s %s", *key, evaluation.decision.message)

@@ -6,14 +6,15 @@ the autoscaler's view (a pure function,
 unit-tested without a cluster). The autoscaler writes only ``spec.replicas`` (through the
 scale subresource, like HPA), ``status.lastScale``, ``status.sloAttainment``,
 ``status.kvPressure``, ``status.activity``, ``status.lastRequestTime``,
-``status.lastColdStartSeconds`` and Events; the operator owns everything else.
+``status.lastColdStartSeconds``, ``status.engineMode`` and Events; the operator owns everything
+else.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..api import v1alpha1 as api
@@ -21,6 +22,7 @@ from ..cache import PodInfo
 from ..k8s import ApiError, Kube, collection_path
 from ..render.target import HTTP_PORT, Target
 from .decision import Reason
+from .engine_mode import mismatch, observed_mode
 from .loop import Evaluation, ReplicaState
 from .metrics_source import MetricsEndpoint
 
@@ -140,6 +142,26 @@ def override_event(
     return _event(body, "Warning", OVERRIDDEN, message, now)
 
 
+ENGINE_MODE_DIFFERS = "EngineModeDiffers"
+
+
+def engine_mode_event(
+    body: JsonObj,
+    evaluation: Evaluation,
+    spec_simulated: bool,
+    previous: api.EngineModeObserved | None,
+    now: dt.datetime,
+) -> dict[str, Any] | None:
+    """A Normal Event when the engines' own mode differs from the spec's, once per change of
+    the observed mode (``previous``: the last one seen). Normal, not Warning: on the dev
+    cluster it is expected, and the service serves either way."""
+    modes = [s.mode for s in evaluation.scrape.samples]
+    message = mismatch(spec_simulated, modes)
+    if message is None or observed_mode(modes) == previous:
+        return None
+    return _event(body, "Normal", ENGINE_MODE_DIFFERS, message, now)
+
+
 def _event(body: JsonObj, kind: str, reason: str, message: str, now: dt.datetime) -> dict[str, Any]:
     meta = body["metadata"]
     stamp = now.isoformat().replace("+00:00", "Z")
@@ -171,7 +193,8 @@ def _stamp(when: dt.datetime) -> str:
 
 def status_patch(evaluation: Evaluation, now: dt.datetime) -> dict[str, Any]:
     """Measured signals and activity always; ``lastRequestTime`` with a router view;
-    ``lastScale`` only when the replicas change, ``lastColdStartSeconds`` after a wake."""
+    ``lastScale`` only when the replicas change, ``lastColdStartSeconds`` after a wake,
+    ``engineMode`` when a pod answered."""
     decision = evaluation.decision
     signals = decision.signals
     status: dict[str, Any] = {
@@ -185,6 +208,9 @@ def status_patch(evaluation: Evaluation, now: dt.datetime) -> dict[str, Any]:
         status["lastRequestTime"] = _stamp(now - dt.timedelta(seconds=signals.idle_s))
     if decision.cold_start_s is not None:
         status["lastColdStartSeconds"] = round(decision.cold_start_s, 1)
+    mode = observed_mode(s.mode for s in evaluation.scrape.samples)
+    if mode is not None:  # no pod answered: the last observation stands
+        status["engineMode"] = mode
     if evaluation.scales:
         status["lastScale"] = api.LastScale(
             time=now.isoformat().replace("+00:00", "Z"),
@@ -202,14 +228,15 @@ STATUS_REFRESH_S = 60.0
 
 def status_due(new: JsonObj, old: JsonObj | None, since_last_s: float) -> bool:
     """Whether a status patch is worth an API write: a scale, a cold start, a change of
-    activity, a signal that moved by ``STATUS_STEP``, one that appeared or vanished, or
-    ``STATUS_REFRESH_S`` without a write (which also refreshes ``lastRequestTime``)."""
+    activity or engine mode, a signal that moved by ``STATUS_STEP``, one that appeared or
+    vanished, or ``STATUS_REFRESH_S`` without a write (which also refreshes ``lastRequestTime``)."""
     if old is None or since_last_s >= STATUS_REFRESH_S:
         return True
     if "lastScale" in new["status"] or "lastColdStartSeconds" in new["status"]:
         return True
-    if new["status"].get("activity") != old["status"].get("activity"):
-        return True
+    for key in ("activity", "engineMode"):
+        if key in new["status"] and new["status"][key] != old["status"].get(key):
+            return True
     for key in ("sloAttainment", "kvPressure"):
         a, b = new["status"].get(key), old["status"].get(key)
         if (a is None) != (b is None) or (a is not None and abs(a - b) >= STATUS_STEP):
@@ -231,11 +258,11 @@ class KubeEdge:
         previous_reason: Reason | None,
         now: dt.datetime,
         status: JsonObj | None,
-        override: JsonObj | None = None,
+        events: Sequence[JsonObj] = (),
     ) -> None:
         """Only the writes that carry news: often none at all. ``status`` is the
         :func:`status_patch` to write, or None when :func:`status_due` said it is not due;
-        ``override`` the :func:`override_event` to post, if any."""
+        ``events`` the :func:`override_event` and :func:`engine_mode_event` to post, if any."""
         meta = body["metadata"]
         path = f"{collection_path(api.API_VERSION, api.KIND, meta['namespace'])}/{meta['name']}"
         if evaluation.scales:
@@ -243,7 +270,7 @@ class KubeEdge:
             await self._merge_patch(f"{path}/scale", replicas)
         if status is not None:
             await self._merge_patch(f"{path}/status", status)
-        events = [override] if override is not None else []
+        events = list(events)
         if event_worthy(evaluation, previous_reason):
             events.append(event_body(body, evaluation, now))
         for event in events:

@@ -20,7 +20,7 @@ from typing import Protocol
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from sloserve_engine.contract.metrics import KV_PRESSURE, QUEUE_LENGTH
+from sloserve_engine.contract.metrics import ENGINE_INFO, ENGINE_MODES, KV_PRESSURE, QUEUE_LENGTH
 from sloserve_engine.contract.metrics import REQUESTS_FINISHED as FINISHED
 
 from .decision import PodSample
@@ -59,15 +59,20 @@ class PodReading:
     finished: float
     waiting: float = 0.0
     running: float = 0.0
+    mode: str | None = None
+    """``mode`` of ``sloserve_engine_info`` (one of ``ENGINE_MODES``); None if absent."""
 
 
 def read_exposition(text: str) -> PodReading:
     """Parse one pod's Prometheus text exposition; raises ``ValueError`` if it does not parse."""
     kv: float | None = None
+    mode: str | None = None
     attained = finished = waiting = running = 0.0
     for family in text_string_to_metric_families(text):
         for s in family.samples:
-            if s.name == KV_PRESSURE:
+            if s.name == ENGINE_INFO and s.value == 1 and s.labels.get("mode") in ENGINE_MODES:
+                mode = s.labels["mode"]
+            elif s.name == KV_PRESSURE:
                 kv = _finite(s.value)
             elif s.name == FINISHED and math.isfinite(s.value):
                 finished += s.value
@@ -77,7 +82,7 @@ def read_exposition(text: str) -> PodReading:
                     running += s.value
                 else:
                     waiting += s.value
-    return PodReading(kv, attained, finished, waiting, running)
+    return PodReading(kv, attained, finished, waiting, running, mode)
 
 
 class RecentAttainment:
@@ -101,10 +106,20 @@ class RecentAttainment:
         busy = reading.waiting + reading.running
         started = reading.finished + reading.running
         if previous is None or reading.finished < previous[1]:
-            return PodSample(pod, reading.kv_pressure, None, 0.0, busy=busy, started=started)
+            return PodSample(
+                pod, reading.kv_pressure, None, 0.0, busy=busy, started=started, mode=reading.mode
+            )
         done = reading.finished - previous[1]
         attainment = (reading.attained - previous[0]) / done if done > 0 else None
-        return PodSample(pod, reading.kv_pressure, attainment, done, busy=busy, started=started)
+        return PodSample(
+            pod,
+            reading.kv_pressure,
+            attainment,
+            done,
+            busy=busy,
+            started=started,
+            mode=reading.mode,
+        )
 
     def keep_only(self, pods: Sequence[str]) -> None:
         """Forget pods that are gone, so a long-lived source does not grow without bound."""
@@ -196,8 +211,11 @@ class PrometheusSource:
             f"sum by (pod) ({finished})",
             f"sum by (pod) ({QUEUE_LENGTH}{{{self._selector}}})",
         )
+        info = f"{ENGINE_INFO}{{{self._selector}}} == 1"
         try:
-            answers = await asyncio.gather(*(self._query(q) for q in queries))
+            *answers, modes = await asyncio.gather(
+                *(self._query(q) for q in queries), self._query(info, label="mode")
+            )
         except (httpx.HTTPError, ValueError, KeyError) as exc:
             reason = f"prometheus query failed: {type(exc).__name__}: {exc}"
             return Scrape((), {p.name: reason for p in pods})
@@ -209,8 +227,8 @@ class PrometheusSource:
                 failures[pod.name] = "no series in prometheus"
                 continue
             stamps = [v[0] for v in (kv.get(pod.name), done.get(pod.name)) if v is not None]
-            weight = done.get(pod.name, (0.0, 0.0))[1]
-            met = ok.get(pod.name, (0.0, 0.0))[1]
+            weight = done.get(pod.name, (0.0, 0.0, ""))[1]
+            met = ok.get(pod.name, (0.0, 0.0, ""))[1]
             attainment = min(1.0, met / weight) if weight > 0 else None
             busy = queues[pod.name][1] if pod.name in queues else None
             samples.append(
@@ -222,11 +240,13 @@ class PrometheusSource:
                     age_s=max(0.0, now - min(stamps)),
                     busy=busy,
                     started=weight + (busy or 0.0),
+                    mode=modes[pod.name][2] if pod.name in modes else None,
                 )
             )
         return Scrape(tuple(samples), failures)
 
-    async def _query(self, promql: str) -> dict[str, tuple[float, float]]:
+    async def _query(self, promql: str, label: str = "") -> dict[str, tuple[float, float, str]]:
+        """Pod -> (timestamp, value, value of ``label`` or "")."""
         response = await self._client.get(
             self._url, params={"query": promql}, timeout=self._timeout
         )
@@ -234,10 +254,11 @@ class PrometheusSource:
         body = response.json()
         if body.get("status") != "success":
             raise ValueError(body.get("error", "query did not succeed"))
-        out: dict[str, tuple[float, float]] = {}
+        out: dict[str, tuple[float, float, str]] = {}
         for series in body["data"]["result"]:
             stamp, value = series["value"]
             number = float(value)
-            if "pod" in series["metric"] and math.isfinite(number):
-                out[series["metric"]["pod"]] = (float(stamp), number)
+            metric = series["metric"]
+            if "pod" in metric and math.isfinite(number):
+                out[metric["pod"]] = (float(stamp), number, str(metric.get(label, "")))
         return out
