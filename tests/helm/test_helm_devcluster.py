@@ -318,6 +318,34 @@ def test_the_documented_helm_install_runs_the_operator_and_serves_the_example(up
         for p in engines
     )
 
+    # -- the example asks for vLLM (spec.engine.simulated false); the process kubelet runs every
+    # engine --simulated. The status says what the engines report, and an Event says why.
+    assert yaml.safe_load((REPO / example).read_text())["spec"]["engine"].get("simulated") is None
+    path = f"{LLMSERVICES}/namespaces/default/llmservices/{name}"
+    eventually(
+        lambda: up.api.get(path).get("status", {}).get("engineMode") == "simulated",
+        "status.engineMode simulated",
+        30,
+    )
+    table = up.bash(f"kubectl get llms {name}").stdout
+    header, row = table.splitlines()[:2]
+    assert row[header.index("ENGINES") :].split()[0] == "simulated", table  # SLO may be empty
+    described = up.bash(f"kubectl describe llms {name}").stdout
+    assert re.search(r"Engine Mode:\s+simulated", described), described
+
+    def mode_event() -> JsonObj | None:
+        listed = up.api.get(
+            "/api/v1/namespaces/default/events",
+            {"fieldSelector": f"involvedObject.name={name},reason=EngineModeDiffers"},
+        )["items"]
+        return listed[0] if listed else None
+
+    event = eventually(mode_event, "an EngineModeDiffers Event", 30)
+    assert event["type"] == "Normal"
+    assert event["message"].startswith(
+        "engines run simulated although spec.engine.simulated is false"
+    ), event["message"]
+
 
 def test_a_pod_nothing_here_can_run_is_not_left_running(up: Up) -> None:
     out = up.bash("kubectl create deployment web --image=nginx:1.27")
