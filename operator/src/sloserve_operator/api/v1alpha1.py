@@ -558,7 +558,7 @@ class LastScale(_Model):
 
 class LLMServiceStatus(_Model):
     """Observed state, written by the operator (and `lastScale`, sloAttainment, kvPressure,
-    activity, lastRequestTime, lastColdStartSeconds by the autoscaler)."""
+    activity, lastRequestTime, lastColdStartSeconds, engineMode by the autoscaler)."""
 
     observed_generation: int = Field(
         default=0, ge=0, description="metadata.generation the operator last reconciled."
