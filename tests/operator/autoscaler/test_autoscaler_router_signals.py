@@ -71,12 +71,12 @@ def test_turned_away_while_the_engine_scrape_failed_sizes_from_the_served_share(
 
 def test_misses_counted_over_failed_router_reads_do_not_read_as_a_collapse() -> None:
     """Bench, t=361 s: the router's reads had failed for ~100 s; its next delta held those
-    seconds' 13 misses (of ~400 answers) against 8 finishes of the one pod that answered in 5 s.
-    Read as 8 / 21 = 0.38 that asked for 7 replicas; as ratios it is no SLO problem."""
+    seconds' 13 misses (of ~1,100 answers) against 8 finishes of the one pod that answered in
+    5 s. Read as 8 / 21 = 0.38 that asked for 7 replicas; as ratios it is no SLO problem."""
     pods = (pod(kv=0.2, att=1.0, done=8.0),)
-    obs = Observation(100.0, 3, 3, samples=pods, router=RouterSample(0, 400, 13))
+    obs = Observation(100.0, 3, 3, samples=pods, router=RouterSample(0, 1100, 13))
     d = decide(LEAD, obs)
-    assert d.signals.attainment == pytest.approx(1 - 13 / 400)
+    assert d.signals.attainment == pytest.approx(1 - 13 / 1100)
     assert d.signals.slo_desired is None
     assert d.desired_replicas <= 3
 
@@ -298,6 +298,7 @@ def test_engine_misses_below_a_pressure_that_met_the_slo_add_no_replicas() -> No
     # The routers' turn-aways are capacity misses whatever the pressure: they still count.
     d = decide(LEAD, observe(2, *starved, now=200.0, router=RouterSample(0, 80, 40)), met.history)
     assert d.signals.slo_desired == 4
+    assert d.history.slo_ceilings == ()  # but they teach no ceiling below a met pressure
     # At or above the pressure that met the SLO, engine misses ask for replicas as before.
     loaded = (pod(kv=0.5, att=0.6, done=40.0), pod("p1", kv=0.5, att=0.6, done=40.0))
     assert decide(LEAD, observe(2, *loaded, now=200.0), met.history).desired_replicas == 3

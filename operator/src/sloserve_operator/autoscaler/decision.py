@@ -300,14 +300,14 @@ def decide(policy: ScalingPolicy, obs: Observation, history: History = History()
     met = history.slo_met_pressure
     if met is not None and now - met[0] > policy.slo_ceiling_memory_s:
         met = None
-    if met is not None and kv_mean is not None and kv_mean < met[1] * (1.0 - policy.tolerance):
-        # Engines miss while each carries less than it carried when the SLO was met: load
-        # does not explain those misses (on the 2-core bench VM: CPU starvation of the
-        # simulated engines), and more replicas would not cure them. Only the routers'
-        # turn-aways, which are capacity misses by definition, still ask for replicas.
-        slo_attainment = _attainment((), router)
-    else:
-        slo_attainment = attainment
+    unexplained = (
+        met is not None and kv_mean is not None and kv_mean < met[1] * (1.0 - policy.tolerance)
+    )
+    # Engines that miss while each carries less than it carried when the SLO was met: load
+    # does not explain those misses (on the 2-core bench VM: CPU starvation of the simulated
+    # engines), and more replicas would not cure them. Only the routers' turn-aways (they
+    # judge every engine before refusing) still ask for replicas.
+    slo_attainment = _attainment((), router) if unexplained else attainment
     if (
         attainment is not None
         and attainment >= policy.slo_attainment_target
@@ -343,9 +343,12 @@ def decide(policy: ScalingPolicy, obs: Observation, history: History = History()
     ceilings = tuple(
         (t, p) for t, p in history.slo_ceilings if now - t <= policy.slo_ceiling_memory_s
     )
-    if slo_desired is not None and slo_desired > current and kv_mean:
+    if slo_desired is not None and slo_desired > current and kv_mean and not unexplained:
         # Only when the SLO signal itself asks for more (all replicas serving, not settling):
-        # a lagging window right after a scale-up would teach a needlessly low ceiling.
+        # a lagging window right after a scale-up would teach a needlessly low ceiling. Nor
+        # from misses below a pressure that met the SLO (router turn-aways included): a
+        # ceiling there would block every scale-down (bench 18:05: learned at 0.115, the
+        # service kept 3 replicas at 30 % of one replica's load to the end).
         ceilings = _remember(ceilings, now, kv_mean)
     ceiling = min((p for _, p in ceilings), default=None)
 
