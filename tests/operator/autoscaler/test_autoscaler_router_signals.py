@@ -288,8 +288,10 @@ def test_engine_misses_below_a_pressure_that_met_the_slo_add_no_replicas() -> No
     """Bench, 2026-12-03 17:42, t=105 s and 150 s: four, then five engines at KV pressure 0.1
     and 0.04 missed 22-27 % (CPU-starved simulated engines), where one engine at 0.27 had met
     the SLO; the SLO signal went 4 -> 5 -> 7 and its ceiling of 0.04 blocked every scale-down."""
-    met = decide(LEAD, observe(1, pod(kv=0.27, att=1.0, done=20.0)))
-    assert met.history.slo_met_pressure == (100.0, 0.27)
+    first = decide(LEAD, observe(1, pod(kv=0.3, att=1.0, done=20.0), now=95.0))
+    assert first.history.slo_met_pressure is None  # one window is not enough
+    met = decide(LEAD, observe(1, pod(kv=0.27, att=1.0, done=20.0)), first.history)
+    assert met.history.slo_met_pressure == (100.0, 0.27)  # two in a row: the lower of the two
     starved = (pod(kv=0.1, att=0.75, done=40.0), pod("p1", kv=0.1, att=0.75, done=40.0))
     d = decide(LEAD, observe(2, *starved, now=200.0), met.history)
     assert d.signals.attainment == pytest.approx(0.75)  # still reported as measured
@@ -320,3 +322,16 @@ def test_a_queue_seen_once_asks_for_nothing_and_the_fast_path_does_not_carry_it(
     d = decide(LEAD, observe(3, *pods, router=router), history)
     assert (d.signals.fast_path, d.signals.queue_desired) == (True, 4)
     assert d.desired_replicas == 3
+
+
+def test_one_full_window_at_a_step_does_not_teach_the_met_pressure() -> None:
+    """A step: the first window has a full cache whose requests still met the SLO, the next
+    misses. Learned from that one window, 1.0 would silence engine misses under 0.9."""
+    d = decide(LEAD, observe(1, pod(kv=0.2, att=1.0), now=0.0))
+    d = decide(LEAD, observe(1, pod(kv=0.2, att=1.0), now=5.0), d.history)
+    d = decide(LEAD, observe(1, pod(kv=1.0, att=1.0), now=10.0), d.history)
+    d = decide(LEAD, observe(1, pod(kv=1.0, att=0.4), now=15.0), d.history)
+    assert d.history.slo_met_pressure == (10.0, 0.2)  # min(1.0, 0.2): refreshed, not raised
+    # Later, two replicas at 0.6 missing are still a lack of replicas.
+    two = (pod(kv=0.6, att=0.5), pod("p1", kv=0.6, att=0.5))
+    assert decide(LEAD, observe(2, *two, now=100.0), d.history).signals.slo_desired == 4

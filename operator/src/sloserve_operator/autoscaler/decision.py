@@ -195,7 +195,7 @@ class History:
     slo_ceilings: tuple[tuple[float, float], ...] = ()
     """(time, mean per-pod KV pressure) observed while attainment was below target."""
     slo_met_pressure: tuple[float, float] | None = None
-    """(time, highest mean per-pod KV pressure at which a window met the SLO target)."""
+    """(time, highest mean per-pod KV pressure at which two windows in a row met the SLO)."""
     last_scale_up: float | None = None
     last_activity: float | None = None
     """When a request was last seen arriving, queued or running (the idle clock)."""
@@ -206,6 +206,10 @@ class History:
     replica_capacity: float | None = None
     """Most requests one replica held (running + waiting) while near the KV target and within
     SLO: how many queued requests one more replica takes."""
+    met_window_pressure: float | None = None
+    """Mean per-pod KV pressure of the previous window if it met the SLO, else ``None``: one
+    window is not enough to learn ``slo_met_pressure`` (at a load step the first window has
+    a full cache whose requests still met the SLO before the late ones finish)."""
 
 
 @dataclass(frozen=True)
@@ -308,14 +312,18 @@ def decide(policy: ScalingPolicy, obs: Observation, history: History = History()
     # engines), and more replicas would not cure them. Only the routers' turn-aways (they
     # judge every engine before refusing) still ask for replicas.
     slo_attainment = _attainment((), router) if unexplained else attainment
-    if (
-        attainment is not None
+    window_met = (
+        kv_mean
+        if attainment is not None
         and attainment >= policy.slo_attainment_target
         and kv_mean is not None
         and len(fresh) >= obs.ready_replicas
-        and (met is None or kv_mean >= met[1])
-    ):
-        met = (now, kv_mean)
+        else None
+    )
+    if window_met is not None and history.met_window_pressure is not None:
+        sustained = min(window_met, history.met_window_pressure)
+        if met is None or sustained >= met[1]:
+            met = (now, sustained)
     served = engine_finished + (max(0.0, router.outcomes - missed) if router else 0.0)
     floor = max(1, policy.min_replicas)  # only the idle rule goes below one replica
 
@@ -374,7 +382,9 @@ def decide(policy: ScalingPolicy, obs: Observation, history: History = History()
     def hold(
         desired: int, reason: Reason, sig: Signals, recs: tuple[tuple[float, int], ...]
     ) -> Decision:
-        memory = History(recs, ceilings, met, last_up, last_activity, woke_at, queued, capacity)
+        memory = History(
+            recs, ceilings, met, last_up, last_activity, woke_at, queued, capacity, window_met
+        )
         return Decision(desired, reason, sig, memory, cold_start)
 
     if current == 0 and policy.min_replicas == 0:
