@@ -3,6 +3,9 @@
 Every combination of the swept lists is one :func:`~sloserve_engine.sim.cluster.simulate_cluster`
 replay of the same request list (per rate); runs are independent, so ``--jobs`` runs them
 in worker processes. Rejections and time-outs count as misses in both attainment rules.
+``--workload mixed-slo --mix F`` (:mod:`.workloads`) gives each request the interactive or
+the batch SLO; every row then also reports per SLO class (:func:`per_class`,
+:func:`class_summary`): whether admission sheds the lower class first.
 
 Example::
 
@@ -17,7 +20,8 @@ import argparse
 import itertools
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,13 +34,15 @@ from rich.table import Table
 
 from ..contract.attainment import ratios
 from ..contract.slo import SLO
+from ..router.admission import Reason
 from ..router.knobs import RouterKnobs
 from ..router.placement import PLACEMENT_NAMES
 from ..sim import SimConfig, load_profile
-from ..sim.cluster import ClusterConfig, ClusterResult, simulate_cluster, verdict
+from ..sim.cluster import ClusterConfig, ClusterResult, RequestOutcome, simulate_cluster, verdict
 from ..sim.workload import TRACES, WorkloadSpec, build_workload
 from .capacity import capacity_bound
 from .sweep import ATTAINMENT_GOAL, aggregate, format_spread, max_rates
+from .workloads import add_slo_mix_arguments, slo_mix, workload_name
 
 DEFAULT_MARGIN: float = RouterKnobs.model_fields["ttft_margin"].default
 """The router's own default: series at any other margin say so in their label."""
@@ -87,6 +93,8 @@ class Setup:
     profile: str = "h200-llama-3.1-8b"
     slo_ttft_ms: float = 1000.0
     slo_tbt_ms: float = 100.0
+    slo_mix: float | None = None
+    """Share of interactive requests, the rest batch; ``None``: every request has the SLO above."""
 
     def workload(self, rate: float, segment: int = 0) -> WorkloadSpec:
         return WorkloadSpec(
@@ -97,6 +105,7 @@ class Setup:
             gamma_cv=self.gamma_cv,
             seed=self.seed,
             segment=segment,
+            slo_mix=self.slo_mix,
         )
 
 
@@ -119,16 +128,40 @@ def miss_causes(result: ClusterResult) -> dict[str, int]:
     target, so no placement could have met it; ``room_somewhere``: some engine was within
     half the target, so a better placement (or admission) might have.
     """
-    slo = result.slo.ttft_s
     out = {"cluster_full": 0, "room_somewhere": 0, "in_between": 0}
     for o in result.outcomes:
         if verdict(o, result.slo).both or not o.queue_delays:
             continue
+        slo = (o.slo or result.slo).ttft_s
         best = min(o.queue_delays)
         key = (
             "cluster_full" if best >= slo else "room_somewhere" if best < slo / 2 else "in_between"
         )
         out[key] += 1
+    return out
+
+
+def per_class(result: ClusterResult) -> dict[str, dict[str, Any]]:
+    """Each SLO class's outcomes. Every request is served (it got its first token, and the
+    replay checks it got all its tokens) or rejected with one reason, so per class
+    ``served + rejected_total == requests``; attainment counts rejections as misses."""
+    groups: dict[str, list[RequestOutcome]] = defaultdict(list)
+    for o in result.outcomes:
+        groups[(o.slo or result.slo).slo_class].append(o)
+    out: dict[str, dict[str, Any]] = {}
+    for name, outs in sorted(groups.items()):
+        att = ratios([verdict(o, result.slo) for o in outs])
+        rejected = Counter(o.rejected for o in outs if o.rejected is not None)
+        ttft = [o.first_token - o.arrival for o in outs if o.first_token is not None]
+        out[name] = {
+            "requests": len(outs),
+            "served": len(ttft),
+            "slo_attainment": att.standard,
+            "strict_attainment": att.strict,
+            "rejected": dict(sorted(rejected.items())),
+            "rejected_total": sum(rejected.values()),
+            "ttft_p99": float(np.percentile(ttft, 99)) if ttft else math.nan,
+        }
     return out
 
 
@@ -176,6 +209,7 @@ def record(case: Case, setup: Setup, result: ClusterResult) -> dict[str, Any]:
         "served_per_engine": per,
         "imbalance": float((max(per) - min(per)) / max(float(np.mean(per)), 1.0)) if per else 0.0,
         "wall_seconds": result.wall_seconds,
+        "per_class": per_class(result),
     }
 
 
@@ -248,6 +282,39 @@ def run_cases(
     return rows
 
 
+CLASS_SPREAD_KEYS = ("slo_attainment", "strict_attainment", "ttft_p99")
+
+
+def class_summary(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per series, rate and SLO class over the segments: mean, min and max of
+    :data:`CLASS_SPREAD_KEYS`; mean requests, served and rejections (per reason); and
+    ``shed_share``, the share of the class's rejections that were sheds (evicted from the
+    full queue by a more important class)."""
+    groups: dict[tuple[str, float, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        for name, c in r["per_class"].items():
+            groups[(r["label"], r["rate"], name)].append(c)
+    out: list[dict[str, Any]] = []
+    for (label, rate, name), cs in sorted(groups.items()):
+        row: dict[str, Any] = {"label": label, "rate": rate, "slo_class": name, "slices": len(cs)}
+        for key in ("requests", "served", "rejected_total"):
+            row[key] = float(np.mean([c[key] for c in cs]))
+        for key in CLASS_SPREAD_KEYS:
+            values = [c[key] for c in cs if not math.isnan(c[key])]
+            row[key] = float(np.mean(values)) if values else math.nan
+            row[f"{key}_min"] = min(values, default=math.nan)
+            row[f"{key}_max"] = max(values, default=math.nan)
+        reasons = sorted({k for c in cs for k in c["rejected"]})
+        row["rejected"] = {
+            k: float(np.mean([c["rejected"].get(k, 0) for c in cs])) for k in reasons
+        }
+        total = sum(c["rejected_total"] for c in cs)
+        shed = sum(c["rejected"].get(str(Reason.SHED), 0) for c in cs)
+        row["shed_share"] = shed / total if total else 0.0
+        out.append(row)
+    return out
+
+
 def report(rows: list[dict[str, Any]], setup: Setup) -> dict[str, Any]:
     """Runs, their mean ± spread over segments, max rates, and the fluid capacity bound."""
     rows = sorted(rows, key=lambda r: (r["label"], r["rate"], r["segment"]))
@@ -260,11 +327,13 @@ def report(rows: list[dict[str, Any]], setup: Setup) -> dict[str, Any]:
     }
     return {
         "setup": asdict(setup),
+        "workload": workload_name(setup.workload(1.0)),
         "goal": ATTAINMENT_GOAL,
         "capacity_bound": bound,
         "summary": aggregate(rows),
         "max_rate": max_rates(rows),
         "max_rate_strict": max_rates({**r, "slo_attainment": r["strict_attainment"]} for r in rows),
+        "class_summary": class_summary(rows),
         "runs": rows,
     }
 
@@ -272,7 +341,7 @@ def report(rows: list[dict[str, Any]], setup: Setup) -> dict[str, Any]:
 def table(rep: dict[str, Any]) -> Table:
     s = rep["setup"]
     t = Table(
-        title=f"cluster: {s['engines']} engines, {s['trace']} ({s['arrival']}), "
+        title=f"cluster: {s['engines']} engines, {rep['workload']} ({s['arrival']}), "
         f"{s['requests']} requests (times in s)"
     )
     for col in (
@@ -323,8 +392,37 @@ def spread_table(rep: dict[str, Any]) -> Table:
     return t
 
 
+def _mean_range(row: dict[str, Any], key: str, fmt: str) -> str:
+    f = fmt.format
+    return f"{f(row[key])} ({f(row[key + '_min'])}–{f(row[key + '_max'])})"
+
+
+def class_table(rep: dict[str, Any]) -> Table:
+    """:func:`class_summary` as a table: mean (min–max) over segments."""
+    t = Table(title="per SLO class, over segments: mean (min–max); rejections are misses")
+    for col in ("placement", "rate", "class", "slices", "attain", "strict", "served",
+                "rejected (by reason)", "shed share", "TTFT p99 served (s)"):  # fmt: skip
+        t.add_column(col, justify="right")
+    for r in rep["class_summary"]:
+        reasons = ", ".join(f"{k} {v:g}" for k, v in r["rejected"].items()) or "-"
+        t.add_row(
+            r["label"],
+            f"{r['rate']:g}",
+            r["slo_class"],
+            str(r["slices"]),
+            _mean_range(r, "slo_attainment", "{:.1%}"),
+            _mean_range(r, "strict_attainment", "{:.1%}"),
+            f"{r['served']:g}/{r['requests']:g}",
+            f"{r['rejected_total']:g} ({reasons})",
+            f"{r['shed_share']:.0%}",
+            _mean_range(r, "ttft_p99", "{:.2f}"),
+        )
+    return t
+
+
 def write_plots(rep: dict[str, Any], out_dir: Path, prefix: str) -> list[Path]:
-    """Attainment and p99 TTFT against rate, one line per series."""
+    """Attainment and p99 TTFT against rate, one line per series; with more than one SLO
+    class, the same per class (mean over segments, bars from min to max) in a second file."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -351,7 +449,43 @@ def write_plots(rep: dict[str, Any], out_dir: Path, prefix: str) -> list[Path]:
     path = out_dir / f"{prefix}.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return [path]
+    if s["slo_mix"] is None:
+        return [path]
+    return [path, _class_plot(rep, out_dir / f"{prefix}_classes.png")]
+
+
+def _class_plot(rep: dict[str, Any], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    series: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rep["class_summary"]:
+        series[f"{r['label']}: {r['slo_class']}"].append(r)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for label, rows in sorted(series.items()):
+        rows.sort(key=lambda r: r["rate"])
+        rates = [r["rate"] for r in rows]
+        for ax, key in zip(axes, ("slo_attainment", "ttft_p99"), strict=True):
+            mean, low, high = (
+                np.array([r[k] for r in rows]) for k in (key, key + "_min", key + "_max")
+            )
+            ax.errorbar(
+                rates,
+                mean,
+                yerr=np.stack([mean - low, high - mean]),
+                fmt="o-",
+                capsize=3,
+                label=label,
+            )
+    axes[0].axhline(ATTAINMENT_GOAL, color="grey", lw=0.8, ls="--")
+    axes[0].set(xlabel="arrival rate (req/s)", ylabel="SLO attainment per class (rejections miss)")
+    axes[1].set(xlabel="arrival rate (req/s)", ylabel="p99 TTFT of served requests (s)")
+    axes[1].set_yscale("log")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"per SLO class, {rep['workload']}: mean over segments (bars: min-max)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 # ---------------------------------------------------------------------- CLI
@@ -428,6 +562,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--requests", type=int, default=2000)
     p.add_argument("--arrival", choices=("auto", "trace", "poisson", "gamma"), default="auto")
     p.add_argument("--gamma-cv", type=float, default=3.0)
+    add_slo_mix_arguments(p)
     p.add_argument("--kv-tokens", type=int, default=97_488)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -461,6 +596,7 @@ def setup_from_args(args: argparse.Namespace) -> Setup:
         shield_delay_ms=args.shield_delay_ms,
         kv_tokens=args.kv_tokens,
         profile=args.profile,
+        slo_mix=slo_mix(args),
     )
 
 
@@ -499,6 +635,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     console.print(table(rep))
     if len(args.segments) > 1:
         console.print(spread_table(rep))
+    if setup.slo_mix is not None:
+        console.print(class_table(rep))
     bound = ", ".join(f"segment {k}: {v:.1f}" for k, v in rep["capacity_bound"].items())
     console.print(f"fluid capacity bound of the cluster (req/s): {bound}")
     console.print(f"max rate with >= 90% attainment: {json.dumps(rep['max_rate'])}")

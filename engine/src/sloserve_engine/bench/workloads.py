@@ -1,5 +1,6 @@
 """The workload options ``bench sim`` and ``bench gpu`` share, so a simulated and a measured
-run of the same command line replay exactly the same requests.
+run of the same command line replay exactly the same requests; ``bench cluster`` shares the
+SLO mix (:func:`add_slo_mix_arguments`, :func:`slo_mix`).
 
 ``--segments 0,1,2,3`` replays disjoint slices of the trace (held-out data: the
 policy constants were chosen on segment 0 of azure-conv), ``--seeds`` repeats
@@ -16,6 +17,8 @@ from dataclasses import replace
 from ..sim.workload import TRACES, Arrival, WorkloadSpec
 
 WORKLOADS = ("single-slo", "mixed-slo")
+DEFAULT_MIX = 0.5
+"""``--mix`` when ``--workload mixed-slo`` is given without it."""
 
 
 def _ints(text: str) -> list[int]:
@@ -28,6 +31,38 @@ def _ints(text: str) -> list[int]:
     if not values or any(v < 0 for v in values):
         raise argparse.ArgumentTypeError("expected integers >= 0")
     return values
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1, got {text!r}")
+    return value
+
+
+def add_slo_mix_arguments(p: argparse.ArgumentParser) -> None:
+    """``--workload single-slo|mixed-slo`` and ``--mix``: read them with :func:`slo_mix`."""
+    p.add_argument("--workload", choices=WORKLOADS, default="single-slo")
+    p.add_argument(
+        "--mix",
+        type=_share,
+        default=None,
+        help="mixed-slo: share of interactive requests (TTFT 250 ms, TBT 50 ms), "
+        f"the rest batch (TTFT 5 s, TBT 200 ms); default {DEFAULT_MIX:g}",
+    )
+
+
+def slo_mix(args: argparse.Namespace) -> float | None:
+    """The :class:`WorkloadSpec` ``slo_mix`` the options ask for (``None``: one SLO for all);
+    raises ``ValueError`` for ``--mix`` without ``--workload mixed-slo``."""
+    if args.workload != "mixed-slo":
+        if args.mix is not None:
+            raise ValueError("--mix needs --workload mixed-slo")
+        return None
+    return DEFAULT_MIX if args.mix is None else float(args.mix)
 
 
 def add_workload_arguments(p: argparse.ArgumentParser) -> None:
@@ -64,14 +99,7 @@ def add_workload_arguments(p: argparse.ArgumentParser) -> None:
         default=3.0,
         help="coefficient of variation of gamma inter-arrival times (burstiness)",
     )
-    p.add_argument("--workload", choices=WORKLOADS, default="single-slo")
-    p.add_argument(
-        "--mix",
-        type=float,
-        default=0.5,
-        help="mixed-slo: share of interactive requests (TTFT 250 ms, TBT 50 ms), "
-        "the rest batch (TTFT 5 s, TBT 200 ms)",
-    )
+    add_slo_mix_arguments(p)
 
 
 def workload_specs(args: argparse.Namespace, rate: float) -> list[WorkloadSpec]:
@@ -87,7 +115,7 @@ def workload_specs(args: argparse.Namespace, rate: float) -> list[WorkloadSpec]:
         rate=rate,
         arrival=arrival,
         gamma_cv=args.gamma_cv,
-        slo_mix=args.mix if args.workload == "mixed-slo" else None,
+        slo_mix=slo_mix(args),
     )
     return [replace(base, segment=g, seed=s) for g in args.segments for s in args.seeds]
 

@@ -21,6 +21,9 @@ Time and state delay:
 Honest counting (:mod:`sloserve_engine.contract.attainment`): a request rejected or
 timed out at a router is a miss; served requests are measured from their arrival at
 the router.
+
+A request with its own SLO (mixed-SLO workloads) carries it to its router (admission's
+class ranking: the full queue sheds the lowest class), its engine and its verdict.
 """
 
 from __future__ import annotations
@@ -88,6 +91,8 @@ class RequestOutcome:
 
     arrival: float
     output_tokens: int
+    slo: SLO | None = None
+    """Its own SLO (mixed-SLO workloads); ``None``: the run's SLO."""
     engine: int = -1
     first_token: float | None = None
     finish: float | None = None
@@ -157,7 +162,7 @@ class _Cluster:
             for a, b in itertools.pairwise(chain):
                 a.connect(b)
         self.rng = random.Random(cluster.seed)
-        self.out = [RequestOutcome(r.arrival, r.output_tokens) for r in requests]
+        self.out = [RequestOutcome(r.arrival, r.output_tokens, r.slo) for r in requests]
         self.owner: dict[str, int] = {}
         self.last_token = [0.0] * len(requests)
         self.held = 0
@@ -214,7 +219,7 @@ class _Cluster:
             eng = self.engines[e]
             eng.advance_to(now)
             eng.add_request(
-                rid, r.prompt_tokens, r.output_tokens, slo=self.target, arrival_time=now
+                rid, r.prompt_tokens, r.output_tokens, slo=r.slo or self.target, arrival_time=now
             )
             self.parked[e] = False
             self.out[k].engine = e
@@ -235,7 +240,7 @@ class _Cluster:
         self.owner[r.request_id] = j
         self._refresh(j, now)
         core = self.routers[j]
-        decision = core.submit(r.request_id, r.prompt_tokens, self.target, now)
+        decision = core.submit(r.request_id, r.prompt_tokens, r.slo or self.target, now)
         if decision.action is Action.PLACE:
             self._dispatch(j, r.request_id, decision, now)
         elif decision.action is Action.REJECT:
@@ -332,10 +337,12 @@ class _Cluster:
 
 
 def verdict(o: RequestOutcome, slo: SLO) -> Attainment:
-    """The contract's rule; a rejected or unfinished request is :data:`MISSED`."""
+    """The contract's rule against the request's own SLO, else ``slo`` (the run's); a
+    rejected or unfinished request is :data:`MISSED`."""
     if o.first_token is None or o.finish is None:
         return MISSED
-    return request_attainment(slo, o.arrival, o.first_token, o.finish, o.output_tokens, o.max_gap)
+    own = o.slo or slo
+    return request_attainment(own, o.arrival, o.first_token, o.finish, o.output_tokens, o.max_gap)
 
 
 def simulate_cluster(
