@@ -5,25 +5,20 @@ from __future__ import annotations
 import pytest
 
 from sloserve_dev.autoscaler.bench import (
+    LoadBucket,
     client_attainment,
     count_flaps,
     e2e_bound_s,
     episode_from_json,
+    generator_drift,
+    load_buckets,
     step_trace,
     summarize,
     violation_minutes,
 )
-from sloserve_dev.autoscaler.harness import (
-    DecisionLog,
-    Episode,
-    Phase,
-    Row,
-    RunConfig,
-    Served,
-    Workload,
-    arrivals,
-    rate_at,
-)
+from sloserve_dev.autoscaler.harness import DecisionLog, Episode, Row, RunConfig
+from sloserve_dev.autoscaler.loadgen import Served
+from sloserve_dev.autoscaler.trace import Phase, Workload, arrivals, rate_at
 
 
 def row(t: float, ready: int, att: float | None, ok: float = 0, miss: float = 0) -> Row:
@@ -134,3 +129,24 @@ def test_saved_episodes_reload_and_replay_their_token_counts() -> None:
     by_time = sorted(again.requests, key=lambda r: r.sent_at)
     assert [r.max_tokens for r in by_time] == [b["max_tokens"] for _, b in sent]
     assert summarize(again, 0.9) == summarize(episode_from_json(again.to_json()), 0.9)
+
+
+def test_sent_and_planned_requests_per_twenty_seconds() -> None:
+    buckets = load_buckets([1.0, 5.0, 19.9, 20.0, 45.0], [1.2, 21.0, 22.0, 23.0])
+    assert buckets == (LoadBucket(0, 3, 1), LoadBucket(20, 1, 3), LoadBucket(40, 1, 0))
+    assert generator_drift(buckets) == pytest.approx(2.0)  # 3 sent where 1 was planned
+    assert generator_drift(load_buckets([], [])) is None
+
+
+def test_summary_compares_what_was_sent_with_the_plan() -> None:
+    trace = [Phase(30, 2.0), Phase(60, 6.0)]
+    ep = Episode("x", trace, RunConfig(seed=5))
+    ep.rows = [row(0, 1, 1.0, ok=5)]
+    plan = [t for t, _ in arrivals(trace, Workload(), 5)]
+    assert summarize(ep, 0.9).load == ()  # send times not recorded: no comparison
+    ep.sent_at = [t for t in plan if t < 40]  # the generator stopped at 40 s
+    s = summarize(episode_from_json(ep.to_json()), 0.9)
+    assert [b.t for b in s.load] == [0, 20, 40]
+    assert sum(b.planned for b in s.load) == len(plan)
+    assert s.load[-1].sent == 0 and s.load[0].sent == s.load[0].planned
+    assert s.generator_drift == pytest.approx(1.0)  # the last bucket got nothing

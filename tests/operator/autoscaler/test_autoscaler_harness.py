@@ -7,13 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sloserve_dev.autoscaler.harness import (
-    Phase,
-    RunConfig,
-    SloAutoscaler,
-    Workload,
-    run_episode,
-)
+from sloserve_dev.autoscaler.harness import RunConfig, SloAutoscaler, run_episode
+from sloserve_dev.autoscaler.trace import Phase, Workload
 from sloserve_operator.autoscaler.decision import ScalingPolicy
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -30,6 +25,10 @@ async def test_overload_on_one_engine_adds_a_replica(tmp_path: Path) -> None:
         tmp_path,
     )
     assert episode.sent > 300 and episode.failed == 0
+    # Sent by the generator process and recorded once each (those still in flight at the
+    # end are not recorded).
+    assert episode.sent == len(episode.sent_at) >= len(episode.requests) > 0
+    assert len({r.index for r in episode.requests}) == len(episode.requests)
     ups = [d for d in episode.decisions if d.desired > d.current]
     assert ups and ups[0].t > 10, episode.decisions
     assert max(r.ready for r in episode.rows) >= 2

@@ -33,19 +33,29 @@ from .harness import (
     DecisionLog,
     Episode,
     KvUsageBaseline,
-    Phase,
     Row,
     RunConfig,
     ScalingController,
-    Served,
     SloAutoscaler,
-    Workload,
-    arrivals,
     run_episode,
 )
+from .loadgen import Served
+from .trace import Phase, Workload, arrivals
 
 BUCKET_S = 10.0
 """Attainment of the requests finished in each bucket decides whether it was a violation."""
+
+LOAD_BUCKET_S = 20.0
+"""Sent and planned requests are compared per bucket of this many modelled seconds."""
+
+
+@dataclass(frozen=True)
+class LoadBucket:
+    """Requests the plan had, and the load generator sent, in ``[t, t + LOAD_BUCKET_S)``."""
+
+    t: float
+    planned: int
+    sent: int
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,11 @@ class Summary:
     (:func:`e2e_bound_s`): what the clients saw, router, relay and harness included."""
     client_violation_minutes: float | None = None
     """Like ``violation_minutes``, from the client's view alone (10 s buckets by answer time)."""
+    generator_drift: float | None = None
+    """Largest ``|sent - planned| / planned`` over the :data:`LOAD_BUCKET_S` buckets: how far
+    the offered load strayed from the trace (None: send times were not recorded)."""
+    load: tuple[LoadBucket, ...] = ()
+    """Planned and sent requests per :data:`LOAD_BUCKET_S` bucket."""
 
 
 def step_trace(capacity_rps: float, low: float, high: float, times: Sequence[float]) -> list[Phase]:
@@ -142,6 +157,23 @@ def client_attainment(requests: Sequence[Served], target: float) -> tuple[float,
     return met / len(requests), bad * BUCKET_S / 60.0
 
 
+def load_buckets(planned: Sequence[float], sent: Sequence[float]) -> tuple[LoadBucket, ...]:
+    """Planned and sent requests per bucket of send time, from 0 to the last either has."""
+    counts: dict[int, list[int]] = {}
+    for column, times in enumerate((planned, sent)):
+        for t in times:
+            counts.setdefault(int(t // LOAD_BUCKET_S), [0, 0])[column] += 1
+    last = max(counts, default=-1)
+    return tuple(LoadBucket(b * LOAD_BUCKET_S, *counts.get(b, [0, 0])) for b in range(last + 1))
+
+
+def generator_drift(buckets: Sequence[LoadBucket]) -> float | None:
+    """Largest relative difference between sent and planned requests in one bucket."""
+    return max(
+        (abs(b.sent - b.planned) / b.planned for b in buckets if b.planned > 0), default=None
+    )
+
+
 def _quantile(xs: Sequence[float], q: float) -> float | None:
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else None
 
@@ -189,6 +221,8 @@ def summarize(episode: Episode, target: float) -> Summary:
     answered = sorted(r.latency_s for r in episode.requests if r.status == 200)
     client = client_attainment(episode.requests, target)
     replica_s = sum(a.ready * (b.t - a.t) for a, b in itertools.pairwise(rows))
+    plan = [t for t, _ in arrivals(trace, episode.workload, episode.config.seed)]
+    load = load_buckets(plan, episode.sent_at) if episode.sent_at else ()
     sizes = [episode.config.initial_replicas, *(d.desired for d in episode.decisions)]
     return Summary(
         controller=episode.controller,
@@ -209,6 +243,8 @@ def summarize(episode: Episode, target: float) -> Summary:
         client_latency_p99_s=_quantile(answered, 0.99),
         client_attainment=None if client is None else client[0],
         client_violation_minutes=None if client is None else client[1],
+        generator_drift=generator_drift(load),
+        load=load,
     )
 
 
@@ -424,10 +460,11 @@ def run(args: argparse.Namespace) -> int:
     if any(ep.config.routers for ep in episodes):
         plot_requests(episodes, args.out / "requests.png")
     table = Table(title="autoscaler bench (modelled seconds)")
-    for column in asdict(summaries[0]):
+    columns = [c for c in asdict(summaries[0]) if c != "load"]  # per bucket: in summary.json
+    for column in columns:
         table.add_column(column)
     for s in summaries:
-        table.add_row(*(_fmt(v) for v in asdict(s).values()))
+        table.add_row(*(_fmt(asdict(s)[c]) for c in columns))
     console.print(table)
     return 0
 
@@ -437,17 +474,21 @@ def episode_from_json(data: dict[str, Any]) -> Episode:
     config: dict[str, Any] = {
         k: tuple(v) if isinstance(v, list) else v for k, v in data["config"].items()
     }
-    episode = Episode(data["controller"], [Phase(**p) for p in data["trace"]], RunConfig(**config))
+    workload = Workload.from_json(data["workload"]) if "workload" in data else Workload()
+    episode = Episode(
+        data["controller"], [Phase(**p) for p in data["trace"]], RunConfig(**config), workload
+    )
     episode.rows = [Row(**r) for r in data["rows"]]
     episode.decisions = [DecisionLog(**d) for d in data["decisions"]]
     episode.requests = [Served(**r) for r in data["requests"]]
     if episode.requests and not any(r.max_tokens for r in episode.requests):
         # Recorded before token counts were kept: replay the seeded load (sent in this order).
         sent = sorted(episode.requests, key=lambda r: r.sent_at)
-        bodies = arrivals(episode.trace, Workload(), episode.config.seed)
+        bodies = arrivals(episode.trace, episode.workload, episode.config.seed)
         for request, (_, body) in zip(sent, bodies, strict=True):
             request.max_tokens = body["max_tokens"]
     episode.sent, episode.failed = data["sent"], data["failed"]
+    episode.sent_at = list(data.get("sent_at", []))
     episode.cold_starts = list(data.get("cold_starts", []))
     return episode
 

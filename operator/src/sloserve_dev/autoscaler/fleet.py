@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,6 @@ class Replica:
     process: asyncio.subprocess.Process
     ready: bool = False
     draining: bool = False
-    in_flight: int = 0
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
     def url(self) -> str:
@@ -57,7 +55,8 @@ class EngineFleet:
         unlist_s: float = 0.0,
     ) -> None:
         """``unlist_s``: wall seconds a draining replica keeps serving before it is checked for
-        idleness, the time routers take to stop placing on it (0 without routers)."""
+        idleness, the time whoever places requests (routers, the load generator) takes to stop
+        placing on it."""
         self._args = engine_args
         self._unlist = unlist_s
         self._next_port = base_port
@@ -120,15 +119,15 @@ class EngineFleet:
     async def _drain(self, replica: Replica) -> None:
         """Stop placing on the replica, then stop it once the engine holds nothing.
 
-        With routers in front the harness does not see requests in flight (``in_flight``
-        counts only its own placements), so the engine's own queues decide: stopping at once
-        cut the requests it was serving (502) and refused the ones a router placed before its
-        next re-read of the engine list (503, a miss the autoscaler then counted)."""
+        The requests are placed by other processes (routers, the load generator), so after
+        ``unlist_s`` (their time to see the new list) the engine's own queues decide: stopping
+        at once cut the requests it was serving (502) and refused the ones a router placed
+        before its next re-read of the engine list (503, a miss the autoscaler then counted)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._grace
         await asyncio.sleep(self._unlist)
         async with httpx.AsyncClient(timeout=2.0) as client:
-            while loop.time() < deadline and (replica.in_flight or await _holds(client, replica)):
+            while loop.time() < deadline and await _holds(client, replica):
                 await asyncio.sleep(0.2)
         await self._stop(replica)
 

@@ -1,12 +1,13 @@
 """Closed-loop autoscaling runs WITHOUT Kubernetes: real simulated engines, real HTTP, our loop.
 
 An :class:`~.fleet.EngineFleet` of ``sloserve-engine --simulated`` processes plays the
-Deployment, an open-loop Poisson load generator plays the clients (least-in-flight routing, as
-a gateway would, or, with ``RunConfig.routers``, real ``sloserve-router`` processes in front:
-``routers.py``), and a controller (our autoscaler, or the HPA-style KV-usage baseline) decides
-the replica count every interval. A recorder scrapes every engine's ``/metrics`` to log the
-episode. Engines run with ``--time-scale S`` (S modelled seconds per wall second); every time
-here, the trace and the controllers' windows included, is in modelled seconds.
+Deployment, an open-loop Poisson load generator in its own process plays the clients
+(``loadgen.py``: least-in-flight routing, as a gateway would, or, with ``RunConfig.routers``,
+real ``sloserve-router`` processes in front: ``routers.py``), and a controller (our
+autoscaler, or the HPA-style KV-usage baseline) decides the replica count every interval. A
+recorder scrapes every engine's ``/metrics`` to log the episode. Engines run with
+``--time-scale S`` (S modelled seconds per wall second); every time here, the trace and the
+controllers' windows included, is in modelled seconds.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,23 +29,14 @@ from sloserve_operator.autoscaler.loop import Autoscaler, ReplicaState
 from sloserve_operator.autoscaler.metrics_source import MetricsEndpoint, PodsSource
 from sloserve_operator.autoscaler.router_source import RouterView, read_router_exposition
 
-from .fleet import EngineFleet, Replica
+from .fleet import EngineFleet
+from .loadgen import LoadGenerator, LoadPlan, Served
 from .routers import RESOLVE_S, RouterTier
+from .trace import Phase, Workload, rate_at
 
-
-@dataclass(frozen=True)
-class Phase:
-    """Constant Poisson rate ``rps`` (requests per modelled second) until ``until_s``."""
-
-    until_s: float
-    rps: float
-
-
-@dataclass(frozen=True)
-class Workload:
-    prompt_tokens: tuple[int, int] = (256, 1024)
-    output_tokens: tuple[int, int] = (64, 256)
-    model: str = "m"
+PUBLISH_S = 0.25
+"""How often the harness tells the routers (or, without them, the load generator) which
+engines are ready, as a headless Service's endpoints would change."""
 
 
 @dataclass(frozen=True)
@@ -98,28 +89,21 @@ class DecisionLog:
 
 
 @dataclass
-class Served:
-    """One request as the client saw it."""
-
-    sent_at: float
-    latency_s: float
-    status: int
-    """HTTP status; 0 when the connection failed."""
-    max_tokens: int = 0
-    """Output tokens asked for (the simulated engines produce all of them): the client-side
-    end-to-end bound of the SLO depends on it."""
-
-
-@dataclass
 class Episode:
     controller: str
     trace: list[Phase]
     config: RunConfig
+    workload: Workload = field(default_factory=Workload)
     rows: list[Row] = field(default_factory=list)
     decisions: list[DecisionLog] = field(default_factory=list)
     sent: int = 0
     failed: int = 0
+    """Requests answered with anything but 200 (a router's 429/503 included)."""
     requests: list[Served] = field(default_factory=list)
+    """Each request's outcome as the client saw it; requests still in flight at the end of
+    the trace are not recorded (the harness ended them, not the service)."""
+    sent_at: list[float] = field(default_factory=list)
+    """When the load generator sent each request: compared with the plan per bucket."""
     cold_starts: list[float] = field(default_factory=list)
     """Cold starts the autoscaler measured (wake from zero to the first request served)."""
 
@@ -303,76 +287,6 @@ def _mean(xs: Sequence[float | None]) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
-def arrivals(
-    trace: Sequence[Phase], workload: Workload, seed: int
-) -> Iterator[tuple[float, dict[str, Any]]]:
-    """The seeded open-loop load: (modelled send time, completions body), Poisson per phase.
-    The same seed gives the same requests, so a saved episode's can be replayed."""
-    rng = random.Random(seed)
-    end = trace[-1].until_s
-    t = 0.0
-    while True:
-        rps = rate_at(trace, t)
-        if rps <= 0:  # an idle phase sends nothing: skip to where the next one starts
-            t = next((p.until_s for p in trace if p.until_s > t), end)
-        else:
-            t += rng.expovariate(rps)
-        if t >= end:
-            return
-        if rps <= 0:
-            continue
-        yield (
-            t,
-            {
-                "model": workload.model,
-                "prompt": [
-                    rng.randrange(100, 30000) for _ in range(rng.randint(*workload.prompt_tokens))
-                ],
-                "max_tokens": rng.randint(*workload.output_tokens),
-            },
-        )
-
-
-def rate_at(trace: Sequence[Phase], t: float) -> float:
-    for phase in trace:
-        if t < phase.until_s:
-            return phase.rps
-    return 0.0
-
-
-async def _request(
-    client: httpx.AsyncClient,
-    fleet: EngineFleet,
-    body: dict[str, Any],
-    episode: Episode,
-    routers: RouterTier | None,
-    clock: Callable[[], float],
-) -> None:
-    """Send one request and record how the client saw it (cut off at the end of the trace,
-    it is not recorded: the harness ended it, not the service)."""
-    sent, status = clock(), 0
-    replica = routers.pick() if routers is not None else _least_loaded(fleet)
-    if isinstance(replica, Replica):
-        replica.in_flight += 1
-    try:
-        url = replica.url if isinstance(replica, Replica) else replica
-        if url is not None:
-            status = (await client.post(f"{url}/v1/completions", json=body)).status_code
-    except httpx.HTTPError:
-        pass  # no answer: status 0
-    finally:
-        if isinstance(replica, Replica):
-            replica.in_flight -= 1
-    if status != 200:
-        episode.failed += 1  # a router's 429/503 is also counted as missed by the recorder
-    episode.requests.append(Served(sent, clock() - sent, status, body["max_tokens"]))
-
-
-def _least_loaded(fleet: EngineFleet) -> Replica | None:
-    """Without routers the load generator places, as a least-requests gateway would."""
-    return min(fleet.ready(), key=lambda r: r.in_flight, default=None)
-
-
 async def run_episode(
     make_controller: Callable[[Callable[[], float]], ScalingController],
     trace: Sequence[Phase],
@@ -392,15 +306,16 @@ async def run_episode(
         return model_s / config.time_scale
 
     controller = make_controller(clock)
-    episode = Episode(controller.name, list(trace), config)
+    episode = Episode(controller.name, list(trace), config, workload)
+    # A draining engine keeps serving until whoever places requests has seen the new list.
+    unlist_s = PUBLISH_S + (RESOLVE_S if config.routers else 0.0) + 0.5
     fleet = EngineFleet(
         [*config.engine_args, "--time-scale", str(config.time_scale)],
         config.base_port,
         log_dir,
         gpu_limit=config.gpu_limit,
         drain_grace_s=wall(60.0),
-        # publish() runs every 0.25 s and routers re-read the list every RESOLVE_S.
-        unlist_s=0.25 + RESOLVE_S + 0.5 if config.routers else 0.0,
+        unlist_s=unlist_s,
     )
     recorder = Recorder()
     tier = (
@@ -408,9 +323,18 @@ async def run_episode(
         if config.routers
         else None
     )
+    load = LoadGenerator(log_dir / "loadgen.log")
     end = trace[-1].until_s
-    tasks: set[asyncio.Task[None]] = set()
     try:
+        await load.start(
+            LoadPlan(
+                tuple(trace),
+                workload,
+                config.seed,
+                config.time_scale,
+                "round-robin" if tier is not None else "least-in-flight",
+            )
+        )
         await fleet.scale_to(config.initial_replicas)
         while len(fleet.ready()) < config.initial_replicas:
             await asyncio.sleep(0.2)
@@ -418,7 +342,18 @@ async def run_episode(
             await tier.start(fleet)
         routers = tier.endpoints() if tier is not None else ()
         router_urls = tier.urls if tier is not None else []
+
+        def publish_once() -> None:
+            """What a headless Service does: ready engines appear to whoever places."""
+            if tier is not None:
+                tier.publish(fleet)
+                load.target(router_urls)
+            else:
+                load.target([r.url for r in fleet.ready()])
+
+        publish_once()
         start = loop.time()  # the trace starts once the initial replicas serve
+        load.go(start)  # asyncio's loop clock is time.monotonic, shared with the generator
 
         async def control() -> None:
             while clock() < end:
@@ -445,7 +380,7 @@ async def run_episode(
             while clock() < end:
                 now = clock()
                 row = await recorder.sample(
-                    fleet, now, rate_at(trace, now), router_urls, len(tasks)
+                    fleet, now, rate_at(trace, now), router_urls, load.outstanding
                 )
                 episode.rows.append(row)
                 if progress:
@@ -453,34 +388,17 @@ async def run_episode(
                 await asyncio.sleep(max(0.0, wall(now + config.sample_s - clock())))
 
         async def publish() -> None:
-            """What a headless Service does: ready engines appear to the routers."""
-            while tier is not None and clock() < end:
-                tier.publish(fleet)
-                await asyncio.sleep(0.25)
+            while clock() < end:
+                publish_once()
+                await asyncio.sleep(PUBLISH_S)
 
-        side = [
-            asyncio.create_task(control()),
-            asyncio.create_task(record()),
-            asyncio.create_task(publish()),
-        ]
-        timeout = httpx.Timeout(wall(600.0) + 30.0, connect=2.0)
-        # Open loop: the generator must not throttle itself (httpx's default pool of 100
-        # connections queued requests inside the client once answers slowed down).
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=200)
-        async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
-            for t, body in arrivals(trace, workload, config.seed):
-                await asyncio.sleep(max(0.0, wall(t) - (loop.time() - start)))
-                episode.sent += 1
-                task = asyncio.create_task(_request(client, fleet, body, episode, tier, clock))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            await asyncio.gather(*side)
-            for task in list(tasks):
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(control(), record(), publish())
     finally:
-        for task in list(tasks):
-            task.cancel()
+        await load.stop()
+        episode.sent_at = list(load.sent_at)
+        episode.sent = len(episode.sent_at)
+        episode.requests = list(load.requests)
+        episode.failed = sum(1 for r in episode.requests if r.status != 200)
         with contextlib.suppress(Exception):
             await controller.aclose()
         await recorder.aclose()

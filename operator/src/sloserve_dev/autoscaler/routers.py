@@ -30,7 +30,6 @@ class RouterTier:
         self.engines_file = log_dir / "engines"
         self._processes: list[asyncio.subprocess.Process] = []
         self._published: list[str] | None = None
-        self._next = 0
 
     @property
     def urls(self) -> list[str]:
@@ -38,11 +37,6 @@ class RouterTier:
 
     def endpoints(self) -> tuple[MetricsEndpoint, ...]:
         return tuple(MetricsEndpoint(f"router-{i}", u) for i, u in enumerate(self.urls))
-
-    def pick(self) -> str:
-        """Round robin, as a ClusterIP Service spreads connections over router pods."""
-        self._next = (self._next + 1) % self._count
-        return self.urls[self._next]
 
     def publish(self, fleet: EngineFleet) -> None:
         """Write the ready engines' addresses (atomically) if they changed."""
