@@ -404,7 +404,7 @@ def class_table(rep: dict[str, Any]) -> Table:
                 "rejected (by reason)", "shed share", "TTFT p99 served (s)"):  # fmt: skip
         t.add_column(col, justify="right")
     for r in rep["class_summary"]:
-        reasons = ", ".join(f"{k} {v:g}" for k, v in r["rejected"].items()) or "-"
+        reasons = ", ".join(f"{k} {v:.1f}" for k, v in r["rejected"].items()) or "-"
         t.add_row(
             r["label"],
             f"{r['rate']:g}",
@@ -412,8 +412,8 @@ def class_table(rep: dict[str, Any]) -> Table:
             str(r["slices"]),
             _mean_range(r, "slo_attainment", "{:.1%}"),
             _mean_range(r, "strict_attainment", "{:.1%}"),
-            f"{r['served']:g}/{r['requests']:g}",
-            f"{r['rejected_total']:g} ({reasons})",
+            f"{r['served']:.1f}/{r['requests']:.1f}",
+            f"{r['rejected_total']:.1f} ({reasons})",
             f"{r['shed_share']:.0%}",
             _mean_range(r, "ttft_p99", "{:.2f}"),
         )
