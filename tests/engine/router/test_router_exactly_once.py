@@ -32,11 +32,24 @@ op = st.one_of(
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(op, min_size=10, max_size=80), st.booleans())
+@given(
+    st.lists(op, min_size=10, max_size=80),
+    st.booleans(),
+    st.sampled_from([(1.0, 0.0), (0.2, 0.0), (0.2, 0.05), (0.05, 0.5)]),
+)
 def test_exactly_one_outcome_never_placed_twice(
-    ops: list[tuple[str, int, int]], admission: bool
+    ops: list[tuple[str, int, int]], admission: bool, margin: tuple[float, float]
 ) -> None:
-    knobs = RouterKnobs(queue_limit=3, queue_timeout_s=2.0, lease_s=5.0, admission=admission)
+    """Also with a fixed tight margin and with an adaptive one (``ttftMarginLateShare``),
+    whose first tokens (in time or late, as ``advance`` makes them) move it."""
+    knobs = RouterKnobs(
+        queue_limit=3,
+        queue_timeout_s=2.0,
+        lease_s=5.0,
+        admission=admission,
+        ttft_margin=margin[0],
+        ttft_margin_late_share=margin[1],
+    )
     shields = {r: RegionShield(r, COST, lease_s=5.0, remember_s=5.0) for r in ("west", "east")}
     shields["west"].connect(shields["east"])
     routers = [RouterCore(knobs, COST, 8192, seed=k) for k in range(2)]

@@ -18,6 +18,7 @@ def test_defaults_are_documented_and_camel_case() -> None:
     assert doc["placement"] == DEFAULT_PLACEMENT in PLACEMENT_NAMES
     assert doc["queueLimit"] == 1024 and doc["queueTimeoutS"] == 5.0 and doc["admission"]
     assert doc["coldStartTimeoutS"] == 300.0
+    assert doc["ttftMargin"] == 1.0 and doc["ttftMarginLateShare"] == 0.0
     assert doc["predictorConfidence"] == Knobs().predictor_confidence
     for name, field in RouterKnobs.model_fields.items():
         assert field.description, name
@@ -33,6 +34,8 @@ def test_defaults_are_documented_and_camel_case() -> None:
         ({"coldStartTimeoutS": 0}, "coldStartTimeoutS"),
         ({"predictorConfidence": 1.5}, "predictorConfidence"),
         ({"classPriority": ["a", "a"]}, "classPriority"),
+        ({"ttftMarginLateShare": 0.6}, "ttftMarginLateShare"),
+        ({"ttftMarginLateShare": -0.1}, "ttftMarginLateShare"),
         ({"queueLimt": 3}, "queueLimt"),
     ],
 )

@@ -164,6 +164,22 @@ def test_miss_causes_split_misses_by_the_room_engines_had_at_arrival() -> None:
     assert miss_causes(res) == {"cluster_full": 1, "room_somewhere": 1, "in_between": 1}
 
 
+def test_bench_cluster_cli_runs_an_adaptive_margin(tmp_path) -> None:
+    import json
+
+    from sloserve_operator.cli import main
+
+    out = tmp_path / "m.json"
+    args = ["bench", "cluster", "--engines", "2", "--placement", "slo-greedy", "--rates", "20"]
+    args += ["--requests", "40", "--ttft-margin", "0.2", "--margin-late-share", "0,0.01"]
+    assert main([*args, "--json", str(out)]) == 0
+    runs = json.loads(out.read_text())["runs"]
+    assert {(r["label"], r["late_share"]) for r in runs} == {
+        ("slo-greedy margin 0.2", 0.0),
+        ("slo-greedy margin 0.2 late-share 0.01", 0.01),
+    }
+
+
 def test_bench_cluster_cli_names_a_bad_placement(capsys) -> None:
     from sloserve_operator.cli import main
 

@@ -61,6 +61,8 @@ class Case:
     ttft_margin: float = DEFAULT_MARGIN
     segment: int = 0
     """Which disjoint slice of the trace (``--segments``): same label, averaged over."""
+    late_share: float = 0.0
+    """The router's ``ttftMarginLateShare`` (``--margin-late-share``; 0: a fixed margin)."""
 
     @property
     def label(self) -> str:
@@ -72,6 +74,8 @@ class Case:
             parts.append("no-admission")
         if self.ttft_margin != DEFAULT_MARGIN:
             parts.append(f"margin {self.ttft_margin:g}")
+        if self.late_share:
+            parts.append(f"late-share {self.late_share:g}")
         if self.routers != 1 or self.state_delay_ms:
             parts.append(f"{self.routers}r/{self.state_delay_ms:g}ms")
         return " ".join(parts)
@@ -226,6 +230,7 @@ def run_case(
             "shield": case.shield,
             "admission": case.admission,
             "ttftMargin": case.ttft_margin,
+            "ttftMarginLateShare": case.late_share,
         }
     )
     cluster = ClusterConfig(
@@ -250,11 +255,20 @@ def cases(
     admissions: Sequence[bool],
     margins: Sequence[float] = (DEFAULT_MARGIN,),
     segments: Sequence[int] = (0,),
+    late_shares: Sequence[float] = (0.0,),
 ) -> list[Case]:
     return [
-        Case(p, r, m, d, s, a, g, k)
-        for k, r, p, m, d, s, a, g in itertools.product(
-            segments, rates, placements, routers, delays_ms, shields, admissions, margins
+        Case(p, r, m, d, s, a, g, k, ls)
+        for k, r, p, m, d, s, a, g, ls in itertools.product(
+            segments,
+            rates,
+            placements,
+            routers,
+            delays_ms,
+            shields,
+            admissions,
+            margins,
+            late_shares,
         )
     ]
 
@@ -557,6 +571,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=[DEFAULT_MARGIN],
         help="router ttftMargin values",
     )
+    p.add_argument(
+        "--margin-late-share",
+        type=_csv(_non_negative),
+        default=[0.0],
+        help="router ttftMarginLateShare values (0: a fixed margin)",
+    )
     p.add_argument("--rates", type=_csv(_positive), default=[48.0, 56.0, 64.0])
     p.add_argument("--trace", default="azure-conv", choices=sorted(TRACES))
     p.add_argument("--requests", type=int, default=2000)
@@ -611,6 +631,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         args.admission,
         args.ttft_margin,
         args.segments,
+        args.margin_late_share,
     )
     with Progress(
         TextColumn("{task.description}"),

@@ -284,7 +284,7 @@ class Router:
             granted = await self._reserve_remote(rid, url) if self.knobs.shield else None
             if granted is None or granted.granted:
                 now = self.clock()
-                self.core.granted(rid, url, now)
+                self.core.granted(rid, url, now, streamed=routed.stream)
                 return Placement(url, rid, remote=granted is not None)
             self.metrics.shield_refusals.inc()
             refusal = Refusal(rid, url, granted.reason, self._alternative(rid, tried))

@@ -30,6 +30,7 @@ from ..policy.costmodel import StepCostModel
 from .admission import Action, Decision, Reason, ServiceQueue, decide
 from .demand import DemandEstimator, KvDemand
 from .knobs import RouterKnobs
+from .margin import AdaptiveMargin
 from .placement import EngineState, Pending, PlacementRequest, make_placement
 from .shield import Refusal, RegionShield, Reservation
 from .snapshot import EngineSnapshot
@@ -80,6 +81,7 @@ class RouterCore:
         self.knobs = knobs
         self.placement = make_placement(knobs.placement, cost, seed, knobs.top_k)
         self.queue = ServiceQueue(knobs.queue_limit, knobs.queue_timeout_s)
+        self.margin = AdaptiveMargin(knobs.ttft_margin, knobs.ttft_margin_late_share)
         self._shed: list[str] = []
         self.hold_without_engines = False
         """Set by a host whose engines come and go (the HTTP router: scale to zero, restarts,
@@ -97,6 +99,7 @@ class RouterCore:
             self.placement = make_placement(knobs.placement, self.cost, self.seed, knobs.top_k)
         self.queue.limit = knobs.queue_limit
         self.queue.timeout_s = knobs.queue_timeout_s
+        self.margin.configure(knobs.ttft_margin, knobs.ttft_margin_late_share)
         self.knobs = knobs
 
     def observe(self, snapshot: EngineSnapshot) -> None:
@@ -167,12 +170,13 @@ class RouterCore:
         demand = self.demand.demand(prompt_tokens, slo, self.knobs.predictor_confidence, max_tokens)
         req = _Request(request_id, demand, slo, now, self.knobs.class_rank(slo.slo_class))
         self._requests[request_id] = req
+        self.margin.overdue(now)
         return self._decide(req, now)
 
     def _decide(self, req: _Request, now: float) -> Decision:
         waited = now - req.arrival
         request = PlacementRequest(
-            req.request_id, req.demand, req.slo, waited, now, self.knobs.ttft_margin
+            req.request_id, req.demand, req.slo, waited, now, self.margin.margin
         )
         candidates = self.placement.rank(request, self.states())
         held = req.phase is Phase.HELD
@@ -208,14 +212,18 @@ class RouterCore:
         self._end(req.request_id, f"rejected:{decision.reason}")
         return decision
 
-    def granted(self, request_id: str, engine_id: str, now: float) -> None:
-        """The placement on ``engine_id`` stands (shield granted it, or shields are off)."""
+    def granted(self, request_id: str, engine_id: str, now: float, streamed: bool = True) -> None:
+        """The placement on ``engine_id`` stands (shield granted it, or shields are off).
+        ``streamed``: the host will see its first token (an HTTP router does not for a
+        non-streamed answer), so the placement can teach an adaptive margin."""
         req = self._requests[request_id]
         if req.phase is not Phase.DECIDING:
             raise ValueError(f"request {request_id!r} is {req.phase}, not being placed")
         req.phase = Phase.PLACED
         req.engine_id = engine_id
         self._pending.setdefault(engine_id, []).append((now, req.demand))
+        if streamed:
+            self.margin.placed(request_id, req.arrival + req.slo.ttft_s)
 
     def refused(self, refusal: Refusal, now: float) -> Decision:
         """The shield refused; follow its alternative while hops remain, else hold or reject."""
@@ -245,6 +253,7 @@ class RouterCore:
     def poll(self, now: float) -> list[tuple[str, Decision]]:
         """Judge held requests again (most important first); reject those timed out."""
         out: list[tuple[str, Decision]] = []
+        self.margin.overdue(now)
         for rid in self.queue.expired(now):
             reason = Reason.COLD_START if self._requests[rid].cold else Reason.TIMEOUT
             self._end(rid, f"rejected:{reason}")
@@ -273,6 +282,7 @@ class RouterCore:
         req = self._requests.get(request_id)
         if req is not None and req.phase is Phase.PLACED:
             req.phase = Phase.STREAMING
+            self.margin.first_token(request_id, now)
 
     def finished(self, request_id: str, output_tokens: int, met_slo: bool, now: float) -> None:
         """The engine finished the request; learn from it."""
@@ -298,6 +308,7 @@ class RouterCore:
     def _end(self, request_id: str, outcome: str) -> None:
         if self._requests.pop(request_id, None) is None:
             raise ValueError(f"request {request_id!r} already has an outcome")
+        self.margin.forget(request_id)
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
 

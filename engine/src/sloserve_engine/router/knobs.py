@@ -73,6 +73,16 @@ class RouterKnobs(BaseModel):
         "refuses requests a bursty workload would have served in time "
         "(docs/benchmarks.md, 'Router (simulator)').",
     )
+    ttft_margin_late_share: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=0.5,
+        description="0: the margin is ttftMargin. Above 0: the router adapts its margin "
+        "between ttftMargin and 1 from its own placements, up after each first token in "
+        "time and down after each late one, so that about this share of placed requests "
+        "reach their first token late: bursts the engines clear in time leave it near 1, "
+        "sustained overload takes it to ttftMargin (docs/router.md, 'An adaptive margin').",
+    )
     shield: bool = Field(
         default=True,
         description="Reserve every placement through the region shield (SROLE).",
