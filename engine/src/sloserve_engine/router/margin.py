@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import heapq
 
-MARGIN_STEP = 0.05
-"""Largest move per judged placement (a late one, at a small share): about 17 late
-placements bring the margin from 1 to 0.15. Chosen on azure-conv (docs/benchmarks.md,
-'An adaptive margin')."""
+MARGIN_STEP = 1.0
+"""Move per judged placement, times ``1 − share`` down and ``share`` up: at 1, one late
+placement takes the margin from 1 down by ``1 − share`` and each placement in time lifts it
+by ``share`` (at share 0.3: one late placement and it is at 0.3, three in time and it is
+back at 1). Chosen on azure-conv from 0.05, 0.2, 0.5 and 1 (docs/benchmarks.md, 'An
+adaptive margin')."""
 
 
 def next_margin(margin: float, late: bool, floor: float, share: float) -> float:
