@@ -17,6 +17,7 @@ from sloserve_engine.policy.ordering import (
     order_running,
     order_waiting,
     split_phases,
+    start_order,
 )
 from sloserve_engine.policy.slack import latest_start
 from sloserve_engine.policy.views import RequestView
@@ -205,3 +206,47 @@ def test_slack_rule_start_lead_moves_new_requests_earlier() -> None:
 
     assert order(0.0) == ["A", "B"]
     assert order(2.0) == ["B", "A"]
+
+
+@given(
+    reqs=st.lists(
+        st.tuples(
+            st.integers(1, 4000),
+            st.floats(8.0, 10.0),
+            st.sampled_from([250.0, 1000.0, 5000.0]),
+            st.booleans(),
+        ),
+        max_size=20,
+    ),
+    load=st.floats(0.0, 2.0),
+)
+def test_start_order_is_the_slack_rules_admission_order(
+    reqs: list[tuple[int, float, float, bool]], load: float
+) -> None:
+    # What the engine publishes for routers (a start deadline per waiting request) puts the
+    # waiting requests in the order the policy admits them, paused streams first.
+    config = OrderingConfig(admit_rule=AdmitRule.SLACK, hopeless_load_exponent=2.0)
+    waiting = [
+        req(
+            f"r{k}",
+            prompt=p,
+            arrival=a,
+            slo=SLO(ttft_ms=ttft),
+            **({"out": 5, "computed": 0, "first_token": a + 0.1} if paused else {}),
+        )
+        for k, (p, a, ttft, paused) in enumerate(reqs)
+    ]
+    due = start_order(config, NOW, MODEL, 0.02, load)
+    key = admit_key(config, NOW, MODEL, 0.02, load)
+    assert due is not None and key is not None
+    admitted = [r.request_id for r in order_waiting(waiting, key, len(waiting))]
+    paused = {r.request_id for r in waiting if due(r) == float("-inf")}
+    assert paused == {r.request_id for r in waiting if r.output_tokens > 0}
+    new = sorted((r for r in waiting if r.request_id not in paused), key=lambda r: due(r))
+    assert admitted[len(paused) :] == [r.request_id for r in new]
+
+
+@pytest.mark.parametrize("rule", [r for r in AdmitRule if r is not AdmitRule.SLACK])
+def test_only_the_slack_rule_publishes_a_start_order(rule: AdmitRule) -> None:
+    # Any other order is not by start deadline: a new request counts every waiting one.
+    assert start_order(OrderingConfig(admit_rule=rule), NOW, MODEL, 0.02, 1.0) is None

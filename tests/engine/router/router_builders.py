@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sloserve_engine.policy.costmodel import GPU_PROFILE_H200_LLAMA_8B
 from sloserve_engine.router.demand import KvDemand
-from sloserve_engine.router.snapshot import EngineSnapshot
+from sloserve_engine.router.snapshot import EngineSnapshot, QueuePoint
 
 COST = GPU_PROFILE_H200_LLAMA_8B
 
@@ -22,6 +22,7 @@ def snap(
     delay: float = 0.0,
     drain: float = 0.0,
     at: float = 0.0,
+    points: tuple[QueuePoint, ...] = (),
 ) -> EngineSnapshot:
     return EngineSnapshot(
         engine_id=engine_id,
@@ -36,6 +37,7 @@ def snap(
         kv_drain_tokens_per_s=drain,
         max_batched_tokens=8192,
         observed_at=at,
+        queue_by_start=points,
     )
 
 

@@ -1,7 +1,8 @@
 """Property: every request gets exactly one outcome and is never placed twice.
 
-Two router cores place through two connected region shields while engines
-publish random KV states (so refusals and alternatives happen), requests
+Two router cores place requests of mixed SLO classes through two connected region
+shields while engines publish random KV states and queues that a tight-SLO request may
+pass (so refusals, alternatives and sheds happen), requests
 reach their first token, finish, fail or are abandoned, and time jumps past
 leases. Real objects throughout.
 """
@@ -17,8 +18,15 @@ from sloserve_engine.router.admission import Action
 from sloserve_engine.router.core import RouterCore, place_through_shields
 from sloserve_engine.router.knobs import RouterKnobs
 from sloserve_engine.router.shield import Refusal, RegionShield, Release, Reservation
+from sloserve_engine.router.snapshot import QueuePoint
 
 ENGINES = {"a": "west", "b": "west", "c": "east", "d": "east"}
+CLASSES = (
+    SLO(slo_class="interactive", ttft_ms=250),
+    SLO(ttft_ms=1000),
+    SLO(slo_class="batch", ttft_ms=5000),
+)
+"""Requests of mixed classes: the queue sheds by class and each class reads its own wait."""
 
 submit = st.tuples(st.just("submit"), st.integers(0, 1), st.integers(1, 6000))
 op = st.one_of(
@@ -56,7 +64,18 @@ def test_exactly_one_outcome_never_placed_twice(
     now = 0.0
 
     def publish(engine_id: str, free: int) -> None:
-        s = snap(engine_id, region=ENGINES[engine_id], free=free, drain=2_000.0, at=now)
+        # Queued work that a tight-SLO request may pass (what the engine's order lets it).
+        queued = 20_000 - free
+        s = snap(
+            engine_id,
+            region=ENGINES[engine_id],
+            free=free,
+            drain=2_000.0,
+            at=now,
+            waiting_prompt=queued,
+            delay=queued / 5_000,
+            points=(QueuePoint(0.1, 0.0, 0), QueuePoint(1.0, queued / 20_000, queued // 4)),
+        )
         shields[s.region].observe(s)
         for r in routers:
             r.observe(s)
@@ -88,7 +107,7 @@ def test_exactly_one_outcome_never_placed_twice(
             rid = f"q{submitted}"
             submitted += 1
             owner[rid] = core
-            d = core.submit(rid, y, SLO(ttft_ms=1000), now)
+            d = core.submit(rid, y, CLASSES[y % len(CLASSES)], now)
             d, res = place_through_shields(core, shields, rid, d, now)
             handle(core, rid, d.action, res)
         elif kind == "poll":

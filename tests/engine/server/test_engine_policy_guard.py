@@ -67,3 +67,18 @@ def test_arrival_that_raises_fails_that_request_only(
         assert ok.status_code == 200, ok.text
         health = httpx.get(f"{url}/sloserve/health")
         assert health.status_code == 200 and health.json()["openRequests"] == 0
+
+
+def test_start_deadline_that_raises_publishes_the_class_blind_state(
+    serve_app: ServeApp, make_sim_app: SimAppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_sim_app(knobs=Knobs())
+    guarded = app.state.engine.engine.policy
+    assert guarded.start_deadline(0.0) is not None  # sloserve orders by start deadline
+    monkeypatch.setattr(guarded.inner, "start_deadline", _boom)
+    with serve_app(app) as url:
+        r = httpx.post(f"{url}/v1/completions", json={"prompt": "hi", "max_tokens": 4}, timeout=30)
+        assert r.status_code == 200, r.text
+        state = httpx.get(f"{url}/sloserve/state")
+        assert state.status_code == 200 and state.json()["queueByStart"] == []
+        assert _policy_errors(url, "start_deadline") >= 1

@@ -14,8 +14,10 @@ pytest.importorskip("vllm", reason="vLLM 0.26.0 (the [engine] extra) is not inst
 from prometheus_client import CollectorRegistry
 from vllm_adapter_helpers import DelegatingPolicy, assert_all_done, make_engine, pressure_workload
 
+from sloserve_engine.contract.pod import STATE_PATH_ENV
 from sloserve_engine.policy import make_policy
 from sloserve_engine.policy.guard import PolicyErrorLog
+from sloserve_engine.policy.ordering import StartDeadline
 from sloserve_engine.policy.views import (
     ArrivalInfo,
     EngineSnapshot,
@@ -73,14 +75,24 @@ class FlakyPolicy(DelegatingPolicy):
         self._maybe_raise("preemption_mode", 1)
         return super().preemption_mode(victim)
 
+    def start_deadline(self, now: float) -> StartDeadline | None:
+        self._maybe_raise("start_deadline", 2)
+        return super().start_deadline(now)
+
 
 @pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async-depth2"])
 def test_raising_policy_degrades_and_every_request_finishes_exactly(
-    tiny_model_dir: Path, asynchronous: bool, caplog: pytest.LogCaptureFixture
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    asynchronous: bool,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv(STATE_PATH_ENV, str(tmp_path / "state.json"))  # publishes: start_deadline
     cls = SLOScheduler if asynchronous else SLOSyncScheduler
     engine = make_engine(cls, tiny_model_dir, asynchronous=asynchronous, knobs={"policy": "vllm"})
     sched = engine.scheduler
+    sched.sloserve_metrics_interval_s = 0.0  # report (and publish) every step
     registry = CollectorRegistry()
     sched.use_metrics(EngineMetrics(registry, mode="vllm"))
     policy = FlakyPolicy()

@@ -21,6 +21,7 @@ from sloserve_engine.bench.cpu_driver import (
 )
 from sloserve_engine.contract.knobs import Knobs
 from sloserve_engine.policy.base import Policy
+from sloserve_engine.policy.ordering import StartDeadline
 from sloserve_engine.policy.views import (
     ArrivalInfo,
     EngineSnapshot,
@@ -239,6 +240,9 @@ class DelegatingPolicy:
 
     def preemption_mode(self, victim: RequestView) -> PreemptionMode:
         return self.inner.preemption_mode(victim)
+
+    def start_deadline(self, now: float) -> StartDeadline | None:
+        return self.inner.start_deadline(now)
 
 
 def real_engine_core(spec: CpuEngineSpec, scheduler_cls: str) -> EngineCore:

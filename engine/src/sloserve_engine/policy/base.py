@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from ..contract.knobs import Knobs
+from .ordering import StartDeadline
 from .views import (
     ArrivalInfo,
     EngineSnapshot,
@@ -57,4 +58,11 @@ class Policy(Protocol):
 
     def preemption_mode(self, victim: RequestView) -> PreemptionMode:
         """Swap or recompute for a request that is being preempted."""
+        ...
+
+    def start_deadline(self, now: float) -> StartDeadline | None:
+        """Where a new request would join the waiting queue at ``now``, as a start deadline
+        per waiting request (:func:`.ordering.start_order`); ``None`` when the order is not by
+        deadline (a new request waits behind every waiting one). What the engine publishes
+        for routers (:func:`sloserve_engine.router.snapshot.snapshot_from_view`)."""
         ...

@@ -16,7 +16,15 @@ from .capacity import CapacityEstimate
 from .chunking import decode_load, slo_prefill_budget
 from .costmodel import StepCostModel
 from .kvgate import Gate, GateConfig, KVLedger, blocks_for
-from .ordering import OrderingConfig, admit_key, order_running, order_waiting, split_phases
+from .ordering import (
+    OrderingConfig,
+    StartDeadline,
+    admit_key,
+    order_running,
+    order_waiting,
+    split_phases,
+    start_order,
+)
 from .predictor import ArrivalRate, LengthPredictor, PredictorConfig, confidence_for_rate
 from .preemption import choose_mode, victim_scorer
 from .slack import TokenInterval, latest_start
@@ -284,6 +292,11 @@ class ComposedPolicy:
         del now  # the gate counts steps, not wall time
         ledger = KVLedger(self._gate, free_blocks, total_blocks, block_size, running)
         return ledger.admits(candidate)
+
+    def start_deadline(self, now: float) -> StartDeadline | None:
+        return start_order(
+            self.spec.ordering, now, self.cost_model, self.token_interval.value, self.load(now)
+        )
 
     def preemption_mode(self, victim: RequestView) -> PreemptionMode:
         mode = self.knobs.preemption_mode

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from ..contract.knobs import Knobs
 from .base import Policy
+from .ordering import StartDeadline
 from .views import (
     ArrivalInfo,
     EngineSnapshot,
@@ -145,3 +146,10 @@ class GuardedPolicy:
         except Exception as exc:
             self._on_error("preemption_mode", exc)
             return STOCK.preemption_mode(victim)
+
+    def start_deadline(self, now: float) -> StartDeadline | None:
+        try:
+            return self.inner.start_deadline(now)
+        except Exception as exc:
+            self._on_error("start_deadline", exc)
+            return STOCK.start_deadline(now)

@@ -28,6 +28,7 @@ Waiting order, one key function per rule:
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -37,6 +38,8 @@ from .slack import latest_start
 from .views import RequestView
 
 AdmitKey = Callable[[RequestView], tuple[float, ...]]
+StartDeadline = Callable[[RequestView], float]
+"""A waiting request's start deadline in the engine's admission order (earlier goes first)."""
 
 
 class AdmitRule(StrEnum):
@@ -97,20 +100,15 @@ def admit_key(
 
         return eco
 
-    delay = hopeless_delay(config, load)
     if rule is AdmitRule.SLACK:
-        lead = config.start_lead_steps * token_step_s
+        due = slack_due(config, now, model, token_step_s, load)
 
         def by_slack(r: RequestView) -> tuple[float, ...]:
-            due = latest_start(r, model, token_step_s, lead)
-            if r.output_tokens > 0:
-                return (0.0, due, r.arrival_time)
-            if due < now:
-                due += delay
-            return (1.0, due, r.arrival_time)
+            return (0.0 if r.output_tokens > 0 else 1.0, due(r), r.arrival_time)
 
         return by_slack
 
+    delay = hopeless_delay(config, load)
     class_age = config.class_age_s
     by_class = rule is AdmitRule.CLASS
 
@@ -120,6 +118,44 @@ def admit_key(
             due += delay
         band = r.slo.tbt_s if by_class and now - r.arrival_time < class_age else 0.0
         return (resumed_rank(r), band, due, r.arrival_time)
+
+    return deadline
+
+
+def slack_due(
+    config: OrderingConfig, now: float, model: StepCostModel, token_step_s: float, load: float
+) -> Callable[[RequestView], float]:
+    """The ``slack`` rule's deadline of a waiting request: its :func:`.slack.latest_start`,
+    ``hopeless_delay`` later for a request that has not streamed and can no longer start in
+    time (a streamed victim keeps its own: it goes first anyway)."""
+    lead = config.start_lead_steps * token_step_s
+    delay = hopeless_delay(config, load)
+
+    def due(r: RequestView) -> float:
+        start = latest_start(r, model, token_step_s, lead)
+        if r.output_tokens == 0 and start < now:
+            start += delay
+        return start
+
+    return due
+
+
+def start_order(
+    config: OrderingConfig, now: float, model: StepCostModel, token_step_s: float, load: float
+) -> StartDeadline | None:
+    """Each waiting request's place in the admission order as a start deadline, for the rule
+    that orders by one (``slack``; ``None`` for any other: a new request waits behind all).
+
+    A new request with latest start ``t`` goes after every waiting request whose deadline is
+    at or before ``t`` (ties: earlier arrival first) and before the rest. A streamed victim
+    goes before everything new (``-inf``), as :func:`admit_key` orders it.
+    """
+    if config.admit_rule is not AdmitRule.SLACK:
+        return None
+    due = slack_due(config, now, model, token_step_s, load)
+
+    def deadline(r: RequestView) -> float:
+        return -math.inf if r.output_tokens > 0 else due(r)
 
     return deadline
 

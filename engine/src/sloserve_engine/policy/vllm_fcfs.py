@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..contract.knobs import DEFAULT_KNOBS, Knobs
+from .ordering import StartDeadline
 from .views import (
     ArrivalInfo,
     EngineSnapshot,
@@ -40,6 +41,10 @@ class VllmFcfsPolicy:
         return Prediction(info.max_output_tokens, info.max_output_tokens)
 
     def on_finish(self, info: FinishedInfo) -> None:
+        return None
+
+    def start_deadline(self, now: float) -> StartDeadline | None:
+        """FCFS: a new request waits behind every waiting one."""
         return None
 
     def plan(self, snapshot: EngineSnapshot) -> StepPlan:

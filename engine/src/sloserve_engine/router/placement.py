@@ -16,9 +16,11 @@ the order differs:
 - ``sloserve``: the same feasibility filter, then a LinUCB contextual bandit over the
   top-k feasible engines (reward: SLO met minus a penalty per shield intervention).
 
-Predicted TTFT (:func:`predict_ttft`) = the engine's published queue delay, plus the
-prefill of what this router (or the shield) placed there since that snapshot and of
-the request itself, or the wait for KV when the prompts do not fit, whichever is later.
+Predicted TTFT (:func:`predict_ttft`) = the engine's published queue delay ahead of the
+request (by its latest start in the engine's order, so a tight-SLO request is not charged for
+loose-SLO work the engine lets it pass; the class-blind total from engines that publish no
+order), plus the prefill of what this router (or the shield) placed there since that snapshot
+and of the request itself, or the wait for KV when the prompts do not fit, whichever is later.
 """
 
 from __future__ import annotations
@@ -106,18 +108,35 @@ class Candidate:
         return self.ttft_ok and self.kv_ok
 
 
-def predict_ttft(state: EngineState, demand: KvDemand, cost: StepCostModel) -> float:
-    """Predicted seconds from now to this request's first token on ``state``'s engine."""
+def predict_ttft(
+    state: EngineState, demand: KvDemand, cost: StepCostModel, start_by_s: float = math.inf
+) -> float:
+    """Predicted seconds from now to this request's first token on ``state``'s engine.
+
+    ``start_by_s``: when the request must start, counted from the snapshot
+    (:func:`start_by`); it waits behind what the engine runs before it
+    (:meth:`EngineSnapshot.queue_ahead`). The default waits behind everything queued.
+    """
     s = state.snapshot
     p = state.pending
     running = s.running + p.requests
     prefill = prefill_time_s(
         cost, p.prompt_tokens + demand.prompt_tokens, running, s.max_batched_tokens
     )
-    queued = s.predicted_queue_delay_s + prefill
-    deficit = s.waiting_prompt_tokens + p.prompt_tokens + demand.prompt_tokens - s.kv_free_tokens
+    ahead_s, ahead_tokens = s.queue_ahead(start_by_s)
+    queued = ahead_s + prefill
+    deficit = ahead_tokens + p.prompt_tokens + demand.prompt_tokens - s.kv_free_tokens
     kv = kv_wait_s(deficit, s.kv_drain_tokens_per_s) + prefill
     return max(queued, kv)
+
+
+def start_by(state: EngineState, request: PlacementRequest, cost: StepCostModel) -> float:
+    """The request's latest start, in seconds after ``state``'s snapshot, as the engine's
+    ``slack`` order computes it (:func:`sloserve_engine.policy.slack.latest_start`): what
+    is left of its TTFT target minus its own prefill, plus the snapshot's age."""
+    s = state.snapshot
+    left = request.slo.ttft_s - request.waited_s
+    return s.age_s(request.now) + left - cost.prefill_s(request.demand.prompt_tokens)
 
 
 def kv_fits(state: EngineState, demand: KvDemand, horizon_s: float) -> bool:
@@ -143,7 +162,7 @@ def judge(state: EngineState, request: PlacementRequest, cost: StepCostModel) ->
     may still go to an engine where it waits for nothing: a margin never refuses what an idle
     engine serves in time, whatever the prompt length or SLO class.
     """
-    ttft = predict_ttft(state, request.demand, cost)
+    ttft = predict_ttft(state, request.demand, cost, start_by(state, request, cost))
     budget = request.slo.ttft_s - request.waited_s
     own = own_prefill_s(state, request.demand, cost)
     allowed_wait = max(request.ttft_margin * budget - own, 0.0)

@@ -15,10 +15,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..policy.costmodel import StepCostModel
+from ..policy.ordering import StartDeadline
 from ..policy.views import EngineSnapshot as EngineView
+
+MAX_QUEUE_POINTS = 16
+"""Most points in :attr:`EngineSnapshot.queue_by_start` (as many as declared SLO classes may
+be): the snapshot stays small whatever the queue length."""
+
+
+class QueuePoint(NamedTuple):
+    """A new request that must start before ``start_by_s`` (seconds after the snapshot) waits
+    ``delay_s`` behind ``prompt_tokens`` of queued prefill. On the wire: a 3-element list."""
+
+    start_by_s: float
+    delay_s: float
+    prompt_tokens: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +54,9 @@ class EngineSnapshot:
     waiting_prompt_tokens: int
     """Prefill tokens queued ahead of a new request (waiting prompts and unfinished chunks)."""
     predicted_queue_delay_s: float
-    """Engine's estimate of how long a request arriving now waits before its prefill starts."""
+    """Engine's estimate of how long a request arriving now waits before its prefill starts
+    when it waits behind everything queued (FCFS; a request whose latest start is past every
+    point of :attr:`queue_by_start`; an engine that publishes no points)."""
     kv_drain_tokens_per_s: float
     """Rate at which running requests are predicted to free KV (tokens/s); lets the router
     price waiting for KV instead of treating a full cache as unusable."""
@@ -48,6 +64,11 @@ class EngineSnapshot:
     """Token budget per step (prefill throughput per step)."""
     observed_at: float
     """When the engine took the snapshot (s); ``now - observed_at`` is the state's age."""
+    queue_by_start: tuple[QueuePoint, ...] = ()
+    """What a new request waits behind by its place in the engine's admission order (at
+    most :data:`MAX_QUEUE_POINTS`, ``startByS`` ascending; :meth:`queue_ahead`). Empty when
+    the engine's order is not by deadline, or from an engine that predates it: then every
+    request reads the class-blind totals."""
 
     def __post_init__(self) -> None:
         if not self.engine_id:
@@ -70,6 +91,27 @@ class EngineSnapshot:
             value = getattr(self, name)
             if not math.isfinite(value) or (name != "observed_at" and value < 0):
                 raise ValueError(f"{_camel(name)} must be a finite number >= 0")
+        if len(self.queue_by_start) > MAX_QUEUE_POINTS:
+            raise ValueError(f"queueByStart must have at most {MAX_QUEUE_POINTS} points")
+        last = -math.inf
+        for p in self.queue_by_start:
+            if not all(math.isfinite(v) for v in p) or p.delay_s < 0 or p.prompt_tokens < 0:
+                raise ValueError("queueByStart points must be finite, with delay and tokens >= 0")
+            if p.start_by_s < last:
+                raise ValueError("queueByStart must be in ascending startByS")
+            last = p.start_by_s
+
+    def queue_ahead(self, start_by_s: float) -> tuple[float, int]:
+        """(Queue delay, queued prefill tokens) ahead of a new request that must start within
+        ``start_by_s`` of :attr:`observed_at`: the first point it starts before, else the totals.
+
+        A point may count a few requests that start after the new one (the points are a
+        bounded sample of the order), never fewer than go first: the wait is not understated.
+        """
+        for p in self.queue_by_start:
+            if start_by_s < p.start_by_s:
+                return p.delay_s, p.prompt_tokens
+        return self.predicted_queue_delay_s, self.waiting_prompt_tokens
 
     @property
     def kv_headroom_tokens(self) -> int:
@@ -87,7 +129,9 @@ class EngineSnapshot:
         return max(now - self.observed_at, 0.0)
 
     def to_json(self) -> dict[str, Any]:
-        return {_camel(f.name): getattr(self, f.name) for f in fields(self)}
+        doc = {_camel(f.name): getattr(self, f.name) for f in fields(self)}
+        doc[_POINTS] = [list(p) for p in self.queue_by_start]
+        return doc
 
 
 def _camel(name: str) -> str:
@@ -96,6 +140,28 @@ def _camel(name: str) -> str:
 
 
 _WIRE = {_camel(f.name): f for f in fields(EngineSnapshot)}
+_POINTS = "queueByStart"
+"""Optional on the wire: engines that predate it publish only the totals."""
+
+
+def _points_from_json(value: Any) -> tuple[QueuePoint, ...]:
+    if not isinstance(value, list) or len(value) > MAX_QUEUE_POINTS:
+        raise ValueError(
+            f"snapshot field {_POINTS!r} must be a list of at most {MAX_QUEUE_POINTS} points"
+        )
+    points = []
+    for p in value:
+        if (
+            not isinstance(p, list)
+            or len(p) != 3
+            or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in p)
+            or not isinstance(p[2], int)
+        ):
+            raise ValueError(
+                f"snapshot field {_POINTS!r}: each point is [startByS, delayS, tokens]"
+            )
+        points.append(QueuePoint(float(p[0]), float(p[1]), p[2]))
+    return tuple(points)
 
 
 def snapshot_from_json(doc: Any) -> EngineSnapshot:
@@ -107,6 +173,10 @@ def snapshot_from_json(doc: Any) -> EngineSnapshot:
         raise ValueError(f"unknown snapshot field {unknown[0]!r}")
     values: dict[str, Any] = {}
     for key, f in _WIRE.items():
+        if key == _POINTS:
+            if key in doc:
+                values[f.name] = _points_from_json(doc[key])
+            continue
         if key not in doc:
             raise ValueError(f"snapshot field {key!r} is required")
         value = doc[key]
@@ -153,23 +223,35 @@ def snapshot_from_view(
     region: str,
     cost: StepCostModel,
     observed_at: float | None = None,
+    start_deadline: StartDeadline | None = None,
 ) -> EngineSnapshot:
     """Condense an engine's scheduler state (the policy's view) into what it publishes.
 
     Reserved KV uses each request's ``output_bound`` (the predictor's bound at
     ``predictorConfidence``, CacheOPT's estimate), so a router sees the engine's
     own demand estimates instead of guessing them. Queue delay is the prefill
-    work queued ahead plus the wait for KV when the waiting prompts do not fit.
+    work queued ahead plus the wait for KV when the prompts ahead do not fit.
+
+    ``start_deadline`` is the policy's admission order (:meth:`.Policy.start_deadline`):
+    with it, :attr:`EngineSnapshot.queue_by_start` says what a new request waits behind by
+    when it must start, so a tight-SLO request is not predicted to wait behind loose-SLO
+    work the engine lets it pass. Running prefills and streamed victims always go first.
     """
     bs = view.block_size
     reserved = 0
-    queued_prefill = 0
-    waiting_kv = 0
+    first_prefill = 0  # goes before any new request
+    first_kv = 0
+    ordered: list[tuple[float, int, int]] = []  # (start deadline, prefill tokens, KV tokens)
     for r in view.waiting:
         need = r.prompt_tokens + max(r.output_bound, r.output_tokens + 1)
         reserved += need
-        queued_prefill += max(r.total_tokens - r.swapped_tokens, 1)
-        waiting_kv += r.total_tokens
+        prefill = max(r.total_tokens - r.swapped_tokens, 1)
+        due = -math.inf if start_deadline is None else start_deadline(r)
+        if math.isfinite(due):
+            ordered.append((due - view.now, prefill, r.total_tokens))
+        else:
+            first_prefill += prefill
+            first_kv += r.total_tokens
     drain = 0.0
     step = step_overhead_s(cost, len(view.running))
     releases: list[tuple[int, int]] = []
@@ -178,27 +260,41 @@ def snapshot_from_view(
         grow = r.prompt_tokens + max(r.output_bound, r.output_tokens + 1) - held
         reserved += max(grow, 0)
         if r.in_prefill:
-            queued_prefill += r.remaining_tokens
+            first_prefill += r.remaining_tokens
         remaining = r.predicted_output - r.output_tokens
         if remaining <= 0:  # past its point prediction: assume as much again (renewal guess)
             remaining = max(r.predicted_output, 1)
         releases.append((remaining, held))
         drain += held / (remaining * step)
+    releases.sort()
     free = view.free_blocks * bs
-    delay = prefill_time_s(cost, queued_prefill, len(view.running), view.max_num_batched_tokens)
-    deficit = waiting_kv - free
-    if deficit > 0:
-        # The waiting queue needs KV the running requests still hold: wait for the
-        # soonest finishers until enough is freed.
-        releases.sort()
-        freed = 0
-        for remaining, held in releases:
-            freed += held
-            if freed >= deficit:
-                delay += remaining * step
-                break
-        else:
+
+    def wait(prefill_tokens: int, kv_tokens: int) -> float:
+        """Prefill of the work ahead, plus the wait for KV when its prompts do not fit."""
+        delay = prefill_time_s(cost, prefill_tokens, len(view.running), view.max_num_batched_tokens)
+        deficit = kv_tokens - free
+        if deficit > 0:
+            # The queue ahead needs KV the running requests still hold: wait for the
+            # soonest finishers until enough is freed.
+            freed = 0
+            for remaining, held in releases:
+                freed += held
+                if freed >= deficit:
+                    return delay + remaining * step
             delay += kv_wait_s(deficit, drain) if drain > 0 else 0.0
+        return delay
+
+    ordered.sort()
+    points: list[QueuePoint] = []
+    cum_prefill, cum_kv, taken = first_prefill, first_kv, 0
+    for i in _sample(len(ordered)):
+        for _, prefill, kv in ordered[taken:i]:
+            cum_prefill += prefill
+            cum_kv += kv
+        taken = i
+        points.append(QueuePoint(ordered[i][0], wait(cum_prefill, cum_kv), cum_prefill))
+    total_prefill = first_prefill + sum(p for _, p, _ in ordered)
+    total_kv = first_kv + sum(k for _, _, k in ordered)
     return EngineSnapshot(
         engine_id=engine_id,
         region=region,
@@ -207,9 +303,18 @@ def snapshot_from_view(
         kv_reserved_tokens=reserved,
         waiting=len(view.waiting),
         running=len(view.running),
-        waiting_prompt_tokens=queued_prefill,
-        predicted_queue_delay_s=delay,
+        waiting_prompt_tokens=total_prefill,
+        predicted_queue_delay_s=wait(total_prefill, total_kv),
         kv_drain_tokens_per_s=drain,
         max_batched_tokens=view.max_num_batched_tokens,
         observed_at=view.now if observed_at is None else observed_at,
+        queue_by_start=tuple(points),
     )
+
+
+def _sample(n: int) -> list[int]:
+    """Indices of at most :data:`MAX_QUEUE_POINTS` of ``n`` ordered requests: the first (the
+    exact wait of a request that goes before all of them), then evenly spaced."""
+    if n <= MAX_QUEUE_POINTS:
+        return list(range(n))
+    return sorted({0, *(k * n // MAX_QUEUE_POINTS for k in range(1, MAX_QUEUE_POINTS))})

@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from ..contract.knobs import Knobs
 from ..contract.pod import engine_id
 from ..policy import make_policy
+from ..policy.views import EngineSnapshot as EngineView
 from ..router.snapshot import EngineSnapshot, snapshot_from_view
 from ..sim import SimConfig, SimEngine, SimProfile
 from ..telemetry.metrics import EngineMetrics
@@ -66,13 +67,17 @@ def build_simulated_app(opts: SimulatedOptions) -> FastAPI:
     name = engine_id()
     published: list[tuple[object, EngineSnapshot]] = []
 
+    def publish(view: EngineView, observed_at: float | None = None) -> EngineSnapshot:
+        order = sim.policy.start_deadline(view.now)  # the policy in force (knobs may swap it)
+        return snapshot_from_view(view, name, name, opts.profile.step, observed_at, order)
+
     def state() -> EngineSnapshot | None:
         """The last step's view, condensed once per step (pollers share the work)."""
         view = engine.last_view
         if view is None:
             return None
         if not published or published[0][0] is not view:
-            snap = snapshot_from_view(view, name, name, opts.profile.step)
+            snap = publish(view)
             published[:] = [(view, snap)]
         return published[0][1]
 
@@ -106,7 +111,7 @@ def build_simulated_app(opts: SimulatedOptions) -> FastAPI:
     def live_state() -> EngineSnapshot:
         """The shield judges on the engine as it is now (requests that just arrived included)."""
         view = engine.engine.snapshot()
-        return snapshot_from_view(view, name, name, opts.profile.step, observed_at=engine.now())
+        return publish(view, observed_at=engine.now())
 
     shield = EngineShield(live_state, opts.profile.step, engine.now)
     app.include_router(reservations_router(shield, auth, opts.max_body_bytes))

@@ -173,7 +173,9 @@ class _Cluster:
 
     def _publish(self, e: int, now: float) -> None:
         eng = self.engines[e]
-        snap = snapshot_from_view(eng.snapshot(), self.names[e], self.region[e], self.cost, now)
+        view = eng.snapshot()
+        order = eng.policy.start_deadline(view.now)
+        snap = snapshot_from_view(view, self.names[e], self.region[e], self.cost, now, order)
         self.history[e].append(snap)
         self.history_t[e].append(now)
         self.last_publish[e] = now

@@ -37,7 +37,14 @@ from .attainment import (
 )
 
 QUEUES = ("waiting", "running")
-POLICY_CALLS = ("plan", "can_admit", "preemption_mode", "on_arrival", "on_finish")
+POLICY_CALLS = (
+    "plan",
+    "can_admit",
+    "preemption_mode",
+    "on_arrival",
+    "on_finish",
+    "start_deadline",
+)
 """Policy methods an executor guards; one ``sloserve_policy_errors_total`` series each."""
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 PREDICTOR_ERROR_BUCKETS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)

@@ -522,7 +522,12 @@ class SLOSchedulerMixin(_Base):
         assert self._sl_state_path is not None
         name = engine_id()
         cost = self._sl_cost_model or cost_model_for()
-        doc = snapshot_from_view(snapshot, name, name, cost).to_json()
+        try:
+            order = self._sl_policy.start_deadline(snapshot.now)
+        except Exception as exc:
+            self._policy_failed("start_deadline", exc)
+            order = STOCK_POLICY.start_deadline(snapshot.now)
+        doc = snapshot_from_view(snapshot, name, name, cost, start_deadline=order).to_json()
         try:
             write_atomically(self._sl_state_path, json.dumps(doc))
         except OSError as exc:
