@@ -205,18 +205,20 @@ def test_router_knobs_change_live_validated_and_authenticated(two_by_two: Fleet)
     assert bad.status_code == 422
     assert bad.json()["errors"][0]["field"] == "queueLimit"
     assert httpx.get(router.url + "/sloserve/knobs").json() == start  # nothing changed
+    assert _metric(router.url, "sloserve_router_ttft_margin") == 1.0
     ok = httpx.put(
         router.url + "/sloserve/knobs",
-        json={"placement": "p2c", "queueTimeoutS": 2},
+        json={"placement": "p2c", "queueTimeoutS": 2, "ttftMargin": 0.4},
         headers=_auth(two_by_two),
     )
     assert ok.status_code == 200
     new = ok.json()
     assert new["knobs"]["placement"] == "p2c" and new["revision"] != start["revision"]
     assert _metric(router.url, "sloserve_router_knobs_revision") == new["revision"]
+    assert _metric(router.url, "sloserve_router_ttft_margin") == 0.4
     again = httpx.put(
         router.url + "/sloserve/knobs",
-        json={"placement": "p2c", "queueTimeoutS": 2.0},
+        json={"placement": "p2c", "queueTimeoutS": 2.0, "ttftMargin": 0.4},
         headers=_auth(two_by_two),
     )
     assert again.json()["revision"] == new["revision"]  # content-addressed

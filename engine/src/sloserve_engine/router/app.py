@@ -603,6 +603,7 @@ def build_router_app(opts: RouterOptions) -> HotPath:
         for state, n in counts.items():
             metrics.engines.labels(state=state).set(n)
         metrics.state_age.set(pool.max_state_age_s())
+        metrics.ttft_margin.set(router.core.margin.margin)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     _document_hot_paths(app)

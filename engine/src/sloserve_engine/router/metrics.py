@@ -102,6 +102,13 @@ class RouterMetrics:
             "Revision (content hash) of the router knobs document in force.",
             registry=registry,
         )
+        self.ttft_margin = Gauge(
+            "sloserve_router_ttft_margin",
+            "Share of the TTFT target a placement's predicted TTFT must fit in, as this router "
+            "judges now: ttftMargin, or with ttftMarginLateShare above 0 the adapted value "
+            "between ttftMargin and 1 (low: recent placements went late).",
+            registry=registry,
+        )
         for state in ENGINE_STATES:
             self.engines.labels(state=state)
 
