@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sloserve_engine.policy.costmodel import GPU_PROFILE_H200_LLAMA_8B
 from sloserve_engine.router.demand import KvDemand
-from sloserve_engine.router.snapshot import EngineSnapshot, QueuePoint
+from sloserve_engine.router.snapshot import ArrivalPoint, EngineSnapshot, QueuePoint
 
 COST = GPU_PROFILE_H200_LLAMA_8B
 
@@ -23,6 +23,7 @@ def snap(
     drain: float = 0.0,
     at: float = 0.0,
     points: tuple[QueuePoint, ...] = (),
+    arrivals: tuple[ArrivalPoint, ...] = (),
 ) -> EngineSnapshot:
     return EngineSnapshot(
         engine_id=engine_id,
@@ -38,6 +39,7 @@ def snap(
         max_batched_tokens=8192,
         observed_at=at,
         queue_by_start=points,
+        arrival_work_by_ttft=arrivals,
     )
 
 

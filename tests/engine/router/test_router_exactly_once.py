@@ -18,7 +18,7 @@ from sloserve_engine.router.admission import Action
 from sloserve_engine.router.core import RouterCore, place_through_shields
 from sloserve_engine.router.knobs import RouterKnobs
 from sloserve_engine.router.shield import Refusal, RegionShield, Release, Reservation
-from sloserve_engine.router.snapshot import QueuePoint
+from sloserve_engine.router.snapshot import ArrivalPoint, QueuePoint
 
 ENGINES = {"a": "west", "b": "west", "c": "east", "d": "east"}
 CLASSES = (
@@ -75,6 +75,8 @@ def test_exactly_one_outcome_never_placed_twice(
             waiting_prompt=queued,
             delay=queued / 5_000,
             points=(QueuePoint(0.1, 0.0, 0), QueuePoint(1.0, queued / 20_000, queued // 4)),
+            # Tight-SLO work arriving that passes looser requests (up to rates >= 1).
+            arrivals=(ArrivalPoint(0.25, queued / 16_000, queued / 8.0),),
         )
         shields[s.region].observe(s)
         for r in routers:

@@ -19,8 +19,10 @@ the order differs:
 Predicted TTFT (:func:`predict_ttft`) = the engine's published queue delay ahead of the
 request (by its latest start in the engine's order, so a tight-SLO request is not charged for
 loose-SLO work the engine lets it pass; the class-blind total from engines that publish no
-order), plus the prefill of what this router (or the shield) placed there since that snapshot
-and of the request itself, or the wait for KV when the prompts do not fit, whichever is later.
+order), stretched by the work arriving meanwhile that passes it (tighter TTFT targets, from
+the engine's recent arrivals), plus the prefill of what this router (or the shield) placed
+there since that snapshot and of the request itself, or the wait for KV when the prompts do
+not fit (also stretched by passing arrivals), whichever is later.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import numpy as np
 from ..contract.slo import SLO
 from ..policy.costmodel import StepCostModel
 from .demand import KvDemand
-from .snapshot import EngineSnapshot, kv_wait_s, prefill_time_s
+from .snapshot import EngineSnapshot, kv_wait_s, prefill_time_s, wait_with_passing
 
 PLACEMENT_NAMES = ("random", "least-kv", "p2c", "dynamo", "slo-greedy", "sloserve")
 """Placement policies in the order benchmarks compare them."""
@@ -109,13 +111,19 @@ class Candidate:
 
 
 def predict_ttft(
-    state: EngineState, demand: KvDemand, cost: StepCostModel, start_by_s: float = math.inf
+    state: EngineState,
+    demand: KvDemand,
+    cost: StepCostModel,
+    start_by_s: float = math.inf,
+    ttft_s: float = 0.0,
 ) -> float:
     """Predicted seconds from now to this request's first token on ``state``'s engine.
 
     ``start_by_s``: when the request must start, counted from the snapshot
     (:func:`start_by`); it waits behind what the engine runs before it
     (:meth:`EngineSnapshot.queue_ahead`). The default waits behind everything queued.
+    ``ttft_s``: the request's TTFT target; work arriving meanwhile with a tighter target
+    passes it (:func:`wait_with_passing`). The default: nothing passes.
     """
     s = state.snapshot
     p = state.pending
@@ -124,9 +132,15 @@ def predict_ttft(
         cost, p.prompt_tokens + demand.prompt_tokens, running, s.max_batched_tokens
     )
     ahead_s, ahead_tokens = s.queue_ahead(start_by_s)
+    arrivals = s.arrival_work_by_ttft
+    ahead_s = wait_with_passing(ahead_s, start_by_s, ttft_s, ((a[0], a[1]) for a in arrivals))
     queued = ahead_s + prefill
     deficit = ahead_tokens + p.prompt_tokens + demand.prompt_tokens - s.kv_free_tokens
-    kv = kv_wait_s(deficit, s.kv_drain_tokens_per_s) + prefill
+    kv_s = kv_wait_s(deficit, s.kv_drain_tokens_per_s)
+    if arrivals and s.kv_drain_tokens_per_s > 0:  # passing arrivals take KV that drains first
+        drain = s.kv_drain_tokens_per_s
+        kv_s = wait_with_passing(kv_s, start_by_s, ttft_s, ((a[0], a[2] / drain) for a in arrivals))
+    kv = kv_s + prefill
     return max(queued, kv)
 
 
@@ -162,7 +176,9 @@ def judge(state: EngineState, request: PlacementRequest, cost: StepCostModel) ->
     may still go to an engine where it waits for nothing: a margin never refuses what an idle
     engine serves in time, whatever the prompt length or SLO class.
     """
-    ttft = predict_ttft(state, request.demand, cost, start_by(state, request, cost))
+    ttft = predict_ttft(
+        state, request.demand, cost, start_by(state, request, cost), request.slo.ttft_s
+    )
     budget = request.slo.ttft_s - request.waited_s
     own = own_prefill_s(state, request.demand, cost)
     allowed_wait = max(request.ttft_margin * budget - own, 0.0)

@@ -14,6 +14,7 @@ The wire form is camelCase JSON (:meth:`EngineSnapshot.to_json`,
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
 
@@ -24,6 +25,25 @@ from ..policy.views import EngineSnapshot as EngineView
 MAX_QUEUE_POINTS = 16
 """Most points in :attr:`EngineSnapshot.queue_by_start` (as many as declared SLO classes may
 be): the snapshot stays small whatever the queue length."""
+
+
+ARRIVAL_WINDOW_S = 2.0
+"""Window (s) over which an engine measures its recent arrival work by TTFT target
+(:attr:`EngineSnapshot.arrival_work_by_ttft`): the requests in its view (waiting or running)
+that arrived within it. Short against a served request's life (its prefill plus hundreds of
+decode steps), so few that arrived in it have left the view; long enough to hold several
+arrivals per class at the rates one engine serves. Fixed by that argument, not tuned."""
+
+
+class ArrivalPoint(NamedTuple):
+    """Requests with TTFT target ``ttft_s`` arrived at the engine over the last
+    :data:`ARRIVAL_WINDOW_S` bringing ``work_per_s`` seconds of prefill and ``kv_tokens_per_s``
+    KV tokens (prompt plus output bound, what the engine reserves for them) per second.
+    On the wire: a 3-element list."""
+
+    ttft_s: float
+    work_per_s: float
+    kv_tokens_per_s: float
 
 
 class QueuePoint(NamedTuple):
@@ -69,6 +89,12 @@ class EngineSnapshot:
     most :data:`MAX_QUEUE_POINTS`, ``startByS`` ascending; :meth:`queue_ahead`). Empty when
     the engine's order is not by deadline, or from an engine that predates it: then every
     request reads the class-blind totals."""
+    arrival_work_by_ttft: tuple[ArrivalPoint, ...] = ()
+    """Recent arrival work by TTFT target (at most :data:`MAX_QUEUE_POINTS`, ``ttftS``
+    strictly ascending): the work that arrives while a looser request waits and passes it
+    in the engine's order (:func:`wait_with_passing`), for prefill and for KV. Empty when
+    the engine's order is not by deadline (nothing passes), or from an engine that predates
+    it."""
 
     def __post_init__(self) -> None:
         if not self.engine_id:
@@ -100,6 +126,16 @@ class EngineSnapshot:
             if p.start_by_s < last:
                 raise ValueError("queueByStart must be in ascending startByS")
             last = p.start_by_s
+        if len(self.arrival_work_by_ttft) > MAX_QUEUE_POINTS:
+            raise ValueError(f"arrivalWorkByTtft must have at most {MAX_QUEUE_POINTS} points")
+        last = 0.0
+        for a in self.arrival_work_by_ttft:
+            if not all(math.isfinite(v) for v in a) or a.ttft_s <= last or min(a) < 0:
+                raise ValueError(
+                    "arrivalWorkByTtft points must be finite, ttftS > 0 strictly ascending,"
+                    " rates >= 0"
+                )
+            last = a.ttft_s
 
     def queue_ahead(self, start_by_s: float) -> tuple[float, int]:
         """(Queue delay, queued prefill tokens) ahead of a new request that must start within
@@ -131,6 +167,7 @@ class EngineSnapshot:
     def to_json(self) -> dict[str, Any]:
         doc = {_camel(f.name): getattr(self, f.name) for f in fields(self)}
         doc[_POINTS] = [list(p) for p in self.queue_by_start]
+        doc[_ARRIVALS] = [list(a) for a in self.arrival_work_by_ttft]
         return doc
 
 
@@ -142,6 +179,8 @@ def _camel(name: str) -> str:
 _WIRE = {_camel(f.name): f for f in fields(EngineSnapshot)}
 _POINTS = "queueByStart"
 """Optional on the wire: engines that predate it publish only the totals."""
+_ARRIVALS = "arrivalWorkByTtft"
+"""Optional on the wire: engines that predate it publish no arrival work (nothing passes)."""
 
 
 def _points_from_json(value: Any) -> tuple[QueuePoint, ...]:
@@ -164,6 +203,24 @@ def _points_from_json(value: Any) -> tuple[QueuePoint, ...]:
     return tuple(points)
 
 
+def _arrivals_from_json(value: Any) -> tuple[ArrivalPoint, ...]:
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_QUEUE_POINTS
+        or any(
+            not isinstance(a, list)
+            or len(a) != 3
+            or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in a)
+            for a in value
+        )
+    ):
+        raise ValueError(
+            f"snapshot field {_ARRIVALS!r} must be a list of at most {MAX_QUEUE_POINTS}"
+            " points [ttftS, workPerS, kvTokensPerS]"
+        )
+    return tuple(ArrivalPoint(float(a[0]), float(a[1]), float(a[2])) for a in value)
+
+
 def snapshot_from_json(doc: Any) -> EngineSnapshot:
     """Parse the wire form; ``ValueError`` names the field that is missing or wrong."""
     if not isinstance(doc, dict):
@@ -173,9 +230,9 @@ def snapshot_from_json(doc: Any) -> EngineSnapshot:
         raise ValueError(f"unknown snapshot field {unknown[0]!r}")
     values: dict[str, Any] = {}
     for key, f in _WIRE.items():
-        if key == _POINTS:
+        if key in _OPTIONAL:
             if key in doc:
-                values[f.name] = _points_from_json(doc[key])
+                values[f.name] = _OPTIONAL[key](doc[key])
             continue
         if key not in doc:
             raise ValueError(f"snapshot field {key!r} is required")
@@ -190,6 +247,43 @@ def snapshot_from_json(doc: Any) -> EngineSnapshot:
             raise ValueError(f"snapshot field {key!r} must be a number")
         values[f.name] = float(value) if f.type == "float" else value
     return EngineSnapshot(**values)
+
+
+_OPTIONAL: dict[str, Any] = {_POINTS: _points_from_json, _ARRIVALS: _arrivals_from_json}
+"""Wire fields an older engine may leave out, with their parsers."""
+
+
+def wait_with_passing(
+    queued_s: float, start_by_s: float, ttft_s: float, rates: Iterable[tuple[float, float]]
+) -> float:
+    """Wait before a request's start, counting the work that arrives meanwhile and passes it.
+
+    ``queued_s``: the wait for what is there now (:meth:`EngineSnapshot.queue_ahead`, or the
+    wait for KV). A request with TTFT target ``ttft_s`` that must start within ``start_by_s``
+    also waits for arrivals with a tighter target ``T' < ttft_s`` whose start deadline (at
+    most arrival plus ``T'``) is earlier than its own: those arriving in the first
+    ``w = start_by_s - T'`` seconds. ``rates``: ``(T', r)`` pairs, ``r`` the seconds of the
+    same resource that such arrivals take per second. The wait ``W`` solves
+    ``W = Q + sum(r * min(W, w))``; with one class and ``W < w`` that is ``Q / (1 - r)``.
+    The smallest solution is returned; it is finite (``Q + sum(r * w)``) even when the rates
+    add up to 1 or more. Arrivals with the same or a looser target do not pass it, so a
+    single-class workload reads ``queued_s`` unchanged.
+    """
+    windows = sorted(
+        (start_by_s - t, r) for t, r in rates if t < ttft_s and t < start_by_s and r > 0
+    )
+    if not windows:
+        return queued_s
+    rate = sum(r for _, r in windows)
+    closed = 0.0  # sum of r * w over the windows that ended before W
+    for w, r in windows:
+        if rate < 1.0:
+            wait = (queued_s + closed) / (1.0 - rate)
+            if wait <= w:
+                return wait
+        closed += r * w
+        rate -= r
+    return queued_s + closed
 
 
 def step_overhead_s(cost: StepCostModel, running: int) -> float:
@@ -284,6 +378,15 @@ def snapshot_from_view(
             delay += kv_wait_s(deficit, drain) if drain > 0 else 0.0
         return delay
 
+    recent: dict[float, tuple[int, int]] = {}  # TTFT target -> (prompt, KV) tokens arrived
+    if start_deadline is not None:
+        for r in (*view.waiting, *view.running):
+            if r.arrival_time >= view.now - ARRIVAL_WINDOW_S:
+                prompt, kv = recent.get(r.slo.ttft_s, (0, 0))
+                recent[r.slo.ttft_s] = (
+                    prompt + r.prompt_tokens,
+                    kv + r.prompt_tokens + r.output_bound,
+                )
     ordered.sort()
     points: list[QueuePoint] = []
     cum_prefill, cum_kv, taken = first_prefill, first_kv, 0
@@ -309,6 +412,29 @@ def snapshot_from_view(
         max_batched_tokens=view.max_num_batched_tokens,
         observed_at=view.now if observed_at is None else observed_at,
         queue_by_start=tuple(points),
+        arrival_work_by_ttft=_arrival_points(recent, cost, len(view.running), view),
+    )
+
+
+def _arrival_points(
+    recent: dict[float, tuple[int, int]], cost: StepCostModel, running: int, view: EngineView
+) -> tuple[ArrivalPoint, ...]:
+    """Rates by TTFT target, at most :data:`MAX_QUEUE_POINTS`: beyond that the loosest
+    targets are folded into the last point kept (their work counted at a tighter target: a
+    wait is overstated, never understated)."""
+    targets = sorted(recent)
+    kept = [list(recent[t]) for t in targets[:MAX_QUEUE_POINTS]]
+    for t in targets[MAX_QUEUE_POINTS:]:
+        kept[-1][0] += recent[t][0]
+        kept[-1][1] += recent[t][1]
+    budget = view.max_num_batched_tokens
+    return tuple(
+        ArrivalPoint(
+            t,
+            prefill_time_s(cost, prompt, running, budget) / ARRIVAL_WINDOW_S,
+            kv / ARRIVAL_WINDOW_S,
+        )
+        for t, (prompt, kv) in zip(targets, kept, strict=False)
     )
 
 
