@@ -24,6 +24,7 @@ def snap(
     at: float = 0.0,
     points: tuple[QueuePoint, ...] = (),
     arrivals: tuple[ArrivalPoint, ...] = (),
+    freed: float | None = None,
 ) -> EngineSnapshot:
     return EngineSnapshot(
         engine_id=engine_id,
@@ -40,6 +41,7 @@ def snap(
         observed_at=at,
         queue_by_start=points,
         arrival_work_by_ttft=arrivals,
+        kv_freed_tokens_per_s=freed,
     )
 
 

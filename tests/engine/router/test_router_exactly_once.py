@@ -44,12 +44,18 @@ op = st.one_of(
     st.lists(op, min_size=10, max_size=80),
     st.booleans(),
     st.sampled_from([(1.0, 0.0), (0.2, 0.0), (0.2, 0.05), (0.05, 0.5)]),
+    st.booleans(),
 )
 def test_exactly_one_outcome_never_placed_twice(
-    ops: list[tuple[str, int, int]], admission: bool, margin: tuple[float, float]
+    ops: list[tuple[str, int, int]],
+    admission: bool,
+    margin: tuple[float, float],
+    kv_wait_reserved: bool,
 ) -> None:
     """Also with a fixed tight margin and with an adaptive one (``ttftMarginLateShare``),
-    whose first tokens (in time or late, as ``advance`` makes them) move it."""
+    whose first tokens (in time or late, as ``advance`` makes them) move it, and with the KV
+    wait priced on promised KV at a measured rate (``kvWaitReserved``; engines that measured
+    nothing freed, 0, make that wait infinite)."""
     knobs = RouterKnobs(
         queue_limit=3,
         queue_timeout_s=2.0,
@@ -57,6 +63,7 @@ def test_exactly_one_outcome_never_placed_twice(
         admission=admission,
         ttft_margin=margin[0],
         ttft_margin_late_share=margin[1],
+        kv_wait_reserved=kv_wait_reserved,
     )
     shields = {r: RegionShield(r, COST, lease_s=5.0, remember_s=5.0) for r in ("west", "east")}
     shields["west"].connect(shields["east"])
@@ -77,6 +84,9 @@ def test_exactly_one_outcome_never_placed_twice(
             points=(QueuePoint(0.1, 0.0, 0), QueuePoint(1.0, queued / 20_000, queued // 4)),
             # Tight-SLO work arriving that passes looser requests (up to rates >= 1).
             arrivals=(ArrivalPoint(0.25, queued / 16_000, queued / 8.0),),
+            # KV promised beyond what is free, freed at a measured rate (0 when free is even).
+            reserved=2 * queued,
+            freed=float(free % 2 * free),
         )
         shields[s.region].observe(s)
         for r in routers:

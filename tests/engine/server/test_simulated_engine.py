@@ -312,3 +312,13 @@ def test_kv_pressure_preempts_and_every_request_still_gets_exactly_its_tokens(
         assert asyncio.run(run()) == [150 + i for i in range(12)]
         assert metric(url, "sloserve_preemptions_total", mode="recompute") > 0
         assert pressure > 1.0  # 12 x 350+ tokens of demand on a 2048-token cache
+
+
+def test_state_publishes_the_kv_it_measured_freed(base: str) -> None:
+    """``kvFreedTokensPerS``: the engine's own meter; finished requests free their KV."""
+    for _ in range(3):
+        r = httpx.post(f"{base}/v1/completions", json={"prompt": "hi " * 200, "max_tokens": 8})
+        assert r.status_code == 200, r.text
+        httpx.get(f"{base}/sloserve/state")  # a view per request: the meter sees it leave
+    state = httpx.get(f"{base}/sloserve/state").json()
+    assert state["kvFreedTokensPerS"] >= 0.0

@@ -180,6 +180,22 @@ def test_bench_cluster_cli_runs_an_adaptive_margin(tmp_path) -> None:
     }
 
 
+def test_bench_cluster_cli_runs_the_reserved_kv_wait(tmp_path) -> None:
+    import json
+
+    from sloserve_operator.cli import main
+
+    out = tmp_path / "k.json"
+    args = ["bench", "cluster", "--engines", "2", "--placement", "slo-greedy", "--rates", "20"]
+    args += ["--requests", "40", "--kv-wait-reserved", "off,on"]
+    assert main([*args, "--json", str(out)]) == 0
+    runs = json.loads(out.read_text())["runs"]
+    assert {(r["label"], r["kv_wait_reserved"]) for r in runs} == {
+        ("slo-greedy", False),
+        ("slo-greedy kv-wait-reserved on", True),
+    }
+
+
 def test_bench_cluster_cli_names_a_bad_placement(capsys) -> None:
     from sloserve_operator.cli import main
 

@@ -40,3 +40,4 @@ def test_scheduler_writes_the_snapshot_the_server_serves(
     assert final is not None
     assert final.kv_total_tokens > 0 and final.kv_free_tokens <= final.kv_total_tokens
     assert final.predicted_queue_delay_s >= 0.0
+    assert final.kv_freed_tokens_per_s is not None and final.kv_freed_tokens_per_s >= 0.0

@@ -46,6 +46,8 @@ from .workloads import add_slo_mix_arguments, slo_mix, workload_name
 
 DEFAULT_MARGIN: float = RouterKnobs.model_fields["ttft_margin"].default
 """The router's own default: series at any other margin say so in their label."""
+DEFAULT_KV_WAIT_RESERVED: bool = RouterKnobs.model_fields["kv_wait_reserved"].default
+"""The router's own default ``kvWaitReserved``: series with the other value say so."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,8 @@ class Case:
     """Which disjoint slice of the trace (``--segments``): same label, averaged over."""
     late_share: float = 0.0
     """The router's ``ttftMarginLateShare`` (``--margin-late-share``; 0: a fixed margin)."""
+    kv_wait_reserved: bool = DEFAULT_KV_WAIT_RESERVED
+    """The router's ``kvWaitReserved`` (``--kv-wait-reserved``)."""
 
     @property
     def label(self) -> str:
@@ -76,6 +80,8 @@ class Case:
             parts.append(f"margin {self.ttft_margin:g}")
         if self.late_share:
             parts.append(f"late-share {self.late_share:g}")
+        if self.kv_wait_reserved != DEFAULT_KV_WAIT_RESERVED:
+            parts.append(f"kv-wait-reserved {'on' if self.kv_wait_reserved else 'off'}")
         if self.routers != 1 or self.state_delay_ms:
             parts.append(f"{self.routers}r/{self.state_delay_ms:g}ms")
         return " ".join(parts)
@@ -231,6 +237,7 @@ def run_case(
             "admission": case.admission,
             "ttftMargin": case.ttft_margin,
             "ttftMarginLateShare": case.late_share,
+            "kvWaitReserved": case.kv_wait_reserved,
         }
     )
     cluster = ClusterConfig(
@@ -256,10 +263,11 @@ def cases(
     margins: Sequence[float] = (DEFAULT_MARGIN,),
     segments: Sequence[int] = (0,),
     late_shares: Sequence[float] = (0.0,),
+    kv_waits: Sequence[bool] = (DEFAULT_KV_WAIT_RESERVED,),
 ) -> list[Case]:
     return [
-        Case(p, r, m, d, s, a, g, k, ls)
-        for k, r, p, m, d, s, a, g, ls in itertools.product(
+        Case(p, r, m, d, s, a, g, k, ls, kw)
+        for k, r, p, m, d, s, a, g, ls, kw in itertools.product(
             segments,
             rates,
             placements,
@@ -269,6 +277,7 @@ def cases(
             admissions,
             margins,
             late_shares,
+            kv_waits,
         )
     ]
 
@@ -577,6 +586,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=[0.0],
         help="router ttftMarginLateShare values (0: a fixed margin)",
     )
+    p.add_argument(
+        "--kv-wait-reserved",
+        type=_csv(_onoff),
+        default=[DEFAULT_KV_WAIT_RESERVED],
+        help="router kvWaitReserved values: on,off",
+    )
     p.add_argument("--rates", type=_csv(_positive), default=[48.0, 56.0, 64.0])
     p.add_argument("--trace", default="azure-conv", choices=sorted(TRACES))
     p.add_argument("--requests", type=int, default=2000)
@@ -632,6 +647,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         args.ttft_margin,
         args.segments,
         args.margin_late_share,
+        args.kv_wait_reserved,
     )
     with Progress(
         TextColumn("{task.description}"),

@@ -176,7 +176,13 @@ class RouterCore:
     def _decide(self, req: _Request, now: float) -> Decision:
         waited = now - req.arrival
         request = PlacementRequest(
-            req.request_id, req.demand, req.slo, waited, now, self.margin.margin
+            req.request_id,
+            req.demand,
+            req.slo,
+            waited,
+            now,
+            self.margin.margin,
+            self.knobs.kv_wait_reserved,
         )
         candidates = self.placement.rank(request, self.states())
         held = req.phase is Phase.HELD

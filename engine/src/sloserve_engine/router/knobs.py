@@ -83,6 +83,14 @@ class RouterKnobs(BaseModel):
         "reach their first token late: bursts the engines clear in time leave it near 1, "
         "sustained overload takes it to ttftMargin (docs/router.md, 'An adaptive margin').",
     )
+    kv_wait_reserved: bool = Field(
+        default=False,
+        description="Price the wait for KV as the engine's promised KV (reserved output "
+        "growth of running requests, KV of the requests that start first) plus the "
+        "request's prompt against free KV, at the KV the engine measured freed per second "
+        "(kvFreedTokensPerS); off: the prompts ahead against free KV at the predicted "
+        "drain, which overstates what is freed about 6x (docs/router.md, 'The KV wait').",
+    )
     shield: bool = Field(
         default=True,
         description="Reserve every placement through the region shield (SROLE).",

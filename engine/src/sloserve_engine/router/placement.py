@@ -22,7 +22,9 @@ loose-SLO work the engine lets it pass; the class-blind total from engines that 
 order), stretched by the work arriving meanwhile that passes it (tighter TTFT targets, from
 the engine's recent arrivals), plus the prefill of what this router (or the shield) placed
 there since that snapshot and of the request itself, or the wait for KV when the prompts do
-not fit (also stretched by passing arrivals), whichever is later.
+not fit (also stretched by passing arrivals), whichever is later. With the
+``kvWaitReserved`` knob the KV wait counts what the engine promised ahead of the request at
+the KV it measured freed (:func:`kv_wait`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,13 @@ import numpy as np
 from ..contract.slo import SLO
 from ..policy.costmodel import StepCostModel
 from .demand import KvDemand
-from .snapshot import EngineSnapshot, kv_wait_s, prefill_time_s, wait_with_passing
+from .snapshot import (
+    EngineSnapshot,
+    kv_wait_s,
+    prefill_time_s,
+    reserved_kv_wait_s,
+    wait_with_passing,
+)
 
 PLACEMENT_NAMES = ("random", "least-kv", "p2c", "dynamo", "slo-greedy", "sloserve")
 """Placement policies in the order benchmarks compare them."""
@@ -90,6 +98,9 @@ class PlacementRequest:
     """Share of the TTFT target a placement's predicted TTFT must fit in (the ``ttftMargin``
     knob; see :func:`judge`): below 1 leaves room for prediction error before the engine
     deprioritises a late request, and sheds long prompts first under load."""
+    kv_wait_reserved: bool = False
+    """The ``kvWaitReserved`` knob: price the KV wait with :func:`kv_wait` (promised KV at the
+    measured freed rate)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +127,7 @@ def predict_ttft(
     cost: StepCostModel,
     start_by_s: float = math.inf,
     ttft_s: float = 0.0,
+    reserved: bool = False,
 ) -> float:
     """Predicted seconds from now to this request's first token on ``state``'s engine.
 
@@ -124,6 +136,7 @@ def predict_ttft(
     (:meth:`EngineSnapshot.queue_ahead`). The default waits behind everything queued.
     ``ttft_s``: the request's TTFT target; work arriving meanwhile with a tighter target
     passes it (:func:`wait_with_passing`). The default: nothing passes.
+    ``reserved``: the KV wait counts promised KV at the measured freed rate (:func:`kv_wait`).
     """
     s = state.snapshot
     p = state.pending
@@ -135,13 +148,38 @@ def predict_ttft(
     arrivals = s.arrival_work_by_ttft
     ahead_s = wait_with_passing(ahead_s, start_by_s, ttft_s, ((a[0], a[1]) for a in arrivals))
     queued = ahead_s + prefill
-    deficit = ahead_tokens + p.prompt_tokens + demand.prompt_tokens - s.kv_free_tokens
-    kv_s = kv_wait_s(deficit, s.kv_drain_tokens_per_s)
-    if arrivals and s.kv_drain_tokens_per_s > 0:  # passing arrivals take KV that drains first
-        drain = s.kv_drain_tokens_per_s
+    kv_s, drain = kv_wait(state, demand, ahead_tokens, reserved)
+    if arrivals and drain > 0:  # passing arrivals take KV that drains first
         kv_s = wait_with_passing(kv_s, start_by_s, ttft_s, ((a[0], a[2] / drain) for a in arrivals))
     kv = kv_s + prefill
     return max(queued, kv)
+
+
+def kv_wait(
+    state: EngineState, demand: KvDemand, ahead_tokens: int, reserved: bool
+) -> tuple[float, float]:
+    """(Seconds until the request's prompt fits in KV, the drain rate that wait assumes).
+
+    ``ahead_tokens``: prefill tokens queued ahead of it (:meth:`EngineSnapshot.queue_ahead`).
+    Not ``reserved``, or an engine that publishes no measured rate: those prompts, the pending
+    prompts and its own against free KV, at the predicted drain. ``reserved``: the share of
+    everything the engine promised (``kvReservedTokens``: reserved output growth of running
+    requests, prompts and output bounds of waiting ones) that the prefill queued ahead of the
+    request is of all queued prefill, plus the pending demand and its own prompt, against free
+    KV, at the KV the engine measured freed (:func:`reserved_kv_wait_s`). The snapshot does
+    not say which promises belong to the requests ahead, so they are attributed in proportion
+    to the queue ahead: a request behind everything counts all of them, one at the front none.
+    """
+    s = state.snapshot
+    p = state.pending
+    measured = s.kv_freed_tokens_per_s
+    if not reserved or measured is None:
+        deficit = ahead_tokens + p.prompt_tokens + demand.prompt_tokens - s.kv_free_tokens
+        return kv_wait_s(deficit, s.kv_drain_tokens_per_s), s.kv_drain_tokens_per_s
+    share = min(ahead_tokens / max(s.waiting_prompt_tokens, 1), 1.0)
+    promised = int(s.kv_reserved_tokens * share)
+    need = p.demand_tokens + demand.prompt_tokens
+    return reserved_kv_wait_s(s.kv_free_tokens, promised, need, measured), measured
 
 
 def start_by(state: EngineState, request: PlacementRequest, cost: StepCostModel) -> float:
@@ -177,7 +215,12 @@ def judge(state: EngineState, request: PlacementRequest, cost: StepCostModel) ->
     engine serves in time, whatever the prompt length or SLO class.
     """
     ttft = predict_ttft(
-        state, request.demand, cost, start_by(state, request, cost), request.slo.ttft_s
+        state,
+        request.demand,
+        cost,
+        start_by(state, request, cost),
+        request.slo.ttft_s,
+        request.kv_wait_reserved,
     )
     budget = request.slo.ttft_s - request.waited_s
     own = own_prefill_s(state, request.demand, cost)

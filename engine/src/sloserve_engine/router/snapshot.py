@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 from ..policy.costmodel import StepCostModel
 from ..policy.ordering import StartDeadline
 from ..policy.views import EngineSnapshot as EngineView
+from .drain import FreedMeter
 
 MAX_QUEUE_POINTS = 16
 """Most points in :attr:`EngineSnapshot.queue_by_start` (as many as declared SLO classes may
@@ -95,6 +96,12 @@ class EngineSnapshot:
     in the engine's order (:func:`wait_with_passing`), for prefill and for KV. Empty when
     the engine's order is not by deadline (nothing passes), or from an engine that predates
     it."""
+    kv_freed_tokens_per_s: float | None = None
+    """KV the engine actually freed per second over the last
+    :data:`~sloserve_engine.router.drain.DRAIN_WINDOW_S` (finished, aborted and preempted
+    requests; :class:`~sloserve_engine.router.drain.FreedMeter`). ``None`` from an engine that
+    predates it or keeps no meter: a router then prices the KV wait at
+    :attr:`kv_drain_tokens_per_s`."""
 
     def __post_init__(self) -> None:
         if not self.engine_id:
@@ -113,6 +120,9 @@ class EngineSnapshot:
             raise ValueError("kvFreeTokens must not exceed kvTotalTokens")
         if self.max_batched_tokens < 1:
             raise ValueError("maxBatchedTokens must be >= 1")
+        freed = self.kv_freed_tokens_per_s
+        if freed is not None and (not math.isfinite(freed) or freed < 0):
+            raise ValueError("kvFreedTokensPerS must be a finite number >= 0")
         for name in ("predicted_queue_delay_s", "kv_drain_tokens_per_s", "observed_at"):
             value = getattr(self, name)
             if not math.isfinite(value) or (name != "observed_at" and value < 0):
@@ -168,6 +178,8 @@ class EngineSnapshot:
         doc = {_camel(f.name): getattr(self, f.name) for f in fields(self)}
         doc[_POINTS] = [list(p) for p in self.queue_by_start]
         doc[_ARRIVALS] = [list(a) for a in self.arrival_work_by_ttft]
+        if self.kv_freed_tokens_per_s is None:
+            del doc[_FREED]
         return doc
 
 
@@ -181,6 +193,8 @@ _POINTS = "queueByStart"
 """Optional on the wire: engines that predate it publish only the totals."""
 _ARRIVALS = "arrivalWorkByTtft"
 """Optional on the wire: engines that predate it publish no arrival work (nothing passes)."""
+_FREED = "kvFreedTokensPerS"
+"""Optional on the wire: engines that predate it publish no measured drain."""
 
 
 def _points_from_json(value: Any) -> tuple[QueuePoint, ...]:
@@ -249,7 +263,17 @@ def snapshot_from_json(doc: Any) -> EngineSnapshot:
     return EngineSnapshot(**values)
 
 
-_OPTIONAL: dict[str, Any] = {_POINTS: _points_from_json, _ARRIVALS: _arrivals_from_json}
+def _freed_from_json(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"snapshot field {_FREED!r} must be a number")
+    return float(value)
+
+
+_OPTIONAL: dict[str, Any] = {
+    _POINTS: _points_from_json,
+    _ARRIVALS: _arrivals_from_json,
+    _FREED: _freed_from_json,
+}
 """Wire fields an older engine may leave out, with their parsers."""
 
 
@@ -311,6 +335,21 @@ def kv_wait_s(deficit_tokens: int, drain_tokens_per_s: float) -> float:
     return deficit_tokens / drain_tokens_per_s
 
 
+def reserved_kv_wait_s(
+    free_tokens: int, promised_tokens: int, need_tokens: int, freed_tokens_per_s: float
+) -> float:
+    """Seconds until ``need_tokens`` fit beside ``promised_tokens`` in ``free_tokens`` of KV,
+    at ``freed_tokens_per_s`` (0 when they fit now; ``inf`` when nothing is freed).
+
+    ``promised_tokens``: KV the engine gives out before the new request's prompt: the output
+    growth reserved for running requests and the KV of the requests that start before it.
+    :func:`kv_wait_s` of the prompts ahead against free KV alone leaves that out, and a
+    request one step from finishing frees its KV once, so the wait is priced at a rate
+    measured over seconds (:class:`~sloserve_engine.router.drain.FreedMeter`).
+    """
+    return kv_wait_s(promised_tokens + need_tokens - free_tokens, freed_tokens_per_s)
+
+
 def snapshot_from_view(
     view: EngineView,
     engine_id: str,
@@ -318,6 +357,7 @@ def snapshot_from_view(
     cost: StepCostModel,
     observed_at: float | None = None,
     start_deadline: StartDeadline | None = None,
+    freed: FreedMeter | None = None,
 ) -> EngineSnapshot:
     """Condense an engine's scheduler state (the policy's view) into what it publishes.
 
@@ -330,6 +370,9 @@ def snapshot_from_view(
     with it, :attr:`EngineSnapshot.queue_by_start` says what a new request waits behind by
     when it must start, so a tight-SLO request is not predicted to wait behind loose-SLO
     work the engine lets it pass. Running prefills and streamed victims always go first.
+
+    ``freed``: the engine's meter of KV actually freed; it takes this view and the snapshot
+    publishes its rate (:attr:`EngineSnapshot.kv_freed_tokens_per_s`).
     """
     bs = view.block_size
     reserved = 0
@@ -413,6 +456,7 @@ def snapshot_from_view(
         observed_at=view.now if observed_at is None else observed_at,
         queue_by_start=tuple(points),
         arrival_work_by_ttft=_arrival_points(recent, cost, len(view.running), view),
+        kv_freed_tokens_per_s=None if freed is None else freed.observe(view),
     )
 
 

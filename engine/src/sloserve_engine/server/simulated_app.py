@@ -17,6 +17,7 @@ from ..contract.knobs import Knobs
 from ..contract.pod import engine_id
 from ..policy import make_policy
 from ..policy.views import EngineSnapshot as EngineView
+from ..router.drain import FreedMeter
 from ..router.snapshot import EngineSnapshot, snapshot_from_view
 from ..sim import SimConfig, SimEngine, SimProfile
 from ..telemetry.metrics import EngineMetrics
@@ -66,10 +67,11 @@ def build_simulated_app(opts: SimulatedOptions) -> FastAPI:
     auth = AdminAuth(opts.admin_token_file)
     name = engine_id()
     published: list[tuple[object, EngineSnapshot]] = []
+    freed = FreedMeter()
 
     def publish(view: EngineView, observed_at: float | None = None) -> EngineSnapshot:
         order = sim.policy.start_deadline(view.now)  # the policy in force (knobs may swap it)
-        return snapshot_from_view(view, name, name, opts.profile.step, observed_at, order)
+        return snapshot_from_view(view, name, name, opts.profile.step, observed_at, order, freed)
 
     def state() -> EngineSnapshot | None:
         """The last step's view, condensed once per step (pollers share the work)."""

@@ -43,6 +43,7 @@ from ..contract.slo import SLO
 from ..policy import make_policy
 from ..router.admission import Action, Decision, Reason
 from ..router.core import RouterCore, place_through_shields
+from ..router.drain import FreedMeter
 from ..router.knobs import RouterKnobs
 from ..router.shield import RegionShield, Release
 from ..router.snapshot import EngineSnapshot, snapshot_from_view
@@ -146,6 +147,7 @@ class _Cluster:
         self.region = [f"r{e // per}" for e in range(cluster.engines)]
         self.names = [f"e{e}" for e in range(cluster.engines)]
         self.index = {n: e for e, n in enumerate(self.names)}
+        self.freed = [FreedMeter() for _ in self.engines]
         self.history: list[list[EngineSnapshot]] = [[] for _ in self.engines]
         self.history_t: list[list[float]] = [[] for _ in self.engines]
         self.last_publish = [-1e9] * cluster.engines
@@ -175,7 +177,9 @@ class _Cluster:
         eng = self.engines[e]
         view = eng.snapshot()
         order = eng.policy.start_deadline(view.now)
-        snap = snapshot_from_view(view, self.names[e], self.region[e], self.cost, now, order)
+        snap = snapshot_from_view(
+            view, self.names[e], self.region[e], self.cost, now, order, self.freed[e]
+        )
         self.history[e].append(snap)
         self.history_t[e].append(now)
         self.last_publish[e] = now

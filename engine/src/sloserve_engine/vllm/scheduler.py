@@ -63,6 +63,7 @@ from ..policy.views import (
     make_request_view,
 )
 from ..policy.vllm_fcfs import VllmFcfsPolicy
+from ..router.drain import FreedMeter
 from ..router.snapshot import snapshot_from_view
 from ..telemetry.attainment import Outcome
 from ..telemetry.metrics import EngineMetrics, FinishedRequest
@@ -174,6 +175,8 @@ class SLOSchedulerMixin(_Base):
         state_path = os.environ.get(STATE_PATH_ENV)
         self._sl_state_path = Path(state_path) if state_path else None
         """Where the router-facing snapshot goes (the server's ``GET /sloserve/state``)."""
+        self._sl_freed = FreedMeter()
+        """KV this engine actually freed, published in the snapshot (``kvFreedTokensPerS``)."""
         self._install_gates()
         if not self._poll_knobs_file():
             self._published(self._sl_knobs)
@@ -527,7 +530,9 @@ class SLOSchedulerMixin(_Base):
         except Exception as exc:
             self._policy_failed("start_deadline", exc)
             order = STOCK_POLICY.start_deadline(snapshot.now)
-        doc = snapshot_from_view(snapshot, name, name, cost, start_deadline=order).to_json()
+        doc = snapshot_from_view(
+            snapshot, name, name, cost, start_deadline=order, freed=self._sl_freed
+        ).to_json()
         try:
             write_atomically(self._sl_state_path, json.dumps(doc))
         except OSError as exc:
