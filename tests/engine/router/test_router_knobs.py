@@ -19,7 +19,7 @@ def test_defaults_are_documented_and_camel_case() -> None:
     assert doc["queueLimit"] == 1024 and doc["queueTimeoutS"] == 5.0 and doc["admission"]
     assert doc["coldStartTimeoutS"] == 300.0
     assert doc["ttftMargin"] == 1.0 and doc["ttftMarginLateShare"] == 0.0
-    assert doc["kvWaitReserved"] is False
+    assert doc["kvWaitReserved"] is True
     assert doc["predictorConfidence"] == Knobs().predictor_confidence
     for name, field in RouterKnobs.model_fields.items():
         assert field.description, name

@@ -145,16 +145,16 @@ def test_under_overload_batch_is_turned_away_and_interactive_placed() -> None:
     assert (turned_away.action, turned_away.reason) == (Action.REJECT, Reason.SLO_INFEASIBLE)
 
 
-def test_the_knob_is_off_by_default_and_changes_live() -> None:
-    assert RouterKnobs().kv_wait_reserved is False
-    assert RouterKnobs.model_validate({"kvWaitReserved": True}).kv_wait_reserved is True
+def test_the_knob_is_on_by_default_and_changes_live() -> None:
+    assert RouterKnobs().kv_wait_reserved is True
+    assert RouterKnobs.model_validate({"kvWaitReserved": False}).kv_wait_reserved is False
     state = late_batch_engine(5_000, reserved=140_000)
     core = RouterCore(RouterKnobs(shield=False), COST, 32_768)
     core.observe(state.snapshot)
-    assert core.submit("b0", 2_000, BATCH, NOW).action is Action.PLACE  # the old estimate
-    core.set_knobs(RouterKnobs(shield=False, kv_wait_reserved=True))
+    assert core.submit("b0", 2_000, BATCH, NOW).action is Action.REJECT  # promised KV counts
+    core.set_knobs(RouterKnobs(shield=False, kv_wait_reserved=False))
     core.observe(dataclasses.replace(state.snapshot, observed_at=NOW + 0.001))
-    assert core.submit("b1", 2_000, BATCH, NOW + 0.001).action is Action.REJECT
+    assert core.submit("b1", 2_000, BATCH, NOW + 0.001).action is Action.PLACE  # the old estimate
 
 
 def test_the_queue_ahead_decides_which_promises_count() -> None:

@@ -191,8 +191,8 @@ def test_bench_cluster_cli_runs_the_reserved_kv_wait(tmp_path) -> None:
     assert main([*args, "--json", str(out)]) == 0
     runs = json.loads(out.read_text())["runs"]
     assert {(r["label"], r["kv_wait_reserved"]) for r in runs} == {
-        ("slo-greedy", False),
-        ("slo-greedy kv-wait-reserved on", True),
+        ("slo-greedy kv-wait-reserved off", False),
+        ("slo-greedy", True),
     }
 
 

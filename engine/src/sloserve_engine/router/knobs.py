@@ -84,7 +84,7 @@ class RouterKnobs(BaseModel):
         "sustained overload takes it to ttftMargin (docs/router.md, 'An adaptive margin').",
     )
     kv_wait_reserved: bool = Field(
-        default=False,
+        default=True,
         description="Price the wait for KV as the engine's promised KV (reserved output "
         "growth of running requests, KV of the requests that start first) plus the "
         "request's prompt against free KV, at the KV the engine measured freed per second "
