@@ -166,3 +166,15 @@ def test_the_queue_ahead_decides_which_promises_count() -> None:
     inter = predict_ttft(state, d, COST, INTERACTIVE.ttft_s, INTERACTIVE.ttft_s, reserved=True)
     batch = predict_ttft(state, d, COST, BATCH.ttft_s, BATCH.ttft_s, reserved=True)
     assert inter < INTERACTIVE.ttft_s < batch
+
+
+def test_alternatives_are_judged_with_the_routers_knobs() -> None:
+    """The first choice and a shield-refusal's alternative judge the same request: the
+    router's margin and ``kvWaitReserved``, not the shields' defaults."""
+    core = RouterCore(RouterKnobs(shield=True, ttft_margin=0.5), COST, 32_768)
+    core.observe(late_batch_engine(97_488).snapshot)
+    assert core.submit("i", 500, INTERACTIVE, NOW).action is Action.PLACE
+    request = core.placement_request("i", NOW + 0.25)
+    assert (request.ttft_margin, request.kv_wait_reserved, request.waited_s) == (0.5, True, 0.25)
+    core.set_knobs(RouterKnobs(shield=True, ttft_margin=0.5, kv_wait_reserved=False))
+    assert core.placement_request("i", NOW + 0.25).kv_wait_reserved is False

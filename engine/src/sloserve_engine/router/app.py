@@ -49,7 +49,6 @@ from .engines import Discover, EnginePool
 from .knobs import RouterKnobs
 from .knobs_api import KnobsBox, knobs_router
 from .metrics import Outcome, RouterMetrics
-from .placement import PlacementRequest
 from .relay import (
     End,
     UnreachableError,
@@ -294,9 +293,7 @@ class Router:
     def _alternative(self, rid: str, tried: set[str]) -> str | None:
         """SROLE's boundary step: each engine is its own region, so the router proposes the
         best feasible engine it has not tried (the neighbour region's shield decides)."""
-        demand, slo, arrival = self.core.placing(rid)
-        now = self.clock()
-        request = PlacementRequest(rid, demand, slo, now - arrival, now)
+        request = self.core.placement_request(rid, self.clock())
         for cand in self.core.placement.rank(request, self.core.states()):
             if cand.engine_id not in tried and cand.feasible:
                 return cand.engine_id

@@ -173,17 +173,23 @@ class RouterCore:
         self.margin.overdue(now)
         return self._decide(req, now)
 
-    def _decide(self, req: _Request, now: float) -> Decision:
-        waited = now - req.arrival
-        request = PlacementRequest(
+    def placement_request(self, request_id: str, now: float) -> PlacementRequest:
+        """A request in flight as this router judges it: its wait so far, the margin in force
+        and the ``kvWaitReserved`` knob (one place, for the first choice and alternatives)."""
+        req = self._requests[request_id]
+        return PlacementRequest(
             req.request_id,
             req.demand,
             req.slo,
-            waited,
+            now - req.arrival,
             now,
             self.margin.margin,
             self.knobs.kv_wait_reserved,
         )
+
+    def _decide(self, req: _Request, now: float) -> Decision:
+        waited = now - req.arrival
+        request = self.placement_request(req.request_id, now)
         candidates = self.placement.rank(request, self.states())
         held = req.phase is Phase.HELD
         room = held or self.queue.has_room(req.rank)

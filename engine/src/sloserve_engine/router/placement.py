@@ -86,7 +86,13 @@ class EngineState:
 
 @dataclass(frozen=True, slots=True)
 class PlacementRequest:
-    """One request to place."""
+    """One request to place.
+
+    The defaults of ``ttft_margin`` (1.0) and ``kv_wait_reserved`` (False) are the shields'
+    judgement: engines hold no router knobs, and a shield refuses only what is infeasible at
+    the full target with the published drain. Routers pass their knobs through
+    ``RouterCore.placement_request``.
+    """
 
     request_id: str
     demand: KvDemand
