@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -165,3 +166,19 @@ def test_latency_and_relay_phases_print_a_json_summary(
     assert set(summary["targets_met"]) == {
         "added_p50_ms", "added_p99_ms", "decision_p99_le_ms", "relay_tokens_per_s",
     }  # fmt: skip
+
+
+def test_a_relay_too_short_for_the_cpu_clock_reports_no_per_cpu_rate() -> None:
+    """``/proc`` counts CPU in clock ticks: a short relay can show 0 s and a NaN rate, which
+    must come out as ``null``, not crash the summary (seen once under load)."""
+    relay = {
+        "tokens_per_wall_s": 150.0,
+        "tokens_per_router_cpu_s": math.nan,
+        "router_cpu_share": 0.0,
+        "tokens_per_chunk": 1.0,
+        "chunks_per_router_cpu_s": math.nan,
+    }
+    out = bench_router.summary(bench_router.RouterReport("c", "m", {}, relay=relay))
+    assert out["relay_tokens_per_router_cpu_s"] is None
+    assert out["relay_chunks_per_router_cpu_s"] is None
+    assert out["relay_tokens_per_s"] == 150

@@ -532,16 +532,22 @@ def summary(report: RouterReport) -> dict[str, Any]:
     if relay:
         out |= {
             "relay_tokens_per_s": round(relay["tokens_per_wall_s"]),
-            "relay_tokens_per_router_cpu_s": round(relay["tokens_per_router_cpu_s"]),
+            "relay_tokens_per_router_cpu_s": _rounded(relay["tokens_per_router_cpu_s"]),
             "relay_router_cpu_share": round(relay["router_cpu_share"], 3),
             "relay_tokens_per_chunk": round(relay["tokens_per_chunk"], 2),
-            "relay_chunks_per_router_cpu_s": round(relay["chunks_per_router_cpu_s"]),
+            "relay_chunks_per_router_cpu_s": _rounded(relay["chunks_per_router_cpu_s"]),
         }
     met = {k: out[k] <= bound for k, bound in TARGETS_MS.items() if k in out}
     if relay:
         met["relay_tokens_per_s"] = out["relay_tokens_per_s"] >= RELAY_TARGET_TOKENS_PER_S
     out["targets_met"] = met
     return out
+
+
+def _rounded(x: float) -> int | None:
+    """A per-CPU-second rate, or ``None`` when the router used less CPU than ``/proc``'s
+    clock tick can show (a short relay): NaN is not JSON and not a measurement."""
+    return round(x) if math.isfinite(x) else None
 
 
 def _argv(args: argparse.Namespace) -> list[str]:
