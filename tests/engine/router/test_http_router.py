@@ -205,6 +205,20 @@ def test_router_knobs_change_live_validated_and_authenticated(two_by_two: Fleet)
     assert bad.status_code == 422
     assert bad.json()["errors"][0]["field"] == "queueLimit"
     assert httpx.get(router.url + "/sloserve/knobs").json() == start  # nothing changed
+    for field, value in (
+        ("ttftMarginLateShare", 0.6),
+        ("ttftMarginLateShare", float("nan")),
+        ("kvWaitReserved", "sometimes"),
+        ("ttftMargin", 0),
+    ):
+        bad = httpx.put(
+            router.url + "/sloserve/knobs",
+            content=json.dumps({field: value}),
+            headers={**_auth(two_by_two), "content-type": "application/json"},
+        )
+        assert bad.status_code in (400, 422), (field, value, bad.text)
+        assert field in bad.text, (field, bad.text)
+        assert httpx.get(router.url + "/sloserve/knobs").json() == start
     assert _metric(router.url, "sloserve_router_ttft_margin") == 1.0
     ok = httpx.put(
         router.url + "/sloserve/knobs",
